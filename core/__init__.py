@@ -1,0 +1,1 @@
+"""framewatch engine: formats and numerics (arrays and paths in, results out)."""

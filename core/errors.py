@@ -1,0 +1,40 @@
+"""Errors raised by the engine.
+
+Every error names the file it is about (when there is one), what is wrong, and the fix, so the
+command line and the daemon can show it as one line without a traceback.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FramewatchError(Exception):
+    """Base class: a problem with the input or the settings, explained for a user.
+
+    ``str(err)`` is one line: ``"<path>: <what is wrong>; <fix>"``.
+    """
+
+    def __init__(self, what: str, *, path: str | Path | None = None, fix: str | None = None):
+        self.path = None if path is None else Path(path)
+        self.what = what
+        self.fix = fix
+        text = what if self.path is None else f"{self.path}: {what}"
+        if fix:
+            text = f"{text}; {fix}"
+        super().__init__(text)
+
+
+class MovieFormatError(FramewatchError):
+    """A movie file cannot be read: truncated, empty, unknown mode, bad values, wrong shape."""
+
+
+class GainError(FramewatchError):
+    """A gain reference cannot be read or does not match the movie."""
+
+
+class DefectFileError(FramewatchError):
+    """A defect list cannot be parsed or lies outside the frame."""
+
+
+class SettingsError(FramewatchError):
+    """A processing setting is missing or out of range."""

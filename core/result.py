@@ -1,0 +1,75 @@
+"""What one corrected movie gives back: sums, trajectory, statistics (frozen dataclasses)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .settings import CorrectionSettings
+
+
+@dataclass(frozen=True)
+class DriftStatistics:
+    """Per-tilt drift and quality figures (DESIGN.md, "Drift statistics").
+
+    ``total/early/late`` follow RELION's ``rlnAccumMotionTotal/Early/Late``: sums of the lengths of
+    frame-to-frame whole-frame shifts; a step into frame ``f`` is early when the accumulated dose at
+    the end of frame ``f`` (prior dose included) is at most ``early_dose_cutoff_e_per_a2``.
+    FRC crossings are resolutions in Angstrom where the even/odd Fourier ring correlation first
+    drops below 0.5, 0.25 and 0.143 (the Nyquist resolution when it never does).
+    """
+
+    total_motion_px: float
+    early_motion_px: float
+    late_motion_px: float
+    total_motion_a: float
+    early_motion_a: float
+    late_motion_a: float
+    max_frame_shift_px: float
+    alignment_residual_px: float
+    frc_0_5_a: float
+    frc_0_25_a: float
+    frc_0_143_a: float
+    early_dose_cutoff_e_per_a2: float = 4.0
+    # local motion (None when whole-frame only)
+    patch_residual_mean_px: float | None = None
+    patch_residual_max_px: float | None = None
+    patches_rejected_fraction: float | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class MovieResult:
+    """The corrected image of one movie with its half sums, trajectory and statistics.
+
+    Images are float32 ``(ny, nx)``. ``shifts_px`` is ``(n_frames, 2)`` as (x, y) in unbinned movie
+    pixels: a feature at (x, y) in frame 0 appears at (x + sx[t], y + sy[t]) in frame t, frame 0 is
+    (0, 0). The sums are registered to the specimen position of frame ``n_frames // 2``.
+    ``replaced_pixels`` is ``(n, 2)`` int (x, y) of every pixel replaced before alignment.
+    ``accumulated_dose_e_per_a2`` is ``(n_frames,)``: dose at the end of each frame, prior included.
+    """
+
+    dose_weighted_sum: np.ndarray
+    even_sum: np.ndarray
+    odd_sum: np.ndarray
+    unweighted_sum: np.ndarray | None
+    shifts_px: np.ndarray
+    accumulated_dose_e_per_a2: np.ndarray
+    statistics: DriftStatistics
+    replaced_pixels: np.ndarray
+    settings: CorrectionSettings
+    timings_s: dict = field(default_factory=dict)
+    frc_curve: np.ndarray | None = None  # (n_shells, 2): resolution in 1/A, even/odd FRC
+    local_motion: object | None = None  # LocalMotion when patches were used
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.shifts_px.shape[0])
+
+    @property
+    def pixel_size_a(self) -> float:
+        return self.settings.pixel_size_a

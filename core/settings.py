@@ -1,0 +1,114 @@
+"""Processing settings of one movie correction (a frozen dataclass at the engine boundary)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .errors import SettingsError
+
+GainFlip = Literal["none", "x", "y"]
+
+
+@dataclass(frozen=True)
+class GainOrientation:
+    """How a stored gain reference is turned to match the movie, as MotionCor2 defines it.
+
+    ``rotate_ccw_90`` quarter turns counter-clockwise (``-RotGain``), then a flip (``-FlipGain``:
+    ``"y"`` = upside down, ``"x"`` = left-right), then optionally ``invert`` (``-InvGain``: gain ->
+    1/gain, zeros stay zero). Orientation applies to the gain image as displayed with y up (row 0 at
+    the bottom), the way IMOD shows an MRC file.
+    """
+
+    rotate_ccw_90: int = 0
+    flip: GainFlip = "none"
+    invert: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rotate_ccw_90 not in (0, 1, 2, 3):
+            raise SettingsError(
+                f"gain rotation {self.rotate_ccw_90} is not 0-3 quarter turns",
+                fix="use --gain-rot 0, 1, 2 or 3 (x 90 degrees counter-clockwise)",
+            )
+        if self.flip not in ("none", "x", "y"):
+            raise SettingsError(f"gain flip {self.flip!r} is not none, x or y", fix="use --gain-flip none|x|y")
+
+
+@dataclass(frozen=True)
+class CorrectionSettings:
+    """Everything that changes the numbers of a corrected movie.
+
+    Doses in electrons per square Angstrom; ``prior_dose_e_per_a2`` is the dose the specimen area
+    received before this movie (earlier tilts). ``align_pixel_size_a`` is the pixel size of the
+    Fourier-cropped copy used for alignment (``None``: crop to at most ``align_max_size_px`` on the
+    long side). ``bfactor_px2`` is applied to the cross-power as ``exp(-bfactor_px2 * s**2 / 4)``
+    with ``s`` in cycles per *alignment* pixel, so it is a B-factor in alignment pixels squared.
+    """
+
+    pixel_size_a: float
+    dose_per_frame_e_per_a2: float
+    prior_dose_e_per_a2: float = 0.0
+    voltage_kv: float = 300.0
+    gain_orientation: GainOrientation = field(default_factory=GainOrientation)
+    # whole-frame alignment
+    align_pixel_size_a: float | None = None
+    align_max_size_px: int = 1024
+    bfactor_px2: float = 300.0
+    max_iterations: int = 10
+    tolerance_px: float = 0.01
+    max_shift_a: float = 300.0
+    # hot-pixel detection on the gain-corrected movie sum
+    hot_pixel_sigma: float = 8.0
+    # local motion: (nx, ny) patches; (0, 0) = whole-frame only
+    patches: tuple[int, int] = (0, 0)
+    patch_overlap: float = 0.5
+    # outputs
+    unweighted_sum: bool = False
+    threads: int = 0  # 0 = all cores
+
+    def __post_init__(self) -> None:
+        if not (self.pixel_size_a > 0):
+            raise SettingsError(
+                f"pixel size {self.pixel_size_a} A is not positive", fix="give --pixel-size-a in Angstrom per pixel"
+            )
+        if not (self.dose_per_frame_e_per_a2 > 0):
+            raise SettingsError(
+                f"dose per frame {self.dose_per_frame_e_per_a2} e/A^2 is not positive",
+                fix="give --dose-per-frame or --dose-per-tilt in electrons per square Angstrom",
+            )
+        if self.prior_dose_e_per_a2 < 0:
+            raise SettingsError(f"prior dose {self.prior_dose_e_per_a2} e/A^2 is negative", fix="give --prior-dose >= 0")
+        if not (50 <= self.voltage_kv <= 400):
+            raise SettingsError(f"voltage {self.voltage_kv} kV is outside 50-400 kV", fix="give --voltage-kv, e.g. 300")
+        if self.align_pixel_size_a is not None and self.align_pixel_size_a < self.pixel_size_a:
+            raise SettingsError(
+                f"alignment pixel size {self.align_pixel_size_a} A is finer than the movie's {self.pixel_size_a} A",
+                fix="choose an alignment pixel size >= the movie pixel size",
+            )
+        if self.max_iterations < 1:
+            raise SettingsError("max_iterations must be at least 1")
+        if not (0.0 <= self.patch_overlap < 1.0):
+            raise SettingsError(f"patch overlap {self.patch_overlap} is not in [0, 1)")
+        if len(self.patches) != 2 or min(self.patches) < 0:
+            raise SettingsError(f"patches {self.patches} must be two counts >= 0 (NX NY)")
+        if self.threads < 0:
+            raise SettingsError(f"threads {self.threads} is negative", fix="give --threads N >= 0 (0 = all cores)")
+
+    def with_dose(self, *, dose_per_frame_e_per_a2: float, prior_dose_e_per_a2: float) -> "CorrectionSettings":
+        return dataclasses.replace(
+            self, dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, prior_dose_e_per_a2=prior_dose_e_per_a2
+        )
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["patches"] = list(self.patches)
+        return d
+
+    def numerics_hash(self) -> str:
+        """A short hash of the settings that change the output, except per-movie dose values and threads."""
+        d = self.as_dict()
+        for k in ("dose_per_frame_e_per_a2", "prior_dose_e_per_a2", "threads"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
