@@ -73,3 +73,27 @@ class MovieResult:
     @property
     def pixel_size_a(self) -> float:
         return self.settings.pixel_size_a
+
+
+def result_summary(result: MovieResult) -> dict:
+    """JSON-ready summary of a result (everything but the images): what ``PREFIX.json`` holds.
+
+    ``shifts_px`` is a list of ``[x, y]`` per frame in the DESIGN convention (frame 0 = [0, 0]).
+    """
+    lm = result.local_motion
+    return {
+        "n_frames": result.n_frames,
+        "image_shape_yx": list(result.dose_weighted_sum.shape),
+        "pixel_size_a": result.pixel_size_a,
+        "shift_convention": "a feature at (x, y) in frame 0 is at (x + sx, y + sy) in frame t; frame 0 = (0, 0); "
+        "sums registered to frame n_frames // 2",
+        "reference_frame": result.n_frames // 2,
+        "shifts_px": [[float(x), float(y)] for x, y in result.shifts_px],
+        "accumulated_dose_e_per_a2": [float(d) for d in result.accumulated_dose_e_per_a2],
+        "statistics": result.statistics.as_dict(),
+        "replaced_pixels_xy": [[int(x), int(y)] for x, y in result.replaced_pixels],
+        "settings": result.settings.as_dict(),
+        "timings_s": {k: round(float(v), 4) for k, v in result.timings_s.items()},
+        "local_motion": None if lm is None else lm.summary(),
+        "notes": list(result.notes),
+    }

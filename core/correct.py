@@ -1,0 +1,270 @@
+"""Correct one movie: gain and defects, whole-frame alignment, dose-weighted sum and half sums.
+
+``correct_movie`` takes frames already in memory (an array ``(n_frames, ny, nx)`` or any sequence
+of ``(ny, nx)`` frames); ``correct_movie_file`` reads a movie file frame by frame. Both return a
+:class:`~framewatch.core.result.MovieResult`.
+
+Memory: the decoded frames are kept in their native dtype (uint8 counts are a quarter of float32)
+until hot pixels are known; each is then gain-corrected, transformed and released, so the peak is
+about the native movie plus the float32-sized set of half spectra.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels, read_defect_file
+from .dose import accumulate_weighted, accumulated_dose_e_per_a2, half_inverse_critical_exposure, normalise_weighted
+from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, accumulated_motion
+from .errors import GainError, MovieFormatError, SettingsError
+from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors
+from .frc import frc_crossing_a, frc_curve
+from .gain import load_gain_for_movie
+from .global_align import align_frames
+from .movie_io import open_movie
+from .result import DriftStatistics, MovieResult
+from .settings import CorrectionSettings
+
+
+def _settings_from(settings: CorrectionSettings | None, options: dict) -> CorrectionSettings:
+    if settings is not None:
+        if options:
+            raise SettingsError(f"give either settings= or keyword options, not both (got {sorted(options)})")
+        return settings
+    try:
+        return CorrectionSettings(**options)
+    except TypeError as err:
+        raise SettingsError(str(err), fix="see framewatch.core.CorrectionSettings for the option names") from None
+
+
+def correct_movie(
+    frames: np.ndarray | Sequence[np.ndarray],
+    *,
+    settings: CorrectionSettings | None = None,
+    gain: np.ndarray | None = None,
+    defect_mask: np.ndarray | None = None,
+    movie_path: str | Path | None = None,
+    **options,
+) -> MovieResult:
+    """Correct a movie held in memory.
+
+    ``frames``: ``(n_frames, ny, nx)`` array or a sequence of ``(ny, nx)`` frames (any real dtype).
+    ``gain``: ``(ny, nx)`` multiplicative gain already in movie orientation (corrected = raw x gain).
+    ``defect_mask``: bool ``(ny, nx)``, True where a pixel is known bad.
+    Options are those of :class:`CorrectionSettings` (``pixel_size_a``, ``dose_per_frame_e_per_a2``,
+    ``prior_dose_e_per_a2=0``, ``voltage_kv=300``, ...) or one ``settings`` object.
+    """
+    cfg = _settings_from(settings, options)
+    started = time.perf_counter()
+    raw = list(frames)
+    where = movie_path if movie_path is not None else "movie"
+    if not raw:
+        raise MovieFormatError("has zero frames", path=where, fix="check the acquisition wrote the frames")
+    shape = np.shape(raw[0])
+    for i, f in enumerate(raw):
+        if np.ndim(f) != 2 or np.shape(f) != shape:
+            raise MovieFormatError(f"frame {i} has shape {np.shape(f)}, expected {shape}", path=where)
+        if np.issubdtype(np.asarray(f).dtype, np.floating) and not np.isfinite(f).all():
+            raise MovieFormatError(f"frame {i} contains NaN or Inf values", path=where, fix="the movie is corrupt")
+    return _MovieCorrection(cfg, shape, movie_path).run(raw, gain, defect_mask, read_s=time.perf_counter() - started)
+
+
+def correct_movie_file(
+    path: str | Path,
+    *,
+    settings: CorrectionSettings,
+    gain: np.ndarray | str | Path | None = None,
+    defects_path: str | Path | None = None,
+) -> MovieResult:
+    """Read ``path`` frame by frame and correct it. ``gain``: a file (oriented by
+    ``settings.gain_orientation``) or an array already in movie orientation."""
+    started = time.perf_counter()
+    with open_movie(path) as reader:
+        raw = [reader.read_frame(i) for i in range(reader.n_frames)]
+        shape = reader.shape
+    read_s = time.perf_counter() - started
+    gain_arr = None
+    if gain is not None:
+        gain_arr = load_gain_for_movie(
+            gain, orientation=settings.gain_orientation, movie_shape=shape, movie_path=path
+        )
+    defect_mask = read_defect_file(defects_path, shape) if defects_path is not None else None
+    return _MovieCorrection(settings, shape, path).run(raw, gain_arr, defect_mask, read_s=read_s)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _gain_kernel(raw, gain, out):  # pragma: no cover - compiled
+    ny, nx = raw.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            out[y, x] = np.float32(raw[y, x]) * gain[y, x]
+
+
+def apply_gain(raw: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
+    """float32 ``(ny, nx)`` = ``raw * gain`` (or ``raw`` as float32 without a gain)."""
+    if gain is None:
+        return np.array(raw, dtype=np.float32)
+    if raw.shape != gain.shape:
+        raise ValueError(f"raw {raw.shape} and gain {gain.shape} differ")
+    out = np.empty(raw.shape, dtype=np.float32)
+    _gain_kernel(np.ascontiguousarray(raw), np.ascontiguousarray(gain, dtype=np.float32), out)
+    return out
+
+
+class _MovieCorrection:
+    """One run of the pipeline; holds the settings and derived geometry."""
+
+    def __init__(self, settings: CorrectionSettings, shape: tuple[int, int], movie_path):
+        self.cfg = settings
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.path = movie_path if movie_path is not None else "movie"
+        self.threads = resolve_threads(settings.threads)
+        numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
+        if settings.align_pixel_size_a is not None:
+            bin_factor = settings.align_pixel_size_a / settings.pixel_size_a
+        else:
+            bin_factor = max(1.0, max(self.shape) / settings.align_max_size_px)
+        self.align_shape = crop_shape(self.shape, bin_factor=bin_factor)
+        # the exact factor after rounding to even sizes (x and y may differ by a hair; use the mean)
+        self.bin_factor = 0.5 * (self.shape[0] / self.align_shape[0] + self.shape[1] / self.align_shape[1])
+
+    def run(self, raw: list, gain, defect_mask, *, read_s: float) -> MovieResult:
+        cfg, shape, timings = self.cfg, self.shape, {"read_s": read_s}
+        n = len(raw)
+        if gain is not None:
+            gain = np.asarray(gain, dtype=np.float32)
+            if gain.shape != shape:
+                raise GainError(
+                    f"gain reference is {gain.shape[1]} x {gain.shape[0]} but the movie is {shape[1]} x {shape[0]}",
+                    path=self.path,
+                    fix="use the gain reference of this camera mode, or check --gain-rot",
+                )
+        t = time.perf_counter()
+        replacer = self._defects(raw, gain, defect_mask)
+        timings["defects_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        spectra, cropped = [], []
+        for i in range(n):
+            image = apply_gain(raw[i], gain)
+            raw[i] = None  # release the decoded frame
+            replacer.apply(image, i)
+            spec = rfft2(image, threads=self.threads)
+            spectra.append(spec)
+            cropped.append(fourier_crop(spec, shape, self.align_shape))
+        timings["fft_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        alignment = align_frames(
+            cropped,
+            shape=self.align_shape,
+            bin_factor=self.bin_factor,
+            dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+            bfactor_px2=cfg.bfactor_px2,
+            max_iterations=cfg.max_iterations,
+            tolerance_px=cfg.tolerance_px,
+            max_shift_px=cfg.max_shift_a / cfg.pixel_size_a,
+            threads=self.threads,
+        )
+        del cropped
+        timings["align_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        doses = accumulated_dose_e_per_a2(
+            n, dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2, prior_dose_e_per_a2=cfg.prior_dose_e_per_a2
+        )
+        sums = self._sums(spectra, alignment.shifts_px, doses)
+        timings["sum_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        freq, frc = frc_curve(sums["even_spec"], sums["odd_spec"], shape)
+        images = {
+            key: irfft2(sums[key + "_spec"], shape, threads=self.threads)
+            for key in ("full", "even", "odd", "plain")
+            if sums.get(key + "_spec") is not None
+        }
+        timings["inverse_fft_s"] = time.perf_counter() - t
+
+        motion = accumulated_motion(alignment.shifts_px, doses)
+        px = cfg.pixel_size_a
+        stats = DriftStatistics(
+            total_motion_px=motion.total_px,
+            early_motion_px=motion.early_px,
+            late_motion_px=motion.late_px,
+            total_motion_a=motion.total_px * px,
+            early_motion_a=motion.early_px * px,
+            late_motion_a=motion.late_px * px,
+            max_frame_shift_px=motion.max_step_px,
+            alignment_residual_px=alignment.residual_px,
+            frc_0_5_a=frc_crossing_a(freq, frc, 0.5, pixel_size_a=px),
+            frc_0_25_a=frc_crossing_a(freq, frc, 0.25, pixel_size_a=px),
+            frc_0_143_a=frc_crossing_a(freq, frc, 0.143, pixel_size_a=px),
+            early_dose_cutoff_e_per_a2=EARLY_DOSE_CUTOFF_E_PER_A2,
+        )
+        notes = []
+        if not alignment.converged:
+            notes.append(f"alignment stopped after {alignment.iterations} iterations without reaching {cfg.tolerance_px} px")
+        if alignment.outlier_frames:
+            notes.append(f"outlier frames placed by their neighbours: {list(alignment.outlier_frames)}")
+        timings["total_s"] = sum(timings.values())
+        return MovieResult(
+            dose_weighted_sum=images["full"],
+            even_sum=images["even"],
+            odd_sum=images["odd"],
+            unweighted_sum=images.get("plain"),
+            shifts_px=alignment.shifts_px,
+            accumulated_dose_e_per_a2=doses,
+            statistics=stats,
+            replaced_pixels=replacer.coordinates_xy,
+            settings=cfg,
+            timings_s=timings,
+            frc_curve=np.column_stack([freq / px, frc]),
+            notes=tuple(notes),
+        )
+
+    def _defects(self, raw: list, gain, defect_mask) -> PixelReplacer:
+        """Mask of pixels to replace: bad gain, known defects, hot and dead pixels on the movie sum."""
+        total = np.zeros(self.shape, dtype=np.float32)
+        for frame in raw:
+            np.add(total, frame, out=total, casting="unsafe")
+        bad = np.zeros(self.shape, dtype=bool)
+        if gain is not None:
+            bad |= bad_gain_mask(gain)
+            total *= np.where(bad, 0.0, gain).astype(np.float32)
+        if defect_mask is not None:
+            if defect_mask.shape != self.shape:
+                raise MovieFormatError(f"defect mask {defect_mask.shape} does not match the movie {self.shape}", path=self.path)
+            bad |= defect_mask
+        bad |= detect_hot_pixels(total, threshold_sigma=self.cfg.hot_pixel_sigma, exclude=bad)
+        bad |= detect_dead_pixels(total, exclude=bad)
+        return PixelReplacer(bad)
+
+    def _sums(self, spectra: list, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
+        """Shift every frame to the middle frame's position and accumulate even/odd weighted sums."""
+        cfg, shape = self.cfg, self.shape
+        spec_shape = spectra[0].shape
+        inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=cfg.pixel_size_a, voltage_kv=cfg.voltage_kv)
+        acc = [np.zeros(spec_shape, np.complex64), np.zeros(spec_shape, np.complex64)]
+        wsum = [np.zeros(spec_shape, np.float32), np.zeros(spec_shape, np.float32)]
+        plain = np.zeros(spec_shape, np.complex64) if cfg.unweighted_sum else None
+        middle = shifts_px[len(spectra) // 2]
+        for i in range(len(spectra)):
+            dx, dy = shifts_px[i] - middle
+            py, px = shift_phase_vectors(shape, -dx, -dy)
+            parity = i % 2
+            accumulate_weighted(
+                spectra[i], phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=doses[i],
+                acc=acc[parity], wsum=wsum[parity], plain=plain,
+            )
+            spectra[i] = None
+        n_even, n_odd = (len(spectra) + 1) // 2, len(spectra) // 2
+        even = normalise_weighted(acc[0], wsum[0], n_frames=n_even)
+        odd = normalise_weighted(acc[1], wsum[1], n_frames=n_odd) if n_odd else np.zeros_like(even)
+        acc[0] += acc[1]
+        wsum[0] += wsum[1]
+        full = normalise_weighted(acc[0], wsum[0], n_frames=len(spectra))
+        return {"full_spec": full, "even_spec": even, "odd_spec": odd, "plain_spec": plain}

@@ -1,0 +1,137 @@
+"""Whole-frame alignment of a movie on Fourier-cropped spectra, with leave-one-out references.
+
+Each iteration shifts every frame by its current estimate (an exact Fourier phase shift), sums
+them, and correlates each frame with the sum *minus that frame*, so a frame's own shot noise is
+never correlated with itself. The cross-power is filtered by ``exp(-B s^2 / 4)`` (B in alignment
+pixels squared, s in cycles per alignment pixel); its zero frequency and its central cross
+(``kx = 0`` column and ``ky = 0`` row) are zeroed, which removes the mean and the row/column fixed
+patterns (readout banding, column gain errors) that would otherwise make a false peak at zero shift.
+The first iteration searches the whole map within ``max_shift``; later ones evaluate the correlation
+exactly at the 3 x 3 offsets around the current estimate by a direct DFT and fall back to the full
+search when the peak is not at the centre. Sub-pixel offsets come from a 3-point Gaussian fit
+(:mod:`framewatch.core.peak`). After each iteration the trajectory is regularised in time
+(:mod:`framewatch.core.trajectory`). Iteration stops when no frame's estimate moved by more than
+``tolerance_px`` (unbinned pixels), or after ``max_iterations``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .fourier import irfft2, shift_spectrum
+from .peak import correlation_at, find_peak, gaussian_offset, offset_mask
+from .trajectory import regularise_trajectory
+
+
+@dataclass(frozen=True)
+class GlobalAlignment:
+    """``shifts_px`` ``(n_frames, 2)`` (x, y) unbinned, frame 0 = (0, 0), DESIGN convention.
+
+    ``residual_px``: RMS distance between the last measured positions and the smooth trajectory
+    (unbinned px). ``outlier_frames``: indices whose measurement was rejected.
+    """
+
+    shifts_px: np.ndarray
+    iterations: int
+    converged: bool
+    residual_px: float
+    outlier_frames: tuple[int, ...]
+    peak_heights: np.ndarray
+
+
+def bfactor_filter(shape: tuple[int, int], *, bfactor_px2: float) -> np.ndarray:
+    """float32 ``(ny, nx//2+1)``: ``exp(-B s^2 / 4)`` with DC, the kx=0 column and the ky=0 row zeroed."""
+    ny, nx = shape
+    ky = np.fft.fftfreq(ny)
+    kx = np.fft.rfftfreq(nx)
+    s2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    filt = np.exp(-bfactor_px2 * s2 / 4.0).astype(np.float32)
+    filt[0, :] = 0.0
+    filt[:, 0] = 0.0
+    return filt
+
+
+@numba.njit(cache=True, fastmath=True)
+def _loo_cross_power_kernel(frame, total, filt, out):  # pragma: no cover - compiled
+    ny, nkx = frame.shape
+    for y in range(ny):
+        for x in range(nkx):
+            f = frame[y, x]
+            r = total[y, x] - f
+            out[y, x] = f * np.conj(r) * filt[y, x]
+
+
+def loo_cross_power(frame: np.ndarray, total: np.ndarray, filt: np.ndarray) -> np.ndarray:
+    """``frame * conj(total - frame) * filt``: complex64 ``(ny, nkx)``; all inputs the same shape."""
+    if frame.shape != total.shape or frame.shape != filt.shape:
+        raise ValueError(f"shapes differ: frame {frame.shape}, total {total.shape}, filter {filt.shape}")
+    out = np.empty(frame.shape, dtype=np.complex64)
+    _loo_cross_power_kernel(frame.astype(np.complex64, copy=False), total.astype(np.complex64, copy=False), filt, out)
+    return out
+
+
+def align_frames(
+    spectra: list[np.ndarray],
+    *,
+    shape: tuple[int, int],
+    bin_factor: float,
+    dose_per_frame_e_per_a2: float,
+    bfactor_px2: float,
+    max_iterations: int,
+    tolerance_px: float,
+    max_shift_px: float,
+    threads: int,
+) -> GlobalAlignment:
+    """Align Fourier-cropped frame spectra (each complex64 ``(ny, nx//2+1)`` of an image ``shape``).
+
+    ``bin_factor`` converts alignment pixels to movie pixels; ``max_shift_px`` is in movie pixels.
+    """
+    n = len(spectra)
+    pos = np.zeros((n, 2))  # alignment pixels, (x, y)
+    heights = np.zeros(n)
+    if n < 2:
+        return GlobalAlignment(pos, 0, True, 0.0, (), heights)
+    filt = bfactor_filter(shape, bfactor_px2=bfactor_px2)
+    mask = offset_mask(shape, max(2.0, max_shift_px / bin_factor))
+    local = np.array([-1.0, 0.0, 1.0])
+    converged = False
+    smoothed = None
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):
+        shifted = [shift_spectrum(spec, shape, -pos[i, 0], -pos[i, 1]) for i, spec in enumerate(spectra)]
+        total = np.sum(shifted, axis=0)
+        measured = pos.copy()
+        for i in range(n):
+            xp = loo_cross_power(shifted[i], total, filt)
+            cc3 = correlation_at(xp, shape, local, local) if iteration > 1 else None
+            if cc3 is not None and np.argmax(cc3) == 4:
+                f0 = float(cc3[1, 1])
+                dx = gaussian_offset(float(cc3[1, 0]), f0, float(cc3[1, 2]))
+                dy = gaussian_offset(float(cc3[0, 1]), f0, float(cc3[2, 1]))
+                heights[i] = f0
+            else:
+                dx, dy, heights[i] = find_peak(irfft2(xp, shape, threads=threads), mask)
+            measured[i] += (dx, dy)
+        smoothed = regularise_trajectory(
+            measured,
+            dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
+            outlier_floor=1.0 / bin_factor,
+            peak_heights=heights,
+        )
+        new = smoothed.positions - smoothed.positions[0]
+        change = float(np.max(np.abs(new - pos))) * bin_factor
+        pos = new
+        if change < tolerance_px:
+            converged = True
+            break
+    residual = float(np.sqrt(np.mean(smoothed.residuals[~smoothed.outliers] ** 2))) * bin_factor
+    return GlobalAlignment(
+        shifts_px=pos * bin_factor,
+        iterations=iteration,
+        converged=converged,
+        residual_px=residual,
+        outlier_frames=tuple(int(i) for i in np.flatnonzero(smoothed.outliers)),
+        peak_heights=heights,
+    )

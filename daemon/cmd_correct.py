@@ -1,0 +1,79 @@
+"""``framewatch correct``: correct one movie file and write its sums and a JSON report."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from framewatch.core.correct import correct_movie_file
+from framewatch.core.errors import FramewatchError
+from framewatch.core.movie_io import open_movie, write_image_mrc
+from framewatch.core.result import result_summary
+
+from .cli import framewatch_version
+from .processing_options import add_processing_arguments, processing_options_from_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "correct",
+        help="correct one movie: gain, defects, alignment, dose-weighted sum and even/odd half sums",
+        description="Correct one movie and write PREFIX.mrc (dose-weighted sum), PREFIX_EVN.mrc and "
+        "PREFIX_ODD.mrc (even/odd 0-based frames, each dose-weighted with its own normalisation) and "
+        "PREFIX.json (shifts, drift statistics, settings, replaced pixels, timings).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("movie", metavar="MOVIE", help="movie file (.mrc, .mrcs, .tif, .tiff)")
+    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
+    add_processing_arguments(p)
+    p.add_argument("--unweighted", action="store_true", help="also write PREFIX_noDW.mrc, the plain aligned sum")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    movie = Path(args.movie)
+    options = processing_options_from_args(args)
+    with open_movie(movie) as reader:
+        n_frames = reader.n_frames
+    settings = options.settings(n_frames=n_frames)
+    if args.unweighted:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, unweighted_sum=True)
+    result = correct_movie_file(movie, settings=settings, gain=options.gain, defects_path=options.defects)
+    prefix = Path(args.out)
+    outputs = {
+        prefix.with_name(prefix.name + ".mrc"): result.dose_weighted_sum,
+        prefix.with_name(prefix.name + "_EVN.mrc"): result.even_sum,
+        prefix.with_name(prefix.name + "_ODD.mrc"): result.odd_sum,
+    }
+    if result.unweighted_sum is not None:
+        outputs[prefix.with_name(prefix.name + "_noDW.mrc")] = result.unweighted_sum
+    report = result_summary(result)
+    report.update(
+        framewatch_version=framewatch_version(),
+        movie=str(movie.resolve()),
+        gain=None if options.gain is None else str(Path(options.gain).resolve()),
+        defects=None if options.defects is None else str(Path(options.defects).resolve()),
+        outputs={"sum": str(prefix) + ".mrc", "even": str(prefix) + "_EVN.mrc", "odd": str(prefix) + "_ODD.mrc"},
+    )
+    written: list[Path] = []
+    try:
+        if prefix.parent and not prefix.parent.exists():
+            raise FramewatchError("output directory does not exist", path=prefix.parent, fix="create it or choose another --out")
+        for path, image in outputs.items():
+            write_image_mrc(path, image, pixel_size_a=settings.pixel_size_a)
+            written.append(path)
+        json_path = prefix.with_name(prefix.name + ".json")
+        tmp = json_path.with_name(json_path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=1) + "\n")
+        os.replace(tmp, json_path)
+        written.append(json_path)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    for path in written:
+        print(path)
+    return 0

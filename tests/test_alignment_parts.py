@@ -1,0 +1,101 @@
+"""Peak estimator, trajectory regularisation, drift statistics and FRC against hand computations."""
+import numpy as np
+import pytest
+import scipy.fft
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from framewatch.core.drift_stats import accumulated_motion
+from framewatch.core.dose import accumulated_dose_e_per_a2
+from framewatch.core.frc import band_averaged_frc, frc_crossing_a, frc_curve
+from framewatch.core.peak import find_peak, gaussian_offset
+from framewatch.core.trajectory import regularise_trajectory
+
+
+def _gaussian_map(shape, x0, y0, sigma):
+    ny, nx = shape
+    dy = (np.arange(ny)[:, None] - y0 + ny / 2) % ny - ny / 2
+    dx = (np.arange(nx)[None, :] - x0 + nx / 2) % nx - nx / 2
+    return np.exp(-(dx**2 + dy**2) / (2 * sigma**2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(x0=st.floats(-5, 5), y0=st.floats(-5, 5), sigma=st.floats(0.7, 4.0))
+def test_gaussian_peak_fit_is_exact_for_gaussian_peaks(x0, y0, sigma):
+    dx, dy, _ = find_peak(_gaussian_map((32, 40), x0, y0, sigma))
+    assert dx == pytest.approx(x0, abs=1e-6)
+    assert dy == pytest.approx(y0, abs=1e-6)
+
+
+def test_parabola_would_lock_to_pixels_but_gaussian_does_not():
+    # a peak at +0.3 px: the parabola through the same three samples is biased toward 0
+    f = [np.exp(-((i - 0.3) ** 2) / (2 * 1.0**2)) for i in (-1, 0, 1)]
+    parabola = (f[0] - f[2]) / (2 * (f[0] - 2 * f[1] + f[2]))
+    assert abs(parabola - 0.3) > 0.02
+    assert gaussian_offset(*f) == pytest.approx(0.3, abs=1e-9)
+
+
+def test_regularisation_keeps_a_jump_and_replaces_an_outlier():
+    t = np.arange(10, dtype=float)
+    true = np.stack([0.4 * t + 2.5 * (t >= 1), -0.3 * t], axis=1)
+    measured = true.copy()
+    measured[6] += (3.0, -2.0)  # one frame whose correlation found no real peak
+    heights = np.full(10, 5.0)
+    heights[6] = 0.5
+    out = regularise_trajectory(measured, dose_per_frame_e_per_a2=0.3, outlier_floor=0.5, peak_heights=heights)
+    assert out.outliers.tolist() == [i == 6 for i in range(10)]
+    np.testing.assert_allclose(out.positions, true, atol=0.03)  # the 2.5 px jump is kept
+
+
+def test_low_dose_regularisation_rejects_a_far_outlier_by_its_residual():
+    t = np.arange(30, dtype=float)
+    true = np.stack([0.05 * t, 0.02 * t], axis=1)
+    measured = true.copy()
+    measured[12] += (4.0, 0.0)
+    out = regularise_trajectory(measured, dose_per_frame_e_per_a2=0.01, outlier_floor=0.5)
+    assert out.outliers.tolist() == [i == 12 for i in range(30)]
+    np.testing.assert_allclose(out.positions, true, atol=0.05)
+
+
+def test_regularisation_is_stronger_at_low_dose():
+    rng = np.random.default_rng(0)
+    true = np.stack([np.linspace(0, 3, 40), np.zeros(40)], axis=1)
+    noisy = true + rng.normal(0, 0.3, true.shape)
+    low = regularise_trajectory(noisy, dose_per_frame_e_per_a2=0.01, outlier_floor=5)
+    high = regularise_trajectory(noisy, dose_per_frame_e_per_a2=1.0, outlier_floor=5)
+    err = lambda r: np.sqrt(np.mean((r.positions - true) ** 2))  # noqa: E731
+    assert err(low) < 0.7 * err(high)
+
+
+def test_accumulated_motion_equals_hand_computation():
+    shifts = np.array([[0, 0], [3, 4], [3, 5], [4, 5], [4, 5], [4, 8]], dtype=float)
+    # steps: 5, 1, 1, 0, 3 ; dose 1.2 e/A^2 per frame, prior 0.5: end doses 1.7, 2.9, 4.1, 5.3, 6.5, 7.7
+    doses = accumulated_dose_e_per_a2(6, dose_per_frame_e_per_a2=1.2, prior_dose_e_per_a2=0.5)
+    np.testing.assert_allclose(doses, [1.7, 2.9, 4.1, 5.3, 6.5, 7.7])
+    m = accumulated_motion(shifts, doses)
+    assert m.total_px == pytest.approx(10.0)
+    assert m.early_px == pytest.approx(5.0)  # only the step into frame 1 (2.9 <= 4)
+    assert m.late_px == pytest.approx(5.0)
+    assert m.max_step_px == pytest.approx(5.0)
+    # a later tilt (prior dose above the cutoff) has no early motion
+    assert accumulated_motion(shifts, doses + 10).early_px == 0.0
+
+
+def test_frc_of_image_with_itself_is_one_and_with_noise_matches_snr():
+    rng = np.random.default_rng(3)
+    shape = (128, 128)
+    signal = rng.standard_normal(shape)
+    a = signal + rng.standard_normal(shape)
+    b = signal + rng.standard_normal(shape)
+    freq, frc = frc_curve(scipy.fft.rfft2(a), scipy.fft.rfft2(a), shape)
+    np.testing.assert_allclose(frc, 1.0, atol=1e-9)
+    freq, frc = frc_curve(scipy.fft.rfft2(a), scipy.fft.rfft2(b), shape)
+    # white signal and noise of equal power: FRC = SNR / (1 + SNR) = 0.5 in every ring
+    assert band_averaged_frc(freq, frc) == pytest.approx([0.5] * 4, abs=0.04)
+
+
+def test_frc_crossing_interpolates_and_reports_nyquist_when_never_crossed():
+    freq = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    frc = np.array([0.9, 0.7, 0.3, 0.1, 0.05])
+    assert frc_crossing_a(freq, frc, 0.5, pixel_size_a=2.0) == pytest.approx(2.0 / 0.25)
+    assert frc_crossing_a(freq, np.ones(5), 0.143, pixel_size_a=2.0) == pytest.approx(4.0)
