@@ -24,7 +24,7 @@ from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors
 from .frc import frc_crossing_a, frc_curve
 from .gain import load_gain_for_movie
-from .global_align import align_frames
+from .global_align import GlobalAlignment, align_frames
 from .movie_io import open_movie
 from .result import DriftStatistics, MovieResult
 from .settings import CorrectionSettings
@@ -48,6 +48,7 @@ def correct_movie(
     gain: np.ndarray | None = None,
     defect_mask: np.ndarray | None = None,
     movie_path: str | Path | None = None,
+    shifts_px: np.ndarray | None = None,
     **options,
 ) -> MovieResult:
     """Correct a movie held in memory.
@@ -70,7 +71,11 @@ def correct_movie(
             raise MovieFormatError(f"frame {i} has shape {np.shape(f)}, expected {shape}", path=where)
         if np.issubdtype(np.asarray(f).dtype, np.floating) and not np.isfinite(f).all():
             raise MovieFormatError(f"frame {i} contains NaN or Inf values", path=where, fix="the movie is corrupt")
-    return _MovieCorrection(cfg, shape, movie_path).run(raw, gain, defect_mask, read_s=time.perf_counter() - started)
+    if shifts_px is not None and np.shape(shifts_px) != (len(raw), 2):
+        raise SettingsError(f"shifts_px has shape {np.shape(shifts_px)}, expected ({len(raw)}, 2)")
+    return _MovieCorrection(cfg, shape, movie_path).run(
+        raw, gain, defect_mask, read_s=time.perf_counter() - started, known_shifts_px=shifts_px
+    )
 
 
 def correct_movie_file(
@@ -132,7 +137,7 @@ class _MovieCorrection:
         # the exact factor after rounding to even sizes (x and y may differ by a hair; use the mean)
         self.bin_factor = 0.5 * (self.shape[0] / self.align_shape[0] + self.shape[1] / self.align_shape[1])
 
-    def run(self, raw: list, gain, defect_mask, *, read_s: float) -> MovieResult:
+    def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None) -> MovieResult:
         cfg, shape, timings = self.cfg, self.shape, {"read_s": read_s}
         n = len(raw)
         if gain is not None:
@@ -159,17 +164,23 @@ class _MovieCorrection:
         timings["fft_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        alignment = align_frames(
-            cropped,
-            shape=self.align_shape,
-            bin_factor=self.bin_factor,
-            dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
-            bfactor_px2=cfg.bfactor_px2,
-            max_iterations=cfg.max_iterations,
-            tolerance_px=cfg.tolerance_px,
-            max_shift_px=cfg.max_shift_a / cfg.pixel_size_a,
-            threads=self.threads,
-        )
+        if known_shifts_px is not None:
+            alignment = GlobalAlignment(
+                shifts_px=np.asarray(known_shifts_px, dtype=np.float64) - np.asarray(known_shifts_px)[0],
+                iterations=0, converged=True, residual_px=0.0, outlier_frames=(), peak_heights=np.zeros(n),
+            )
+        else:
+            alignment = align_frames(
+                cropped,
+                shape=self.align_shape,
+                bin_factor=self.bin_factor,
+                dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+                bfactor_px2=cfg.bfactor_px2,
+                max_iterations=cfg.max_iterations,
+                tolerance_px=cfg.tolerance_px,
+                max_shift_px=cfg.max_shift_a / cfg.pixel_size_a,
+                threads=self.threads,
+            )
         del cropped
         timings["align_s"] = time.perf_counter() - t
 
