@@ -250,8 +250,8 @@ class _MovieCorrection:
             if defect_mask.shape != self.shape:
                 raise MovieFormatError(f"defect mask {defect_mask.shape} does not match the movie {self.shape}", path=self.path)
             bad |= defect_mask
+        bad |= detect_dead_pixels(total, exclude=bad)  # first, so a dead column's neighbours are not called hot
         bad |= detect_hot_pixels(total, threshold_sigma=self.cfg.hot_pixel_sigma, exclude=bad)
-        bad |= detect_dead_pixels(total, exclude=bad)
         return PixelReplacer(bad)
 
     def _sums(self, spectra: list, shifts_px: np.ndarray, doses: np.ndarray) -> dict:

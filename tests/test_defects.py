@@ -1,0 +1,289 @@
+"""Defect lists, hot and dead pixel detection, and random-neighbour replacement."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from framewatch.core.defects import (
+    PixelReplacer,
+    _replace_kernel,
+    bad_gain_mask,
+    detect_dead_pixels,
+    detect_hot_pixels,
+    read_defect_file,
+)
+from framewatch.core.errors import DefectFileError, FramewatchError
+
+NY, NX = 64, 96
+
+
+# -------------------------------------------------------------------------------------- defect file
+
+
+def test_defect_file_rectangles(tmp_path):
+    path = tmp_path / "defects.txt"
+    path.write_text("# K3 defects\n\n10 20 1 5\n  0 0 2 1   # corner\n95\t60\t1\t4\n30,40,3,2\n")
+    mask = read_defect_file(path, (NY, NX))
+    assert mask.shape == (NY, NX) and mask.dtype == bool
+    expected = np.zeros((NY, NX), bool)
+    expected[20:25, 10] = True  # x = column 10, y = rows 20..24
+    expected[0, 0:2] = True
+    expected[60:64, 95] = True
+    expected[40:42, 30:33] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+@pytest.mark.parametrize(
+    "line, pattern",
+    [
+        ("90 10 7 1", "line 3: rectangle x=90 y=10 w=7 h=1 reaches outside the 96 x 64 frame"),
+        ("-1 0 1 1", "line 3: rectangle"),
+        ("0 60 1 5", "line 3: rectangle"),
+        ("1 2 three 4", "line 3: 'three' is not a number"),
+        ("1 2 3.5 4", "line 3: '3.5' is not a whole number"),
+        ("1 2 3", "line 3: expected 4 numbers"),
+        ("1 2 0 4", "line 3: width 0"),
+    ],
+)
+def test_defect_file_errors_name_the_line(tmp_path, line, pattern):
+    path = tmp_path / "bad_defects.txt"
+    path.write_text(f"# header\n1 1 1 1\n{line}\n")
+    with pytest.raises(DefectFileError) as err:
+        read_defect_file(path, (NY, NX))
+    assert pattern in str(err.value) and "bad_defects.txt" in str(err.value)
+
+
+def test_defect_file_missing(tmp_path):
+    with pytest.raises(DefectFileError, match="not found"):
+        read_defect_file(tmp_path / "none.txt", (NY, NX))
+
+
+def test_bad_gain_mask():
+    gain = np.array([[1.0, 0.0], [np.nan, -np.inf]], np.float32)
+    np.testing.assert_array_equal(bad_gain_mask(gain), [[False, True], [True, True]])
+
+
+# ------------------------------------------------------------------------------------- hot pixels
+
+
+def poisson_sum(rng, *, shape=(256, 384), rate=0.7, n_frames=10):
+    return rng.poisson(rate * n_frames, shape).astype(np.float32)
+
+
+def inject_hot(rng, total, n_hot=20, extra_per_frame=5.0, n_frames=10):
+    flat = rng.choice(total.size, n_hot, replace=False)
+    truth = np.zeros(total.shape, bool)
+    truth.reshape(-1)[flat] = True
+    total[truth] += rng.poisson(extra_per_frame * n_frames, n_hot)
+    return truth
+
+
+def test_hot_pixels_in_poisson_counts():
+    rng = np.random.default_rng(11)
+    total = poisson_sum(rng)
+    truth = inject_hot(rng, total)
+    hot = detect_hot_pixels(total)
+    assert hot.dtype == bool and hot.shape == total.shape
+    assert hot[truth].all(), "every injected hot pixel is found"
+    assert (hot & ~truth).sum() <= 3
+
+
+def test_hot_pixel_pairs_and_edges_are_found():
+    rng = np.random.default_rng(12)
+    total = poisson_sum(rng, shape=(64, 96))
+    truth = np.zeros(total.shape, bool)
+    truth[30, 40:42] = True  # two neighbours
+    truth[0, 0] = truth[63, 50] = truth[10, 95] = True  # corner and edges
+    total[truth] += 50
+    hot = detect_hot_pixels(total)
+    assert hot[truth].all()
+    assert (hot & ~truth).sum() <= 1
+
+
+def test_hot_pixels_in_gain_corrected_float_sum_of_other_units():
+    rng = np.random.default_rng(13)
+    gain = rng.uniform(0.9, 1.1, (256, 384)).astype(np.float32)
+    counts = poisson_sum(rng)
+    truth = inject_hot(rng, counts)
+    total = counts * gain * 37.5  # arbitrary units: the spread is estimated from the data
+    hot = detect_hot_pixels(total.astype(np.float64))
+    assert hot[truth].all()
+    assert (hot & ~truth).sum() <= 3
+
+
+def test_hot_detection_ignores_excluded_pixels_and_their_influence():
+    rng = np.random.default_rng(14)
+    total = rng.poisson(400.0, (64, 96)).astype(np.float32)  # high dose: a dead column would drag neighbours
+    total[:, 20] = 0
+    total[5, 5] = 5000
+    exclude = np.zeros(total.shape, bool)
+    exclude[:, 20] = True
+    exclude[5, 5] = True
+    assert not detect_hot_pixels(total, exclude=exclude).any()
+    assert detect_hot_pixels(total)[5, 5]
+
+
+def test_hot_detection_on_a_constant_image():
+    total = np.full((32, 48), 10.0)
+    total[7, 9] = 60.0
+    hot = detect_hot_pixels(total)
+    assert hot[7, 9] and hot.sum() == 1
+
+
+# ------------------------------------------------------------------------------------ dead pixels
+
+
+def test_dead_column_is_found_and_nothing_else():
+    rng = np.random.default_rng(21)
+    total = poisson_sum(rng, shape=(128, 192))
+    total[:, 77] = 0
+    total[100, 10:40] = 0  # part of a dead row
+    dead = detect_dead_pixels(total)
+    expected = np.zeros(total.shape, bool)
+    expected[:, 77] = True
+    expected[100, 10:40] = True
+    np.testing.assert_array_equal(dead, expected)
+
+
+def test_zeros_that_poisson_explains_are_not_dead():
+    rng = np.random.default_rng(22)
+    sparse = rng.poisson(0.7, (128, 192)).astype(np.float32)  # half the pixels are zero
+    assert not detect_dead_pixels(sparse).any()
+    medium = rng.poisson(7.0, (128, 192)).astype(np.float32)
+    medium[50, 60] = 0  # one zero at 7 counts: e**-7 is not rare enough
+    assert not detect_dead_pixels(medium).any()
+    bright = rng.poisson(60.0, (128, 192)).astype(np.float32)
+    bright[50, 60] = 0  # at 60 counts it is
+    assert np.argwhere(detect_dead_pixels(bright)).tolist() == [[50, 60]]
+
+
+def test_dead_detection_respects_exclusion():
+    rng = np.random.default_rng(23)
+    total = poisson_sum(rng, shape=(64, 96))
+    total[:, 3] = 0
+    exclude = np.zeros(total.shape, bool)
+    exclude[:, 3] = True
+    assert not detect_dead_pixels(total, exclude=exclude).any()
+
+
+# ------------------------------------------------------------------------------------ replacement
+
+
+def reference_replace(frame, replacer, draws):
+    """The slow NumPy version of the kernel, given the same random draws."""
+    flat = frame.reshape(-1)
+    chosen = replacer._candidate_flat[replacer._candidate_ptr[:-1] + draws]
+    flat[replacer._bad_flat] = flat[chosen]
+
+
+def assert_sources_near(bad, xy, frame, radius):
+    """Every bad pixel took a good pixel's value (frame values name pixels) from its window, or, when its
+    window has no good pixel, from the window around its nearest good pixel."""
+    from scipy import ndimage
+
+    source = frame[xy[:, 1], xy[:, 0]].astype(np.int64)
+    sy, sx = np.divmod(source, bad.shape[1])
+    assert not bad[sy, sx].any()
+    chessboard = ndimage.distance_transform_cdt(bad, metric="chessboard")[xy[:, 1], xy[:, 0]]
+    euclid = ndimage.distance_transform_edt(bad)[xy[:, 1], xy[:, 0]]
+    reach = np.where(chessboard <= radius, radius, np.ceil(euclid) + radius)
+    assert np.all(np.maximum(np.abs(sy - xy[:, 1]), np.abs(sx - xy[:, 0])) <= reach)
+
+
+def some_bad_mask(rng):
+    bad = rng.random((NY, NX)) < 0.03
+    bad[:, 50] = True  # dead column
+    bad[10:14, 0:3] = True  # block at the edge
+    return bad
+
+
+def test_kernel_matches_numpy_reference():
+    rng = np.random.default_rng(31)
+    bad = some_bad_mask(rng)
+    replacer = PixelReplacer(bad, radius=2, seed=5)
+    frame = rng.normal(size=(NY, NX)).astype(np.float32)
+    for index in range(3):
+        draws = replacer._draws(index)
+        expected = frame.copy()
+        reference_replace(expected, replacer, draws)
+        got = frame.copy()
+        _replace_kernel(got.reshape(-1), replacer._bad_flat, replacer._candidate_ptr, replacer._candidate_flat, draws)
+        np.testing.assert_array_equal(got, expected)
+        via_method = frame.copy()
+        replacer.apply(via_method, index)
+        np.testing.assert_array_equal(via_method, expected)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_replacements_are_good_pixels_from_the_window(radius):
+    rng = np.random.default_rng(32)
+    bad = some_bad_mask(rng)
+    replacer = PixelReplacer(bad, radius=radius)
+    xy = replacer.coordinates_xy
+    assert xy.shape == (bad.sum(), 2)
+    assert bad[xy[:, 1], xy[:, 0]].all()
+    for index in range(4):
+        frame = np.arange(NY * NX, dtype=np.float32).reshape(NY, NX)  # each value names its pixel
+        replacer.apply(frame, index)
+        assert_sources_near(bad, xy, frame, radius)
+        np.testing.assert_array_equal(frame[~bad], np.arange(NY * NX)[~bad.reshape(-1)])
+
+
+def test_draws_are_deterministic_and_differ_between_frames():
+    bad = np.zeros((NY, NX), bool)
+    bad[:, 40] = True
+    a, b = PixelReplacer(bad, seed=3), PixelReplacer(bad, seed=3)
+    frame = np.arange(NY * NX, dtype=np.float32).reshape(NY, NX)
+    f1, f2, f3 = frame.copy(), frame.copy(), frame.copy()
+    a.apply(f1, 7)
+    b.apply(f2, 7)
+    a.apply(f3, 8)
+    np.testing.assert_array_equal(f1, f2)
+    assert (f1[:, 40] != f3[:, 40]).mean() > 0.5
+    f4 = frame.copy()
+    PixelReplacer(bad, seed=4).apply(f4, 7)
+    assert (f1[:, 40] != f4[:, 40]).any()
+
+
+def test_large_dead_area_draws_from_the_nearest_good_pixels():
+    bad = np.zeros((NY, NX), bool)
+    bad[20:40, 30:60] = True
+    replacer = PixelReplacer(bad, radius=2)
+    frame = np.arange(NY * NX, dtype=np.float32).reshape(NY, NX)
+    replacer.apply(frame, 0)
+    assert_sources_near(bad, replacer.coordinates_xy, frame, 2)
+    sy, sx = np.divmod(frame[bad].astype(np.int64), NX)
+    # the nearest good pixel is 1 px outside the block, its window reaches 2 px further
+    assert sy.min() >= 17 and sy.max() <= 42 and sx.min() >= 27 and sx.max() <= 62
+
+
+def test_no_bad_pixels_and_all_bad_pixels():
+    replacer = PixelReplacer(np.zeros((NY, NX), bool))
+    frame = np.ones((NY, NX), np.float32)
+    replacer.apply(frame, 0)
+    assert replacer.coordinates_xy.shape == (0, 2) and (frame == 1).all()
+    with pytest.raises(FramewatchError, match="every pixel"):
+        PixelReplacer(np.ones((4, 4), bool))
+
+
+def test_apply_checks_the_frame():
+    replacer = PixelReplacer(np.eye(NY, NX, dtype=bool))
+    with pytest.raises(ValueError, match="float32"):
+        replacer.apply(np.zeros((NY, NX), np.float64), 0)
+    with pytest.raises(ValueError, match="float32"):
+        replacer.apply(np.zeros((NX, NY), np.float32), 0)
+
+
+def test_dead_column_on_a_full_size_frame_is_fast():
+    bad = np.zeros((4096, 4096), bool)
+    bad[:, 1234] = True
+    replacer = PixelReplacer(bad)
+    frame = np.ones((4096, 4096), np.float32)
+    replacer.apply(frame, 0)  # compile / warm up
+    start = time.perf_counter()
+    for index in range(20):
+        replacer.apply(frame, index)
+    per_frame_s = (time.perf_counter() - start) / 20
+    assert per_frame_s < 0.01
