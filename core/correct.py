@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels, read_defect_file
-from .dose import accumulate_weighted, accumulated_dose_e_per_a2, half_inverse_critical_exposure, normalise_weighted
+from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
 from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, accumulated_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors
@@ -109,15 +109,41 @@ def _gain_kernel(raw, gain, out):  # pragma: no cover - compiled
             out[y, x] = np.float32(raw[y, x]) * gain[y, x]
 
 
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _convert_kernel(raw, out):  # pragma: no cover - compiled
+    ny, nx = raw.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            out[y, x] = np.float32(raw[y, x])
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _add_kernel(raw, total):  # pragma: no cover - compiled
+    ny, nx = raw.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            total[y, x] += np.float32(raw[y, x])
+
+
 def apply_gain(raw: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
-    """float32 ``(ny, nx)`` = ``raw * gain`` (or ``raw`` as float32 without a gain)."""
+    """float32 ``(ny, nx)`` = ``raw * gain`` (or ``raw`` as float32 without a gain), a new array."""
+    raw = np.ascontiguousarray(raw)
+    out = np.empty(raw.shape, dtype=np.float32)
     if gain is None:
-        return np.array(raw, dtype=np.float32)
+        _convert_kernel(raw, out)
+        return out
     if raw.shape != gain.shape:
         raise ValueError(f"raw {raw.shape} and gain {gain.shape} differ")
-    out = np.empty(raw.shape, dtype=np.float32)
-    _gain_kernel(np.ascontiguousarray(raw), np.ascontiguousarray(gain, dtype=np.float32), out)
+    _gain_kernel(raw, np.ascontiguousarray(gain, dtype=np.float32), out)
     return out
+
+
+def sum_frames(frames: list) -> np.ndarray:
+    """float32 ``(ny, nx)`` sum of ``(ny, nx)`` frames of any real dtype."""
+    total = np.zeros(np.shape(frames[0]), dtype=np.float32)
+    for frame in frames:
+        _add_kernel(np.ascontiguousarray(frame), total)
+    return total
 
 
 class _MovieCorrection:
@@ -239,9 +265,7 @@ class _MovieCorrection:
 
     def _defects(self, raw: list, gain, defect_mask) -> PixelReplacer:
         """Mask of pixels to replace: bad gain, known defects, hot and dead pixels on the movie sum."""
-        total = np.zeros(self.shape, dtype=np.float32)
-        for frame in raw:
-            np.add(total, frame, out=total, casting="unsafe")
+        total = sum_frames(raw)
         bad = np.zeros(self.shape, dtype=bool)
         if gain is not None:
             bad |= bad_gain_mask(gain)
@@ -260,22 +284,14 @@ class _MovieCorrection:
         spec_shape = spectra[0].shape
         inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=cfg.pixel_size_a, voltage_kv=cfg.voltage_kv)
         acc = [np.zeros(spec_shape, np.complex64), np.zeros(spec_shape, np.complex64)]
-        wsum = [np.zeros(spec_shape, np.float32), np.zeros(spec_shape, np.float32)]
         plain = np.zeros(spec_shape, np.complex64) if cfg.unweighted_sum else None
         middle = shifts_px[len(spectra) // 2]
         for i in range(len(spectra)):
             dx, dy = shifts_px[i] - middle
             py, px = shift_phase_vectors(shape, -dx, -dy)
-            parity = i % 2
             accumulate_weighted(
-                spectra[i], phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=doses[i],
-                acc=acc[parity], wsum=wsum[parity], plain=plain,
+                spectra[i], phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=doses[i], acc=acc[i % 2], plain=plain
             )
             spectra[i] = None
-        n_even, n_odd = (len(spectra) + 1) // 2, len(spectra) // 2
-        even = normalise_weighted(acc[0], wsum[0], n_frames=n_even)
-        odd = normalise_weighted(acc[1], wsum[1], n_frames=n_odd) if n_odd else np.zeros_like(even)
-        acc[0] += acc[1]
-        wsum[0] += wsum[1]
-        full = normalise_weighted(acc[0], wsum[0], n_frames=len(spectra))
+        full, even, odd = finalize_weighted_sums(acc[0], acc[1], inv2ne=inv2ne, doses_e_per_a2=doses)
         return {"full_spec": full, "even_spec": even, "odd_spec": odd, "plain_spec": plain}

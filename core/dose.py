@@ -13,6 +13,8 @@ each half sum has its own.
 """
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -51,30 +53,32 @@ def frame_weights(k_per_a: np.ndarray, accumulated_dose: np.ndarray, *, voltage_
     return np.exp(-np.asarray(accumulated_dose)[(...,) + (None,) * ne.ndim] / (2.0 * ne))
 
 
+@functools.lru_cache(maxsize=4)
 def half_inverse_critical_exposure(shape: tuple[int, int], *, pixel_size_a: float, voltage_kv: float) -> np.ndarray:
     """``1 / (2 Ne(k))`` on the half spectrum of an image ``shape``: float32 ``(ny, nx//2+1)``, 0 at DC.
 
-    ``q_i = exp(-N_i * v)`` with this map ``v``.
+    ``q_i = exp(-N_i * v)`` with this map ``v``. Cached per geometry (read-only array): a session
+    corrects many movies of one size.
     """
     ny, nx = shape
     ky = np.fft.fftfreq(ny) / pixel_size_a
     kx = np.fft.rfftfreq(nx) / pixel_size_a
     k = np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
-    return (0.5 / critical_exposure_e_per_a2(k, voltage_kv=voltage_kv)).astype(np.float32)
+    v = (0.5 / critical_exposure_e_per_a2(k, voltage_kv=voltage_kv)).astype(np.float32)
+    v.setflags(write=False)
+    return v
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def _accumulate_kernel(spec, py, px, inv2ne, dose, acc, wsum, plain):  # pragma: no cover - compiled
-    """acc += q * phase * spec; wsum += q**2; plain += phase * spec (when plain has rows)."""
+def _accumulate_kernel(spec, py, px, inv2ne, dose, acc, plain):  # pragma: no cover - compiled
+    """acc += q * phase * spec with q = exp(-dose * inv2ne); plain += phase * spec (when it has rows)."""
     ny, nkx = spec.shape
     do_plain = plain.shape[0] == ny
     for y in numba.prange(ny):
         fy = py[y]
         for x in range(nkx):
-            q = np.exp(-dose * inv2ne[y, x])
             v = spec[y, x] * (fy * px[x])
-            acc[y, x] += q * v
-            wsum[y, x] += q * q
+            acc[y, x] += np.exp(-dose * inv2ne[y, x]) * v
             if do_plain:
                 plain[y, x] += v
 
@@ -87,17 +91,18 @@ def accumulate_weighted(
     inv2ne: np.ndarray,
     dose_e_per_a2: float,
     acc: np.ndarray,
-    wsum: np.ndarray,
     plain: np.ndarray | None = None,
 ) -> None:
-    """Add one frame's shifted, dose-filtered spectrum to ``acc`` and its ``q**2`` to ``wsum`` in place.
+    """Add one frame's shifted, dose-filtered spectrum ``q * phase * spectrum`` to ``acc`` in place.
 
-    ``spectrum``, ``acc``: complex64 ``(ny, nkx)``; ``wsum``, ``inv2ne``: float32 ``(ny, nkx)``;
-    ``phase_y`` ``(ny,)``, ``phase_x`` ``(nkx,)`` from :func:`framewatch.core.fourier.shift_phase_vectors`;
-    ``plain`` (optional) accumulates the shifted, unweighted spectrum.
+    ``spectrum``, ``acc``: complex64 ``(ny, nkx)``; ``inv2ne``: float32 ``(ny, nkx)`` from
+    :func:`half_inverse_critical_exposure`; ``dose_e_per_a2``: accumulated dose at the end of the
+    frame; ``phase_y`` ``(ny,)``, ``phase_x`` ``(nkx,)`` from
+    :func:`framewatch.core.fourier.shift_phase_vectors`; ``plain`` (optional) accumulates the
+    shifted, unweighted spectrum.
     """
     shape = spectrum.shape
-    for name, arr, dtype in (("acc", acc, np.complex64), ("wsum", wsum, np.float32), ("inv2ne", inv2ne, np.float32)):
+    for name, arr, dtype in (("acc", acc, np.complex64), ("inv2ne", inv2ne, np.float32)):
         if arr.shape != shape or arr.dtype != dtype:
             raise ValueError(f"{name} must be {dtype.__name__} {shape}, got {arr.dtype} {arr.shape}")
     if phase_y.shape != (shape[0],) or phase_x.shape != (shape[1],):
@@ -111,22 +116,44 @@ def accumulate_weighted(
         inv2ne,
         np.float32(dose_e_per_a2),
         acc,
-        wsum,
         plain,
     )
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def _normalise_kernel(acc, wsum, n_frames, out):  # pragma: no cover - compiled
-    ny, nkx = acc.shape
+def _finalize_kernel(acc_even, acc_odd, inv2ne, doses, out_full, out_even, out_odd):  # pragma: no cover
+    ny, nkx = acc_even.shape
+    n = doses.shape[0]
+    n_even = (n + 1) // 2
+    n_odd = n // 2
     for y in numba.prange(ny):
         for x in range(nkx):
-            w = wsum[y, x]
-            out[y, x] = acc[y, x] * np.sqrt(n_frames / w) if w > 0 else 0
+            v = inv2ne[y, x]
+            w_even = np.float32(0.0)
+            w_odd = np.float32(0.0)
+            for i in range(n):
+                q2 = np.exp(-2.0 * doses[i] * v)
+                if i % 2 == 0:
+                    w_even += q2
+                else:
+                    w_odd += q2
+            a = acc_even[y, x]
+            b = acc_odd[y, x]
+            out_even[y, x] = a * np.sqrt(n_even / w_even)
+            out_odd[y, x] = b * np.sqrt(n_odd / w_odd) if n_odd > 0 else 0
+            out_full[y, x] = (a + b) * np.sqrt(n / (w_even + w_odd))
 
 
-def normalise_weighted(acc: np.ndarray, wsum: np.ndarray, *, n_frames: int) -> np.ndarray:
-    """``acc * sqrt(n_frames / wsum)``: complex64 ``(ny, nkx)`` (see the module docstring)."""
-    out = np.empty_like(acc)
-    _normalise_kernel(acc, wsum, np.float32(n_frames), out)
-    return out
+def finalize_weighted_sums(
+    acc_even: np.ndarray, acc_odd: np.ndarray, *, inv2ne: np.ndarray, doses_e_per_a2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalise the even- and odd-frame accumulators; returns ``(full, even, odd)`` spectra.
+
+    Each is ``sum_{i in T} q_i F_i * sqrt(|T| / sum_{i in T} q_i**2)`` over its own frames T
+    (all, even 0-based indices, odd). ``doses_e_per_a2``: ``(n_frames,)`` accumulated dose per frame.
+    """
+    if acc_even.shape != acc_odd.shape or acc_even.shape != inv2ne.shape:
+        raise ValueError("accumulators and inv2ne must have the same shape")
+    outs = [np.empty_like(acc_even) for _ in range(3)]
+    _finalize_kernel(acc_even, acc_odd, inv2ne, np.asarray(doses_e_per_a2, dtype=np.float32), *outs)
+    return outs[0], outs[1], outs[2]

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from framewatch.core.correct import apply_gain
+from framewatch.core.correct import apply_gain, sum_frames
 from framewatch.core.dose import (
     accumulate_weighted,
     critical_exposure_e_per_a2,
+    finalize_weighted_sums,
     frame_weights,
     half_inverse_critical_exposure,
-    normalise_weighted,
 )
 from framewatch.core.fourier import fourier_crop, shift_phase_vectors, shift_spectrum
 from framewatch.core.global_align import bfactor_filter, loo_cross_power
@@ -60,34 +60,50 @@ def test_correlation_at_equals_inverse_fft():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(full).max())
 
 
+def _k_per_a(pixel_size_a):
+    return np.sqrt(np.fft.fftfreq(SHAPE[0])[:, None] ** 2 + np.fft.rfftfreq(SHAPE[1])[None, :] ** 2) / pixel_size_a
+
+
 def test_accumulate_kernel_matches_numpy():
     pixel_size_a, dose = 1.3, 2.5
     spec = _spec().astype(np.complex64)
     inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=pixel_size_a, voltage_kv=300)
     py, px = shift_phase_vectors(SHAPE, 0.7, -1.2)
     acc = np.zeros_like(spec)
-    wsum = np.zeros(spec.shape, np.float32)
     plain = np.zeros_like(spec)
-    accumulate_weighted(spec, phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=dose, acc=acc, wsum=wsum, plain=plain)
-    k = np.sqrt(np.fft.fftfreq(SHAPE[0])[:, None] ** 2 + np.fft.rfftfreq(SHAPE[1])[None, :] ** 2) / pixel_size_a
-    q = frame_weights(k, np.array([dose]))[0]
+    accumulate_weighted(spec, phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=dose, acc=acc, plain=plain)
+    q = frame_weights(_k_per_a(pixel_size_a), np.array([dose]))[0]
     shifted = spec * py[:, None] * px[None, :]
     np.testing.assert_allclose(acc, q * shifted, rtol=2e-4, atol=1e-3)
-    np.testing.assert_allclose(wsum, q**2, rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(plain, shifted, rtol=1e-4, atol=1e-3)
     assert q[0, 0] == 1.0  # the zero frequency is not weighted
 
 
-def test_normalise_kernel_matches_numpy():
-    acc = _spec().astype(np.complex64)
-    wsum = RNG.uniform(0.1, 3.0, acc.shape).astype(np.float32)
-    np.testing.assert_allclose(normalise_weighted(acc, wsum, n_frames=5), acc * np.sqrt(5 / wsum), rtol=1e-5, atol=1e-4)
+@pytest.mark.parametrize("n_frames", [1, 6, 7])
+def test_finalize_kernel_matches_numpy(n_frames):
+    pixel_size_a = 1.1
+    doses = 4.0 + 3.0 * np.arange(1, n_frames + 1)
+    inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=pixel_size_a, voltage_kv=200)
+    acc_e, acc_o = _spec().astype(np.complex64), _spec().astype(np.complex64)
+    full, even, odd = finalize_weighted_sums(acc_e, acc_o, inv2ne=inv2ne, doses_e_per_a2=doses)
+    q = frame_weights(_k_per_a(pixel_size_a), doses, voltage_kv=200)
+    w_e, w_o = (q[0::2] ** 2).sum(0), (q[1::2] ** 2).sum(0)
+    n_e, n_o = len(doses[0::2]), len(doses[1::2])
+    np.testing.assert_allclose(even, acc_e * np.sqrt(n_e / w_e), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(full, (acc_e + acc_o) * np.sqrt(n_frames / (w_e + w_o)), rtol=1e-4, atol=1e-3)
+    if n_o:
+        np.testing.assert_allclose(odd, acc_o * np.sqrt(n_o / w_o), rtol=1e-4, atol=1e-3)
+    else:
+        assert not odd.any()
 
 
 def test_gain_kernel_matches_numpy():
     raw = RNG.integers(0, 5, SHAPE).astype(np.uint8)
     gain = RNG.uniform(0.5, 1.5, SHAPE).astype(np.float32)
     np.testing.assert_allclose(apply_gain(raw, gain), raw.astype(np.float32) * gain, rtol=1e-6)
+    np.testing.assert_array_equal(apply_gain(raw, None), raw.astype(np.float32))
+    frames = [RNG.integers(0, 9, SHAPE).astype(np.uint16) for _ in range(3)]
+    np.testing.assert_array_equal(sum_frames(frames), np.sum(frames, axis=0).astype(np.float32))
 
 
 def test_critical_exposure_matches_published_values():
@@ -104,3 +120,15 @@ def test_fourier_crop_preserves_mean_and_low_frequencies():
     out = scipy.fft.irfft2(small, s=(32, 48))
     assert out.mean() == pytest.approx(img.mean(), rel=1e-5)
     np.testing.assert_allclose(small[1, 2] / small[0, 0], spec[1, 2] / spec[0, 0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (63, 50)])
+def test_frc_ring_kernel_matches_numpy(shape):
+    from framewatch.core.frc import _frc_reference, frc_curve
+
+    a = scipy.fft.rfft2(RNG.standard_normal(shape))
+    b = a + scipy.fft.rfft2(RNG.standard_normal(shape))
+    f1, c1 = frc_curve(a, b, shape)
+    f2, c2 = _frc_reference(a, b, shape)
+    np.testing.assert_allclose(f1, f2)
+    np.testing.assert_allclose(c1, c2, rtol=1e-9, atol=1e-12)

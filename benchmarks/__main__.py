@@ -1,0 +1,106 @@
+"""Run the benchmarks: ``python -m benchmarks [--quick] [--threads N] [--json FILE]``.
+
+Each case simulates a movie (or reuses one in the work directory), then measures in fresh
+processes, in the same run: the floor (read + decode + one float32 rfft2 per frame), whole-frame
+correction, patch correction where the case asks for it, Numba compilation cold and cached, and
+peak RSS against the float32 size of the movie. Targets (2 cores): whole-frame <= 1.6x the floor,
+5x5 patches <= 2.0x, peak RSS <= 2.5x the float32 movie.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    ny: int
+    nx: int
+    n_frames: int
+    movie_format: str  # "tiff" (LZW) or "mrc"
+    dtype: str = "uint8"
+    dose_per_frame_e_per_a2: float = 0.3
+    patches: tuple[int, int] = (0, 0)
+
+
+CASES = (
+    Case("tilt_4k_tiff_lzw", 4096, 4096, 10, "tiff"),
+    Case("tilt_4k_tiff_lzw_patches", 4096, 4096, 10, "tiff", patches=(5, 5)),
+    Case("tilt_2k", 2048, 2048, 10, "tiff"),
+)
+QUICK = (Case("tilt_2k", 2048, 2048, 10, "tiff"),)
+
+
+def run_child(args: list[str], env: dict | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.child", *args],
+        check=True, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parent.parent,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def make_movie(case: Case, workdir: Path) -> Path:
+    from framewatch.core.movie_io import write_movie
+    from framewatch.core.simulate import SimulationSpec, simulate_movie
+
+    path = workdir / f"{case.name.split('_patches')[0]}.{'tif' if case.movie_format == 'tiff' else 'mrc'}"
+    if not path.exists():
+        sim = simulate_movie(SimulationSpec(ny=case.ny, nx=case.nx, n_frames=case.n_frames, dtype=case.dtype,
+                                            dose_per_frame_e_per_a2=case.dose_per_frame_e_per_a2, seed=1))
+        write_movie(path, sim.frames, tiff_compression="lzw", pixel_size_a=1.5)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only the 2k case")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads (default: all cores)")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "framewatch-bench",
+                        help="where simulated movies are kept between runs")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--case", action="append", help="run only the named case(s)")
+    args = parser.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    cases = QUICK if args.quick else CASES
+    if args.case:
+        cases = tuple(c for c in CASES if c.name in args.case)
+
+    cold_dir = tempfile.mkdtemp(prefix="numba-cold-")
+    env_cold = dict(os.environ, NUMBA_CACHE_DIR=cold_dir)
+    cold = run_child(["compile", str(args.threads)], env_cold)
+    cached = run_child(["compile", str(args.threads)], env_cold)
+    env = dict(os.environ, NUMBA_CACHE_DIR=cold_dir)
+    print(f"threads {args.threads}; numba compile+warm-up: cold {cold['seconds']:.1f} s, cached {cached['seconds']:.1f} s")
+    header = f"{'case':28s} {'floor s':>8s} {'correct s':>9s} {'ratio':>6s} {'peak RSS':>9s} {'RSS/movie':>9s}"
+    print(header)
+    results = {"threads": args.threads, "cpu_count": os.cpu_count(), "compile_cold_s": cold["seconds"],
+               "compile_cached_s": cached["seconds"], "cases": []}
+    for case in cases:
+        movie = make_movie(case, args.workdir)
+        floor = run_child(["floor", str(movie), str(args.threads)], env)
+        corr = run_child(["correct", str(movie), str(args.threads), "1.5", str(case.dose_per_frame_e_per_a2),
+                          str(case.patches[0]), str(case.patches[1])], env)
+        movie_f32 = case.ny * case.nx * case.n_frames * 4
+        ratio = corr["seconds"] / floor["seconds"]
+        rss = corr["peak_rss_bytes"] / movie_f32
+        print(f"{case.name:28s} {floor['seconds']:8.2f} {corr['seconds']:9.2f} {ratio:6.2f} "
+              f"{corr['peak_rss_bytes'] / 2**30:8.2f}G {rss:9.2f}")
+        print("    stages: " + ", ".join(f"{k} {v:.2f}" for k, v in corr["stages_s"].items()))
+        results["cases"].append({"case": case.__dict__, "floor_s": floor["seconds"], "correct_s": corr["seconds"],
+                                 "ratio_to_floor": ratio, "peak_rss_bytes": corr["peak_rss_bytes"],
+                                 "peak_rss_over_float32_movie": rss, "stages_s": corr["stages_s"]})
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

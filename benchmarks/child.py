@@ -1,0 +1,78 @@
+"""One measurement in a fresh process, printed as one JSON line (so peak RSS is this step's alone).
+
+    python -m benchmarks.child floor MOVIE THREADS
+    python -m benchmarks.child correct MOVIE THREADS PIXEL_A DOSE_PER_FRAME [PATCHES_X PATCHES_Y]
+    python -m benchmarks.child compile THREADS
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def floor(movie: str, threads: int) -> dict:
+    """Read and decode every frame and do one float32 rfft2 per frame: what any corrector must do."""
+    import numpy as np
+    import scipy.fft
+
+    from framewatch.core.movie_io import open_movie
+
+    start = time.perf_counter()
+    with open_movie(movie) as reader:
+        n = reader.n_frames
+        for i in range(n):
+            frame = reader.read_frame(i).astype(np.float32)
+            scipy.fft.rfft2(frame, workers=threads, overwrite_x=True)
+    return {"seconds": time.perf_counter() - start, "n_frames": n}
+
+
+def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0)) -> dict:
+    from framewatch.core.correct import correct_movie_file
+    from framewatch.core.settings import CorrectionSettings
+
+    settings = CorrectionSettings(
+        pixel_size_a=pixel_a, dose_per_frame_e_per_a2=dose, threads=threads, patches=tuple(patches)
+    )
+    # compile (or load the cache) on a tiny movie first so the timing below is the steady state
+    warm_start = time.perf_counter()
+    warm_up(threads, patches)
+    warm = time.perf_counter() - warm_start
+    start = time.perf_counter()
+    result = correct_movie_file(movie, settings=settings)
+    return {"seconds": time.perf_counter() - start, "warm_up_s": warm, "stages_s": result.timings_s}
+
+
+def warm_up(threads: int, patches=(0, 0)) -> None:
+    from framewatch.core.correct import correct_movie
+    from framewatch.core.simulate import SimulationSpec, simulate_movie
+
+    sim = simulate_movie(SimulationSpec(ny=256, nx=256, n_frames=4, seed=1))
+    correct_movie(sim.frames, gain=sim.gain, pixel_size_a=1.5, dose_per_frame_e_per_a2=0.75, threads=threads,
+                  patches=tuple(patches))
+
+
+def main(argv: list[str]) -> None:
+    kind = argv[0]
+    if kind == "floor":
+        out = floor(argv[1], int(argv[2]))
+    elif kind == "correct":
+        patches = (int(argv[5]), int(argv[6])) if len(argv) > 6 else (0, 0)
+        out = correct(argv[1], int(argv[2]), float(argv[3]), float(argv[4]), patches)
+    elif kind == "compile":
+        start = time.perf_counter()
+        warm_up(int(argv[1]))
+        out = {"seconds": time.perf_counter() - start}
+    else:
+        raise SystemExit(f"unknown measurement {kind!r}")
+    out["peak_rss_bytes"] = peak_rss_bytes()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
