@@ -178,7 +178,8 @@ class SimulationSpec:
             shifts = np.asarray(self.trajectory, dtype=np.float64)
             if shifts.shape != (self.n_frames, 2) or not np.all(np.isfinite(shifts)):
                 raise SettingsError(
-                    f"explicit trajectory has shape {shifts.shape}", fix=f"give ({self.n_frames}, 2) finite (x, y) shifts"
+                    f"explicit trajectory has shape {shifts.shape}",
+                    fix=f"give ({self.n_frames}, 2) finite (x, y) shifts",
                 )
             if np.any(shifts[0] != 0):
                 raise SettingsError(
@@ -389,7 +390,8 @@ def _poisson_frame(density, c, beta, scale, sens, key, out, max_count):  # pragm
                         break
                     if kk < 0 or (us < 0.013 and v > us):
                         continue
-                    if math.log(v) + log_invalpha - math.log(aa / (us * us) + b) <= -mu + kk * loglam - math.lgamma(kk + 1.0):
+                    log_ratio = math.log(v) + log_invalpha - math.log(aa / (us * us) + b)
+                    if log_ratio <= -mu + kk * loglam - math.lgamma(kk + 1.0):
                         n = int(kk)
                         break
             if n > max_count:
