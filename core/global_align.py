@@ -30,7 +30,9 @@ class GlobalAlignment:
     """``shifts_px`` ``(n_frames, 2)`` (x, y) unbinned, frame 0 = (0, 0), DESIGN convention.
 
     ``residual_px``: RMS distance between the last measured positions and the smooth trajectory
-    (unbinned px). ``outlier_frames``: indices whose measurement was rejected.
+    (unbinned px). ``outlier_frames``: indices whose measurement was rejected. ``peak_heights``
+    ``(n_frames,)``: last correlation peak heights; ``peak_significance`` ``(n_frames,)``: each peak
+    height over the RMS of its whole correlation map (from Parseval; about 4-5 for pure noise).
     """
 
     shifts_px: np.ndarray
@@ -39,6 +41,7 @@ class GlobalAlignment:
     residual_px: float
     outlier_frames: tuple[int, ...]
     peak_heights: np.ndarray
+    peak_significance: np.ndarray | None = None
 
 
 def bfactor_filter(shape: tuple[int, int], *, bfactor_px2: float) -> np.ndarray:
@@ -72,6 +75,14 @@ def loo_cross_power(frame: np.ndarray, total: np.ndarray, filt: np.ndarray) -> n
     return out
 
 
+def correlation_rms(cross_power: np.ndarray, shape: tuple[int, int]) -> float:
+    """RMS over all offsets of ``irfft2(cross_power)``, by Parseval, without transforming."""
+    ny, nx = shape
+    power = np.abs(cross_power) ** 2
+    total = 2.0 * power.sum() - power[:, 0].sum() - (power[:, -1].sum() if nx % 2 == 0 else 0.0)
+    return float(np.sqrt(max(total, 0.0)) / (ny * nx))
+
+
 def align_frames(
     spectra: list[np.ndarray],
     *,
@@ -91,8 +102,9 @@ def align_frames(
     n = len(spectra)
     pos = np.zeros((n, 2))  # alignment pixels, (x, y)
     heights = np.zeros(n)
+    map_rms = np.ones(n)
     if n < 2:
-        return GlobalAlignment(pos, 0, True, 0.0, (), heights)
+        return GlobalAlignment(pos, 0, True, 0.0, (), heights, np.zeros(n))
     filt = bfactor_filter(shape, bfactor_px2=bfactor_px2)
     mask = offset_mask(shape, max(2.0, max_shift_px / bin_factor))
     local = np.array([-1.0, 0.0, 1.0])
@@ -105,6 +117,7 @@ def align_frames(
         measured = pos.copy()
         for i in range(n):
             xp = loo_cross_power(shifted[i], total, filt)
+            map_rms[i] = correlation_rms(xp, shape)
             cc3 = correlation_at(xp, shape, local, local) if iteration > 1 else None
             if cc3 is not None and np.argmax(cc3) == 4:
                 f0 = float(cc3[1, 1])
@@ -134,4 +147,5 @@ def align_frames(
         residual_px=residual,
         outlier_frames=tuple(int(i) for i in np.flatnonzero(smoothed.outliers)),
         peak_heights=heights,
+        peak_significance=heights / map_rms,
     )

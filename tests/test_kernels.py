@@ -132,3 +132,12 @@ def test_frc_ring_kernel_matches_numpy(shape):
     f2, c2 = _frc_reference(a, b, shape)
     np.testing.assert_allclose(f1, f2)
     np.testing.assert_allclose(c1, c2, rtol=1e-9, atol=1e-12)
+
+
+def test_correlation_rms_equals_rms_of_the_map():
+    from framewatch.core.global_align import correlation_rms
+
+    for shape in ((48, 64), (40, 33)):
+        xp = scipy.fft.rfft2(RNG.standard_normal(shape))
+        cc = scipy.fft.irfft2(xp, s=shape)
+        assert correlation_rms(xp, shape) == pytest.approx(np.sqrt(np.mean(cc**2)), rel=1e-9)
