@@ -21,10 +21,13 @@ from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_ho
 from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
 from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, accumulated_motion
 from .errors import GainError, MovieFormatError, SettingsError
-from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors
+from .binning import bin_image
+from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors, shift_spectrum
 from .frc import frc_crossing_a, frc_curve
 from .gain import load_gain_for_movie
 from .global_align import GlobalAlignment, align_frames
+from .local_align import LOCAL_FIELD_GRID_PX, KnownDisplacement, LocalMotion, estimate_local_motion
+from .resample import field_grid_shape, warp_image
 from .movie_io import open_movie
 from .result import DriftStatistics, MovieResult
 from .settings import CorrectionSettings
@@ -49,6 +52,7 @@ def correct_movie(
     defect_mask: np.ndarray | None = None,
     movie_path: str | Path | None = None,
     shifts_px: np.ndarray | None = None,
+    local_displacement_px=None,
     **options,
 ) -> MovieResult:
     """Correct a movie held in memory.
@@ -73,8 +77,11 @@ def correct_movie(
             raise MovieFormatError(f"frame {i} contains NaN or Inf values", path=where, fix="the movie is corrupt")
     if shifts_px is not None and np.shape(shifts_px) != (len(raw), 2):
         raise SettingsError(f"shifts_px has shape {np.shape(shifts_px)}, expected ({len(raw)}, 2)")
+    if local_displacement_px is not None and (shifts_px is None or min(cfg.patches) < 2):
+        raise SettingsError("local_displacement_px needs shifts_px and patches (a known motion to apply)")
     return _MovieCorrection(cfg, shape, movie_path).run(
-        raw, gain, defect_mask, read_s=time.perf_counter() - started, known_shifts_px=shifts_px
+        raw, gain, defect_mask, read_s=time.perf_counter() - started, known_shifts_px=shifts_px,
+        known_local=local_displacement_px,
     )
 
 
@@ -163,7 +170,12 @@ class _MovieCorrection:
         # the exact factor after rounding to even sizes (x and y may differ by a hair; use the mean)
         self.bin_factor = 0.5 * (self.shape[0] / self.align_shape[0] + self.shape[1] / self.align_shape[1])
 
-    def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None) -> MovieResult:
+    @property
+    def local(self) -> bool:
+        """Patch alignment is on when both patch counts are at least 2."""
+        return min(self.cfg.patches) >= 2
+
+    def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None, known_local=None) -> MovieResult:
         cfg, shape, timings = self.cfg, self.shape, {"read_s": read_s}
         n = len(raw)
         if gain is not None:
@@ -177,44 +189,23 @@ class _MovieCorrection:
         t = time.perf_counter()
         replacer = self._defects(raw, gain, defect_mask)
         timings["defects_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        spectra, cropped = [], []
-        for i in range(n):
-            image = apply_gain(raw[i], gain)
-            raw[i] = None  # release the decoded frame
-            replacer.apply(image, i)
-            spec = rfft2(image, threads=self.threads)
-            spectra.append(spec)
-            cropped.append(fourier_crop(spec, shape, self.align_shape))
-        timings["fft_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        if known_shifts_px is not None:
-            alignment = GlobalAlignment(
-                shifts_px=np.asarray(known_shifts_px, dtype=np.float64) - np.asarray(known_shifts_px)[0],
-                iterations=0, converged=True, residual_px=0.0, outlier_frames=(), peak_heights=np.zeros(n),
-            )
-        else:
-            alignment = align_frames(
-                cropped,
-                shape=self.align_shape,
-                bin_factor=self.bin_factor,
-                dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
-                bfactor_px2=cfg.bfactor_px2,
-                max_iterations=cfg.max_iterations,
-                tolerance_px=cfg.tolerance_px,
-                max_shift_px=cfg.max_shift_a / cfg.pixel_size_a,
-                threads=self.threads,
-            )
-        del cropped
-        timings["align_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
         doses = accumulated_dose_e_per_a2(
             n, dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2, prior_dose_e_per_a2=cfg.prior_dose_e_per_a2
         )
-        sums = self._sums(spectra, alignment.shifts_px, doses)
+
+        def corrected(i: int) -> np.ndarray:
+            image = apply_gain(raw[i], gain)
+            replacer.apply(image, i)
+            return image
+
+        if self.local:
+            alignment, local, spectra = self._align_local(raw, corrected, known_shifts_px, known_local, timings)
+        else:
+            alignment, spectra = self._align_whole_frame(raw, corrected, known_shifts_px, timings)
+            local = None
+
+        t = time.perf_counter()
+        sums = self._sums(spectra, n, alignment.shifts_px, doses)
         timings["sum_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -241,12 +232,17 @@ class _MovieCorrection:
             frc_0_25_a=frc_crossing_a(freq, frc, 0.25, pixel_size_a=px),
             frc_0_143_a=frc_crossing_a(freq, frc, 0.143, pixel_size_a=px),
             early_dose_cutoff_e_per_a2=EARLY_DOSE_CUTOFF_E_PER_A2,
+            patch_residual_mean_px=None if local is None else local.residual_mean_px,
+            patch_residual_max_px=None if local is None else local.residual_max_px,
+            patches_rejected_fraction=None if local is None else local.rejected_fraction,
         )
         notes = []
         if not alignment.converged:
             notes.append(f"alignment stopped after {alignment.iterations} iterations without reaching {cfg.tolerance_px} px")
         if alignment.outlier_frames:
             notes.append(f"outlier frames placed by their neighbours: {list(alignment.outlier_frames)}")
+        if local is not None and local.fallback_reason:
+            notes.append(f"local motion not applied (whole-frame only): {local.fallback_reason}")
         timings["total_s"] = sum(timings.values())
         return MovieResult(
             dose_weighted_sum=images["full"],
@@ -260,8 +256,111 @@ class _MovieCorrection:
             settings=cfg,
             timings_s=timings,
             frc_curve=np.column_stack([freq / px, frc]),
+            local_motion=local,
             notes=tuple(notes),
         )
+
+    def _global(self, spectra: list, shape: tuple[int, int], bin_factor: float, known_shifts_px) -> GlobalAlignment:
+        cfg = self.cfg
+        if known_shifts_px is not None:
+            known = np.asarray(known_shifts_px, dtype=np.float64)
+            return GlobalAlignment(
+                shifts_px=known - known[0], iterations=0, converged=True, residual_px=0.0, outlier_frames=(),
+                peak_heights=np.zeros(len(spectra)),
+            )
+        return align_frames(
+            spectra,
+            shape=shape,
+            bin_factor=bin_factor,
+            dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+            bfactor_px2=cfg.bfactor_px2,
+            max_iterations=cfg.max_iterations,
+            tolerance_px=cfg.tolerance_px,
+            max_shift_px=cfg.max_shift_a / cfg.pixel_size_a,
+            threads=self.threads,
+        )
+
+    def _align_whole_frame(self, raw: list, corrected, known_shifts_px, timings: dict):
+        """One pass: transform every frame once, keep its spectrum, align on Fourier-cropped copies."""
+        t = time.perf_counter()
+        spectra, cropped = [], []
+        for i in range(len(raw)):
+            image = corrected(i)
+            raw[i] = None  # release the decoded frame
+            spec = rfft2(image, threads=self.threads)
+            spectra.append(spec)
+            cropped.append(fourier_crop(spec, self.shape, self.align_shape))
+        timings["fft_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        alignment = self._global(cropped, self.align_shape, self.bin_factor, known_shifts_px)
+        timings["align_s"] = time.perf_counter() - t
+        return alignment, spectra
+
+    def _align_local(self, raw: list, corrected, known_shifts_px, known_local, timings: dict):
+        """Two passes: align whole frames and patches on a binned copy, then warp, transform and sum.
+
+        The alignment copy is binned in real space (an integer factor), so each frame is transformed
+        at full size only once, in the second pass, after the local warp.
+        """
+        cfg, n = self.cfg, len(raw)
+        factor = max(1, int(round(self.bin_factor)))
+        t = time.perf_counter()
+        if known_local is not None:
+            alignment = self._global([None] * n, self.shape, 1.0, known_shifts_px)
+            local = LocalMotion(KnownDisplacement(known_local), None, None, None, 0.0, None)
+            return alignment, local, self._warped_spectra(raw, corrected, alignment, local, timings)
+        small = [bin_image(corrected(i), factor) for i in range(n)]
+        small_shape = small[0].shape
+        small_spectra = [rfft2(img, threads=self.threads) for img in small]
+        timings["bin_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        alignment = self._global(small_spectra, small_shape, float(factor), known_shifts_px)
+        timings["align_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        registered = np.stack([
+            irfft2(shift_spectrum(spec, small_shape, *(-alignment.shifts_px[i] / factor)), small_shape, threads=self.threads)
+            for i, spec in enumerate(small_spectra)
+        ])
+        del small, small_spectra
+        local = estimate_local_motion(
+            registered,
+            bin_factor=float(factor),
+            image_shape=self.shape,
+            pixel_size_a=cfg.pixel_size_a,
+            dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+            patches=cfg.patches,
+            overlap=cfg.patch_overlap,
+            bfactor_px2=cfg.patch_bfactor_px2,
+            max_iterations=cfg.max_iterations,
+            tolerance_px=cfg.tolerance_px,
+            threads=self.threads,
+        )
+        del registered
+        timings["local_align_s"] = time.perf_counter() - t
+
+        return alignment, local, self._warped_spectra(raw, corrected, alignment, local, timings)
+
+    def _warped_spectra(self, raw: list, corrected, alignment: GlobalAlignment, local, timings: dict):
+        """Yield each frame's spectrum after warping it by the local model (second pass)."""
+        n = len(raw)
+        middle = alignment.shifts_px[n // 2]
+        step = LOCAL_FIELD_GRID_PX
+        grid_ny, grid_nx = field_grid_shape(self.shape, step)
+        gy, gx = np.mgrid[0:grid_ny, 0:grid_nx] * float(step)
+        warp_s = 0.0
+        for i in range(n):
+            image = corrected(i)
+            raw[i] = None
+            if local.model is not None:
+                w = time.perf_counter()
+                gdx, gdy = alignment.shifts_px[i] - middle
+                # the model is in registered coordinates; this frame's pixel u + G_t shows point u
+                fdx, fdy = local.model.displacement(gx - gdx, gy - gdy, float(i))
+                image = warp_image(image, np.asarray(fdx, np.float32), np.asarray(fdy, np.float32), grid_step_px=step)
+                warp_s += time.perf_counter() - w
+            yield rfft2(image, threads=self.threads)
+        timings["warp_s"] = warp_s
+
 
     def _defects(self, raw: list, gain, defect_mask) -> PixelReplacer:
         """Mask of pixels to replace: bad gain, known defects, hot and dead pixels on the movie sum."""
@@ -278,20 +377,25 @@ class _MovieCorrection:
         bad |= detect_hot_pixels(total, threshold_sigma=self.cfg.hot_pixel_sigma, exclude=bad)
         return PixelReplacer(bad)
 
-    def _sums(self, spectra: list, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
-        """Shift every frame to the middle frame's position and accumulate even/odd weighted sums."""
+    def _sums(self, spectra, n: int, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
+        """Shift every frame to the middle frame's position and accumulate even/odd weighted sums.
+
+        ``spectra``: a list (entries are released as they are used) or an iterator of ``n`` spectra.
+        """
         cfg, shape = self.cfg, self.shape
-        spec_shape = spectra[0].shape
         inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=cfg.pixel_size_a, voltage_kv=cfg.voltage_kv)
+        spec_shape = inv2ne.shape
         acc = [np.zeros(spec_shape, np.complex64), np.zeros(spec_shape, np.complex64)]
         plain = np.zeros(spec_shape, np.complex64) if cfg.unweighted_sum else None
-        middle = shifts_px[len(spectra) // 2]
-        for i in range(len(spectra)):
+        middle = shifts_px[n // 2]
+        is_list = isinstance(spectra, list)
+        for i, spec in enumerate(spectra):
             dx, dy = shifts_px[i] - middle
             py, px = shift_phase_vectors(shape, -dx, -dy)
             accumulate_weighted(
-                spectra[i], phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=doses[i], acc=acc[i % 2], plain=plain
+                spec, phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=doses[i], acc=acc[i % 2], plain=plain
             )
-            spectra[i] = None
+            if is_list:
+                spectra[i] = None
         full, even, odd = finalize_weighted_sums(acc[0], acc[1], inv2ne=inv2ne, doses_e_per_a2=doses)
         return {"full_spec": full, "even_spec": even, "odd_spec": odd, "plain_spec": plain}

@@ -23,10 +23,16 @@ import numpy as np
 import scipy.fft
 
 from .global_align import align_frames
+from .motion_model import LocalMotionModel, fit_local_motion
 
 MIN_ELECTRONS_PER_PATCH_GROUP = 1.0e5
 MIN_PATCH_SIGNIFICANCE = 8.0
 TAPER_FRACTION = 0.125
+LOCAL_FIELD_GRID_PX = 32  # the model is evaluated every 32 movie pixels and interpolated between
+MIN_ACCEPTED_PATCHES = 4
+MAX_ACCEPTED_REJECTED_FRACTION = 0.5
+MAX_MODEL_RMS_PX = 0.75
+MIN_USEFUL_LOCAL_PX = 0.15  # below this everywhere, resampling would cost more than it corrects
 
 
 @dataclass(frozen=True)
@@ -141,3 +147,128 @@ def measure_patches(
     rejected = (significance < MIN_PATCH_SIGNIFICANCE) | (significance < 0.25 * float(np.median(significance)))
     centres = (grid.centres_px + 0.5) * bin_factor - 0.5
     return PatchMeasurements(shifts, centres, group_times, significance, rejected, g)
+
+
+@dataclass(frozen=True)
+class KnownDisplacement:
+    """A local motion given by the caller (e.g. the simulator's truth, for an oracle sum)."""
+
+    function: object
+
+    def displacement(self, x, y, t):
+        return self.function(x, y, t)
+
+    def summary(self) -> dict:
+        return {"kind": "given by the caller"}
+
+
+@dataclass(frozen=True)
+class LocalMotion:
+    """The local motion of one movie (``MovieResult.local_motion``).
+
+    ``model``: the smooth model, registered to the middle frame (``displacement(x, y, n // 2) == 0``);
+    ``None`` when the fit fell back to whole-frame only, with ``fallback_reason`` saying why.
+    ``patches``: the measurements. ``residual_mean_px`` / ``residual_max_px``: distance between the
+    accepted patch measurements and the model; ``rejected_fraction``: patches rejected for lack of
+    signal or as outliers of the fit.
+    """
+
+    model: LocalMotionModel | KnownDisplacement | None
+    patches: PatchMeasurements | None
+    residual_mean_px: float | None
+    residual_max_px: float | None
+    rejected_fraction: float
+    fallback_reason: str | None
+
+    def summary(self) -> dict:
+        p = self.patches
+        if p is None:
+            return {"applied": self.model is not None, "model": None if self.model is None else self.model.summary()}
+        return {
+            "applied": self.model is not None,
+            "fallback_reason": self.fallback_reason,
+            "group_size_frames": p.group_size,
+            "group_times_frames": p.group_times.tolist(),
+            "patch_centres_px": p.centres_px.round(2).tolist(),
+            "patch_shifts_px": p.shifts_px.round(4).tolist(),
+            "patch_significance": p.significance.round(2).tolist(),
+            "patch_rejected": p.rejected.tolist(),
+            "residual_mean_px": self.residual_mean_px,
+            "residual_max_px": self.residual_max_px,
+            "rejected_fraction": self.rejected_fraction,
+            "model": None if self.model is None else self.model.summary(),
+        }
+
+
+def estimate_local_motion(
+    registered: np.ndarray,
+    *,
+    bin_factor: float,
+    image_shape: tuple[int, int],
+    pixel_size_a: float,
+    dose_per_frame_e_per_a2: float,
+    patches: tuple[int, int],
+    overlap: float,
+    bfactor_px2: float,
+    max_iterations: int,
+    tolerance_px: float,
+    threads: int,
+) -> LocalMotion:
+    """Measure patches on the registered binned frames ``(n_frames, ay, ax)`` and fit the model.
+
+    Falls back to whole-frame only (``model=None``) when fewer than ``MIN_ACCEPTED_PATCHES`` patches
+    or less than half of them carry signal, or when the fit's RMS residual exceeds
+    ``MAX_MODEL_RMS_PX``; the reason is recorded.
+    """
+    n_frames = registered.shape[0]
+    meas = measure_patches(
+        registered,
+        bin_factor=bin_factor,
+        pixel_size_a=pixel_size_a,
+        dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
+        patches=patches,
+        overlap=overlap,
+        bfactor_px2=bfactor_px2,
+        max_iterations=max_iterations,
+        tolerance_px=tolerance_px,
+        threads=threads,
+    )
+    n_patches, n_groups = meas.shifts_px.shape[:2]
+    accepted = ~meas.rejected
+    if accepted.sum() < MIN_ACCEPTED_PATCHES or accepted.mean() < 1.0 - MAX_ACCEPTED_REJECTED_FRACTION:
+        reason = f"only {int(accepted.sum())} of {n_patches} patches carry signal"
+        return LocalMotion(None, meas, None, None, float(meas.rejected.mean()), reason)
+    if n_groups < 2:
+        return LocalMotion(None, meas, None, None, float(meas.rejected.mean()), "too few frame groups in time")
+    xs = np.repeat(meas.centres_px[:, 0], n_groups)
+    ys = np.repeat(meas.centres_px[:, 1], n_groups)
+    ts = np.tile(meas.group_times, n_patches)
+    quality = np.repeat(accepted.astype(np.float64), n_groups)
+    fit = fit_local_motion(
+        xs, ys, ts, meas.shifts_px[:, :, 0].ravel(), meas.shifts_px[:, :, 1].ravel(),
+        image_shape=image_shape, n_frames=n_frames, quality=quality, reference_frame=n_frames // 2,
+    )
+    used = fit.weights > 0
+    per_patch_used = used.reshape(n_patches, n_groups).any(axis=1)
+    rejected_fraction = float(1.0 - per_patch_used.mean())
+    residuals = fit.residuals_px[used]
+    mean_r, max_r = float(residuals.mean()), float(residuals.max())
+    if fit.rms_px > MAX_MODEL_RMS_PX:
+        reason = f"the smooth model misfits the patches by {fit.rms_px:.2f} px RMS (> {MAX_MODEL_RMS_PX} px)"
+        return LocalMotion(None, meas, mean_r, max_r, rejected_fraction, reason)
+    largest = largest_displacement_px(fit.model, image_shape=image_shape, n_frames=n_frames)
+    if largest < MIN_USEFUL_LOCAL_PX:
+        reason = f"local motion below {MIN_USEFUL_LOCAL_PX} px everywhere (largest {largest:.3f} px): not worth resampling"
+        return LocalMotion(None, meas, mean_r, max_r, rejected_fraction, reason)
+    return LocalMotion(fit.model, meas, mean_r, max_r, rejected_fraction, None)
+
+
+def largest_displacement_px(model, *, image_shape: tuple[int, int], n_frames: int, samples: int = 17) -> float:
+    """Largest |displacement| of ``model`` on a ``samples x samples`` grid over all frames."""
+    ny, nx = image_shape
+    gx, gy = np.meshgrid(np.linspace(0, nx - 1, samples), np.linspace(0, ny - 1, samples))
+    largest = 0.0
+    for t in range(n_frames):
+        dx, dy = model.displacement(gx, gy, float(t))
+        largest = max(largest, float(np.sqrt(np.max(dx**2 + dy**2))))
+    return largest

@@ -44,7 +44,8 @@ class CorrectionSettings:
     received before this movie (earlier tilts). ``align_pixel_size_a`` is the pixel size of the
     Fourier-cropped copy used for alignment (``None``: crop to at most ``align_max_size_px`` on the
     long side). ``bfactor_px2`` is applied to the cross-power as ``exp(-bfactor_px2 * s**2 / 4)``
-    with ``s`` in cycles per *alignment* pixel, so it is a B-factor in alignment pixels squared.
+    with ``s`` in cycles per *alignment* pixel, so it is a B-factor in alignment pixels squared;
+    ``patch_bfactor_px2`` is the same for patch alignment.
     """
 
     pixel_size_a: float
@@ -55,7 +56,7 @@ class CorrectionSettings:
     # whole-frame alignment
     align_pixel_size_a: float | None = None
     align_max_size_px: int = 1024
-    bfactor_px2: float = 300.0
+    bfactor_px2: float = 60.0
     max_iterations: int = 10
     tolerance_px: float = 0.01
     max_shift_a: float = 300.0
@@ -64,6 +65,7 @@ class CorrectionSettings:
     # local motion: (nx, ny) patches; (0, 0) = whole-frame only
     patches: tuple[int, int] = (0, 0)
     patch_overlap: float = 0.5
+    patch_bfactor_px2: float = 40.0
     # outputs
     unweighted_sum: bool = False
     threads: int = 0  # 0 = all cores
