@@ -118,7 +118,8 @@ class SimulationSpec:
     blobs. ``dtype``: ``"uint8"`` (counts above 255 are clipped and flagged), ``"uint16"`` or
     ``"float32"``. ``radiation_damage``: fade each frame's specimen detail with the dose it has
     received (Grant & Grigorieff's filter at mid-frame dose, prior included); the ideal image stays
-    undamaged, so dose weighting has something to recover.
+    undamaged, so dose weighting has something to recover. ``featureless_box_px``: ``(x0, y0, width,
+    height)`` in frame-0 pixels where the specimen has no features (no blob centred inside).
     """
 
     ny: int = 1024
@@ -142,6 +143,7 @@ class SimulationSpec:
     dead_column: int | None = None
     dtype: str = "uint8"
     radiation_damage: bool = False
+    featureless_box_px: tuple | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -514,6 +516,10 @@ def _blob_table(spec: SimulationSpec, margin_px: float, rng: np.random.Generator
         big = np.column_stack([rng.uniform(0, spec.nx - 1, m), rng.uniform(0, spec.ny - 1, m), big_sigma,
                                rng.choice([-1.0, 1.0], m) * rng.uniform(0.5, 1.5, m) * rms_blobs])
         blobs = np.vstack([blobs, big])
+    if spec.featureless_box_px is not None:
+        x0, y0, w, h = spec.featureless_box_px
+        inside = (blobs[:, 0] >= x0) & (blobs[:, 0] < x0 + w) & (blobs[:, 1] >= y0) & (blobs[:, 1] < y0 + h)
+        blobs = blobs[~inside]
     return blobs
 
 
