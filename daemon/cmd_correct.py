@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import os
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from framewatch.core.correct import correct_movie_file
 from framewatch.core.errors import FramewatchError
 from framewatch.core.movie_io import open_movie, write_image_mrc
 from framewatch.core.result import result_summary
+from framewatch.core.star import write_motion_star
 
 from .cli import framewatch_version
 from .processing_options import add_processing_arguments, processing_options_from_args
@@ -28,6 +31,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
     add_processing_arguments(p)
     p.add_argument("--unweighted", action="store_true", help="also write PREFIX_noDW.mrc, the plain aligned sum")
+    p.add_argument("--star", action="store_true",
+                   help="also write PREFIX.star, a RELION-style per-movie motion file (global shifts in unbinned "
+                        "pixels relative to frame 1, hot pixels, and the local model when RELION's polynomial can "
+                        "express it) for Bayesian polishing")
     p.set_defaults(func=run)
 
 
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if result.unweighted_sum is not None:
         outputs[prefix.with_name(prefix.name + "_noDW.mrc")] = result.unweighted_sum
     report = result_summary(result)
+    star_path = prefix.with_name(prefix.name + ".star") if args.star else None
     report.update(
         framewatch_version=framewatch_version(),
         movie=str(movie.resolve()),
@@ -65,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         for path, image in outputs.items():
             write_image_mrc(path, image, pixel_size_a=settings.pixel_size_a)
             written.append(path)
+        if star_path is not None:
+            report["star"] = write_result_star(star_path, result, movie=movie, gain=options.gain, defects=options.defects)
+            written.append(star_path)
         json_path = prefix.with_name(prefix.name + ".json")
         tmp = json_path.with_name(json_path.name + ".tmp")
         tmp.write_text(json.dumps(report, indent=1) + "\n")
@@ -77,3 +88,32 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def write_result_star(path: Path, result, *, movie: Path, gain, defects) -> dict:
+    """The per-movie RELION motion STAR of ``result`` (see framewatch.core.star for conventions)."""
+    local_fn = None
+    lm = result.local_motion
+    if lm is not None and lm.model is not None:
+        model = lm.model
+
+        def local_fn(x, y, t):  # RELION's local model is relative to frame 0 (ours to the middle frame)
+            dx, dy = model.displacement(x, y, t)
+            dx0, dy0 = model.displacement(x, y, np.zeros_like(np.asarray(t, dtype=float)))
+            return dx - dx0, dy - dy0
+
+    cfg = result.settings
+    return write_motion_star(
+        path,
+        shifts_px=result.shifts_px,
+        image_shape=result.dose_weighted_sum.shape,
+        movie_name=str(movie),
+        pixel_size_a=cfg.pixel_size_a,
+        dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+        prior_dose_e_per_a2=cfg.prior_dose_e_per_a2,
+        voltage_kv=cfg.voltage_kv,
+        gain_name=None if gain is None else str(gain),
+        defect_file=None if defects is None else str(defects),
+        hot_pixels_xy=result.replaced_pixels,
+        local_displacement=local_fn,
+    )

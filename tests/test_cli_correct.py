@@ -109,3 +109,27 @@ def test_each_bad_input_gives_one_clear_line_and_no_output(tmp_path, capsys):
         named = movie.name if what != "gain size" else "gain"
         assert named in err, (what, err)
         assert not list(tmp_path.glob(prefix.name + "*")), f"{what}: partial outputs left"
+
+
+def test_correct_with_patches_writes_local_model_and_star(tmp_path):
+    from framewatch.core.star import read_star
+
+    sim = simulated(ny=1024, nx=1024, n_frames=8, pixel_size_a=1.5, dose_per_frame_e_per_a2=0.4,
+                    local_amplitude_px=2.0, seed=21)
+    write_movie(tmp_path / "m.mrc", sim.frames)
+    gain = tmp_path / "gain.mrc"
+    with mrcfile.new(gain) as mrc:
+        mrc.set_data(sim.gain)
+    prefix = tmp_path / "m_out"
+    assert main(["correct", str(tmp_path / "m.mrc"), "--out", str(prefix), "--pixel-size-a", "1.5",
+                 "--dose-per-frame", "0.4", "--gain", str(gain), "--patches", "4", "4", "--star"]) == 0
+    report = json.loads((tmp_path / "m_out.json").read_text())
+    local = report["local_motion"]
+    assert local["applied"] and len(local["patch_centres_px"]) == 16
+    assert report["statistics"]["patch_residual_mean_px"] is not None
+    star = read_star(tmp_path / "m_out.star")
+    shifts = np.column_stack([np.array(star["global_shift"]["rlnMicrographShiftX"], float),
+                              np.array(star["global_shift"]["rlnMicrographShiftY"], float)])
+    np.testing.assert_allclose(shifts, report["shifts_px"], atol=1e-5)  # same sign and origin as ours
+    assert star["general"]["rlnMotionModelVersion"] in ("0", "1")
+    assert report["star"]["motion_model_version"] == int(star["general"]["rlnMotionModelVersion"])
