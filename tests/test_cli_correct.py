@@ -6,7 +6,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from conftest import simulated
+from sim_helpers import simulated
 from framewatch.core.correct import correct_movie, correct_movie_file
 from framewatch.core.movie_io import write_movie
 from framewatch.core.settings import CorrectionSettings, GainOrientation

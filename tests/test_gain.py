@@ -132,9 +132,13 @@ def test_read_gain_errors_name_the_file(tmp_path):
         read_gain(tmp_path / "zero.mrc")
     assert "zero.mrc" in str(err.value)
     (tmp_path / "g.dm4").write_bytes(b"\x00" * 64)
-    with pytest.raises(GainError, match="format") as err:
+    with pytest.raises(GainError, match="dm2mrc") as err:
         read_gain(tmp_path / "g.dm4")
     assert "g.dm4" in str(err.value)
+    (tmp_path / "g.png").write_bytes(b"\x00" * 64)
+    with pytest.raises(GainError, match="format") as err:
+        read_gain(tmp_path / "g.png")
+    assert "g.png" in str(err.value)
     (tmp_path / "short.mrc").write_bytes(b"\x00" * 100)
     with pytest.raises(GainError, match="truncated") as err:
         read_gain(tmp_path / "short.mrc")

@@ -30,22 +30,33 @@ def read_all(path, **kwargs) -> np.ndarray:
 
 
 def handmade_mrc(path, data: np.ndarray, *, mode: int, order: str = "<", nz=None, nsymbt: int = 0,
-                 imod_flags=None, tail: bytes = b"") -> None:
-    """A minimal MRC file written byte by byte (for headers mrcfile would refuse to write)."""
+                 imod_flags=None, tail: bytes = b"", dmin_dmax=(0.0, 0.0), exttyp: bytes = b"",
+                 labels=(), nx_header=None, extended: bytes | None = None) -> None:
+    """A minimal MRC file written byte by byte (for headers mrcfile would refuse to write).
+
+    ``data`` is written as given (already packed for 4-bit modes: then pass ``nx_header``).
+    ``extended``: the extended header bytes (default ``nsymbt`` zero bytes).
+    """
     n, ny, nx = data.shape
+    nx = nx if nx_header is None else nx_header
     header = bytearray(1024)
     struct.pack_into(order + "4i", header, 0, nx, ny, n if nz is None else nz, mode)
     struct.pack_into(order + "3i", header, 28, nx, ny, n)
     struct.pack_into(order + "3f", header, 40, nx * 1.5, ny * 1.5, n * 1.5)
     struct.pack_into(order + "3i", header, 64, 1, 2, 3)
+    struct.pack_into(order + "2f", header, 76, *dmin_dmax)
     struct.pack_into(order + "i", header, 92, nsymbt)
+    header[104:104 + len(exttyp)] = exttyp
     if imod_flags is not None:
         struct.pack_into(order + "2i", header, 152, IMOD_STAMP, imod_flags)
+    struct.pack_into(order + "i", header, 220, len(labels))
+    for i, label in enumerate(labels):
+        header[224 + 80 * i: 224 + 80 * i + len(label)] = label.encode()
     header[208:212] = b"MAP "
     header[212:216] = b"\x44\x44\x00\x00" if order == "<" else b"\x11\x11\x00\x00"
     with open(path, "wb") as f:
         f.write(bytes(header))
-        f.write(b"\x00" * nsymbt)
+        f.write(b"\x00" * nsymbt if extended is None else extended)
         f.write(data.astype(data.dtype.newbyteorder(order)).tobytes())
         f.write(tail)
 
@@ -135,12 +146,20 @@ def test_two_d_input_and_two_d_mrc_are_one_frame(tmp_path):
 def test_mode0_follows_imods_signed_bytes_rule(tmp_path):
     data = np.arange(2 * NY * NX, dtype=np.int64).reshape(2, NY, NX) % 256
     unsigned, signed = data.astype(np.uint8), data.astype(np.uint8).view(np.int8)
-    handmade_mrc(tmp_path / "plain.mrc", signed, mode=0)  # no IMOD stamp: MRC2014 signed
     handmade_mrc(tmp_path / "u.mrc", unsigned, mode=0, imod_flags=0)  # stamp, signed bit clear
     handmade_mrc(tmp_path / "s.mrc", signed, mode=0, imod_flags=1)  # stamp, signed bit set
-    assert read_all(tmp_path / "plain.mrc").dtype == np.int8
     np.testing.assert_array_equal(read_all(tmp_path / "u.mrc"), unsigned)
     np.testing.assert_array_equal(read_all(tmp_path / "s.mrc"), signed)
+    # no stamp: IMOD decides from the header's dmin/dmax (stamp/flag beat the statistics)
+    cases = {(-128.0, 127.0): np.int8, (0.0, 255.0): np.uint8, (-3.0, 200.0): np.uint8, (-100.0, 130.0): np.int8,
+             (0.0, 5.0): np.uint8}
+    for i, ((dmin, dmax), dtype) in enumerate(cases.items()):
+        handmade_mrc(tmp_path / f"plain{i}.mrc", signed, mode=0, dmin_dmax=(dmin, dmax))
+        out = read_all(tmp_path / f"plain{i}.mrc")
+        assert out.dtype == dtype, (dmin, dmax)
+        np.testing.assert_array_equal(out.view(np.uint8), unsigned)
+    handmade_mrc(tmp_path / "stamped.mrc", unsigned, mode=0, imod_flags=0, dmin_dmax=(-128.0, 127.0))
+    assert read_all(tmp_path / "stamped.mrc").dtype == np.uint8
 
 
 def test_extended_header_and_big_endian_are_honoured(tmp_path):
@@ -311,14 +330,16 @@ def test_tiff_without_pages(tmp_path):
 
 
 def test_unknown_suffix_and_missing_file(tmp_path):
-    path = tmp_path / "movie.eer"
+    path = tmp_path / "movie.dm4"
     path.write_bytes(b"x")
     with pytest.raises(MovieFormatError) as err:
         open_movie(path)
     message = assert_names_file(err, path)
-    assert ".mrc" in message and ".tif" in message
+    assert ".mrc" in message and ".tif" in message and ".eer" in message
     with pytest.raises(MovieFormatError, match="unknown movie format"):
         write_movie(tmp_path / "out.png", make_frames("uint8"))
+    with pytest.raises(MovieFormatError, match="EER"):
+        write_movie(tmp_path / "out.eer", make_frames("uint8"))
     with pytest.raises(MovieFormatError, match="not found") as err:
         open_movie(tmp_path / "gone.mrc")
     assert_names_file(err, tmp_path / "gone.mrc")

@@ -1,4 +1,4 @@
-"""Shared fixtures: simulated movies with known ground truth (framewatch's own simulator)."""
+"""Shared helpers: simulated movies with known ground truth (framewatch's own simulator)."""
 import functools
 
 import numpy as np
