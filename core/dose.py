@@ -121,22 +121,24 @@ def accumulate_weighted(
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def _finalize_kernel(acc_even, acc_odd, inv2ne, doses, out_full, out_even, out_odd):  # pragma: no cover
+def _finalize_kernel(acc_even, acc_odd, inv2ne, first_dose, dose_step, n, out_full, out_even, out_odd):  # pragma: no cover
+    """Normalise with q_i^2 = exp(-2 N_i v), N_i = first_dose + i * dose_step, by recurrence."""
     ny, nkx = acc_even.shape
-    n = doses.shape[0]
     n_even = (n + 1) // 2
     n_odd = n // 2
     for y in numba.prange(ny):
         for x in range(nkx):
             v = inv2ne[y, x]
+            q2 = np.exp(-2.0 * first_dose * v)
+            r = np.exp(-2.0 * dose_step * v)
             w_even = np.float32(0.0)
             w_odd = np.float32(0.0)
             for i in range(n):
-                q2 = np.exp(-2.0 * doses[i] * v)
                 if i % 2 == 0:
                     w_even += q2
                 else:
                     w_odd += q2
+                q2 *= r
             a = acc_even[y, x]
             b = acc_odd[y, x]
             out_even[y, x] = a * np.sqrt(n_even / w_even)
@@ -154,6 +156,10 @@ def finalize_weighted_sums(
     """
     if acc_even.shape != acc_odd.shape or acc_even.shape != inv2ne.shape:
         raise ValueError("accumulators and inv2ne must have the same shape")
+    doses = np.asarray(doses_e_per_a2, dtype=np.float64)
+    step = float(doses[1] - doses[0]) if doses.size > 1 else 0.0
+    if doses.size > 2 and not np.allclose(np.diff(doses), step, rtol=1e-6, atol=1e-9):
+        raise ValueError("accumulated doses must grow by the same dose per frame")
     outs = [np.empty_like(acc_even) for _ in range(3)]
-    _finalize_kernel(acc_even, acc_odd, inv2ne, np.asarray(doses_e_per_a2, dtype=np.float32), *outs)
+    _finalize_kernel(acc_even, acc_odd, inv2ne, float(doses[0]), step, int(doses.size), *outs)
     return outs[0], outs[1], outs[2]

@@ -8,6 +8,7 @@ Correlation maps are ``(ny, nx)`` with zero shift at index (0, 0) (wrapped, as a
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -46,23 +47,31 @@ def find_peak(cc: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, fl
     return float(dx), float(dy), f0
 
 
-def correlation_at(cross_power: np.ndarray, shape: tuple[int, int], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Exact correlation values at integer or fractional offsets, by a direct (matrix) DFT.
-
-    ``cross_power`` is a half spectrum ``(ny, nx//2+1)`` of a map ``shape``; returns
-    ``(len(ys), len(xs))`` equal to ``irfft2(cross_power)`` sampled at those offsets. Cheap for a
-    handful of offsets: O(ny * nkx * len(xs)).
-    """
+@functools.lru_cache(maxsize=32)
+def _dft_matrices(shape: tuple[int, int], xs: tuple[float, ...], ys: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``ex`` ``(nkx, len(xs))`` (with the half-spectrum weights) and ``ey`` ``(len(ys), ny)``."""
     ny, nx = shape
-    nkx = cross_power.shape[1]
+    nkx = nx // 2 + 1
     kx = np.arange(nkx)
     weight = np.full(nkx, 2.0)
     weight[0] = 1.0
     if nx % 2 == 0:
         weight[-1] = 1.0
-    ex = (weight[:, None] * np.exp(2j * np.pi * kx[:, None] * np.asarray(xs, dtype=np.float64)[None, :] / nx)).astype(
-        np.complex64
-    )
+    ex = (weight[:, None] * np.exp(2j * np.pi * kx[:, None] * np.asarray(xs)[None, :] / nx)).astype(np.complex64)
     ky = np.fft.fftfreq(ny) * ny
-    ey = np.exp(2j * np.pi * np.asarray(ys, dtype=np.float64)[:, None] * ky[None, :] / ny).astype(np.complex64)
+    ey = np.exp(2j * np.pi * np.asarray(ys)[:, None] * ky[None, :] / ny).astype(np.complex64)
+    ex.setflags(write=False)
+    ey.setflags(write=False)
+    return ex, ey
+
+
+def correlation_at(cross_power: np.ndarray, shape: tuple[int, int], xs, ys) -> np.ndarray:
+    """Exact correlation values at integer or fractional offsets, by a direct (matrix) DFT.
+
+    ``cross_power`` is a half spectrum ``(ny, nx//2+1)`` of a map ``shape``; returns
+    ``(len(ys), len(xs))`` equal to ``irfft2(cross_power)`` sampled at those offsets. Cheap for a
+    handful of offsets: O(ny * nkx * len(xs)); the DFT matrices are cached per shape and offsets.
+    """
+    ny, nx = shape
+    ex, ey = _dft_matrices((int(ny), int(nx)), tuple(float(x) for x in xs), tuple(float(y) for y in ys))
     return (ey @ (cross_power @ ex)).real / (ny * nx)

@@ -133,3 +133,23 @@ def test_correct_with_patches_writes_local_model_and_star(tmp_path):
     np.testing.assert_allclose(shifts, report["shifts_px"], atol=1e-5)  # same sign and origin as ours
     assert star["general"]["rlnMotionModelVersion"] in ("0", "1")
     assert report["star"]["motion_model_version"] == int(star["general"]["rlnMotionModelVersion"])
+
+
+def test_version_and_help_of_every_subcommand(capsys):
+    from framewatch.daemon.cli import COMMAND_MODULES
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("framewatch ")
+    for module in COMMAND_MODULES:
+        name = module.rsplit(".cmd_", 1)[1].replace("_", "-")
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        assert done.value.code == 0, name
+        text = capsys.readouterr().out
+        assert "usage: framewatch " + name in text
+    with pytest.raises(SystemExit):
+        main(["correct", "--help"])
+    text = capsys.readouterr().out
+    for unit in ("Angstrom per pixel", "e/A^2", "kV"):
+        assert unit in text
