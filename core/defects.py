@@ -45,7 +45,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .errors import DefectFileError, FramewatchError
 
@@ -168,7 +168,7 @@ def _hot_z_slow(image, exclude, y, x):
     return (image[y, x] - local) / np.sqrt(max(local, 1.0))
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _hot_zscore_kernel(image, exclude, z):
     """z[y, x] = (S - L) / sqrt(max(L, 1)), L = mean of the 8 neighbours without the largest.
 
@@ -176,7 +176,7 @@ def _hot_zscore_kernel(image, exclude, z):
     no excluded neighbour take a branch-free fast path.
     """
     ny, nx = image.shape
-    for y in range(ny):
+    for y in prange(ny):
         interior_row = 0 < y < ny - 1
         for x in range(nx):
             if exclude[y, x]:
