@@ -1,4 +1,4 @@
-"""Reading and writing detector movies (MRC and TIFF), one frame at a time.
+"""Reading and writing detector movies (MRC, TIFF and EER), one frame at a time.
 
 A movie is ``(n_frames, ny, nx)``, C order, x the fast axis. :func:`open_movie` returns a
 :class:`MovieReader` that decodes one frame per call, so a reader never holds more than one frame
@@ -6,19 +6,42 @@ A movie is ``(n_frames, ny, nx)``, C order, x the fast axis. :func:`open_movie` 
 
 Formats, chosen by suffix:
 
-- MRC (``.mrc``, ``.mrcs``, ``.st``): modes 0 (8-bit), 1 (int16), 2 (float32), 6 (uint16) and 12
-  (float16). The 1024-byte header is parsed here; the extended header (``nsymbt`` bytes) is skipped;
-  frames are read with a seek and one ``readinto`` each. The frame count is ``nz`` (a 2-D file is one
-  frame). The file must hold exactly ``nz`` whole frames (trailing bytes shorter than a frame are
-  tolerated).
+- MRC (``.mrc``, ``.mrcs``, ``.st``): modes 0 (8-bit), 1 (int16), 2 (float32), 6 (uint16), 12
+  (float16) and 101 (4-bit, see below). The 1024-byte header is parsed here; the extended header
+  (``nsymbt`` bytes at header byte 92, whatever its ``exttyp`` at bytes 104-107: ``FEI1``, ``FEI2``,
+  ``SERI``, ``AGAR`` or none) is skipped, so data start at byte ``1024 + nsymbt``; ``exttyp`` is
+  reported as ``extended_header_type``. Frames are read with one ``pread`` each. The frame count is
+  ``nz`` (a 2-D file is one frame). The file must hold exactly ``nz`` whole frames (trailing bytes
+  shorter than a frame are tolerated).
 - TIFF (``.tif``, ``.tiff``): one page per frame, uint8, int8, uint16, int16, float16 or float32,
   uncompressed, LZW or deflate, decoded with tifffile.
+- EER (``.eer``, ``.ecc``): Falcon electron events, decoded and grouped into fractions by
+  :mod:`framewatch.core.eer` (its docstring has the format, the grouping and the remainder rule).
+  EER frames are **not** flipped in Y (as MotionCor3 and RELION render them).
 
-Mode 0 signedness (IMOD's rule): MRC2014 says mode 0 is signed, but SerialEM stores counts as
-unsigned bytes. IMOD marks its files with ``imodStamp`` (bytes 152-155) == 1146047817 and uses bit 0
-of ``imodFlags`` (bytes 156-159) for "bytes are signed". So a mode-0 file is read as **uint8** when
-the stamp is present and the signed bit is clear, and as **int8** otherwise. :func:`write_movie`
-writes uint8 frames as mode 0 with the stamp set and the signed bit clear, so they read back as uint8.
+Packed 4-bit MRC (SerialEM, IMOD ``mrcfiles``/``b3dutil``, MotionCor3 ``C4BitImage``): two pixels
+per byte, the even-x pixel in the low 4 bits and the odd-x pixel in the high 4 bits; values 0-15,
+read as uint8. Two forms are recognised, as IMOD does:
+
+- mode 101: ``nx`` is the true width and each row takes ``(nx + 1) // 2`` bytes (an odd width leaves
+  the high nibble of the last byte of every row unused);
+- mode 0 with IMOD's stamp and bit 16 of ``imodFlags`` (``MRC_FLAGS_4BIT_BYTES``, which SerialEM
+  sets), or mode 0 whose only title contains "4 bits packed" and whose size is a K2/K3
+  super-resolution size (IMOD's ``sizeCanBe4BitK2SuperRes``): SerialEM's default when "Use
+  non-standard mode 101" is off. ``nx`` is *half* the true width, each row takes ``nx`` bytes, and
+  frames are ``2 nx`` wide.
+
+mrcfile does not read either form ("modes 3 and 101 are not supported").
+
+Mode 0 signedness (IMOD's rule, ``readBytesSigned`` in IMOD's ``b3dutil.c``): MRC2014 says mode 0
+is signed, but SerialEM stores counts as unsigned bytes. With IMOD's stamp (``imodStamp``, bytes
+152-155, == 1146047817, which SerialEM writes), bit 0 of ``imodFlags`` (bytes 156-159) means "bytes
+are signed": clear -> **uint8**, set -> int8. Without the stamp IMOD decides from the header's
+``dmin``/``dmax``: signed if ``dmin < 0`` and ``dmax < 128``; unsigned if ``dmin >= 0`` and
+``dmax >= 128``; when ``dmin < 0`` and ``dmax >= 128``, signed if ``-dmin > dmax - 128``; otherwise
+(``0 <= dmin``, ``dmax < 128``, both readings equal for the recorded range) unsigned. IMOD's
+environment override (``READ_MODE0_SIGNED``) is not read. :func:`write_movie` writes uint8 frames
+as mode 0 with the stamp set and the signed bit clear, so they read back as uint8.
 
 Orientation convention: MRC rows are stored bottom-up (row 0 is the bottom of the image as IMOD shows
 it) and TIFF rows top-down. IMOD, SerialEM, MotionCor2 and RELION therefore flip TIFF frames in Y
@@ -28,7 +51,8 @@ rotation/flip setting that works in those programs works here.
 
 Pixel size: from the MRC header (``cella.x / mx``), or from TIFF resolution tags when the unit is
 centimetre and the value corresponds to 0.05-100 A per pixel (other TIFF resolutions, such as the
-common 72 dpi default, carry no specimen pixel size); else ``None``.
+common 72 dpi default, carry no specimen pixel size), or from EER's ``sensorPixelSize``; else
+``None``.
 
 Errors about the file raise :class:`~framewatch.core.errors.MovieFormatError`, whose message names
 the file, what is wrong and what to do.
@@ -42,16 +66,21 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+from numba import njit
 
 from .errors import MovieFormatError
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
 TIFF_SUFFIXES = (".tif", ".tiff")
-SUPPORTED_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES
+EER_SUFFIXES = (".eer", ".ecc")
+SUPPORTED_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES + EER_SUFFIXES
 
 MRC_HEADER_BYTES = 1024
 IMOD_STAMP = 1146047817
 IMOD_FLAG_SIGNED_BYTES = 1
+IMOD_FLAG_4BIT_BYTES = 16  # MRC_FLAGS_4BIT_BYTES: mode-0 bytes hold two 4-bit pixels (x size halved)
+MRC_MODE_4BIT = 101
+_MRC_LABEL_BYTES = 80
 
 # MRC mode -> stored dtype (little-endian; byte-swapped for big-endian files). Mode 0 is decided by
 # the IMOD flag (see the module docstring).
@@ -76,7 +105,7 @@ class MovieReader:
         shape: ``(ny, nx)`` of one frame.
         dtype: native numpy dtype of decoded frames.
         pixel_size_a: pixel size in Angstrom from the file's header, or ``None``.
-        format: ``"mrc"`` or ``"tiff"``.
+        format: ``"mrc"``, ``"tiff"`` or ``"eer"``.
     """
 
     path: Path
@@ -166,8 +195,15 @@ class _MrcHeader:
         self.mx = struct.unpack_from(order + "i", raw, 28)[0]
         self.cella_x = struct.unpack_from(order + "f", raw, 40)[0]
         self.mapc, self.mapr, self.maps = struct.unpack_from(order + "3i", raw, 64)
+        self.dmin, self.dmax = struct.unpack_from(order + "2f", raw, 76)
         self.nsymbt = struct.unpack_from(order + "i", raw, 92)[0]
+        self.exttyp = raw[104:108].decode("ascii", "replace").strip("\x00 ")
         self.imod_stamp, self.imod_flags = struct.unpack_from(order + "2i", raw, 152)
+        nlabl = struct.unpack_from(order + "i", raw, 220)[0]
+        self.labels = tuple(
+            raw[224 + i * _MRC_LABEL_BYTES: 224 + (i + 1) * _MRC_LABEL_BYTES].decode("latin-1").rstrip("\x00 ")
+            for i in range(min(max(nlabl, 0), 10))
+        )
         self.path = path
 
     @property
@@ -179,20 +215,51 @@ class _MrcHeader:
 
     @property
     def bytes_signed(self) -> bool:
-        """IMOD's rule for mode 0: unsigned only with the IMOD stamp and the signed-bytes bit clear."""
-        return not (self.imod_stamp == IMOD_STAMP and (self.imod_flags & IMOD_FLAG_SIGNED_BYTES) == 0)
+        """IMOD's ``readBytesSigned`` for mode 0 (see the module docstring)."""
+        if self.imod_stamp == IMOD_STAMP:
+            return bool(self.imod_flags & IMOD_FLAG_SIGNED_BYTES)
+        dmin, dmax = float(self.dmin), float(self.dmax)
+        if dmin < 0 and dmax < 128:
+            return True
+        if dmin < 0 and dmax >= 128:
+            return -dmin > dmax - 128
+        return False
+
+    @property
+    def packed_4bit(self) -> str | None:
+        """``"mode101"``, ``"half_x"`` (mode 0 flagged or titled as 4-bit packed) or ``None``."""
+        if self.mode == MRC_MODE_4BIT:
+            return "mode101"
+        if self.mode == 0 and (
+            (self.imod_stamp == IMOD_STAMP and self.imod_flags & IMOD_FLAG_4BIT_BYTES)
+            or (len(self.labels) == 1 and "4 bits packed" in self.labels[0]
+                and _size_can_be_4bit_k2_super_res(self.nx, self.ny))
+        ):
+            return "half_x"
+        return None
 
     def stored_dtype(self) -> np.dtype:
+        if self.packed_4bit is not None:
+            return np.dtype(np.uint8)
         if self.mode not in _MRC_MODE_DTYPES:
             raise MovieFormatError(
                 f"unknown MRC mode {self.mode}",
                 path=self.path,
-                fix="supported movie modes are 0 (8-bit), 1 (int16), 2 (float32), 6 (uint16) and 12 (float16)",
+                fix="supported movie modes are 0 (8-bit), 1 (int16), 2 (float32), 6 (uint16), 12 (float16) "
+                "and 101 (4-bit)",
             )
         code = _MRC_MODE_DTYPES[self.mode]
         if self.mode == 0 and not self.bytes_signed:
             code = "u1"
         return np.dtype(self.byte_order + code)
+
+
+def _size_can_be_4bit_k2_super_res(nx: int, ny: int) -> bool:
+    """IMOD's ``sizeCanBe4BitK2SuperRes``: a half-width byte file of a K2/K3 super-resolution size (+-2 px)."""
+    for full_x, full_y in ((7676, 7420), (7680, 7424), (11520, 8184)):
+        if (abs(nx - full_x // 2) <= 2 and abs(ny - full_y) <= 2) or (abs(nx - full_y // 2) <= 2 and abs(ny - full_x) <= 2):
+            return True
+    return False
 
 
 def _mrc_byte_order(raw: bytes) -> str:
@@ -252,12 +319,19 @@ class _MrcReader(MovieReader):
         stored = header.stored_dtype()
         if header.nz == 0:
             raise MovieFormatError("has zero frames (nz = 0 in the MRC header)", path=path, fix="re-acquire or re-export the movie")
-        frame_bytes = header.nx * header.ny * stored.itemsize
+        packed = header.packed_4bit
+        if packed == "mode101":
+            width, row_bytes = header.nx, (header.nx + 1) // 2
+        elif packed == "half_x":
+            width, row_bytes = 2 * header.nx, header.nx
+        else:
+            width, row_bytes = header.nx, header.nx * stored.itemsize
+        frame_bytes = row_bytes * header.ny
         data_offset = MRC_HEADER_BYTES + header.nsymbt
         expected = data_offset + header.nz * frame_bytes
         if file_bytes < expected:
             raise MovieFormatError(
-                f"truncated: expected {expected} bytes for {header.nz} frames of {header.ny} x {header.nx} "
+                f"truncated: expected {expected} bytes for {header.nz} frames of {header.ny} x {width} "
                 f"mode {header.mode}, file has {file_bytes}",
                 path=path,
                 fix="wait until the file is written completely, or re-copy it",
@@ -272,28 +346,69 @@ class _MrcReader(MovieReader):
         self._header = header
         self._stored_dtype = stored
         self._frame_bytes = frame_bytes
+        self._row_bytes = row_bytes
         self._data_offset = data_offset
+        self.packed_4bit = packed
+        self.extended_header_type = header.exttyp or None
+        self.labels = header.labels
         self.n_frames = int(header.nz)
-        self.shape = (int(header.ny), int(header.nx))
+        self.shape = (int(header.ny), int(width))
         self.dtype = stored.newbyteorder("=")
         self.pixel_size_a = header.pixel_size_a
 
     def _read_raw(self, index: int) -> np.ndarray:
-        frame = np.empty(self.shape, dtype=self._stored_dtype)
-        self._file.seek(self._data_offset + index * self._frame_bytes)
-        got = self._file.readinto(memoryview(frame).cast("B"))
+        if self.packed_4bit is None:
+            frame = np.empty(self.shape, dtype=self._stored_dtype)
+        else:
+            frame = np.empty((self.shape[0], self._row_bytes), dtype=np.uint8)
+        got = os.preadv(self._file.fileno(), [memoryview(frame).cast("B")],
+                        self._data_offset + index * self._frame_bytes)
         if got != self._frame_bytes:
             raise MovieFormatError(
                 f"truncated: frame {index} has {got} of {self._frame_bytes} bytes",
                 path=self.path,
                 fix="the file shrank while being read; re-copy it",
             )
+        if self.packed_4bit is not None:
+            return unpack_4bit(frame, self.shape[1])
         if not self._stored_dtype.isnative:
             frame = frame.astype(self.dtype)
         return frame
 
     def _close(self) -> None:
         self._file.close()
+
+
+@njit(cache=True, nogil=True)
+def _unpack_4bit_kernel(packed, nx, out):  # pragma: no cover - compiled
+    """``out[y, 2i] = packed[y, i] & 15``, ``out[y, 2i + 1] = packed[y, i] >> 4`` for x < nx."""
+    ny = packed.shape[0]
+    half = nx // 2
+    for y in range(ny):
+        for i in range(half):
+            b = packed[y, i]
+            out[y, 2 * i] = b & 15
+            out[y, 2 * i + 1] = b >> 4
+        if nx % 2:
+            out[y, nx - 1] = packed[y, half] & 15
+
+
+def unpack_4bit(packed: np.ndarray, nx: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Unpack 4-bit pixels ``(ny, (nx + 1) // 2)`` uint8 into ``(ny, nx)`` uint8 (values 0-15).
+
+    Two pixels per byte, the even-x pixel in the low nibble (SerialEM/IMOD/MotionCor3 convention);
+    with an odd ``nx`` the high nibble of each row's last byte is ignored.
+    """
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    nx = int(nx)
+    if packed.ndim != 2 or nx < 1 or packed.shape[1] != (nx + 1) // 2:
+        raise ValueError(f"packed rows must be (nx + 1) // 2 = {(nx + 1) // 2} bytes for nx = {nx}, got {packed.shape}")
+    if out is None:
+        out = np.empty((packed.shape[0], nx), dtype=np.uint8)
+    elif out.shape != (packed.shape[0], nx) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous uint8 of shape {(packed.shape[0], nx)}")
+    _unpack_4bit_kernel(packed, nx, out)
+    return out
 
 
 # -------------------------------------------------------------------------------------------- TIFF
@@ -404,6 +519,8 @@ def _movie_format(path: Path) -> str:
         return "mrc"
     if suffix in TIFF_SUFFIXES:
         return "tiff"
+    if suffix in EER_SUFFIXES:
+        return "eer"
     raise MovieFormatError(
         f"unknown movie format {suffix or '(no suffix)'!r}",
         path=path,
@@ -411,12 +528,30 @@ def _movie_format(path: Path) -> str:
     )
 
 
-def open_movie(path: str | os.PathLike, *, check_values: bool = True) -> MovieReader:
+def open_movie(
+    path: str | os.PathLike,
+    *,
+    check_values: bool = True,
+    eer_fraction_dose_e_per_a2: float | None = None,
+    eer_group_frames: int | None = None,
+    eer_upsampling: int = 1,
+    eer_total_dose_e_per_a2: float | None = None,
+) -> MovieReader:
     """Open a movie for frame-by-frame reading; the format follows the suffix.
 
     Args:
-        path: ``.mrc``/``.mrcs``/``.st`` (MRC) or ``.tif``/``.tiff`` (TIFF).
+        path: ``.mrc``/``.mrcs``/``.st`` (MRC), ``.tif``/``.tiff`` (TIFF) or ``.eer``/``.ecc`` (EER).
         check_values: raise :class:`MovieFormatError` when a float frame holds NaN or Inf.
+        eer_fraction_dose_e_per_a2: EER only: target dose per fraction (default 0.3 e/A^2 when
+            ``eer_total_dose_e_per_a2`` is given).
+        eer_group_frames: EER only: raw frames per fraction instead of a dose target.
+        eer_upsampling: EER only: 1 renders on the sensor grid (4K), 2 on the 8K grid.
+        eer_total_dose_e_per_a2: EER only: the dose of the whole movie, which sets the dose per raw
+            frame (total / raw frame count).
+
+    The ``eer_*`` options are ignored for other formats. An EER reader's frames are fractions; see
+    :class:`framewatch.core.eer.EerReader` for its extra attributes and :mod:`framewatch.core.eer`
+    for the grouping rule.
 
     The header and page directory are checked here (truncation, zero frames, unknown mode,
     frame-count mismatch, inconsistent pages); frame data are decoded by ``read_frame``.
@@ -427,6 +562,17 @@ def open_movie(path: str | os.PathLike, *, check_values: bool = True) -> MovieRe
         raise MovieFormatError("movie file not found", path=path, fix="check the path and that the file was not moved")
     if kind == "mrc":
         return _MrcReader(path, check_values=check_values)
+    if kind == "eer":
+        from .eer import EerReader
+
+        return EerReader(
+            path,
+            check_values=check_values,
+            fraction_dose_e_per_a2=eer_fraction_dose_e_per_a2,
+            group_frames=eer_group_frames,
+            upsampling=eer_upsampling,
+            total_dose_e_per_a2=eer_total_dose_e_per_a2,
+        )
     return _TiffReader(path, check_values=check_values)
 
 
@@ -586,6 +732,8 @@ def write_movie(
     path = Path(path)
     kind = _movie_format(path)
     stack = _as_stack(frames)
+    if kind == "eer":
+        raise MovieFormatError("writing EER movies is not supported", path=path, fix="write the movie as MRC or TIFF")
     if pixel_size_a is not None and not (pixel_size_a > 0):
         raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
     if kind == "mrc":

@@ -351,3 +351,29 @@ def test_garbage_tiff(tmp_path):
     with pytest.raises(MovieFormatError) as err:
         open_movie(path)
     assert_names_file(err, path)
+
+
+@pytest.mark.parametrize("exttyp, nsymbt", [(b"FEI1", 3 * 768), (b"FEI2", 3 * 888), (b"SERI", 3 * 4), (b"AGAR", 4096),
+                                            (b"", 1024)])
+def test_extended_headers_of_every_type_are_skipped(tmp_path, exttyp, nsymbt):
+    """Data start at 1024 + nsymbt whatever the extended header holds; its type is reported."""
+    frames = make_frames("int16", n=3)
+    garbage = np.random.default_rng(nsymbt).integers(0, 256, nsymbt, dtype=np.uint8).tobytes()
+    path = tmp_path / f"ext_{exttyp.decode() or 'none'}.mrc"
+    handmade_mrc(path, frames, mode=1, nsymbt=nsymbt, exttyp=exttyp, extended=garbage)
+    with open_movie(path) as reader:
+        assert reader.extended_header_type == (exttyp.decode() or None)
+        np.testing.assert_array_equal(np.stack(list(reader)), frames)
+    # a header that claims more extended bytes than the file holds is a truncated file, named
+    handmade_mrc(path, frames, mode=1, nsymbt=nsymbt + 10**6, exttyp=exttyp, extended=garbage)
+    with pytest.raises(MovieFormatError, match="truncated") as err:
+        open_movie(path)
+    assert_names_file(err, path)
+
+
+def test_mrc_titles_are_read(tmp_path):
+    frames = make_frames("uint8", n=1)
+    title = "SerialEMCCD: Dose frac. image, scaled by 1.00  r/f 5"
+    handmade_mrc(tmp_path / "t.mrc", frames, mode=0, imod_flags=0, labels=[title, "second"])
+    with open_movie(tmp_path / "t.mrc") as reader:
+        assert reader.labels == (title, "second")
