@@ -10,6 +10,7 @@ about the native movie plus the float32-sized set of half spectra.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -91,21 +92,41 @@ def correct_movie_file(
     settings: CorrectionSettings,
     gain: np.ndarray | str | Path | None = None,
     defects_path: str | Path | None = None,
+    movie_dose_e_per_a2: float | None = None,
 ) -> MovieResult:
-    """Read ``path`` frame by frame and correct it. ``gain``: a file (oriented by
-    ``settings.gain_orientation``) or an array already in movie orientation."""
+    """Read ``path`` frame by frame and correct it.
+
+    ``gain``: a file (oriented by ``settings.gain_orientation``; a gain at half or twice the movie
+    size is replicated or binned) or an array already in movie orientation. For EER movies the raw
+    frames are grouped into fractions by ``settings.eer_group_frames`` or by the dose target
+    ``settings.eer_fraction_dose_e_per_a2`` with ``movie_dose_e_per_a2`` (the dose of the whole
+    movie); the dose per frame is then the dose per fraction.
+    """
     started = time.perf_counter()
-    with open_movie(path) as reader:
+    with open_movie(path, **movie_reading_options(settings, movie_dose_e_per_a2)) as reader:
         raw = [reader.read_frame(i) for i in range(reader.n_frames)]
         shape = reader.shape
+        fraction_dose = getattr(reader, "dose_per_fraction_e_per_a2", None)
+    if fraction_dose is not None:
+        settings = dataclasses.replace(settings, dose_per_frame_e_per_a2=float(fraction_dose))
     read_s = time.perf_counter() - started
     gain_arr = None
     if gain is not None:
         gain_arr = load_gain_for_movie(
-            gain, orientation=settings.gain_orientation, movie_shape=shape, movie_path=path
+            gain, orientation=settings.gain_orientation, movie_shape=shape, movie_path=path, allow_resample=True
         )
     defect_mask = read_defect_file(defects_path, shape) if defects_path is not None else None
     return _MovieCorrection(settings, shape, path).run(raw, gain_arr, defect_mask, read_s=read_s)
+
+
+def movie_reading_options(settings: CorrectionSettings, movie_dose_e_per_a2: float | None) -> dict:
+    """Keyword options of :func:`open_movie` for ``settings`` (they matter only for EER)."""
+    return {
+        "eer_fraction_dose_e_per_a2": None if settings.eer_group_frames else settings.eer_fraction_dose_e_per_a2,
+        "eer_group_frames": settings.eer_group_frames,
+        "eer_upsampling": settings.eer_upsampling,
+        "eer_total_dose_e_per_a2": movie_dose_e_per_a2,
+    }
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
@@ -158,12 +179,20 @@ class _MovieCorrection:
 
     def __init__(self, settings: CorrectionSettings, shape: tuple[int, int], movie_path):
         self.cfg = settings
-        self.shape = (int(shape[0]), int(shape[1]))
+        self.movie_shape = (int(shape[0]), int(shape[1]))
+        fb = settings.fourier_bin
+        if fb > 1 and (shape[0] % (2 * fb) or shape[1] % (2 * fb)):
+            raise SettingsError(
+                f"a {shape[1]} x {shape[0]} movie cannot be binned by {fb} to an even size", path=movie_path,
+                fix="use --bin 1, or crop the movie",
+            )
+        self.shape = (self.movie_shape[0] // fb, self.movie_shape[1] // fb)  # output (and alignment) geometry
+        self.pixel_size_a = settings.pixel_size_a * fb
         self.path = movie_path if movie_path is not None else "movie"
         self.threads = resolve_threads(settings.threads)
         numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
         if settings.align_pixel_size_a is not None:
-            bin_factor = settings.align_pixel_size_a / settings.pixel_size_a
+            bin_factor = max(1.0, settings.align_pixel_size_a / self.pixel_size_a)
         else:
             bin_factor = max(1.0, max(self.shape) / settings.align_max_size_px)
         self.align_shape = crop_shape(self.shape, bin_factor=bin_factor)
@@ -180,9 +209,10 @@ class _MovieCorrection:
         n = len(raw)
         if gain is not None:
             gain = np.asarray(gain, dtype=np.float32)
-            if gain.shape != shape:
+            if gain.shape != self.movie_shape:
+                ms = self.movie_shape
                 raise GainError(
-                    f"gain reference is {gain.shape[1]} x {gain.shape[0]} but the movie is {shape[1]} x {shape[0]}",
+                    f"gain reference is {gain.shape[1]} x {gain.shape[0]} but the movie is {ms[1]} x {ms[0]}",
                     path=self.path,
                     fix="use the gain reference of this camera mode, or check --gain-rot",
                 )
@@ -218,7 +248,7 @@ class _MovieCorrection:
         timings["inverse_fft_s"] = time.perf_counter() - t
 
         motion = accumulated_motion(alignment.shifts_px, doses)
-        px = cfg.pixel_size_a
+        px = self.pixel_size_a
         stats = DriftStatistics(
             total_motion_px=motion.total_px,
             early_motion_px=motion.early_px,
@@ -276,7 +306,7 @@ class _MovieCorrection:
             bfactor_px2=cfg.bfactor_px2,
             max_iterations=cfg.max_iterations,
             tolerance_px=cfg.tolerance_px,
-            max_shift_px=cfg.max_shift_a / cfg.pixel_size_a,
+            max_shift_px=cfg.max_shift_a / self.pixel_size_a,
             threads=self.threads,
         )
 
@@ -287,7 +317,7 @@ class _MovieCorrection:
         for i in range(len(raw)):
             image = corrected(i)
             raw[i] = None  # release the decoded frame
-            spec = rfft2(image, threads=self.threads)
+            spec = self._to_output(rfft2(image, threads=self.threads))
             spectra.append(spec)
             cropped.append(fourier_crop(spec, self.shape, self.align_shape))
         timings["fft_s"] = time.perf_counter() - t
@@ -309,7 +339,7 @@ class _MovieCorrection:
             alignment = self._global([None] * n, self.shape, 1.0, known_shifts_px)
             local = LocalMotion(KnownDisplacement(known_local), None, None, None, 0.0, None)
             return alignment, local, self._warped_spectra(raw, corrected, alignment, local, timings)
-        small = [bin_image(corrected(i), factor) for i in range(n)]
+        small = [bin_image(corrected(i), factor * cfg.fourier_bin) for i in range(n)]
         small_shape = small[0].shape
         small_spectra = [rfft2(img, threads=self.threads) for img in small]
         timings["bin_s"] = time.perf_counter() - t
@@ -326,7 +356,7 @@ class _MovieCorrection:
             registered,
             bin_factor=float(factor),
             image_shape=self.shape,
-            pixel_size_a=cfg.pixel_size_a,
+            pixel_size_a=self.pixel_size_a,
             dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
             patches=cfg.patches,
             overlap=cfg.patch_overlap,
@@ -345,8 +375,11 @@ class _MovieCorrection:
         n = len(raw)
         middle = alignment.shifts_px[n // 2]
         step = LOCAL_FIELD_GRID_PX
-        grid_ny, grid_nx = field_grid_shape(self.shape, step)
+        fb = self.cfg.fourier_bin
+        grid_ny, grid_nx = field_grid_shape(self.movie_shape, step)
         gy, gx = np.mgrid[0:grid_ny, 0:grid_nx] * float(step)
+        # the warp runs on movie pixels; the model and shifts are in output pixels
+        gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
         warp_s = 0.0
         for i in range(n):
             image = corrected(i)
@@ -356,22 +389,32 @@ class _MovieCorrection:
                 gdx, gdy = alignment.shifts_px[i] - middle
                 # the model is in registered coordinates; this frame's pixel u + G_t shows point u
                 fdx, fdy = local.model.displacement(gx - gdx, gy - gdy, float(i))
-                image = warp_image(image, np.asarray(fdx, np.float32), np.asarray(fdy, np.float32), grid_step_px=step)
+                image = warp_image(
+                    image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step
+                )
                 warp_s += time.perf_counter() - w
-            yield rfft2(image, threads=self.threads)
+            yield self._to_output(rfft2(image, threads=self.threads))
         timings["warp_s"] = warp_s
 
+
+    def _to_output(self, spectrum: np.ndarray) -> np.ndarray:
+        """Fourier-crop a movie-size spectrum to the output size (``fourier_bin``); else unchanged."""
+        if self.cfg.fourier_bin == 1:
+            return spectrum
+        return fourier_crop(spectrum, self.movie_shape, self.shape)
 
     def _defects(self, raw: list, gain, defect_mask) -> PixelReplacer:
         """Mask of pixels to replace: bad gain, known defects, hot and dead pixels on the movie sum."""
         total = sum_frames(raw)
-        bad = np.zeros(self.shape, dtype=bool)
+        bad = np.zeros(self.movie_shape, dtype=bool)
         if gain is not None:
             bad |= bad_gain_mask(gain)
             total *= np.where(bad, 0.0, gain).astype(np.float32)
         if defect_mask is not None:
-            if defect_mask.shape != self.shape:
-                raise MovieFormatError(f"defect mask {defect_mask.shape} does not match the movie {self.shape}", path=self.path)
+            if defect_mask.shape != self.movie_shape:
+                raise MovieFormatError(
+                    f"defect mask {defect_mask.shape} does not match the movie {self.movie_shape}", path=self.path
+                )
             bad |= defect_mask
         bad |= detect_dead_pixels(total, exclude=bad)  # first, so a dead column's neighbours are not called hot
         bad |= detect_hot_pixels(total, threshold_sigma=self.cfg.hot_pixel_sigma, exclude=bad)
@@ -383,7 +426,7 @@ class _MovieCorrection:
         ``spectra``: a list (entries are released as they are used) or an iterator of ``n`` spectra.
         """
         cfg, shape = self.cfg, self.shape
-        inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=cfg.pixel_size_a, voltage_kv=cfg.voltage_kv)
+        inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=self.pixel_size_a, voltage_kv=cfg.voltage_kv)
         spec_shape = inv2ne.shape
         acc = [np.zeros(spec_shape, np.complex64), np.zeros(spec_shape, np.complex64)]
         plain = np.zeros(spec_shape, np.complex64) if cfg.unweighted_sum else None

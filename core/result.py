@@ -47,8 +47,10 @@ class MovieResult:
 
     Images are float32 ``(ny, nx)``. ``shifts_px`` is ``(n_frames, 2)`` as (x, y) in unbinned movie
     pixels: a feature at (x, y) in frame 0 appears at (x + sx[t], y + sy[t]) in frame t, frame 0 is
-    (0, 0). The sums are registered to the specimen position of frame ``n_frames // 2``.
-    ``replaced_pixels`` is ``(n, 2)`` int (x, y) of every pixel replaced before alignment.
+    (0, 0). The sums are registered to the specimen position of frame ``n_frames // 2``. With
+    ``settings.fourier_bin > 1`` images and shifts are in output (binned) pixels of
+    :attr:`pixel_size_a`. ``replaced_pixels`` is ``(n, 2)`` int (x, y) of every pixel replaced before
+    alignment, in movie pixels.
     ``accumulated_dose_e_per_a2`` is ``(n_frames,)``: dose at the end of each frame, prior included.
     """
 
@@ -72,7 +74,8 @@ class MovieResult:
 
     @property
     def pixel_size_a(self) -> float:
-        return self.settings.pixel_size_a
+        """Pixel size of the images and of every ``_px`` value: the movie's times ``fourier_bin``."""
+        return self.settings.pixel_size_a * self.settings.fourier_bin
 
 
 def result_summary(result: MovieResult) -> dict:

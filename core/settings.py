@@ -45,7 +45,9 @@ class CorrectionSettings:
     Fourier-cropped copy used for alignment (``None``: crop to at most ``align_max_size_px`` on the
     long side). ``bfactor_px2`` is applied to the cross-power as ``exp(-bfactor_px2 * s**2 / 4)``
     with ``s`` in cycles per *alignment* pixel, so it is a B-factor in alignment pixels squared;
-    ``patch_bfactor_px2`` is the same for patch alignment.
+    ``patch_bfactor_px2`` is the same for patch alignment. ``fourier_bin`` (``--bin``) Fourier-crops
+    each frame by that factor first (super-resolution movies to the physical pixel): every result is
+    then in output pixels of ``pixel_size_a * fourier_bin`` (``pixel_size_a`` stays the movie's).
     """
 
     pixel_size_a: float
@@ -66,6 +68,12 @@ class CorrectionSettings:
     patches: tuple[int, int] = (0, 0)
     patch_overlap: float = 0.5
     patch_bfactor_px2: float = 40.0
+    # super-resolution: Fourier-crop every frame by this factor before anything else
+    fourier_bin: int = 1
+    # EER: raw frames grouped into fractions by a target dose or a fixed count; 1 = 4K, 2 = 8K
+    eer_fraction_dose_e_per_a2: float | None = None
+    eer_group_frames: int | None = None
+    eer_upsampling: int = 1
     # outputs
     unweighted_sum: bool = False
     threads: int = 0  # 0 = all cores
@@ -95,6 +103,10 @@ class CorrectionSettings:
             raise SettingsError(f"patch overlap {self.patch_overlap} is not in [0, 1)")
         if len(self.patches) != 2 or min(self.patches) < 0:
             raise SettingsError(f"patches {self.patches} must be two counts >= 0 (NX NY)")
+        if self.fourier_bin not in (1, 2, 3, 4):
+            raise SettingsError(f"bin factor {self.fourier_bin} is not 1-4", fix="use --bin 2 for super-resolution movies")
+        if self.eer_upsampling not in (1, 2):
+            raise SettingsError(f"EER upsampling {self.eer_upsampling} is not 1 (4K) or 2 (8K)")
         if self.threads < 0:
             raise SettingsError(f"threads {self.threads} is negative", fix="give --threads N >= 0 (0 = all cores)")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -30,6 +31,14 @@ def register(subparsers) -> None:
     p.add_argument("movie", metavar="MOVIE", help="movie file (.mrc, .mrcs, .tif, .tiff)")
     p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
     add_processing_arguments(p)
+    p.add_argument("--bin", type=int, default=1, choices=(1, 2, 3, 4), metavar="B",
+                   help="Fourier-crop every frame by B before alignment (2 for super-resolution movies); outputs "
+                        "and shifts are then in pixels of B x --pixel-size-a")
+    eer = p.add_argument_group("EER movies (Falcon 4/4i)")
+    eer.add_argument("--eer-fraction-dose", type=float, metavar="E",
+                     help="target dose per fraction in e/A^2 (default 0.3; needs --dose-per-tilt)")
+    eer.add_argument("--eer-group-frames", type=int, metavar="N", help="raw EER frames per fraction instead of a dose target")
+    eer.add_argument("--eer-upsampling", type=int, default=1, choices=(1, 2), help="1 = render at 4K, 2 = 8K")
     p.add_argument("--unweighted", action="store_true", help="also write PREFIX_noDW.mrc, the plain aligned sum")
     p.add_argument("--star", action="store_true",
                    help="also write PREFIX.star, a RELION-style per-movie motion file (global shifts in unbinned "
@@ -41,14 +50,20 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     movie = Path(args.movie)
     options = processing_options_from_args(args)
-    with open_movie(movie) as reader:
+    movie_dose = options.dose_per_tilt_e_per_a2
+    eer = {
+        "eer_fraction_dose_e_per_a2": args.eer_fraction_dose,
+        "eer_group_frames": args.eer_group_frames,
+        "eer_upsampling": args.eer_upsampling,
+    }
+    with open_movie(movie, eer_total_dose_e_per_a2=movie_dose, **eer) as reader:
         n_frames = reader.n_frames
-    settings = options.settings(n_frames=n_frames)
-    if args.unweighted:
-        import dataclasses
-
-        settings = dataclasses.replace(settings, unweighted_sum=True)
-    result = correct_movie_file(movie, settings=settings, gain=options.gain, defects_path=options.defects)
+    settings = dataclasses.replace(
+        options.settings(n_frames=n_frames), fourier_bin=args.bin, unweighted_sum=args.unweighted, **eer
+    )
+    result = correct_movie_file(
+        movie, settings=settings, gain=options.gain, defects_path=options.defects, movie_dose_e_per_a2=movie_dose
+    )
     prefix = Path(args.out)
     outputs = {
         prefix.with_name(prefix.name + ".mrc"): result.dose_weighted_sum,
@@ -71,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if prefix.parent and not prefix.parent.exists():
             raise FramewatchError("output directory does not exist", path=prefix.parent, fix="create it or choose another --out")
         for path, image in outputs.items():
-            write_image_mrc(path, image, pixel_size_a=settings.pixel_size_a)
+            write_image_mrc(path, image, pixel_size_a=result.pixel_size_a)
             written.append(path)
         if star_path is not None:
             report["star"] = write_result_star(star_path, result, movie=movie, gain=options.gain, defects=options.defects)

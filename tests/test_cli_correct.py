@@ -91,7 +91,7 @@ def _bad_inputs(tmp_path, sim):
     cases["nan"] = (tmp_path / "nan.mrc", [])
     wrong_gain = tmp_path / "gain.mrc"
     with mrcfile.new(wrong_gain) as mrc:
-        mrc.set_data(np.ones((sim.spec.ny * 2, sim.spec.nx * 2), np.float32))
+        mrc.set_data(np.ones((sim.spec.ny + 10, sim.spec.nx * 3), np.float32))  # no binning resolves it
     cases["gain size"] = (good, ["--gain", str(wrong_gain)])
     (tmp_path / "movie.dat").write_bytes(b"x" * 100)
     cases["suffix"] = (tmp_path / "movie.dat", [])
