@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import os
@@ -31,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("movie", metavar="MOVIE", help="movie file (.mrc, .mrcs, .tif, .tiff)")
     p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
     add_processing_arguments(p)
+    p.add_argument("--gain-orientation", choices=("given", "auto"), default="given",
+                   help="'auto': choose the gain's rotation/flip among the 8 that makes this movie's gain-corrected "
+                        "sum flattest (needs a clear margin, else stops and asks for --gain-rot/--gain-flip)")
     p.add_argument("--bin", type=int, default=1, choices=(1, 2, 3, 4), metavar="B",
                    help="Fourier-crop every frame by B before alignment (2 for super-resolution movies); outputs "
                         "and shifts are then in pixels of B x --pixel-size-a")
@@ -61,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(
         options.settings(n_frames=n_frames), fourier_bin=args.bin, unweighted_sum=args.unweighted, **eer
     )
+    if args.gain_orientation == "auto":
+        settings = dataclasses.replace(
+            settings, gain_orientation=auto_gain_orientation(movie, options, open_kwargs=dict(eer_total_dose_e_per_a2=movie_dose, **eer))
+        )
     result = correct_movie_file(
         movie, settings=settings, gain=options.gain, defects_path=options.defects, movie_dose_e_per_a2=movie_dose
     )
@@ -132,3 +140,24 @@ def write_result_star(path: Path, result, *, movie: Path, gain, defects) -> dict
         hot_pixels_xy=result.replaced_pixels,
         local_displacement=local_fn,
     )
+
+
+def auto_gain_orientation(movie: Path, options, *, open_kwargs: dict):
+    """Choose the gain orientation from this movie's raw sum, or stop with the reason."""
+    from framewatch.core.gain import read_gain
+    from framewatch.core.gain_auto import OrientationAccumulator, orientation_hint_from_movie
+
+    if options.gain is None:
+        raise FramewatchError("--gain-orientation auto needs a gain reference", fix="give --gain FILE")
+    acc = OrientationAccumulator(max_movies=1)
+    acc.add(movie, **open_kwargs)
+    choice = acc.choose(
+        read_gain(options.gain), hint=orientation_hint_from_movie(movie), invert=options.gain_orientation.invert,
+        allow_resample=True,
+    )
+    if not choice.accepted:
+        raise FramewatchError(f"automatic gain orientation refused: {choice.reason}", path=movie)
+    o = choice.orientation
+    print(f"gain orientation: rot {o.rotate_ccw_90} flip {o.flip} (margin {choice.margin:.1f} standard errors)",
+          file=sys.stderr)
+    return o

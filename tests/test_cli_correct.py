@@ -153,3 +153,13 @@ def test_version_and_help_of_every_subcommand(capsys):
     text = capsys.readouterr().out
     for unit in ("Angstrom per pixel", "e/A^2", "kV"):
         assert unit in text
+
+
+def test_correct_with_automatic_gain_orientation_finds_the_stored_rotation(tmp_path, capsys):
+    sim = simulated(**SMALL, gain_rms=0.15)
+    paths = write_simulation(sim, tmp_path / "m", movie_format="mrc", gain_orientation=GainOrientation(rotate_ccw_90=3, flip="y"))
+    assert main(["correct", str(paths["movie"]), "--out", str(tmp_path / "auto"), "--pixel-size-a", "1.5",
+                 "--dose-per-frame", "0.5", "--gain", str(paths["gain"]), "--gain-orientation", "auto"]) == 0
+    report = json.loads((tmp_path / "auto.json").read_text())
+    assert report["settings"]["gain_orientation"] == {"rotate_ccw_90": 3, "flip": "y", "invert": False}
+    assert "margin" in capsys.readouterr().err
