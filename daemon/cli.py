@@ -12,6 +12,9 @@ from framewatch.core.errors import FramewatchError
 COMMAND_MODULES = (
     "framewatch.daemon.cmd_simulate",
     "framewatch.daemon.cmd_correct",
+    "framewatch.daemon.cmd_watch",
+    "framewatch.daemon.cmd_tail",
+    "framewatch.daemon.cmd_demo",
 )
 
 

@@ -1,0 +1,169 @@
+"""The drift log ``OUT/framewatch.jsonl``: one JSON object per line, written by structlog and
+flushed after every line, so ``tail -f`` and ``framewatch tail`` see each tilt at once.
+
+Every line has ``timestamp`` (ISO 8601, UTC), ``level`` and ``event``; the other keys of each
+event are listed in :data:`EVENT_KEYS` (required keys; some events add optional ones). Keys carry
+their unit: ``_a`` Angstrom, ``_px`` pixels, ``_deg`` degrees, ``_s`` seconds, ``_e_per_a2``
+electrons per square Angstrom, ``_kv`` kilovolts.
+
+Every line also goes to the operational log on stdout (journald), which is JSON when stdout is
+not a terminal and human-readable when it is.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from pathlib import Path
+
+import structlog
+
+# the drift statistics of core.result.DriftStatistics, as they appear in tilt events
+STAT_KEYS = (
+    "total_motion_px",
+    "early_motion_px",
+    "late_motion_px",
+    "total_motion_a",
+    "early_motion_a",
+    "late_motion_a",
+    "max_frame_shift_px",
+    "alignment_residual_px",
+    "frc_0_5_a",
+    "frc_0_25_a",
+    "frc_0_143_a",
+    "early_dose_cutoff_e_per_a2",
+    "patch_residual_mean_px",
+    "patch_residual_max_px",
+    "patches_rejected_fraction",
+)
+
+TILT_KEYS = (
+    "series",
+    "output_dir",
+    "z",
+    "movie",
+    "tilt_angle_deg",
+    "acquisition_index",
+    "acquisition_time",
+    "n_frames",
+    "pixel_size_a",
+    "voltage_kv",
+    "dose_e_per_a2",
+    "dose_per_frame_e_per_a2",
+    "prior_dose_e_per_a2",
+    "prior_dose_rule",
+    "sources",
+    *STAT_KEYS,
+    "max_frame_shift_a",
+    "flags",
+    "reacquired",
+    "complete_signal",
+    "wait_s",
+    "correct_s",
+    "append_s",
+    "latency_s",
+)
+
+EVENT_KEYS: dict[str, tuple[str, ...]] = {
+    "daemon_started": ("version", "pid", "watch_dir", "out_dir", "state_dir", "backend", "scan_period_s", "workers", "settings_hash", "output_dir"),
+    "daemon_ready": ("warmup_s", "known_movies", "resumed_movies", "backend", "scan_period_s"),
+    "daemon_stopping": ("reason", "in_flight"),
+    "daemon_stopped": ("reason", "uptime_s"),
+    "output_set": ("settings_hash", "output_dir", "new"),
+    "stack_repaired": ("series", "stack", "sections", "action"),
+    "movie_interrupted": ("movie", "interruptions", "redo"),
+    "series_started": ("series", "output_dir", "grouping", "mdoc"),
+    "tilt_corrected": TILT_KEYS,
+    "tilt_flagged": ("series", "output_dir", "z", "movie", "tilt_angle_deg", "reasons"),
+    "movie_retry": ("movie", "attempt", "retry_in_s", "reason"),
+    "movie_failed": ("movie", "series", "stage", "reason", "attempts"),
+    "movie_changed_after_done": ("movie", "series", "z"),
+    "mdoc_warning": ("mdoc", "warnings"),
+    "series_completed": ("series", "output_dir", "reason", "n_tilts", "n_sorted", "sorted_stack", "duration_s"),
+    "series_reopened": ("series", "output_dir", "n_tilts"),
+    "backlog": ("queued", "processing", "watching", "oldest_wait_s"),
+    "inotify_unavailable": ("reason",),
+    "warmup_failed": ("reason",),
+    "journal_conflict": ("movie", "reason"),
+}
+
+
+def _clean(value):
+    """JSON-safe values: numpy scalars to Python, NaN/inf to None, paths to strings."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _clean_processor(logger, method_name, event_dict):
+    return {k: _clean(v) for k, v in event_dict.items()}
+
+
+def _renderer(json: bool):
+    if json:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
+def operational_logger(stream=None, *, json: bool | None = None):
+    """A structlog logger to stdout: JSON unless the stream is a terminal."""
+    stream = stream or sys.stdout
+    if json is None:
+        json = not (hasattr(stream, "isatty") and stream.isatty())
+    return structlog.wrap_logger(
+        structlog.PrintLogger(stream),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            _clean_processor,
+            _renderer(json),
+        ],
+    )
+
+
+class DriftLog:
+    """Appends events to ``path`` (JSON lines, flushed per line) and echoes them to ``echo``."""
+
+    def __init__(self, path: str | Path, *, echo=None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._log = structlog.wrap_logger(
+            structlog.WriteLogger(self._file),
+            processors=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+                _clean_processor,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+        self._echo = echo
+
+    def event(self, name: str, *, level: str = "info", echo: bool = True, **kw) -> None:
+        with self._lock:
+            getattr(self._log, level)(name, **kw)
+        if echo and self._echo is not None:
+            short = {k: v for k, v in kw.items() if k not in ("sources",)}
+            getattr(self._echo, level)(name, **short)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def missing_keys(line: dict) -> list[str]:
+    """Required keys of the line's event that the line lacks (for tests and ``tail``)."""
+    keys = EVENT_KEYS.get(line.get("event"), ())
+    return [k for k in ("timestamp", "level", "event", *keys) if k not in line]

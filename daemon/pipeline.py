@@ -1,0 +1,270 @@
+"""The daemon's main loop: watch -> ready -> group -> journal -> worker -> append -> log.
+
+One thread (this loop) owns the journal, the output files and the drift log; the inotify observer
+only wakes it, and worker processes only compute. Per turn of the loop:
+
+1. take inotify hints and, every ``scan_period_s``, a full scan of the watch root;
+2. look at every watched movie: stat, probe when changed, decide completeness (readiness.py);
+   a complete movie is grouped (series.py), recorded ``ready`` in the journal and queued, as long
+   as the bounded queue has room;
+3. hand queued movies to free workers (``processing``);
+4. take finished results: append the three sections, mark the movie ``done`` with its section
+   index, rewrite the tilt table, log ``tilt_corrected``; errors are retried with back-off or
+   recorded ``failed``;
+5. complete series whose mdoc is fully processed and quiet, or that saw no new tilt for
+   ``idle_s``: write the angle-sorted stacks, ``.tlt`` and ``.star``;
+6. log the backlog now and then.
+
+Start-up resumes from the journal: movies interrupted while ``processing`` are redone (once by
+default), stacks are repaired to the journal's section counts, tables are rewritten.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from framewatch.core.errors import SettingsError
+
+from .completion import Completion
+from .config import DaemonConfig
+from .driftlog import DriftLog, operational_logger
+from .events import Events
+from .intake import TICK_S, Candidate, Intake
+from .journal import Journal
+from .naming import patterns_from_config
+from .outputs import SeriesPaths, repair_stacks, rewrite_tables, write_sorted
+from .processing import Processing
+from .processing_options import ProcessingOptions
+from .scheduler import ReadyQueue, WorkerPool
+from .series import SeriesIndex
+from .watcher import Watcher
+
+COMPLETION_CHECK_S = 1.0
+
+
+def default_state_dir(out_dir: str | Path) -> Path:
+    """``$STATE_DIRECTORY`` (systemd), else ``$XDG_STATE_HOME/framewatch/<OUT path>``, else
+    ``~/.local/state/framewatch/<OUT path>`` (the OUT path with / replaced by _)."""
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "framewatch"
+    slug = str(Path(out_dir).resolve()).strip("/").replace("/", "_") or "root"
+    return base / slug
+
+
+class Daemon(Intake, Processing, Completion, Events):
+    """The daemon: set-up, start-up recovery, the main loop and a clean stop (the mixins hold the
+    steps of the loop: intake.py, processing.py, completion.py, events.py)."""
+
+    def __init__(
+        self,
+        watch_dir: str | Path,
+        out_dir: str | Path,
+        *,
+        state_dir: str | Path | None = None,
+        config: DaemonConfig | None = None,
+        options: ProcessingOptions | None = None,
+        stdout=None,
+    ):
+        self.watch_dir = Path(watch_dir).resolve()
+        if not self.watch_dir.is_dir():
+            raise SettingsError("watch directory does not exist", path=self.watch_dir, fix="create it or check the path")
+        self.out_dir = Path(out_dir).resolve()
+        self.state_dir = Path(state_dir).resolve() if state_dir else default_state_dir(self.out_dir)
+        self.cfg = config or DaemonConfig()
+        self.opts = options or ProcessingOptions()
+        for name, p in (("gain", self.opts.gain), ("defects", self.opts.defects)):
+            if p is not None and not Path(p).is_file():
+                raise SettingsError(f"{name} file not found", path=p, fix=f"check --{name}")
+        self.stop_event = threading.Event()
+        self._stdout = stdout
+        self.started = time.time()
+
+    # ------------------------------------------------------------------------------------ set-up
+    def _setup(self) -> None:
+        logging.getLogger("tifffile").setLevel(logging.ERROR)  # partial files are expected here
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.state_dir, self.out_dir)
+        self.oplog = operational_logger(self._stdout)
+        self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog)
+        self.hash = self.opts.settings_hash()
+        self.out_set, new_set = self.journal.output_set(self.hash, self.opts.identity())
+        self.set_dir = self.out_dir / self.out_set if self.out_set else self.out_dir
+        w = self.cfg.watch
+        self.watcher = Watcher(
+            self.watch_dir,
+            patterns=w.patterns,
+            ignore=w.ignore,
+            exclude_dirs=(self.out_dir, self.state_dir),
+            use_inotify=w.inotify,
+        )
+        self.watcher.start()  # before the first scan, so nothing written meanwhile is missed
+        self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)))
+        q = self.cfg.scheduler
+        self.queue = ReadyQueue(q.queue_size, q.newest_first_backlog)
+        self.pool = WorkerPool(q.workers, on_done=self.watcher.wake.set)
+        self.cands: dict[str, Candidate] = {}
+        self.final: dict[str, tuple[int, int]] = {}
+        self.held: dict[int, dict] = {}
+        self.busy_paths: set[str] = set()
+        self._order: dict[int, tuple[int, int]] = {}
+        self._dispatch_order = 0
+        self._mdoc_warned: set = set()
+        self.hot_dirs: dict[str, float] = {}
+        self._last_completion_check = 0.0
+        self._last_backlog = 0.0
+        self._backlog_nonzero = False
+        from .cli import framewatch_version
+
+        self.log.event(
+            "daemon_started",
+            version=framewatch_version(),
+            pid=os.getpid(),
+            watch_dir=str(self.watch_dir),
+            out_dir=str(self.out_dir),
+            state_dir=str(self.state_dir),
+            backend=self.watcher.backend,
+            scan_period_s=w.scan_period_s,
+            workers=q.workers,
+            settings_hash=self.hash,
+            output_dir=str(self.set_dir),
+        )
+        self.log.event("output_set", settings_hash=self.hash, output_dir=str(self.set_dir), new=new_set,
+                       **({"note": "settings differ from the first run: outputs go to this separate directory"} if self.out_set else {}))
+
+    def _recover(self) -> int:
+        """Resume after a restart; returns the number of movies to redo."""
+        j = self.journal
+        redo = 0
+        for row in j.in_state("processing", settings_hash=self.hash):
+            n = row["interruptions"] + 1
+            if n >= self.cfg.watch.max_interruptions:
+                j.update(row["id"], state="failed", interruptions=n, error=f"interrupted {n} times while being processed (daemon killed or crashed)")
+                self._log_failed(row, "processing", f"interrupted {n} times while being processed (daemon killed or crashed)")
+            else:
+                j.update(row["id"], state="seen", interruptions=n)
+                self.log.event("movie_interrupted", movie=row["path"], interruptions=n, redo=True)
+                redo += 1
+        for row in j.in_state("ready", settings_hash=self.hash):
+            j.update(row["id"], state="seen")
+        for s in j.all_series(self.hash):
+            paths = SeriesPaths.of(self.out_dir, s["out_rel"])
+            n = j.n_sections(s["id"])
+            n_now, actions = repair_stacks(paths, n)
+            for path, count, what in actions:
+                if what not in ("ok",):
+                    self.log.event("stack_repaired", level="warning", series=s["name"], stack=str(path), sections=count, action=what)
+            if n_now < n:
+                for row in j.sections(s["id"]):
+                    if row["z"] >= n_now:
+                        j.update(row["id"], state="seen", z=None, logged=0)
+                        redo += 1
+            rows = j.sections(s["id"])
+            if rows:
+                rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg)
+                if s["complete"] and not paths.sorted_stack.exists():
+                    write_sorted(paths, rows, self.cfg.series.angle_tolerance_deg, pixel_size_a=self._px(rows[0]))
+        for row in j.in_state("done", settings_hash=self.hash):
+            if not row["logged"]:
+                self._log_tilt(row, replayed=True)
+                j.update(row["id"], logged=1)
+        return redo
+
+    # ----------------------------------------------------------------------------- main loop
+    def run(self) -> int:
+        try:
+            self._setup()
+            resumed = self._recover()
+            _numba_cache_dir(self.state_dir)
+            if self.watcher.inotify_error:
+                self.log.event("inotify_unavailable", level="warning", reason=self.watcher.inotify_error)
+            self.pool.start()
+            t0 = time.perf_counter()
+            try:
+                self.pool.warm_up(str(self.state_dir))
+            except Exception as err:  # noqa: BLE001 - warm-up failure is not fatal
+                self.log.event("warmup_failed", level="warning", reason=f"{type(err).__name__}: {err}")
+                if self.pool.broken():
+                    self.pool.restart()
+            warm = time.perf_counter() - t0
+            self._scan(time.time())
+            self.log.event("daemon_ready", warmup_s=round(warm, 3), known_movies=len(self.cands) + len(self.final),
+                           resumed_movies=resumed, backend=self.watcher.backend, scan_period_s=self.cfg.watch.scan_period_s)
+            next_scan = time.time() + self.cfg.watch.scan_period_s
+            while not self.stop_event.is_set():
+                now = time.time()
+                self._hints(now)
+                if now >= next_scan:
+                    self._scan(now)
+                    next_scan = now + self.cfg.watch.scan_period_s
+                self._step(now)
+                self.watcher.wake.wait(TICK_S)
+                self.watcher.wake.clear()
+            self._drain()
+            return 0
+        finally:
+            self._shutdown()
+
+    def stop(self, reason: str = "signal") -> None:
+        self._stop_reason = reason
+        self.stop_event.set()
+        try:
+            self.watcher.wake.set()
+        except AttributeError:
+            pass
+
+    def _step(self, now: float) -> None:
+        ready = []
+        for cand in list(self.cands.values()):
+            if now >= cand.next_check:
+                r = self._evaluate(cand, now)
+                if r is not None:
+                    ready.append(r)
+        if ready:
+            self._admit(ready, now)
+        self._collect(time.time())
+        self._dispatch(time.time())
+        self._log_mdoc_warnings()
+        if now - self._last_completion_check >= COMPLETION_CHECK_S:
+            self._last_completion_check = now
+            self._check_series(now)
+        if now - self._last_backlog >= self.cfg.scheduler.backlog_log_s:
+            self._last_backlog = now
+            self._log_backlog(now)
+
+    def _drain(self) -> None:
+        self.log.event("daemon_stopping", reason=getattr(self, "_stop_reason", "signal"), in_flight=len(self.pool.in_flight))
+        deadline = time.time() + 600
+        while (self.pool.in_flight or self.held) and time.time() < deadline:
+            self._collect(time.time())
+            time.sleep(0.05)
+
+    def _shutdown(self) -> None:
+        for name in ("watcher",):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                obj.stop()
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel=True)
+        if hasattr(self, "log"):
+            self.log.event("daemon_stopped", reason=getattr(self, "_stop_reason", "signal"), uptime_s=round(time.time() - self.started, 3))
+            self.log.close()
+        if hasattr(self, "journal"):
+            self.journal.close()
+
+
+def _numba_cache_dir(state_dir: Path) -> None:
+    """numba's ``cache=True`` needs a writable cache: the package's own ``__pycache__`` when it is
+    writable, else ``STATE/numba-cache`` (e.g. under a hardened systemd unit), unless
+    ``NUMBA_CACHE_DIR`` is set. Worker processes inherit the environment."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    import framewatch.core as core
+
+    if not os.access(Path(core.__file__).parent, os.W_OK):
+        os.environ["NUMBA_CACHE_DIR"] = str(state_dir / "numba-cache")

@@ -1,0 +1,147 @@
+"""The growing MRC stack: valid at every moment a reader can see it, torn appends repaired."""
+import io
+import os
+import threading
+import warnings
+
+import mrcfile
+import numpy as np
+import pytest
+
+from framewatch.daemon import stack
+
+
+def sections(n, shape=(48, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(10 * i, 1 + i, shape).astype(np.float32) for i in range(n)]
+
+
+def valid(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return mrcfile.validate(str(path), print_file=io.StringIO())
+
+
+def test_append_grows_and_stays_valid(tmp_path):
+    p = tmp_path / "TS.mrc"
+    secs = sections(6)
+    for i, s in enumerate(secs):
+        assert stack.append_section(p, s, pixel_size_a=1.37) == i
+        assert valid(p)
+        with mrcfile.open(p) as m:
+            np.testing.assert_array_equal(m.data.reshape(-1, 48, 64), np.stack(secs[: i + 1]))
+            assert m.voxel_size.x == pytest.approx(1.37)
+            assert m.header.ispg == 0
+    assert not any(f.name.startswith(".") for f in tmp_path.iterdir())
+    np.testing.assert_array_equal(stack.read_section(p, 3), secs[3])
+
+
+def test_shape_mismatch_is_refused(tmp_path):
+    p = tmp_path / "TS.mrc"
+    stack.append_section(p, sections(1)[0], pixel_size_a=1.0)
+    with pytest.raises(ValueError):
+        stack.append_section(p, np.zeros((10, 10), np.float32), pixel_size_a=1.0)
+    assert valid(p) and stack.inspect_stack(p).n_sections == 1
+
+
+def test_reader_never_sees_an_invalid_stack(tmp_path):
+    """A reader polling while sections are appended finds the file valid whenever it exists."""
+    p = tmp_path / "TS.mrc"
+    secs = sections(25, shape=(128, 128))
+    stack.append_section(p, secs[0], pixel_size_a=1.0)
+    done = threading.Event()
+    checks, bad = [0], []
+
+    def reader():
+        while not done.is_set():
+            out = io.StringIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                ok = mrcfile.validate(str(p), print_file=out)
+            if "FileNotFoundError" in out.getvalue():
+                continue  # during an append the name is briefly absent: not visible, not invalid
+            checks[0] += 1
+            if not ok:
+                bad.append(out.getvalue())
+
+    t = threading.Thread(target=reader)
+    t.start()
+    evn = tmp_path / "TS_EVN.mrc"
+    for s in secs[1:]:
+        stack.append_sections([(p, s), (evn, s)], pixel_size_a=1.0)
+    done.set()
+    t.join()
+    assert checks[0] > 10
+    assert bad == []
+
+
+def torn(p, extra_sections=1, header_grown=False):
+    """Simulate a crash after data was written (and optionally after the header grew)."""
+    st = stack.inspect_stack(p)
+    work = stack.hidden_name(p, "appending")
+    os.replace(p, work)
+    with open(work, "r+b") as f:
+        f.seek(0, 2)
+        f.write(np.ones((48, 64), np.float32).tobytes() * extra_sections)
+        f.write(b"partial")
+        if header_grown:
+            h = stack.read_header(f)
+            h["nz"] = st.n_sections + extra_sections
+            f.seek(0)
+            f.write(h.tobytes())
+    return work
+
+
+def test_repair_torn_append(tmp_path):
+    p = tmp_path / "TS.mrc"
+    secs = sections(4)
+    for s in secs:
+        stack.append_section(p, s, pixel_size_a=1.0)
+    work = torn(p)
+    assert not p.exists()
+    st = stack.inspect_stack(p)
+    assert st.under_work_name and st.n_sections == 4 and st.extra_bytes > 0
+    n, what = stack.repair(p, 4)
+    assert n == 4 and "renamed back" in what and "truncated" in what
+    assert p.exists() and not work.exists() and valid(p)
+    with mrcfile.open(p) as m:
+        np.testing.assert_array_equal(m.data, np.stack(secs))
+    # the next append continues where the journal says
+    assert stack.append_section(p, secs[0], pixel_size_a=1.0) == 4
+
+
+def test_repair_to_journal_count_after_header_grew(tmp_path):
+    p = tmp_path / "TS.mrc"
+    secs = sections(3)
+    for s in secs:
+        stack.append_section(p, s, pixel_size_a=1.0)
+    torn(p, extra_sections=1, header_grown=True)
+    n, what = stack.repair(p, 3)  # the journal never recorded the 4th section
+    assert n == 3 and "statistics recomputed" in what and valid(p)
+    with mrcfile.open(p) as m:
+        np.testing.assert_array_equal(m.data, np.stack(secs))
+
+
+def test_repair_missing_sections_and_empty(tmp_path):
+    p = tmp_path / "TS.mrc"
+    for s in sections(2):
+        stack.append_section(p, s, pixel_size_a=1.0)
+    assert stack.repair(p, 5) == (2, "ok")  # the caller must redo sections 2..4
+    assert stack.repair(p, 0)[0] == 0 and not p.exists()
+    assert stack.repair(tmp_path / "none.mrc", 0) == (0, "ok")
+    (tmp_path / ".x.mrc.tmp").write_bytes(b"stale")
+    stack.repair(tmp_path / "x.mrc", 0)
+    assert not (tmp_path / ".x.mrc.tmp").exists()
+
+
+def test_write_stack_streams_sections(tmp_path):
+    p = tmp_path / "sorted.mrc"
+    secs = sections(5)
+    assert stack.write_stack(p, iter(secs[::-1]), pixel_size_a=2.0) == 5
+    assert valid(p)
+    with mrcfile.open(p) as m:
+        np.testing.assert_array_equal(m.data, np.stack(secs[::-1]))
+        assert m.voxel_size.x == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        stack.write_stack(tmp_path / "empty.mrc", iter([]), pixel_size_a=1.0)
+    assert not (tmp_path / ".empty.mrc.tmp").exists()
