@@ -718,7 +718,6 @@ def simulate_movie(spec: SimulationSpec, *, threads: int = 0) -> SimulatedMovie:
     else:
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             n_clipped = sum(pool.map(one_frame, range(spec.n_frames)))
-    del per_thread
 
     # defects
     hot_xy = np.empty((0, 2), dtype=np.int64)

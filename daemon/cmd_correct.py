@@ -120,10 +120,12 @@ def write_result_star(path: Path, result, *, movie: Path, gain, defects) -> dict
     if lm is not None and lm.model is not None:
         model = lm.model
 
-        def local_fn(x, y, t):  # RELION's local model is relative to frame 0 (ours to the middle frame)
+        def relative_to_frame_0(x, y, t):  # RELION's local model is relative to frame 0, ours to the middle
             dx, dy = model.displacement(x, y, t)
             dx0, dy0 = model.displacement(x, y, np.zeros_like(np.asarray(t, dtype=float)))
             return dx - dx0, dy - dy0
+
+        local_fn = relative_to_frame_0
 
     cfg = result.settings
     return write_motion_star(
