@@ -16,6 +16,9 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+REPEATS = 2  # steady state: the best of two runs in one process (a service corrects many movies)
+
+
 def floor(movie: str, threads: int) -> dict:
     """Read and decode every frame and do one float32 rfft2 per frame: what any corrector must do."""
     import numpy as np
@@ -23,13 +26,16 @@ def floor(movie: str, threads: int) -> dict:
 
     from framewatch.core.movie_io import open_movie
 
-    start = time.perf_counter()
-    with open_movie(movie) as reader:
-        n = reader.n_frames
-        for i in range(n):
-            frame = reader.read_frame(i).astype(np.float32)
-            scipy.fft.rfft2(frame, workers=threads, overwrite_x=True)
-    return {"seconds": time.perf_counter() - start, "n_frames": n}
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        with open_movie(movie) as reader:
+            n = reader.n_frames
+            for i in range(n):
+                frame = reader.read_frame(i).astype(np.float32)
+                scipy.fft.rfft2(frame, workers=threads, overwrite_x=True)
+        times.append(time.perf_counter() - start)
+    return {"seconds": min(times), "first_s": times[0], "n_frames": n}
 
 
 def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0)) -> dict:
@@ -43,18 +49,21 @@ def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0
     warm_start = time.perf_counter()
     warm_up(threads, patches)
     warm = time.perf_counter() - warm_start
-    start = time.perf_counter()
-    result = correct_movie_file(movie, settings=settings)
-    return {"seconds": time.perf_counter() - start, "warm_up_s": warm, "stages_s": result.timings_s}
+    times, stages = [], []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        result = correct_movie_file(movie, settings=settings)
+        times.append(time.perf_counter() - start)
+        stages.append(result.timings_s)
+        del result
+    best = min(range(REPEATS), key=times.__getitem__)
+    return {"seconds": times[best], "first_s": times[0], "warm_up_s": warm, "stages_s": stages[best]}
 
 
 def warm_up(threads: int, patches=(0, 0)) -> None:
-    from framewatch.core.correct import correct_movie
-    from framewatch.core.simulate import SimulationSpec, simulate_movie
+    from framewatch.core.warmup import warm_up_kernels
 
-    sim = simulate_movie(SimulationSpec(ny=256, nx=256, n_frames=4, seed=1))
-    correct_movie(sim.frames, gain=sim.gain, pixel_size_a=1.5, dose_per_frame_e_per_a2=0.75, threads=threads,
-                  patches=tuple(patches))
+    warm_up_kernels(threads=threads)
 
 
 def main(argv: list[str]) -> None:
