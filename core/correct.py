@@ -153,9 +153,17 @@ def _add_kernel(raw, total):  # pragma: no cover - compiled
             total[y, x] += np.float32(raw[y, x])
 
 
+def _kernel_input(frame: np.ndarray) -> np.ndarray:
+    """C-contiguous frame of a dtype the kernels take (float16, e.g. MRC mode 12, becomes float32)."""
+    frame = np.asarray(frame)
+    if frame.dtype == np.float16:
+        return frame.astype(np.float32)
+    return np.ascontiguousarray(frame)
+
+
 def apply_gain(raw: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
     """float32 ``(ny, nx)`` = ``raw * gain`` (or ``raw`` as float32 without a gain), a new array."""
-    raw = np.ascontiguousarray(raw)
+    raw = _kernel_input(raw)
     out = np.empty(raw.shape, dtype=np.float32)
     if gain is None:
         _convert_kernel(raw, out)
@@ -170,7 +178,7 @@ def sum_frames(frames: list) -> np.ndarray:
     """float32 ``(ny, nx)`` sum of ``(ny, nx)`` frames of any real dtype."""
     total = np.zeros(np.shape(frames[0]), dtype=np.float32)
     for frame in frames:
-        _add_kernel(np.ascontiguousarray(frame), total)
+        _add_kernel(_kernel_input(frame), total)
     return total
 
 

@@ -163,3 +163,13 @@ def test_correct_with_automatic_gain_orientation_finds_the_stored_rotation(tmp_p
     report = json.loads((tmp_path / "auto.json").read_text())
     assert report["settings"]["gain_orientation"] == {"rotate_ccw_90": 3, "flip": "y", "invert": False}
     assert "margin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", [0, 1, 2, 6, 12])
+def test_every_mrc_mode_is_corrected_like_the_counts(tmp_path, mode):
+    sim = simulated(**SMALL)
+    frames = sim.frames if mode == 0 else sim.frames.astype({1: np.int16, 2: np.float32, 6: np.uint16, 12: np.float16}[mode])
+    write_movie(tmp_path / "m.mrc", frames, mrc_mode=mode)
+    got = correct_movie_file(tmp_path / "m.mrc", settings=SETTINGS, gain=sim.gain)
+    want = correct_movie(sim.frames, gain=sim.gain, settings=SETTINGS)
+    np.testing.assert_allclose(got.dose_weighted_sum, want.dose_weighted_sum, rtol=1e-5, atol=1e-4)
