@@ -124,6 +124,12 @@ class Acquisition:
             f.flush()
 
     def _append_section(self, m: WrittenMovie, prior: float) -> None:
+        with open(self.mdoc_path, "a", newline="\n") as f:
+            f.write(self.section_text(m, prior))
+            f.flush()
+
+    def section_text(self, m: WrittenMovie, prior: float) -> str:
+        """The ``[ZValue = n]`` section of a written movie (numbered in the order asked for)."""
         when = self.clock_start + _dt.timedelta(seconds=self.tilt_period_s * m.index)
         win = f"D:\\DATA\\framewatch_demo\\frames\\{m.path.name}"
         lines = [
@@ -144,9 +150,7 @@ class Acquisition:
         ]
         m.zvalue = self._z
         self._z += 1
-        with open(self.mdoc_path, "a", newline="\n") as f:
-            f.write("\n".join(lines))
-            f.flush()
+        return "\n".join(lines)
 
     def write_tilt(self, index: int, *, fmt: str | None = None, frames: np.ndarray | None = None,
                    mdoc_frames: int | None = None) -> WrittenMovie:

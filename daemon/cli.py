@@ -15,6 +15,8 @@ COMMAND_MODULES = (
     "framewatch.daemon.cmd_watch",
     "framewatch.daemon.cmd_tail",
     "framewatch.daemon.cmd_demo",
+    "framewatch.daemon.cmd_check_config",
+    "framewatch.daemon.cmd_plot",
 )
 
 

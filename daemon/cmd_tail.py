@@ -83,7 +83,20 @@ def format_line(ev: dict, *, color: bool) -> str | None:
         return paint(f"-- {ev.get('series')}: complete ({ev.get('reason')}), {ev.get('n_tilts')} tilts, sorted stack {ev.get('sorted_stack')}", YELLOW)
     if kind == "series_reopened":
         return paint(f"-- {ev.get('series')}: a new tilt after completion; sorted outputs will be rewritten", YELLOW)
+    if kind == "disk_floor":
+        return paint(f"-- PAUSED: output disk {_gb(ev.get('free_bytes'))} free, below the floor {_gb(ev.get('floor_bytes'))}: "
+                     "no new movie is corrected until space returns", RED)
+    if kind == "disk_resumed":
+        return paint(f"-- resumed: output disk {_gb(ev.get('free_bytes'))} free", GREEN)
+    if kind == "movie_abandoned":
+        return paint(f"-- {Path(str(ev.get('movie'))).name}: abandoned at shutdown, corrected at the next start", YELLOW)
+    if kind == "daemon_unhealthy":
+        return paint(f"-- UNHEALTHY: {ev.get('reason')}", RED)
     return None
+
+
+def _gb(n) -> str:
+    return "?" if not isinstance(n, (int, float)) else f"{n / 1e9:.1f} GB"
 
 
 def _log_path(out: str) -> Path:

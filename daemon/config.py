@@ -1,49 +1,27 @@
 """Configuration of ``framewatch watch``: a TOML file plus command-line overrides.
 
-Tables and keys (all optional; the defaults are below):
+Every table and key, with its unit and default, is documented in ``config.example.toml`` at the
+top of the repository (a test keeps the two in step). The file is read once with ``tomllib`` into
+frozen dataclasses and validated before anything starts; each problem stops start-up with one
+message naming the key:
 
-.. code-block:: toml
+- an unknown table or key (with the closest valid name, for a typo);
+- a value of the wrong type (``settle_s = "ten"``; an integer key given ``2.5``; a boolean given
+  ``"yes"``);
+- a value out of range (``scan_period_s = 0``);
+- a missing required value (``[watch] dir`` and ``[output] dir``, unless given on the command line);
+- a path that does not exist (``[watch] dir``, ``[processing] gain``, ``[processing] defects``).
 
-    [processing]            # see processing_options.py; same names as `framewatch correct`
-    pixel_size_a = 1.08
-    dose_per_tilt_e_per_a2 = 3.0
-
-    [watch]
-    patterns = ["*.tif", "*.tiff", "*.mrc", "*.eer"]
-    ignore = []             # extra glob patterns to ignore (added to the built-in ones)
-    scan_period_s = 3.0     # the periodic scan, always on (network shares raise no events)
-    inotify = true          # false: scan only
-    settle_s = 10.0         # size, mtime and ctime unchanged this long = complete (last resort)
-    tiff_stable_s = 3.0     # TIFF page count and size unchanged this long = complete
-    mdoc_wait_s = 10.0      # how long a movie waits for its line in a growing tilt-series mdoc
-    max_attempts = 3        # reads/corrections that raise, before the movie is failed
-    retry_backoff_s = 2.0   # first retry after this, doubling
-    max_interruptions = 2   # daemon deaths while processing one movie, before it is failed
-
-    [series]
-    patterns = []           # [{regex = "...", index_base = 0}, ...]; empty = built-in defaults
-    idle_s = 300.0          # no new tilt for this long = series complete
-    mdoc_quiet_s = 30.0     # every tilt of the mdoc processed and the mdoc unchanged this long
-    expected_tilts = 0      # > 0: complete as soon as this many tilts are in
-    angle_tolerance_deg = 0.2   # a tilt this close to an earlier angle is a re-acquisition
-
-    [scheduler]
-    workers = 1             # worker processes
-    queue_size = 64         # movies ready and waiting; more stay watched until there is room
-    newest_first_backlog = 0    # > 0: when more than this many wait, take the newest first
-    backlog_log_s = 10.0    # how often the backlog is logged while there is one
-
-    [thresholds]            # a tilt beyond any of these is flagged (never dropped)
-    total_motion_a = 15.0
-    max_frame_shift_a = 10.0
-    early_motion_a = 0      # 0 = no check
-    late_motion_a = 0
-    frc_0_143_a = 0         # flag when the FRC 0.143 crossing is coarser (larger) than this
-    patch_residual_px = 0
+``framewatch check-config FILE`` runs the same validation without starting. Command-line options
+override the file (:func:`with_overrides`). On SIGHUP the daemon reads the file again; see
+:data:`RELOADABLE` for what takes effect without a restart.
 """
 from __future__ import annotations
 
+import difflib
+import math
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -54,6 +32,7 @@ DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.mrc", "*.eer")
 
 @dataclass(frozen=True)
 class WatchOptions:
+    dir: str = ""
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     ignore: tuple[str, ...] = ()
     scan_period_s: float = 3.0
@@ -64,6 +43,12 @@ class WatchOptions:
     max_attempts: int = 3
     retry_backoff_s: float = 2.0
     max_interruptions: int = 2
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    dir: str = ""
+    state_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,52 +79,182 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class ServiceOptions:
+    warmup: bool = True
+    shutdown_timeout_s: float = 60.0
+    stuck_movie_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class DiskOptions:
+    warn_below_gb: float = 50.0
+    floor_gb: float = 5.0
+    resume_margin_gb: float = 1.0
+    check_period_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class MetricsOptions:
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    enabled: bool = True
+    latest_trajectories: int = 5
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     watch: WatchOptions = field(default_factory=WatchOptions)
+    output: OutputOptions = field(default_factory=OutputOptions)
     series: SeriesOptions = field(default_factory=SeriesOptions)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    service: ServiceOptions = field(default_factory=ServiceOptions)
+    disk: DiskOptions = field(default_factory=DiskOptions)
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    plots: PlotOptions = field(default_factory=PlotOptions)
+    log: LogOptions = field(default_factory=LogOptions)
     raw: dict = field(default_factory=dict)  # the whole TOML document (for [processing])
+    source: str | None = None  # the file it came from
 
 
-_TABLES = {"watch": WatchOptions, "series": SeriesOptions, "scheduler": SchedulerOptions, "thresholds": Thresholds}
+_TABLES = {
+    "watch": WatchOptions,
+    "output": OutputOptions,
+    "series": SeriesOptions,
+    "scheduler": SchedulerOptions,
+    "thresholds": Thresholds,
+    "service": ServiceOptions,
+    "disk": DiskOptions,
+    "metrics": MetricsOptions,
+    "plots": PlotOptions,
+    "log": LogOptions,
+}
+
+# [processing] is read by processing_options.py (shared with `framewatch correct`); its keys and
+# types are checked here too, so a typo there is found by check-config and at start-up alike
+PROCESSING_KEYS: dict[str, tuple[type, ...]] = {
+    "pixel_size_a": (float,),
+    "dose_per_frame_e_per_a2": (float,),
+    "dose_per_tilt_e_per_a2": (float,),
+    "prior_dose_e_per_a2": (float,),
+    "voltage_kv": (float,),
+    "gain": (str,),
+    "gain_rot": (int,),
+    "gain_flip": (str,),
+    "gain_invert": (bool,),
+    "defects": (str,),
+    "patches": (list,),
+    "threads": (int,),
+}
+
+# what a SIGHUP changes without a restart ("table.key"; "table.*" = every key of the table)
+RELOADABLE = frozenset({
+    "watch.scan_period_s", "watch.settle_s", "watch.tiff_stable_s", "watch.mdoc_wait_s", "watch.max_attempts",
+    "watch.retry_backoff_s", "watch.max_interruptions",
+    "series.idle_s", "series.mdoc_quiet_s", "series.expected_tilts", "series.angle_tolerance_deg",
+    "scheduler.newest_first_backlog", "scheduler.backlog_log_s",
+    "thresholds.*", "service.shutdown_timeout_s", "service.stuck_movie_s", "disk.*", "plots.*",
+})
 
 
-def _coerce(cls, table: dict, name: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(table) - set(known))
-    if unknown:
-        raise SettingsError(f"unknown key(s) in [{name}]: {', '.join(unknown)}", fix=f"use {', '.join(sorted(known))}")
-    values = {}
-    defaults = cls()
-    for k, v in table.items():
-        d = getattr(defaults, k)
-        try:
-            if isinstance(d, bool):
-                if not isinstance(v, bool):
-                    raise TypeError
-                values[k] = v
-            elif isinstance(d, int):
-                values[k] = int(v)
-            elif isinstance(d, float):
-                values[k] = float(v)
-            elif isinstance(d, tuple):
-                if not isinstance(v, (list, tuple)):
-                    raise TypeError
-                values[k] = tuple(v)
-            else:
-                values[k] = v
-        except (TypeError, ValueError):
-            raise SettingsError(f"[{name}] {k} = {v!r} is not a valid {type(d).__name__}") from None
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(choices))}"
+
+
+def _type_name(v) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}.get(type(v), type(v).__name__)
+
+
+def _check_value(where: str, key: str, hint, v, src):
+    """The TOML value ``v`` as the type ``hint`` wants, or a SettingsError naming the key."""
+    def bad(expected: str):
+        return SettingsError(f"{where} {key} = {v!r}: expected {expected}, got a {_type_name(v)}", path=src)
+
+    if hint is bool:
+        if not isinstance(v, bool):
+            raise bad("true or false")
+        return v
+    if hint is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise bad("an integer")
+        return v
+    if hint is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise bad("a number")
+        if not math.isfinite(v):
+            raise SettingsError(f"{where} {key} = {v!r}: expected a finite number", path=src)
+        return float(v)
+    if hint is str:
+        if not isinstance(v, str):
+            raise bad("a string")
+        return v
+    if hint == tuple[str, ...]:
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise bad("an array of strings")
+        return tuple(v)
+    if hint is tuple:
+        if not isinstance(v, list):
+            raise bad("an array")
+        return tuple(v)
+    return v
+
+
+def _coerce(cls, table, name: str, src=None):
+    if not isinstance(table, dict):
+        raise SettingsError(f"[{name}] must be a table, got a {_type_name(table)}", path=src, fix=f"write it as [{name}] with keys below it")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for k in table:
+        if k not in known:
+            raise SettingsError(f"unknown key {k!r} in [{name}]", path=src, fix=_suggest(k, known))
+    values = {k: _check_value(f"[{name}]", k, hints[k], v, src) for k, v in table.items()}
     return cls(**values)
 
 
-def config_from_dict(doc: dict) -> DaemonConfig:
-    unknown = sorted(set(doc) - set(_TABLES) - {"processing"})
-    if unknown:
-        raise SettingsError(f"unknown table(s) in the configuration: {', '.join(unknown)}", fix="use [processing], [watch], [series], [scheduler], [thresholds]")
-    parts = {name: _coerce(cls, dict(doc.get(name, {})), name) for name, cls in _TABLES.items()}
-    cfg = DaemonConfig(**parts, raw=doc)
+def _check_processing(doc: dict, src) -> None:
+    table = doc.get("processing", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"[processing] must be a table, got a {_type_name(table)}", path=src)
+    for k, v in table.items():
+        if k not in PROCESSING_KEYS:
+            raise SettingsError(f"unknown key {k!r} in [processing]", path=src, fix=_suggest(k, PROCESSING_KEYS))
+        want = PROCESSING_KEYS[k]
+        if want == (float,):
+            _check_value("[processing]", k, float, v, src)
+        elif want == (list,):
+            if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                raise SettingsError(f"[processing] {k} = {v!r}: expected two integers [NX, NY]", path=src)
+        else:
+            _check_value("[processing]", k, want[0], v, src)
+    if "dose_per_frame_e_per_a2" in table and "dose_per_tilt_e_per_a2" in table:
+        raise SettingsError("[processing] has both dose_per_frame_e_per_a2 and dose_per_tilt_e_per_a2", path=src, fix="give only one of them")
+    for k in ("gain", "defects"):
+        v = table.get(k)
+        if v and not Path(v).expanduser().is_file():
+            raise SettingsError(f"[processing] {k} = {v!r}: no such file", path=src, fix=f"check the path of the {k} file")
+    if table.get("gain_flip") is not None and table["gain_flip"] not in ("none", "x", "y"):
+        raise SettingsError(f"[processing] gain_flip = {table['gain_flip']!r}: expected \"none\", \"x\" or \"y\"", path=src)
+    if table.get("gain_rot") is not None and table["gain_rot"] not in (0, 1, 2, 3):
+        raise SettingsError(f"[processing] gain_rot = {table['gain_rot']!r}: expected 0, 1, 2 or 3 quarter turns", path=src)
+
+
+def config_from_dict(doc: dict, *, source: str | Path | None = None) -> DaemonConfig:
+    src = None if source is None else Path(source)
+    for name in doc:
+        if name not in _TABLES and name != "processing":
+            raise SettingsError(f"unknown table [{name}]", path=src, fix=_suggest(name, [*_TABLES, "processing"]))
+    _check_processing(doc, src)
+    parts = {name: _coerce(cls, doc.get(name, {}), name, src) for name, cls in _TABLES.items()}
+    cfg = DaemonConfig(**parts, raw=doc, source=None if src is None else str(src))
     validate(cfg)
     return cfg
 
@@ -153,25 +268,55 @@ def load_config(path: str | Path | None) -> DaemonConfig:
             doc = tomllib.load(f)
     except FileNotFoundError:
         raise SettingsError("configuration file not found", path=p) from None
+    except IsADirectoryError:
+        raise SettingsError("is a directory, not a configuration file", path=p) from None
     except tomllib.TOMLDecodeError as err:
         raise SettingsError(f"not valid TOML: {err}", path=p) from None
-    return config_from_dict(doc)
+    return config_from_dict(doc, source=p)
 
 
 def validate(cfg: DaemonConfig) -> None:
-    w, s, q = cfg.watch, cfg.series, cfg.scheduler
-    if w.scan_period_s <= 0:
-        raise SettingsError("[watch] scan_period_s must be > 0")
-    if w.settle_s < 0 or w.tiff_stable_s < 0 or w.mdoc_wait_s < 0:
-        raise SettingsError("[watch] settle_s, tiff_stable_s and mdoc_wait_s must be >= 0")
-    if w.max_attempts < 1 or w.max_interruptions < 1:
-        raise SettingsError("[watch] max_attempts and max_interruptions must be >= 1")
-    if not w.patterns:
-        raise SettingsError("[watch] patterns is empty")
-    if q.workers < 1 or q.queue_size < 1:
-        raise SettingsError("[scheduler] workers and queue_size must be >= 1")
-    if s.idle_s <= 0 or s.mdoc_quiet_s < 0:
-        raise SettingsError("[series] idle_s must be > 0 and mdoc_quiet_s >= 0")
+    """Ranges and paths; each error names its key."""
+    src = None if cfg.source is None else Path(cfg.source)
+
+    def need(ok: bool, key: str, what: str, fix: str | None = None):
+        if not ok:
+            raise SettingsError(f"{key} {what}", path=src, fix=fix)
+
+    w, s, q, sv, d, pl = cfg.watch, cfg.series, cfg.scheduler, cfg.service, cfg.disk, cfg.plots
+    need(w.scan_period_s > 0, "[watch] scan_period_s", f"= {w.scan_period_s:g} must be > 0 (seconds)")
+    for k in ("settle_s", "tiff_stable_s", "mdoc_wait_s", "retry_backoff_s"):
+        need(getattr(w, k) >= 0, f"[watch] {k}", f"= {getattr(w, k):g} must be >= 0 (seconds)")
+    need(w.max_attempts >= 1, "[watch] max_attempts", "must be >= 1")
+    need(w.max_interruptions >= 1, "[watch] max_interruptions", "must be >= 1")
+    need(bool(w.patterns), "[watch] patterns", "is empty", 'e.g. patterns = ["*.tif", "*.mrc", "*.eer"]')
+    if w.dir:
+        need(Path(w.dir).expanduser().is_dir(), "[watch] dir", f"= {w.dir!r}: no such directory", "create it or check the path (or the mount)")
+    need(q.workers >= 1, "[scheduler] workers", "must be >= 1")
+    need(q.queue_size >= 1, "[scheduler] queue_size", "must be >= 1")
+    need(q.newest_first_backlog >= 0, "[scheduler] newest_first_backlog", "must be >= 0 (0 = off)")
+    need(q.backlog_log_s > 0, "[scheduler] backlog_log_s", "must be > 0 (seconds)")
+    need(s.idle_s > 0, "[series] idle_s", "must be > 0 (seconds)")
+    need(s.mdoc_quiet_s >= 0, "[series] mdoc_quiet_s", "must be >= 0 (seconds)")
+    need(s.expected_tilts >= 0, "[series] expected_tilts", "must be >= 0 (0 = not used)")
+    need(s.angle_tolerance_deg >= 0, "[series] angle_tolerance_deg", "must be >= 0 (degrees)")
+    for k in ("total_motion_a", "max_frame_shift_a", "early_motion_a", "late_motion_a", "frc_0_143_a", "patch_residual_px"):
+        need(getattr(cfg.thresholds, k) >= 0, f"[thresholds] {k}", "must be >= 0 (0 = not checked)")
+    need(sv.shutdown_timeout_s >= 0, "[service] shutdown_timeout_s", "must be >= 0 (seconds)")
+    need(sv.stuck_movie_s >= 0, "[service] stuck_movie_s", "must be >= 0 (seconds; 0 = never)")
+    for k in ("warn_below_gb", "floor_gb", "resume_margin_gb"):
+        need(getattr(d, k) >= 0, f"[disk] {k}", "must be >= 0 (GB)")
+    need(d.floor_gb <= d.warn_below_gb, "[disk] floor_gb", f"= {d.floor_gb:g} must not be above warn_below_gb = {d.warn_below_gb:g}")
+    need(d.check_period_s > 0, "[disk] check_period_s", "must be > 0 (seconds)")
+    need(pl.latest_trajectories >= 0, "[plots] latest_trajectories", "must be >= 0")
+    need(cfg.log.format in ("auto", "json", "console"), "[log] format", f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
+    if cfg.metrics.address:
+        from .metrics import parse_address
+
+        try:
+            parse_address(cfg.metrics.address)
+        except SettingsError as err:
+            raise SettingsError(err.what, path=src, fix=err.fix) from None
 
 
 def with_overrides(cfg: DaemonConfig, **over) -> DaemonConfig:
@@ -182,6 +327,45 @@ def with_overrides(cfg: DaemonConfig, **over) -> DaemonConfig:
             continue
         table, key = k.split("__", 1)
         tables[table] = replace(tables[table], **{key: v})
-    out = DaemonConfig(**tables, raw=cfg.raw)
+    out = DaemonConfig(**tables, raw=cfg.raw, source=cfg.source)
     validate(out)
     return out
+
+
+def require_dirs(cfg: DaemonConfig) -> None:
+    """The watch and output directories must be known (from the file or the command line)."""
+    src = None if cfg.source is None else Path(cfg.source)
+    if not cfg.watch.dir:
+        raise SettingsError("missing required value [watch] dir (the directory the microscope writes movies to)", path=src,
+                            fix="set it in the configuration or give WATCH_DIR on the command line")
+    if not cfg.output.dir:
+        raise SettingsError("missing required value [output] dir (where the stacks and the drift log go)", path=src,
+                            fix="set it in the configuration or give --out on the command line")
+
+
+def reload_merge(old: DaemonConfig, new: DaemonConfig) -> tuple[DaemonConfig, list[str], list[str]]:
+    """The configuration to run on after a SIGHUP: ``new``'s reloadable values, ``old``'s others.
+
+    Returns (config, changed keys applied, changed keys that need a restart and were not applied).
+    ``[processing]`` changes need a restart (they change the settings of the outputs)."""
+    applied, restart = [], []
+    tables = {}
+    for name in _TABLES:
+        o, n = getattr(old, name), getattr(new, name)
+        keep = {}
+        for f in fields(o):
+            ov, nv = getattr(o, f.name), getattr(n, f.name)
+            if ov == nv:
+                continue
+            key = f"{name}.{f.name}"
+            if key in RELOADABLE or f"{name}.*" in RELOADABLE:
+                applied.append(key)
+            else:
+                restart.append(key)
+                keep[f.name] = ov
+        tables[name] = replace(n, **keep)
+    raw = dict(new.raw)
+    if old.raw.get("processing", {}) != new.raw.get("processing", {}):
+        restart.append("processing")
+        raw["processing"] = old.raw.get("processing", {})
+    return DaemonConfig(**tables, raw=raw, source=new.source), applied, restart

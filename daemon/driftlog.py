@@ -85,6 +85,22 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "inotify_unavailable": ("reason",),
     "warmup_failed": ("reason",),
     "journal_conflict": ("movie", "reason"),
+    # the service (service.py, pipeline.py): warm-up, notifications, signals, disk, health
+    "numba_cache": ("directory", "source", "writable", "message"),
+    "kernels_warmed": ("warmup_s", "steps_s", "workers"),
+    "movie_abandoned": ("movie", "series", "in_worker_s", "reason"),
+    "config_reloaded": ("config", "changed", "needs_restart"),
+    "config_reload_failed": ("config", "reason"),
+    "disk_low": ("path", "free_bytes", "warn_below_bytes", "floor_bytes"),
+    "disk_floor": ("path", "free_bytes", "warn_below_bytes", "floor_bytes"),
+    "disk_resumed": ("path", "free_bytes", "warn_below_bytes", "floor_bytes"),
+    "disk_ok": ("path", "free_bytes", "warn_below_bytes", "floor_bytes"),
+    "disk_check_failed": ("path", "reason"),
+    "daemon_unhealthy": ("reason",),
+    "daemon_healthy": ("previous",),
+    "notify_failed": ("reason",),
+    "metrics_serving": ("address", "port"),
+    "plot_failed": ("series_dir", "reason"),
 }
 
 
@@ -150,13 +166,16 @@ class DriftLog:
             ],
         )
         self._echo = echo
+        self.listeners: list = []  # callables (event name, fields), e.g. the metrics
 
     def event(self, name: str, *, level: str = "info", echo: bool = True, **kw) -> None:
         with self._lock:
             getattr(self._log, level)(name, **kw)
         if echo and self._echo is not None:
-            short = {k: v for k, v in kw.items() if k not in ("sources",)}
+            short = {k: v for k, v in kw.items() if k not in ("sources", "shifts_px")}
             getattr(self._echo, level)(name, **short)
+        for listener in self.listeners:
+            listener(name, kw)
 
     def close(self) -> None:
         with self._lock:

@@ -60,6 +60,9 @@ class Events:
             append_s=timings.get("append_s"),
             latency_s=timings.get("latency_s"),
         )
+        shifts = (row["info"].get("worker") or {}).get("shifts_px")
+        if shifts:  # the frame trajectory (x, y px per frame; frame 0 = origin), for plots
+            kw["shifts_px"] = [[round(float(x), 3), round(float(y), 3)] for x, y in shifts]
         if replayed:
             kw["replayed"] = True
         self.log.event("tilt_corrected", **kw)

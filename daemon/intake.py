@@ -112,7 +112,9 @@ class Intake:
 
     def _add_row(self, path: str, st, now: float) -> dict | None:
         try:
-            return self.journal.add(path, st.st_size, st.st_mtime_ns, self.hash, now=now)
+            row = self.journal.add(path, st.st_size, st.st_mtime_ns, self.hash, now=now)
+            self.service.metrics.movie_seen()
+            return row
         except sqlite3.IntegrityError:  # this very version is journalled already (it went back)
             self.final[path] = (st.st_size, st.st_mtime_ns)
             return None

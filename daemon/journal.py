@@ -11,18 +11,18 @@ Output sets: the first settings hash the journal sees writes to ``OUT/`` itself;
 (different pixel size, gain, patches, engine parameters ...) writes to ``OUT/settings-<hash8>/``,
 so sections made with different settings never share a stack.
 
-SQLite in WAL mode with ``synchronous=FULL``; one process at a time holds ``STATE/framewatch.lock``.
+SQLite in WAL mode with ``synchronous=FULL``; one process at a time holds ``STATE/framewatch.lock`` (instance_lock.py).
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 import time
 from pathlib import Path
 
 from framewatch.core.errors import SettingsError
+
+from .instance_lock import InstanceLock, InstanceLockedError
 
 SCHEMA_VERSION = 1
 STATES = ("seen", "ready", "processing", "done", "failed")
@@ -92,29 +92,24 @@ def _row(r: sqlite3.Row | None) -> dict | None:
 
 
 class JournalLocked(SettingsError):
-    pass
+    """Another process holds the lock of the state directory."""
 
 
 class Journal:
     """The journal of one STATE directory (single writer: the daemon's main thread)."""
 
-    def __init__(self, state_dir: str | Path, out_dir: str | Path):
+    def __init__(self, state_dir: str | Path, out_dir: str | Path, *, lock: InstanceLock | None = None):
+        """``lock``: the daemon's lock on ``state_dir``, already held (instance_lock.py); without
+        it the journal takes that lock itself (and raises :class:`JournalLocked` when it is held)."""
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.state_dir / "framewatch.lock", "a+")
-        try:
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise JournalLocked(
-                "another framewatch process uses this state directory",
-                path=self.state_dir,
-                fix="stop it first, or give a different --state",
-            ) from None
-        self._lock_file.seek(0)
-        self._lock_file.truncate()
-        self._lock_file.write(f"{os.getpid()}\n")
-        self._lock_file.flush()
+        self._own_lock = None
+        if lock is None or not lock.held:
+            self._own_lock = InstanceLock(self.state_dir)
+            try:
+                self._own_lock.acquire()
+            except InstanceLockedError as err:
+                raise JournalLocked(err.what, path=None, fix=err.fix) from None
         self.path = self.state_dir / "framewatch.sqlite"
         self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self.db.row_factory = sqlite3.Row
@@ -138,10 +133,8 @@ class Journal:
         try:
             self.db.close()
         finally:
-            try:
-                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-            finally:
-                self._lock_file.close()
+            if self._own_lock is not None:
+                self._own_lock.release()
 
     # -- meta and output sets ------------------------------------------------------------------
     def meta(self, key: str) -> str | None:

@@ -17,19 +17,28 @@ only wakes it, and worker processes only compute. Per turn of the loop:
 
 Start-up resumes from the journal: movies interrupted while ``processing`` are redone (once by
 default), stacks are repaired to the journal's section counts, tables are rewritten.
+
+As a service (service.py): the lock on the state directory is taken before anything else; the
+kernels are compiled before ``READY=1``; every turn sends ``STATUS=`` and, while healthy,
+``WATCHDOG=1``; no new movie goes to a worker while the output disk is below its floor. Signals
+are only recorded by their handlers (:class:`SignalInbox`) and handled here: SIGTERM/SIGINT stop
+taking movies, let the one in a worker finish for up to ``[service] shutdown_timeout_s`` (or
+abandon it: it is journalled as not done and redone at the next start), flush and exit 0; SIGHUP
+reloads the configuration when it validates and keeps the old one otherwise.
 """
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
 
-from framewatch.core.errors import SettingsError
+from framewatch.core.errors import FramewatchError, SettingsError
 
 from .completion import Completion
-from .config import DaemonConfig
+from .config import DaemonConfig, reload_merge
 from .driftlog import DriftLog, operational_logger
 from .events import Events
 from .intake import TICK_S, Candidate, Intake
@@ -37,9 +46,11 @@ from .journal import Journal
 from .naming import patterns_from_config
 from .outputs import SeriesPaths, repair_stacks, rewrite_tables, write_sorted
 from .processing import Processing
+from .instance_lock import InstanceLock
 from .processing_options import ProcessingOptions
 from .scheduler import ReadyQueue, WorkerPool
 from .series import SeriesIndex
+from .service import Service, SignalInbox
 from .watcher import Watcher
 
 COMPLETION_CHECK_S = 1.0
@@ -69,7 +80,13 @@ class Daemon(Intake, Processing, Completion, Events):
         config: DaemonConfig | None = None,
         options: ProcessingOptions | None = None,
         stdout=None,
+        reload=None,
+        notifier=None,
+        disk_probe=None,
     ):
+        """``reload()`` returns a fresh (DaemonConfig, ProcessingOptions) from the configuration file
+        and command line, for SIGHUP; ``notifier`` and ``disk_probe`` replace the sd_notify sender
+        and the free-space probe (tests)."""
         self.watch_dir = Path(watch_dir).resolve()
         if not self.watch_dir.is_dir():
             raise SettingsError("watch directory does not exist", path=self.watch_dir, fix="create it or check the path")
@@ -83,14 +100,22 @@ class Daemon(Intake, Processing, Completion, Events):
         self.stop_event = threading.Event()
         self._stdout = stdout
         self.started = time.time()
+        self._reload = reload
+        self._notifier = notifier
+        self._disk_probe = disk_probe
+        self.inbox = SignalInbox()
+        self._abandon_now = False
+        self.warmup_reports: list[dict] = []
 
     # ------------------------------------------------------------------------------------ set-up
     def _setup(self) -> None:
         logging.getLogger("tifffile").setLevel(logging.ERROR)  # partial files are expected here
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(self.state_dir, self.out_dir)
-        self.oplog = operational_logger(self._stdout)
+        self.journal = Journal(self.state_dir, self.out_dir, lock=getattr(self, "_lock", None))
+        fmt = self.cfg.log.format
+        self.oplog = operational_logger(self._stdout, json=None if fmt == "auto" else fmt == "json")
         self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog)
+        self._setup_service()
         self.hash = self.opts.settings_hash()
         self.out_set, new_set = self.journal.output_set(self.hash, self.opts.identity())
         self.set_dir = self.out_dir / self.out_set if self.out_set else self.out_dir
@@ -103,6 +128,7 @@ class Daemon(Intake, Processing, Completion, Events):
             use_inotify=w.inotify,
         )
         self.watcher.start()  # before the first scan, so nothing written meanwhile is missed
+        self.inbox.wake = self.watcher.wake
         self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)))
         q = self.cfg.scheduler
         self.queue = ReadyQueue(q.queue_size, q.newest_first_backlog)
@@ -174,40 +200,99 @@ class Daemon(Intake, Processing, Completion, Events):
                 j.update(row["id"], logged=1)
         return redo
 
+    def _setup_service(self) -> None:
+        from .metrics import create_metrics
+        from .plots import PlotWorker
+
+        metrics = create_metrics(self.cfg.metrics.address)  # a port in use stops start-up here
+        self.log.listeners.append(lambda name, kw: self.service.on_event(name, kw))
+        plots = None
+        if self.cfg.plots.enabled:
+            plots = PlotWorker(on_error=lambda key, err: self.log.event(
+                "plot_failed", level="warning", series_dir=key, reason=f"{type(err).__name__}: {err}"))
+        self.service = Service(log=self.log, out_dir=self.out_dir, disk_cfg=self.cfg.disk, service_cfg=self.cfg.service,
+                               metrics=metrics, plots=plots, notifier=self._notifier, disk_probe=self._disk_probe)
+        if metrics.address is not None:
+            self.log.event("metrics_serving", address=metrics.address[0], port=metrics.address[1],
+                           url=f"http://{metrics.address[0]}:{metrics.address[1]}/metrics")
+
     # ----------------------------------------------------------------------------- main loop
     def run(self) -> int:
+        lock = self._lock = InstanceLock(self.state_dir)
+        lock.acquire()  # first of all: a second daemon on this journal stops here, touching nothing
         try:
             self._setup()
             resumed = self._recover()
             _numba_cache_dir(self.state_dir)
+            self._log_cache()
             if self.watcher.inotify_error:
                 self.log.event("inotify_unavailable", level="warning", reason=self.watcher.inotify_error)
             self.pool.start()
-            t0 = time.perf_counter()
-            try:
-                self.pool.warm_up(str(self.state_dir))
-            except Exception as err:  # noqa: BLE001 - warm-up failure is not fatal
-                self.log.event("warmup_failed", level="warning", reason=f"{type(err).__name__}: {err}")
-                if self.pool.broken():
-                    self.pool.restart()
-            warm = time.perf_counter() - t0
+            warm = self._warm_up()
+            if warm is None:  # stopped during the warm-up: no movie was taken yet
+                self.pool.abandon()
+                self._drain()
+                return 0
             self._scan(time.time())
+            self.service.initial_disk_check()
             self.log.event("daemon_ready", warmup_s=round(warm, 3), known_movies=len(self.cands) + len(self.final),
                            resumed_movies=resumed, backend=self.watcher.backend, scan_period_s=self.cfg.watch.scan_period_s)
+            self.service.ready(self._status())
             next_scan = time.time() + self.cfg.watch.scan_period_s
             while not self.stop_event.is_set():
+                self._signals()
+                if self.stop_event.is_set():
+                    break
                 now = time.time()
                 self._hints(now)
                 if now >= next_scan:
                     self._scan(now)
                     next_scan = now + self.cfg.watch.scan_period_s
                 self._step(now)
+                self._tick()
                 self.watcher.wake.wait(TICK_S)
                 self.watcher.wake.clear()
             self._drain()
             return 0
         finally:
-            self._shutdown()
+            try:
+                self._shutdown()
+            finally:
+                lock.release()
+
+    def _log_cache(self) -> None:
+        from .warmup import cache_status
+
+        c = cache_status()
+        self.log.event("numba_cache", level="info" if c.writable else "warning", directory=str(c.directory),
+                       source=c.source, writable=c.writable, message=c.message)
+
+    def _warm_up(self) -> float | None:
+        """Compile the kernels in every worker before READY; returns the seconds (None: stopped)."""
+        if not self.cfg.service.warmup:
+            return 0.0
+        self.service.starting("compiling kernels (warm-up)")
+        t0 = time.perf_counter()
+
+        def should_stop() -> bool:
+            self._signals()
+            return self.stop_event.is_set()
+
+        try:
+            reports = self.pool.warm_up(str(self.state_dir), should_stop=should_stop)
+        except Exception as err:  # noqa: BLE001 - warm-up failure is not fatal: movies compile on first use
+            self.log.event("warmup_failed", level="warning", reason=f"{type(err).__name__}: {err}")
+            if self.pool.broken():
+                self.pool.restart()
+            return time.perf_counter() - t0
+        if reports is None:
+            return None
+        warm = time.perf_counter() - t0
+        self.warmup_reports = reports
+        slowest = max(reports, key=lambda r: r["warmup_s"])
+        self.log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
+                       numba_cache_dir=slowest.get("numba_cache_dir"))
+        return warm
 
     def stop(self, reason: str = "signal") -> None:
         self._stop_reason = reason
@@ -216,6 +301,55 @@ class Daemon(Intake, Processing, Completion, Events):
             self.watcher.wake.set()
         except AttributeError:
             pass
+
+    def _signals(self) -> None:
+        """Act on the signals the handlers recorded (they do nothing else)."""
+        for sig in self.inbox.drain():
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                if self.stop_event.is_set():
+                    self._abandon_now = True  # a second request: do not wait for the workers
+                else:
+                    self.stop(signal.Signals(sig).name)
+            elif sig == signal.SIGHUP:
+                self._reload_config()
+
+    def _reload_config(self) -> None:
+        notifier = self.service.notifier
+        notifier.reloading()
+        where = self.cfg.source
+        try:
+            if self._reload is None:
+                raise SettingsError("no configuration file was given (--config), nothing to reload")
+            new_cfg, new_opts = self._reload()
+        except FramewatchError as err:
+            self.log.event("config_reload_failed", level="error", config=where, reason=str(err),
+                           note="still running on the previous configuration")
+            notifier.ready(self._status())
+            return
+        cfg, applied, restart = reload_merge(self.cfg, new_cfg)
+        if new_opts.settings_hash() != self.hash and "processing" not in restart:
+            restart.append("processing")
+        self.cfg = cfg
+        self.queue.newest_first_backlog = cfg.scheduler.newest_first_backlog
+        self.service.apply_config(cfg.disk, cfg.service)
+        self.log.event("config_reloaded", config=new_cfg.source, changed=applied, needs_restart=restart,
+                       **({"note": "changes of needs_restart keys take effect at the next start"} if restart else {}))
+        notifier.ready(self._status())
+
+    def _oldest_wait_s(self, now: float) -> float | None:
+        oldest = self.queue.oldest_ready_at()
+        if oldest is None and self.pool.started_at:
+            oldest = min(self.pool.started_at.values())
+        return None if oldest is None else now - oldest
+
+    def _status(self) -> str:
+        return self.service.status_text(len(self.queue), len(self.pool.in_flight), len(self.cands))
+
+    def _tick(self) -> None:
+        now = time.time()
+        self.service.tick(queued=len(self.queue), processing=len(self.pool.in_flight), watching=len(self.cands),
+                          oldest_wait_s=self._oldest_wait_s(now), pool_broken=self.pool.broken(),
+                          in_flight_since=self.pool.started_at, now=now)
 
     def _step(self, now: float) -> None:
         ready = []
@@ -227,7 +361,8 @@ class Daemon(Intake, Processing, Completion, Events):
         if ready:
             self._admit(ready, now)
         self._collect(time.time())
-        self._dispatch(time.time())
+        if not self.service.paused:  # below the disk floor: keep watching and journaling, start nothing
+            self._dispatch(time.time())
         self._log_mdoc_warnings()
         if now - self._last_completion_check >= COMPLETION_CHECK_S:
             self._last_completion_check = now
@@ -237,11 +372,32 @@ class Daemon(Intake, Processing, Completion, Events):
             self._log_backlog(now)
 
     def _drain(self) -> None:
-        self.log.event("daemon_stopping", reason=getattr(self, "_stop_reason", "signal"), in_flight=len(self.pool.in_flight))
-        deadline = time.time() + 600
-        while (self.pool.in_flight or self.held) and time.time() < deadline:
+        """Stop taking movies; finish those in the workers within the shutdown timeout, else abandon."""
+        reason = getattr(self, "_stop_reason", "signal")
+        self.log.event("daemon_stopping", reason=reason, in_flight=len(self.pool.in_flight))
+        self.service.stopping(reason, len(self.pool.in_flight))
+        deadline = time.time() + self.cfg.service.shutdown_timeout_s
+        while (self.pool.in_flight or self.held) and time.time() < deadline and not self._abandon_now:
             self._collect(time.time())
-            time.sleep(0.05)
+            self._signals()
+            if self.pool.in_flight or self.held:
+                time.sleep(0.05)
+        if self.pool.in_flight:
+            self._abandon_in_flight("a second stop signal" if self._abandon_now else
+                                    f"still being corrected after shutdown_timeout_s = {self.cfg.service.shutdown_timeout_s:g} s")
+            self._collect(time.time())  # results that waited for an abandoned, earlier movie
+
+    def _abandon_in_flight(self, reason: str) -> None:
+        now = time.time()
+        started = dict(self.pool.started_at)
+        for mid in self.pool.abandon():
+            self._order.pop(mid, None)
+            row = self.journal.get(mid)
+            # back to "seen" (not an interruption): nothing of it is in the stacks, the next start corrects it
+            self.journal.update(mid, state="seen", started_at=None)
+            self.log.event("movie_abandoned", level="warning", movie=row["path"], series=self._series_name(row),
+                           in_worker_s=round(now - started.get(mid, now), 3), reason=reason,
+                           note="nothing of it was appended; the next start corrects it")
 
     def _shutdown(self) -> None:
         for name in ("watcher",):
@@ -251,6 +407,9 @@ class Daemon(Intake, Processing, Completion, Events):
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.shutdown(wait=True, cancel=True)
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()
         if hasattr(self, "log"):
             self.log.event("daemon_stopped", reason=getattr(self, "_stop_reason", "signal"), uptime_s=round(time.time() - self.started, 3))
             self.log.close()

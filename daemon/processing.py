@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from framewatch.core.errors import FramewatchError
 
 from . import faults
@@ -136,7 +138,11 @@ class Processing:
             self.journal.update_series(s["id"], complete=0)
             self.log.event("series_reopened", series=s["name"], output_dir=str(paths.dir), n_tilts=z + 1)
         rows = self.journal.sections(s["id"])
-        rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg)
+        recs = rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg)
         self._log_tilt(self.journal.get(mid), rows=rows)
+        if self.cfg.plots.enabled:
+            traj = {r["z"]: np.asarray(r["info"]["worker"]["shifts_px"]) for r in rows
+                    if (r.get("info") or {}).get("worker", {}).get("shifts_px")}
+            self.service.tilt_appended(paths.dir, recs, traj, self.cfg.thresholds, self.cfg.plots.latest_trajectories)
         self.journal.update(mid, logged=1)
         self._finish_path(self.journal.get(mid))

@@ -75,10 +75,19 @@ class WorkerPool:
             max_workers=self.workers, mp_context=self._ctx, initializer=worker.init_worker, initargs=(os.getpid(),)
         )
 
-    def warm_up(self, tmp_dir: str, timeout_s: float = 600.0) -> float:
-        """Run the warm-up in every worker (in parallel); returns the longest time."""
+    def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *, should_stop=None) -> list[dict] | None:
+        """Run the warm-up in every worker (in parallel); returns their reports, or None when
+        ``should_stop()`` became true meanwhile (a stop requested during start-up)."""
         futs = [self._pool.submit(worker.warm_up, tmp_dir) for _ in range(self.workers)]
-        return max(f.result(timeout=timeout_s) for f in futs)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done, _ = cf.wait(futs, timeout=0.2)
+            if len(done) == len(futs):
+                return [f.result() for f in futs]
+            if should_stop is not None and should_stop():
+                return None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the kernel warm-up took more than {timeout_s:g} s")
 
     def has_room(self) -> bool:
         return len(self.in_flight) < self.workers
@@ -105,6 +114,25 @@ class WorkerPool:
 
     def broken(self) -> bool:
         return self._pool is not None and getattr(self._pool, "_broken", False)
+
+    def abandon(self, join_s: float = 5.0) -> list[int]:
+        """Stop every worker process now (their movies are dropped: the caller journals them);
+        returns the movie ids that were in flight."""
+        mids = list(self.in_flight)
+        procs = list(getattr(self._pool, "_processes", {}).values()) if self._pool is not None else []
+        self.in_flight.clear()
+        self.started_at.clear()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(join_s)
+            if p.is_alive():
+                p.kill()
+                p.join(join_s)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        return mids
 
     def restart(self) -> None:
         self.shutdown(wait=False, cancel=True)

@@ -34,16 +34,12 @@ def init_worker(parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def warm_up(tmp_dir: str) -> float:
-    """Compile the engine's kernels on a tiny movie; returns the seconds it took."""
-    from framewatch.core.correct import correct_movie
-    from framewatch.core.settings import CorrectionSettings
+def warm_up(tmp_dir: str | None = None, patches: tuple[int, int] = (2, 2)) -> dict:
+    """Compile (or load from numba's cache) every kernel of the engine on tiny synthetic movies
+    (warmup.py); returns the report as a dict (``warmup_s``, ``steps_s``, the cache directory)."""
+    from .warmup import warm_up as run
 
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(0)
-    frames = rng.poisson(2.0, size=(4, 64, 64)).astype(np.uint8)
-    correct_movie(frames, settings=CorrectionSettings(pixel_size_a=1.0, dose_per_frame_e_per_a2=1.0))
-    return time.perf_counter() - t0
+    return run(patches=patches).as_dict()
 
 
 def _gain(path, orientation, shape, movie):
@@ -74,7 +70,7 @@ def correct(job: dict) -> dict:
             n_frames = reader.n_frames
             shape = reader.shape
             reader.read_frame(0)
-            faults.checkpoint("worker_reading")
+            faults.checkpoint("worker_reading", movie)
         if job.get("expected_frames") is not None and n_frames != job["expected_frames"]:
             return {"error": f"the movie now has {n_frames} frames, {job['expected_frames']} when it was found complete", "kind": "FrameCountChanged", "retryable": True}
         gain = None

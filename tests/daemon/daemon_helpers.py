@@ -35,6 +35,12 @@ idle_s = 60.0
 [thresholds]
 total_motion_a = 15.0
 max_frame_shift_a = 10.0
+
+[disk]
+# a full disk on the test machine must not pause the daemon (the floor is tested in tests/service)
+warn_below_gb = 0
+floor_gb = 0
+resume_margin_gb = 0
 """
 
 
@@ -52,22 +58,25 @@ class DaemonProc:
         self.proc: subprocess.Popen | None = None
         self.procs: list[subprocess.Popen] = []
         self.runs = 0
+        self.prefix: list[str] = []  # e.g. setpriv ... (the daemon with fewer capabilities)
+        self.env_extra: dict[str, str] = {}
+        self.preexec_fn = None  # e.g. a resource limit for one run
 
     @property
     def log(self) -> Path:
         return self.out / "framewatch.jsonl"
 
     def start(self, *extra: str, pause_at: str | None = None) -> subprocess.Popen:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env_extra)
         env.pop("FRAMEWATCH_PAUSE_AT", None)
         if pause_at:
             env["FRAMEWATCH_PAUSE_AT"] = pause_at
             env["FRAMEWATCH_PAUSE_DIR"] = str(self.base / "pause")
         self.runs += 1
         stdout = open(self.base / f"daemon-{self.runs}.out", "wb")
-        cmd = [sys.executable, "-m", "framewatch.daemon.cli", "watch", str(self.acq), "--out", str(self.out),
+        cmd = [*self.prefix, sys.executable, "-m", "framewatch.daemon.cli", "watch", str(self.acq), "--out", str(self.out),
                "--state", str(self.state), "--config", str(self.config), *extra]
-        self.proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, env=env, preexec_fn=self.preexec_fn)
         stdout.close()
         self.procs.append(self.proc)
         return self.proc
@@ -158,6 +167,31 @@ class StackWatcher(threading.Thread):
     def finish(self) -> None:
         self.stop_event.set()
         self.join(10)
+
+
+def add_section(acq, name, angle, index, frames=8):
+    """The tilt-series mdoc line SerialEM writes for a tilt, whatever became of its movie."""
+    import datetime
+
+    when = (acq.clock_start + datetime.timedelta(seconds=acq.tilt_period_s * index)).strftime("%d-%b-%y  %H:%M:%S")
+    with open(acq.mdoc_path, "a") as f:
+        f.write(f"[ZValue = {acq._z}]\nTiltAngle = {angle}\nExposureDose = 3\nSubFramePath = D:\\x\\{name}\n"
+                f"NumSubFrames = {frames}\nDateTime = {when}\n\n")
+    acq._z += 1
+
+
+def corrupt_tiff_page(path, page, *, data: bytes | None = None) -> bytes:
+    """Overwrite the compressed data of one TIFF page with 0xff (it no longer decodes); with
+    ``data`` (the file's bytes) returns the corrupted bytes instead of rewriting the file."""
+    import tifffile
+
+    with tifffile.TiffFile(path if data is None else io.BytesIO(data)) as t:
+        off, cnt = t.pages[page].dataoffsets[0], t.pages[page].databytecounts[0]
+    buf = bytearray(Path(path).read_bytes() if data is None else data)
+    buf[off : off + cnt] = b"\xff" * cnt
+    if data is None:
+        Path(path).write_bytes(bytes(buf))
+    return bytes(buf)
 
 
 def read_journal(state: Path) -> list[dict]:

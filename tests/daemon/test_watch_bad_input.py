@@ -1,30 +1,10 @@
 """Bad input in the middle of a series: each bad movie gives one movie_failed with its reason (a
 broken mdoc a warning), and the rest of the series completes."""
-import datetime
-
 import numpy as np
-import tifffile
 
 from framewatch.daemon.acquisition import Acquisition, write_mrc_frame_by_frame, write_tiff_frame_by_frame
 
-from daemon_helpers import read_journal
-
-
-def add_section(acq, name, angle, index, frames=8):
-    """The tilt-series mdoc line SerialEM writes for a tilt, whatever became of its movie."""
-    when = (acq.clock_start + datetime.timedelta(seconds=acq.tilt_period_s * index)).strftime("%d-%b-%y  %H:%M:%S")
-    with open(acq.mdoc_path, "a") as f:
-        f.write(f"[ZValue = {acq._z}]\nTiltAngle = {angle}\nExposureDose = 3\nSubFramePath = D:\\x\\{name}\n"
-                f"NumSubFrames = {frames}\nDateTime = {when}\n\n")
-    acq._z += 1
-
-
-def corrupt_tiff_page(path, page):
-    with tifffile.TiffFile(path) as t:
-        off, cnt = t.pages[page].dataoffsets[0], t.pages[page].databytecounts[0]
-    data = bytearray(path.read_bytes())
-    data[off : off + cnt] = b"\xff" * cnt
-    path.write_bytes(bytes(data))
+from daemon_helpers import add_section, corrupt_tiff_page, read_journal
 
 
 def test_bad_inputs_fail_alone(daemon, verify):

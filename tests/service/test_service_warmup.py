@@ -1,0 +1,73 @@
+"""Kernel warm-up and the numba cache directory check."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from framewatch.daemon.warmup import cache_status, warm_up
+
+
+class TestCacheStatus:
+    def test_writable_cache_dir(self, tmp_path):
+        s = cache_status({"NUMBA_CACHE_DIR": str(tmp_path / "numba")})
+        assert s.writable and s.source == "NUMBA_CACHE_DIR" and (tmp_path / "numba").is_dir()
+        assert str(tmp_path / "numba") in s.message
+
+    def test_unwritable_cache_dir_is_said_clearly(self, tmp_path):
+        """A NUMBA_CACHE_DIR that cannot be used: the message names it, the consequence and the fix."""
+        f = tmp_path / "a-file"
+        f.write_text("")
+        s = cache_status({"NUMBA_CACHE_DIR": str(f / "numba")})
+        assert not s.writable
+        assert f"NUMBA_CACHE_DIR={f / 'numba'} is not writable" in s.message
+        assert "every start compiles" in s.message and "CacheDirectory=framewatch" in s.message
+
+    def test_package_pycache_when_unset(self):
+        s = cache_status({})
+        assert s.source == "package __pycache__" and s.directory.name == "__pycache__"
+
+
+def test_warm_up_compiles_the_kernels():
+    """After the warm-up every engine kernel has a compiled (or cache-loaded) version."""
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    import framewatch.core as core
+
+    report = warm_up()
+    assert {"whole_frame", "patches_2x2", "patches_2x2_warp", "dtype_uint16", "eer_decode"} <= set(report.steps_s)
+    assert report.seconds >= sum(report.steps_s.values()) * 0.99
+    top_level = {  # kernels called from Python (helpers inlined into them have no entry of their own)
+        ("correct", "_gain_kernel"), ("correct", "_convert_kernel"), ("correct", "_add_kernel"),
+        ("defects", "_hot_zscore_kernel"), ("defects", "_dead_runs_kernel"), ("defects", "_replace_kernel"),
+        ("dose", "_accumulate_kernel"), ("dose", "_finalize_kernel"), ("fourier", "_apply_phase_kernel"),
+        ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"), ("resample", "_prefilter_kernel"),
+        ("resample", "_warp_kernel"), ("movie_io", "_unpack_4bit_kernel"), ("eer", "_parse_frames"), ("eer", "_scatter_blocks"),
+        ("binning", "_bin_kernel"),
+    }
+    found = {}
+    for m in pkgutil.iter_modules(core.__path__):
+        mod = importlib.import_module(f"framewatch.core.{m.name}")
+        for name, obj in vars(mod).items():
+            if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__:
+                found[(m.name, name)] = len(obj.signatures)
+    missing = [k for k in top_level if found.get(k, 0) == 0]
+    assert not missing, missing
+
+
+@pytest.mark.slow
+def test_warm_up_cold_vs_warm_cache(tmp_path):
+    """With an empty NUMBA_CACHE_DIR the warm-up compiles; the second start loads from the cache
+    and is many times faster."""
+    code = "from framewatch.daemon.warmup import warm_up; print(warm_up().seconds)"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    times = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                                  timeout=600).stdout.split()[-1]) for _ in range(2)]
+    print(f"warm-up cold {times[0]:.2f} s, warm cache {times[1]:.2f} s")
+    assert times[1] < times[0] / 4
+    assert any((tmp_path / "numba").rglob("*.nbi"))
