@@ -86,7 +86,7 @@ import numpy as np
 from numba import njit
 
 from .errors import MovieFormatError, SettingsError
-from .movie_io import MovieReader
+from .movie_io import MovieReader, tiff_pages
 
 __all__ = [
     "EER_SUFFIXES",
@@ -503,12 +503,7 @@ class EerReader(MovieReader):
 
     def _setup(self) -> None:
         path = self.path
-        try:
-            pages = list(self._tiff.pages)
-        except Exception as err:
-            raise MovieFormatError(
-                f"cannot read the TIFF page directory ({err})", path=path, fix="the file is damaged or incomplete; re-copy it"
-            ) from err
+        pages = tiff_pages(self._tiff, path)
         if pages and pages[0].compression == 1 and len(pages) > 1:
             pages = pages[1:]  # an integrated image written first by TIA
         if not pages:

@@ -435,12 +435,7 @@ class _TiffReader(MovieReader):
 
     def _setup(self) -> None:
         path = self.path
-        try:
-            pages = list(self._tiff.pages)
-        except Exception as err:
-            raise MovieFormatError(
-                f"cannot read the TIFF page directory ({err})", path=path, fix="the file is damaged or incomplete; re-copy it"
-            ) from err
+        pages = tiff_pages(self._tiff, path)
         if not pages:
             raise MovieFormatError("has zero frames (no TIFF pages)", path=path, fix="re-acquire or re-export the movie")
         first = pages[0]
@@ -526,6 +521,16 @@ def _movie_format(path: Path) -> str:
         path=path,
         fix=f"supported suffixes are {', '.join(SUPPORTED_SUFFIXES)}",
     )
+
+
+def tiff_pages(tiff, path: Path) -> list:
+    """All pages of an open ``tifffile.TiffFile``; a damaged page directory is a MovieFormatError."""
+    try:
+        return list(tiff.pages)
+    except Exception as err:
+        raise MovieFormatError(
+            f"cannot read the TIFF page directory ({err})", path=path, fix="the file is damaged or incomplete; re-copy it"
+        ) from err
 
 
 def open_movie(
