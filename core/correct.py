@@ -27,7 +27,7 @@ from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, s
 from .frc import frc_crossing_a, frc_curve
 from .gain import load_gain_for_movie
 from .global_align import GlobalAlignment, align_frames
-from .local_align import LOCAL_FIELD_GRID_PX, KnownDisplacement, LocalMotion, estimate_local_motion
+from .local_align import LOCAL_FIELD_GRID_PX, KnownDisplacement, LocalMotion, PatchOptions, estimate_local_motion
 from .resample import field_grid_shape, warp_image
 from .movie_io import open_movie
 from .result import DriftStatistics, MovieResult
@@ -366,12 +366,14 @@ class _MovieCorrection:
             image_shape=self.shape,
             pixel_size_a=self.pixel_size_a,
             dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
-            patches=cfg.patches,
-            overlap=cfg.patch_overlap,
-            bfactor_px2=cfg.patch_bfactor_px2,
-            max_iterations=cfg.max_iterations,
-            tolerance_px=cfg.tolerance_px,
-            threads=self.threads,
+            options=PatchOptions(
+                patches=cfg.patches,
+                overlap=cfg.patch_overlap,
+                bfactor_px2=cfg.patch_bfactor_px2,
+                max_iterations=cfg.max_iterations,
+                tolerance_px=cfg.tolerance_px,
+                threads=self.threads,
+            ),
         )
         del registered
         timings["local_align_s"] = time.perf_counter() - t

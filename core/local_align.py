@@ -92,18 +92,26 @@ def group_size_for(*, dose_per_frame_e_per_a2: float, patch_area_a2: float, n_fr
     return int(min(size, max(1, n_frames // 3)))
 
 
+@dataclass(frozen=True)
+class PatchOptions:
+    """How patches are laid out and aligned: ``patches`` (nx, ny), ``overlap`` fraction, B-factor in
+    alignment pixels squared, iteration cap and tolerance (movie px), threads."""
+
+    patches: tuple[int, int]
+    overlap: float
+    bfactor_px2: float
+    max_iterations: int
+    tolerance_px: float
+    threads: int
+
+
 def measure_patches(
     aligned: np.ndarray,
     *,
     bin_factor: float,
     pixel_size_a: float,
     dose_per_frame_e_per_a2: float,
-    patches: tuple[int, int],
-    overlap: float,
-    bfactor_px2: float,
-    max_iterations: int,
-    tolerance_px: float,
-    threads: int,
+    options: PatchOptions,
 ) -> PatchMeasurements:
     """Measure residual trajectories of every patch of the globally aligned binned frames.
 
@@ -111,7 +119,7 @@ def measure_patches(
     whole-frame shifts. Shifts are returned in movie pixels (``bin_factor`` converts).
     """
     n_frames, ay, ax = aligned.shape
-    grid = patch_grid((ay, ax), patches=patches, overlap=overlap)
+    grid = patch_grid((ay, ax), patches=options.patches, overlap=options.overlap)
     size = grid.size_px
     patch_area_a2 = (size * bin_factor * pixel_size_a) ** 2
     g = group_size_for(dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, patch_area_a2=patch_area_a2, n_frames=n_frames)
@@ -130,17 +138,17 @@ def measure_patches(
             block = aligned[a:b, y0 : y0 + size, x0 : x0 + size].sum(axis=0, dtype=np.float32)
             block -= block.mean()
             block *= window
-            spectra.append(scipy.fft.rfft2(block, workers=threads))
+            spectra.append(scipy.fft.rfft2(block, workers=options.threads))
         result = align_frames(
             spectra,
             shape=(size, size),
             bin_factor=bin_factor,
             dose_per_frame_e_per_a2=dose_per_frame_e_per_a2 * g,
-            bfactor_px2=bfactor_px2,
-            max_iterations=max_iterations,
-            tolerance_px=tolerance_px,
+            bfactor_px2=options.bfactor_px2,
+            max_iterations=options.max_iterations,
+            tolerance_px=options.tolerance_px,
             max_shift_px=size * bin_factor / 4.0,
-            threads=threads,
+            threads=options.threads,
         )
         shifts[p] = result.shifts_px
         significance[p] = float(np.median(result.peak_significance))
@@ -207,12 +215,7 @@ def estimate_local_motion(
     image_shape: tuple[int, int],
     pixel_size_a: float,
     dose_per_frame_e_per_a2: float,
-    patches: tuple[int, int],
-    overlap: float,
-    bfactor_px2: float,
-    max_iterations: int,
-    tolerance_px: float,
-    threads: int,
+    options: PatchOptions,
 ) -> LocalMotion:
     """Measure patches on the registered binned frames ``(n_frames, ay, ax)`` and fit the model.
 
@@ -226,12 +229,7 @@ def estimate_local_motion(
         bin_factor=bin_factor,
         pixel_size_a=pixel_size_a,
         dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
-        patches=patches,
-        overlap=overlap,
-        bfactor_px2=bfactor_px2,
-        max_iterations=max_iterations,
-        tolerance_px=tolerance_px,
-        threads=threads,
+        options=options,
     )
     n_patches, n_groups = meas.shifts_px.shape[:2]
     accepted = ~meas.rejected
