@@ -31,7 +31,7 @@ from .local_align import LOCAL_FIELD_GRID_PX, KnownDisplacement, LocalMotion, Pa
 from .resample import field_grid_shape, warp_image
 from .movie_io import open_movie
 from .result import DriftStatistics, MovieResult
-from .settings import CorrectionSettings
+from .settings import CorrectionSettings, GainOrientation
 
 
 def _settings_from(settings: CorrectionSettings | None, options: dict) -> CorrectionSettings:
@@ -112,8 +112,12 @@ def correct_movie_file(
     read_s = time.perf_counter() - started
     gain_arr = None
     if gain is not None:
+        # a file is oriented by the settings; an array is already in movie orientation (the
+        # daemon's workers pass the gain they oriented once and cached)
+        is_file = isinstance(gain, (str, Path)) or hasattr(gain, "__fspath__")
         gain_arr = load_gain_for_movie(
-            gain, orientation=settings.gain_orientation, movie_shape=shape, movie_path=path, allow_resample=True
+            gain, orientation=settings.gain_orientation if is_file else GainOrientation(), movie_shape=shape,
+            movie_path=path, allow_resample=True,
         )
     defect_mask = read_defect_file(defects_path, shape) if defects_path is not None else None
     return _MovieCorrection(settings, shape, path).run(raw, gain_arr, defect_mask, read_s=read_s)

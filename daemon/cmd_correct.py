@@ -32,17 +32,6 @@ def register(subparsers) -> None:
     p.add_argument("movie", metavar="MOVIE", help="movie file (.mrc, .mrcs, .tif, .tiff)")
     p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
     add_processing_arguments(p)
-    p.add_argument("--gain-orientation", choices=("given", "auto"), default="given",
-                   help="'auto': choose the gain's rotation/flip among the 8 that makes this movie's gain-corrected "
-                        "sum flattest (needs a clear margin, else stops and asks for --gain-rot/--gain-flip)")
-    p.add_argument("--bin", type=int, default=1, choices=(1, 2, 3, 4), metavar="B",
-                   help="Fourier-crop every frame by B before alignment (2 for super-resolution movies); outputs "
-                        "and shifts are then in pixels of B x --pixel-size-a")
-    eer = p.add_argument_group("EER movies (Falcon 4/4i)")
-    eer.add_argument("--eer-fraction-dose", type=float, metavar="E",
-                     help="target dose per fraction in e/A^2 (default 0.3; needs --dose-per-tilt)")
-    eer.add_argument("--eer-group-frames", type=int, metavar="N", help="raw EER frames per fraction instead of a dose target")
-    eer.add_argument("--eer-upsampling", type=int, default=1, choices=(1, 2), help="1 = render at 4K, 2 = 8K")
     p.add_argument("--unweighted", action="store_true", help="also write PREFIX_noDW.mrc, the plain aligned sum")
     p.add_argument("--star", action="store_true",
                    help="also write PREFIX.star, a RELION-style per-movie motion file (global shifts in unbinned "
@@ -55,19 +44,13 @@ def run(args: argparse.Namespace) -> int:
     movie = Path(args.movie)
     options = processing_options_from_args(args)
     movie_dose = options.dose_per_tilt_e_per_a2
-    eer = {
-        "eer_fraction_dose_e_per_a2": args.eer_fraction_dose,
-        "eer_group_frames": args.eer_group_frames,
-        "eer_upsampling": args.eer_upsampling,
-    }
-    with open_movie(movie, eer_total_dose_e_per_a2=movie_dose, **eer) as reader:
+    open_kwargs = options.reading_options(movie_dose)
+    with open_movie(movie, **open_kwargs) as reader:
         n_frames = reader.n_frames
-    settings = dataclasses.replace(
-        options.settings(n_frames=n_frames), fourier_bin=args.bin, unweighted_sum=args.unweighted, **eer
-    )
-    if args.gain_orientation == "auto":
+    settings = dataclasses.replace(options.settings(n_frames=n_frames), unweighted_sum=args.unweighted)
+    if options.gain_orientation_auto:
         settings = dataclasses.replace(
-            settings, gain_orientation=auto_gain_orientation(movie, options, open_kwargs=dict(eer_total_dose_e_per_a2=movie_dose, **eer))
+            settings, gain_orientation=auto_gain_orientation(movie, options, open_kwargs=open_kwargs)
         )
     result = correct_movie_file(
         movie, settings=settings, gain=options.gain, defects_path=options.defects, movie_dose_e_per_a2=movie_dose

@@ -1,5 +1,6 @@
 """Series completion: every tilt of the mdoc processed and the mdoc quiet, the expected number of
 tilts in, or no new tilt for a while; then the angle-sorted stacks, .tlt and .star are written.
+When the output disk is full they are not, and the series stays open until they can be.
 
 A mixin of :class:`framewatch.daemon.pipeline.Daemon`.
 """
@@ -13,6 +14,7 @@ from .outputs import SeriesPaths, write_sorted
 
 class Completion:
     def _check_series(self, now: float) -> None:
+        self._retry_outputs()  # tables the full output disk kept back
         final_names = None
         for s in self.journal.all_series(self.hash):
             if s["complete"]:
@@ -39,11 +41,14 @@ class Completion:
             if reason is None and mdoc_paths:
                 if final_names is None:
                     final_names = {os.path.basename(p) for p in self.final}
+                # done or failed: what this run saw, and what the journal knows (a failed movie
+                # whose file is gone is never seen again after a restart)
+                finished = final_names | {os.path.basename(m["path"]) for m in movies if m["state"] in ("done", "failed")}
                 ok = True
                 for mp in mdoc_paths:
                     names = self.index.mdoc_names(mp)
                     changed = self.index.mdoc_changed_at(mp)
-                    if not names or changed is None or now - changed < self.cfg.series.mdoc_quiet_s or not set(names) <= final_names:
+                    if not names or changed is None or now - changed < self.cfg.series.mdoc_quiet_s or not set(names) <= finished:
                         ok = False
                 if ok:
                     reason = "mdoc"
@@ -56,7 +61,9 @@ class Completion:
     def _complete_series(self, s: dict, done: list[dict], reason: str, now: float) -> None:
         paths = SeriesPaths.of(self.out_dir, s["out_rel"])
         rows = self.journal.sections(s["id"])
-        n_sorted = write_sorted(paths, rows, self.cfg.series.angle_tolerance_deg, pixel_size_a=self._px(rows[0]))
+        n_sorted = self._write_sorted(s, paths, rows)
+        if n_sorted is None:
+            return  # no room: tried again at the next check
         self.journal.update_series(s["id"], complete=1, completed_at=now, completed_sections=len(rows))
         self.log.event(
             "series_completed",
@@ -68,3 +75,13 @@ class Completion:
             sorted_stack=str(paths.sorted_stack),
             duration_s=round(now - (s["started_at"] or now), 3),
         )
+
+    def _write_sorted(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> int | None:
+        """The angle-sorted outputs; None when they could not be written (output disk full)."""
+        try:
+            n = write_sorted(paths, rows, self.cfg.series.angle_tolerance_deg, pixel_size_a=self._px(rows[0]))
+        except OSError as err:
+            self._output_failed(s, "sorted stacks", err)
+            return None
+        self._output_ok(s, "sorted stacks")
+        return n

@@ -153,6 +153,11 @@ PROCESSING_KEYS: dict[str, tuple[type, ...]] = {
     "defects": (str,),
     "patches": (list,),
     "threads": (int,),
+    "gain_orientation": (str,),
+    "fourier_bin": (int,),
+    "eer_fraction_dose_e_per_a2": (float,),
+    "eer_group_frames": (int,),
+    "eer_upsampling": (int,),
 }
 
 # what a SIGHUP changes without a restart ("table.key"; "table.*" = every key of the table)
@@ -243,6 +248,16 @@ def _check_processing(doc: dict, src) -> None:
             raise SettingsError(f"[processing] {k} = {v!r}: no such file", path=src, fix=f"check the path of the {k} file")
     if table.get("gain_flip") is not None and table["gain_flip"] not in ("none", "x", "y"):
         raise SettingsError(f"[processing] gain_flip = {table['gain_flip']!r}: expected \"none\", \"x\" or \"y\"", path=src)
+    if table.get("gain_orientation") is not None and table["gain_orientation"] not in ("given", "auto"):
+        raise SettingsError(f"[processing] gain_orientation = {table['gain_orientation']!r}: expected \"given\" or \"auto\"", path=src)
+    if table.get("fourier_bin") is not None and table["fourier_bin"] not in (1, 2, 3, 4):
+        raise SettingsError(f"[processing] fourier_bin = {table['fourier_bin']!r}: expected 1, 2, 3 or 4", path=src)
+    if table.get("eer_upsampling") is not None and table["eer_upsampling"] not in (1, 2):
+        raise SettingsError(f"[processing] eer_upsampling = {table['eer_upsampling']!r}: expected 1 (4K) or 2 (8K)", path=src)
+    if table.get("eer_group_frames") is not None and table["eer_group_frames"] < 1:
+        raise SettingsError(f"[processing] eer_group_frames = {table['eer_group_frames']!r}: expected a positive count", path=src)
+    if "eer_group_frames" in table and "eer_fraction_dose_e_per_a2" in table:
+        raise SettingsError("[processing] has both eer_group_frames and eer_fraction_dose_e_per_a2", path=src, fix="give only one of them")
     if table.get("gain_rot") is not None and table["gain_rot"] not in (0, 1, 2, 3):
         raise SettingsError(f"[processing] gain_rot = {table['gain_rot']!r}: expected 0, 1, 2 or 3 quarter turns", path=src)
 

@@ -8,10 +8,18 @@ electrons per square Angstrom, ``_kv`` kilovolts.
 
 Every line also goes to the operational log on stdout (journald), which is JSON when stdout is
 not a terminal and human-readable when it is.
+
+The file only ever holds whole lines. A line that cannot be written (the output disk is full, an
+I/O error) is cut back if it was written in part, kept -- with every later line, in order -- in
+the spill file ``STATE/framewatch.jsonl.pending`` and written to the log as soon as a write
+succeeds again, at the latest by the next start. Logging never raises.
 """
 from __future__ import annotations
 
+import collections
+import json
 import math
+import os
 import sys
 import threading
 from pathlib import Path
@@ -77,6 +85,9 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "tilt_flagged": ("series", "output_dir", "z", "movie", "tilt_angle_deg", "reasons"),
     "movie_retry": ("movie", "attempt", "retry_in_s", "reason"),
     "movie_failed": ("movie", "series", "stage", "reason", "attempts"),
+    "gain_orientation_chosen": ("orientation", "margin", "best_z", "n_movies"),
+    "gain_orientation_refused": ("reason", "n_movies", "best_z", "margin"),
+    "gain_orientation_skipped": ("movie", "reason"),
     "movie_changed_after_done": ("movie", "series", "z"),
     "mdoc_warning": ("mdoc", "warnings"),
     "series_completed": ("series", "output_dir", "reason", "n_tilts", "n_sorted", "sorted_stack", "duration_s"),
@@ -85,6 +96,7 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "inotify_unavailable": ("reason",),
     "warmup_failed": ("reason",),
     "journal_conflict": ("movie", "reason"),
+    "output_write_failed": ("series", "what", "reason"),
     # the service (service.py, pipeline.py): warm-up, notifications, signals, disk, health
     "numba_cache": ("directory", "source", "writable", "message"),
     "kernels_warmed": ("warmup_s", "steps_s", "workers"),
@@ -148,13 +160,104 @@ def operational_logger(stream=None, *, json: bool | None = None):
     )
 
 
-class DriftLog:
-    """Appends events to ``path`` (JSON lines, flushed per line) and echoes them to ``echo``."""
+class _LineSink:
+    """The file structlog's WriteLogger writes to: whole lines, in order, or none (module docstring)."""
 
-    def __init__(self, path: str | Path, *, echo=None):
+    MAX_PENDING = 100_000  # lines held in memory when the spill file cannot be written either
+
+    def __init__(self, path: Path, spill: Path | None):
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.spill = spill
+        self.pending: collections.deque[bytes] = collections.deque()
+        self.spilled = spill is not None  # every pending line is also in the spill file
+        self.dropped = 0
+        self.error: str | None = None
+        if spill is not None:
+            try:
+                data = spill.read_bytes()
+            except OSError:
+                data = b""
+            for line in data.split(b"\n"):
+                try:
+                    json.loads(line)
+                except ValueError:  # empty, or cut short when a run was killed while writing it
+                    continue
+                self.pending.append(line + b"\n")
+
+    def write(self, text: str) -> None:
+        line = text.encode("utf-8")
+        if self.pending or not self._write(line):  # earlier lines wait: this one goes behind them
+            self._keep(line)
+
+    def flush(self) -> None:
+        """Write the waiting lines (oldest first) while writes succeed."""
+        while self.pending:
+            if not self._write(self.pending[0]):
+                return
+            self.pending.popleft()
+            if not self.pending:
+                self._clear_spill()
+
+    def _write(self, line: bytes) -> bool:
+        try:
+            size = os.fstat(self.fd).st_size
+            n = os.write(self.fd, line)
+        except OSError as err:
+            self.error = f"{type(err).__name__}: {err}"
+            return False
+        if n == len(line):
+            self.error = None
+            return True
+        try:  # a part of the line went in: take it out again
+            os.ftruncate(self.fd, size)
+        except OSError:
+            pass
+        self.error = f"short write ({n} of {len(line)} bytes)"
+        return False
+
+    def _keep(self, line: bytes) -> None:
+        self.pending.append(line)
+        if len(self.pending) > self.MAX_PENDING:
+            self.pending.popleft()
+            self.dropped += 1
+            self.spilled = False
+        if self.spill is not None and self.spilled:
+            try:
+                fd = os.open(self.spill, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    if os.write(fd, line) != len(line):
+                        raise OSError("short write")
+                finally:
+                    os.close(fd)
+            except OSError:
+                self.spilled = False  # from now on only in memory (until the log takes them all)
+
+    def _clear_spill(self) -> None:
+        if self.spill is None:
+            return
+        try:
+            os.unlink(self.spill)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        self.spilled = True
+
+    def close(self) -> None:
+        self.flush()
+        os.close(self.fd)
+
+
+class DriftLog:
+    """Appends events to ``path`` (JSON lines, flushed per line) and echoes them to ``echo``.
+
+    ``spill``: where lines wait that cannot be written to ``path`` now (module docstring); without
+    it they wait in memory only."""
+
+    def __init__(self, path: str | Path, *, echo=None, spill: str | Path | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = _LineSink(self.path, None if spill is None else Path(spill))
         self._lock = threading.Lock()
         self._log = structlog.wrap_logger(
             structlog.WriteLogger(self._file),
@@ -167,15 +270,37 @@ class DriftLog:
         )
         self._echo = echo
         self.listeners: list = []  # callables (event name, fields), e.g. the metrics
+        with self._lock:
+            self._file.flush()  # lines a previous run could not write
 
-    def event(self, name: str, *, level: str = "info", echo: bool = True, **kw) -> None:
+    @property
+    def pending(self) -> int:
+        """Lines waiting to be written (the output disk was full)."""
+        return len(self._file.pending)
+
+    @property
+    def write_error(self) -> str | None:
+        return self._file.error
+
+    def flush(self) -> int:
+        """Try again to write the waiting lines; returns how many still wait."""
+        if self._file.pending:
+            with self._lock:
+                self._file.flush()
+        return len(self._file.pending)
+
+    def event(self, name: str, *, level: str = "info", echo: bool = True, **kw) -> bool:
+        """Log one event; True when its line is in the log (or, with a spill file, kept there
+        to be written as soon as it can be)."""
         with self._lock:
             getattr(self._log, level)(name, **kw)
+            kept = not self._file.pending or self._file.spilled
         if echo and self._echo is not None:
             short = {k: v for k, v in kw.items() if k not in ("sources", "shifts_px")}
             getattr(self._echo, level)(name, **short)
         for listener in self.listeners:
             listener(name, kw)
+        return kept
 
     def close(self) -> None:
         with self._lock:

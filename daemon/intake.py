@@ -66,6 +66,16 @@ class Intake:
             self._note_mdoc(str(p), now)
         for p in movies:
             self._track(str(p), now)
+        self._missing_seen()
+
+    def _missing_seen(self) -> None:
+        """Journal rows still to be processed whose file is gone and that nothing watches (it
+        went while the daemon was down): forget them, or fail them if they were complete."""
+        for row in self.journal.in_state("seen", settings_hash=self.hash):
+            p = row["path"]
+            if p in self.cands or p in self.busy_paths or os.path.lexists(p):
+                continue
+            self._file_gone(row)
 
     def _track(self, path: str, now: float) -> None:
         c = self.cands.get(path)
@@ -110,6 +120,18 @@ class Intake:
         if self.watcher.scan_dir(mdoc_dir)[1]:
             self.hot_dirs[mdoc_dir] = now
 
+    def _file_gone(self, row: dict) -> None:
+        """A watched movie's file is gone. Before it was complete it was never a movie (a cancelled
+        exposure, a renamed temporary): forgotten. Once complete -- queued, being read, waiting for
+        a retry -- it was deleted or moved under the daemon: recorded failed, once."""
+        if row["complete_at"] is None:
+            self.journal.db.execute("DELETE FROM movies WHERE id = ? AND state = 'seen'", (row["id"],))
+            return
+        why = "the file disappeared (deleted or moved) after it was found complete"
+        self.journal.update(row["id"], state="failed", error=why)
+        self._log_failed(self.journal.get(row["id"]), "readiness", why)
+        self._finish_path(row)
+
     def _add_row(self, path: str, st, now: float) -> dict | None:
         try:
             row = self.journal.add(path, st.st_size, st.st_mtime_ns, self.hash, now=now)
@@ -130,7 +152,7 @@ class Intake:
             del self.cands[cand.path]
             row = self.journal.get(cand.row_id)
             if row and row["state"] == "seen":
-                self.journal.db.execute("DELETE FROM movies WHERE id = ? AND state = 'seen'", (cand.row_id,))
+                self._file_gone(row)
             return
         except OSError:
             cand.next_check = now + TICK_S

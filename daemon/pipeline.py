@@ -44,7 +44,7 @@ from .events import Events
 from .intake import TICK_S, Candidate, Intake
 from .journal import Journal
 from .naming import patterns_from_config
-from .outputs import SeriesPaths, repair_stacks, rewrite_tables, write_sorted
+from .outputs import SeriesPaths, repair_stacks
 from .processing import Processing
 from .instance_lock import InstanceLock
 from .processing_options import ProcessingOptions
@@ -114,7 +114,7 @@ class Daemon(Intake, Processing, Completion, Events):
         self.journal = Journal(self.state_dir, self.out_dir, lock=getattr(self, "_lock", None))
         fmt = self.cfg.log.format
         self.oplog = operational_logger(self._stdout, json=None if fmt == "auto" else fmt == "json")
-        self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog)
+        self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog, spill=self.state_dir / "framewatch.jsonl.pending")
         self._setup_service()
         self.hash = self.opts.settings_hash()
         self.out_set, new_set = self.journal.output_set(self.hash, self.opts.identity())
@@ -191,9 +191,9 @@ class Daemon(Intake, Processing, Completion, Events):
                         redo += 1
             rows = j.sections(s["id"])
             if rows:
-                rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg)
-                if s["complete"] and not paths.sorted_stack.exists():
-                    write_sorted(paths, rows, self.cfg.series.angle_tolerance_deg, pixel_size_a=self._px(rows[0]))
+                self._write_tables(s, paths, rows)  # output disk full: written later (processing.py)
+                if s["complete"] and not paths.sorted_stack.exists() and self._write_sorted(s, paths, rows) is None:
+                    j.update_series(s["id"], complete=0)  # completed (and written) again once there is room
         for row in j.in_state("done", settings_hash=self.hash):
             if not row["logged"]:
                 self._log_tilt(row, replayed=True)

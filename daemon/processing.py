@@ -1,10 +1,17 @@
 """Processing: handing queued movies to the workers, taking their results (retry with back-off,
 failure, worker death), and appending the sections in order, then the journal, tables and log.
 
+A full output disk fails no movie: an append that finds no room (``ENOSPC``, ``EDQUOT``,
+``EFBIG``) is undone (the stacks are cut back to the journal's count), the movie goes back to the
+front of the queue -- it keeps its place in the series' order -- and no movie is handed to a
+worker for a while (``retry_backoff_s``, doubling up to a minute, until an append succeeds). Tables
+that could not be rewritten are rewritten by :meth:`Processing._retry_outputs`.
+
 A mixin of :class:`framewatch.daemon.pipeline.Daemon`.
 """
 from __future__ import annotations
 
+import errno
 import time
 
 import numpy as np
@@ -12,25 +19,41 @@ import numpy as np
 from framewatch.core.errors import FramewatchError
 
 from . import faults
+from .gain_session import session_gain_orientation
 from .intake import Candidate
-from .outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables
+from .outputs import SeriesPaths, append_tilt, records_of, repair_stacks, rewrite_tables
 from .quality import flag_reasons
+from .scheduler import QueueItem
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+OUT_FULL_MAX_WAIT_S = 60.0
+
+
+def no_room(err: BaseException) -> bool:
+    """True for the errors of a full output file system (or a file-size limit)."""
+    return isinstance(err, OSError) and err.errno in NO_ROOM
 
 
 class Processing:
+    _out_full_until = 0.0  # no dispatch before this time: the output disk was full
+    _out_full_count = 0  # appends that found no room since the last one that succeeded
+
     def _dispatch(self, now: float) -> None:
-        while self.pool.has_room() and len(self.queue):
+        gain_session = session_gain_orientation(self)
+        while self.pool.has_room() and len(self.queue) and time.time() >= self._out_full_until:
+            if not gain_session.ready():  # gain_orientation auto: undecided (movies wait) or refused (they fail)
+                break
             item = self.queue.pop()
             row = self.journal.get(item.movie_id)
             res = row["info"]["resolved"]
             try:
-                settings = self.opts.settings(
+                settings = gain_session.apply(self.opts.settings(
                     n_frames=row["n_frames"],
                     pixel_size_a=res["pixel_size_a"],
                     dose_per_frame_e_per_a2=res["dose_per_frame_e_per_a2"],
                     prior_dose_e_per_a2=res["prior_dose_e_per_a2"] if res["prior_dose_e_per_a2"] is not None else 0.0,
                     voltage_kv=res["voltage_kv"],
-                )
+                ))
             except FramewatchError as err:
                 self.journal.update(item.movie_id, state="failed", error=str(err))
                 self._log_failed(row, "settings", str(err))
@@ -42,13 +65,17 @@ class Processing:
                 "gain": None if self.opts.gain is None else str(self.opts.gain),
                 "defects": None if self.opts.defects is None else str(self.opts.defects),
                 "expected_frames": row["n_frames"],
+                "movie_dose_e_per_a2": res.get("dose_e_per_a2"),  # EER: groups the raw frames by dose
             }
             self.journal.update(item.movie_id, state="processing", started_at=time.time())
             self.pool.submit(item.movie_id, job)
             self._dispatch_order += 1
-            self._order[item.movie_id] = (item.series_id, self._dispatch_order)
+            # a movie back from a full disk keeps its place: later ones of its series wait for it
+            self._order.setdefault(item.movie_id, (item.series_id, self._dispatch_order))
 
     def _collect(self, now: float) -> None:
+        if self.log.pending:
+            self.log.flush()  # lines the full output disk held back
         finished = self.pool.finished()
         broken = False
         for mid, res in finished:
@@ -85,12 +112,14 @@ class Processing:
         # append in dispatch order within a series (several workers may finish out of order)
         for mid in sorted(self.held, key=lambda m: self._order.get(m, (0, 0))[1]):
             sid, order = self._order.get(mid, (None, 0))
-            earlier = [m for m, (s, o) in self._order.items() if s == sid and o < order and m != mid]
+            earlier = [m for m, (s, o) in self._order.items() if s == sid and o < order and m != mid
+                       and (m in self.held or m in self.pool.in_flight or m in self.queue)]
             if earlier:
                 continue
             res = self.held.pop(mid)
-            self._order.pop(mid, None)
-            self._append(mid, res)
+            place = self._order.pop(mid, None)
+            if not self._append(mid, res) and place is not None:
+                self._order[mid] = place  # back in the queue (no room on disk): it stays first
 
     def _retrack(self, row: dict, now: float, delay: float = 0.0) -> None:
         self.busy_paths.discard(row["path"])
@@ -103,7 +132,8 @@ class Processing:
     def _px(self, row: dict) -> float:
         return float(row["info"]["resolved"]["pixel_size_a"])
 
-    def _append(self, mid: int, res: dict) -> None:
+    def _append(self, mid: int, res: dict) -> bool:
+        """Append one result; False when the output disk had no room (the movie is queued again)."""
         row = self.journal.get(mid)
         s = self.journal.series(row["series_id"])
         paths = SeriesPaths.of(self.out_dir, s["out_rel"])
@@ -113,11 +143,17 @@ class Processing:
         try:
             append_tilt(paths, z, (res["dose_weighted_sum"], res["even_sum"], res["odd_sum"]), pixel_size_a=px)
         except (OSError, ValueError, RuntimeError) as err:
+            try:
+                repair_stacks(paths, z)
+            except OSError:
+                pass  # cut back at the next append (append_tilt repairs first) or start
+            if no_room(err):
+                return not self._out_of_space(row, err)
             self.journal.update(mid, state="failed", error=f"append failed: {err}")
             self._log_failed(row, "append", f"{type(err).__name__}: {err}")
-            repair_stacks(paths, z)
             self._finish_path(row)
-            return
+            return True
+        self._out_full_count = 0
         done = time.time()
         stats = dict(res["statistics"])
         flags = list(row["info"]["tilt"].get("flags") or []) + flag_reasons(stats, self.cfg.thresholds, pixel_size_a=px)
@@ -132,13 +168,17 @@ class Processing:
         info = dict(row["info"])
         info["worker"] = {"pid": res.get("pid"), "n_replaced_pixels": res.get("n_replaced_pixels"), "notes": res.get("notes", []),
                           "shifts_px": res.get("shifts_px")}
+        if res.get("n_raw_frames"):  # EER: raw frames grouped into fractions, the dose per frame is per fraction
+            info["resolved"] = dict(info["resolved"], dose_per_frame_e_per_a2=res["dose_per_frame_e_per_a2"],
+                                    n_raw_frames=res["n_raw_frames"])
+            self.journal.update(mid, n_frames=res["n_frames"])
         faults.checkpoint("before_journal_done")
         self.journal.mark_done(mid, z=z, stats=stats, flags=flags, timings=timings, info=info, now=done)
         if s["complete"]:
             self.journal.update_series(s["id"], complete=0)
             self.log.event("series_reopened", series=s["name"], output_dir=str(paths.dir), n_tilts=z + 1)
         rows = self.journal.sections(s["id"])
-        recs = rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg)
+        recs = self._write_tables(s, paths, rows)
         self._log_tilt(self.journal.get(mid), rows=rows)
         if self.cfg.plots.enabled:
             traj = {r["z"]: np.asarray(r["info"]["worker"]["shifts_px"]) for r in rows
@@ -146,3 +186,57 @@ class Processing:
             self.service.tilt_appended(paths.dir, recs, traj, self.cfg.thresholds, self.cfg.plots.latest_trajectories)
         self.journal.update(mid, logged=1)
         self._finish_path(self.journal.get(mid))
+        return True
+
+    def _out_of_space(self, row: dict, err: OSError) -> bool:
+        """No room on the output disk: the movie is fine. Queue it again (it keeps its place in
+        the series) and hand nothing to the workers for a while. False when the queue was full
+        and it waits on disk instead."""
+        mid = row["id"]
+        self._out_full_count += 1
+        delay = min(max(self.cfg.watch.retry_backoff_s, 0.1) * 2 ** (self._out_full_count - 1), OUT_FULL_MAX_WAIT_S)
+        now = time.time()
+        self._out_full_until = now + delay
+        self.journal.update(mid, state="ready", started_at=None, error=f"append failed, output disk full: {err}")
+        self.log.event("movie_retry", level="warning", movie=row["path"], attempt=row["attempts"], retry_in_s=round(delay, 3),
+                       reason=f"output disk full ({type(err).__name__}: {err}); the movie is corrected again when there is room")
+        if self.queue.full():  # wait on disk instead (back-pressure)
+            self.journal.update(mid, state="seen")
+            self._retrack(row, now, delay=delay)
+            return False
+        self.queue.put(QueueItem(row["acq_time"], mid, now, row["series_id"]))
+        return True
+
+    def _stale(self) -> set:
+        """Series whose tables could not be written (the output disk was full)."""
+        return self.__dict__.setdefault("_stale_tables", set())
+
+    def _output_failed(self, s: dict, what: str, err: OSError) -> None:
+        key = (s["id"], what)
+        warned = self.__dict__.setdefault("_output_warned", set())
+        if key not in warned:  # once until it works again
+            warned.add(key)
+            self.log.event("output_write_failed", level="warning", series=s["name"], what=what, reason=f"{type(err).__name__}: {err}",
+                           note="written again as soon as there is room")
+
+    def _output_ok(self, s: dict, what: str) -> None:
+        self.__dict__.setdefault("_output_warned", set()).discard((s["id"], what))
+
+    def _write_tables(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> list[dict]:
+        """Rewrite the tilt table and .rawtlt of a series; returns its records. When the output
+        disk is full the series is remembered and :meth:`_retry_outputs` writes them later."""
+        recs, _ = records_of(rows, self.cfg.series.angle_tolerance_deg)
+        try:
+            rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg)
+        except OSError as err:
+            self._stale().add(s["id"])
+            self._output_failed(s, "tables", err)
+            return recs
+        self._stale().discard(s["id"])
+        self._output_ok(s, "tables")
+        return recs
+
+    def _retry_outputs(self) -> None:
+        for sid in list(self._stale()):
+            s = self.journal.series(sid)
+            self._write_tables(s, SeriesPaths.of(self.out_dir, s["out_rel"]), self.journal.sections(sid))

@@ -15,9 +15,14 @@ command line                ``[processing]`` key            meaning
 ``--gain-rot K``            ``gain_rot``                    rotate the gain K x 90 deg counter-clockwise
 ``--gain-flip none|x|y``    ``gain_flip``                   then flip it (MotionCor2's -FlipGain)
 ``--gain-invert``           ``gain_invert``                 then invert it (count-type gains)
+``--gain-orientation M``    ``gain_orientation``            ``given`` (default) or ``auto`` (chosen from the movies)
 ``--defects FILE``          ``defects``                     MotionCor-style defect list (x y w h)
 ``--patches NX NY``         ``patches = [NX, NY]``          local motion patches (0 0 = whole frame)
 ``--threads N``             ``threads``                     0 = all cores
+``--bin B``                 ``fourier_bin``                 Fourier-crop every frame by B (1-4; 2 = super-res.)
+``--eer-fraction-dose E``   ``eer_fraction_dose_e_per_a2``  EER: target dose per fraction (default 0.3)
+``--eer-group-frames N``    ``eer_group_frames``            EER: raw frames per fraction instead
+``--eer-upsampling U``      ``eer_upsampling``              EER: 1 = render at 4K (default), 2 = 8K
 ==========================  ==============================  =========================================
 
 A value given on the command line wins over the configuration file, which wins over what the
@@ -54,6 +59,11 @@ _CONFIG_KEYS = {
     "defects": "defects",
     "patches": "patches",
     "threads": "threads",
+    "gain_orientation": "gain_orientation",
+    "fourier_bin": "bin",
+    "eer_fraction_dose_e_per_a2": "eer_fraction_dose",
+    "eer_group_frames": "eer_group_frames",
+    "eer_upsampling": "eer_upsampling",
 }
 
 
@@ -74,6 +84,18 @@ def add_processing_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--defects", metavar="FILE", help="defect list, MotionCor style: one 'x y w h' rectangle per line")
     g.add_argument("--patches", type=int, nargs=2, metavar=("NX", "NY"), help="patches for local motion (default 0 0 = whole-frame only)")
     g.add_argument("--threads", type=int, metavar="N", help="threads (default 0 = all cores)")
+    g.add_argument("--gain-orientation", choices=("given", "auto"),
+                   help="'given' (default): --gain-rot/--gain-flip as given; 'auto': choose the gain's rotation/flip among "
+                        "the 8 that makes the gain-corrected raw sum flattest (`correct`: this movie; `watch`: the first "
+                        "<= 3 movies of the session), needs a clear margin, else stops and asks for --gain-rot/--gain-flip")
+    g.add_argument("--bin", type=int, choices=(1, 2, 3, 4), metavar="B",
+                   help="Fourier-crop every frame by B before alignment (2 for super-resolution movies; default 1); "
+                        "outputs and shifts are then in pixels of B x --pixel-size-a")
+    eer = parser.add_argument_group("EER movies (Falcon 4/4i; also the [processing] table)")
+    eer.add_argument("--eer-fraction-dose", type=float, metavar="E",
+                     help="target dose per fraction in e/A^2 (default 0.3; needs the dose per tilt)")
+    eer.add_argument("--eer-group-frames", type=int, metavar="N", help="raw EER frames per fraction instead of a dose target")
+    eer.add_argument("--eer-upsampling", type=int, choices=(1, 2), help="1 = render at 4K (default), 2 = 8K")
 
 
 @dataclass(frozen=True)
@@ -93,6 +115,11 @@ class ProcessingOptions:
     defects: Path | None = None
     patches: tuple[int, int] = (0, 0)
     threads: int = 0
+    gain_orientation_auto: bool = False  # choose rot/flip from the movies (gain_orientation's invert is kept)
+    fourier_bin: int = 1
+    eer_fraction_dose_e_per_a2: float | None = None
+    eer_group_frames: int | None = None
+    eer_upsampling: int = 1
     sources: tuple[tuple[str, str], ...] = ()
 
     def source_of(self, name: str) -> str | None:
@@ -116,6 +143,16 @@ class ProcessingOptions:
         if self.dose_per_frame_e_per_a2 is not None:
             return float(self.dose_per_frame_e_per_a2) * n_frames
         return None
+
+    def reading_options(self, movie_dose_e_per_a2: float | None = None) -> dict:
+        """Keyword options of ``open_movie`` (they matter only for EER movies); ``movie_dose_e_per_a2``
+        is the dose of the whole movie (it sets the dose per raw EER frame)."""
+        return {
+            "eer_fraction_dose_e_per_a2": None if self.eer_group_frames else self.eer_fraction_dose_e_per_a2,
+            "eer_group_frames": self.eer_group_frames,
+            "eer_upsampling": self.eer_upsampling,
+            "eer_total_dose_e_per_a2": movie_dose_e_per_a2,
+        }
 
     # -- engine settings ------------------------------------------------------------------------
     def settings(
@@ -160,6 +197,10 @@ class ProcessingOptions:
             gain_orientation=self.gain_orientation,
             patches=tuple(int(p) for p in self.patches),
             threads=int(self.threads),
+            fourier_bin=int(self.fourier_bin),
+            eer_fraction_dose_e_per_a2=self.eer_fraction_dose_e_per_a2,
+            eer_group_frames=self.eer_group_frames,
+            eer_upsampling=int(self.eer_upsampling),
         )
 
     def identity(self) -> dict:
@@ -179,6 +220,17 @@ class ProcessingOptions:
             "defects": _file_identity(self.defects),
             "patches": list(self.patches),
         }
+        # added with the detector formats: present only when not the default, so the hash (and the
+        # output set) of a configuration without them stays what it was
+        for key, value, default in (
+            ("gain_orientation_mode", "auto" if self.gain_orientation_auto else "given", "given"),
+            ("fourier_bin", self.fourier_bin, 1),
+            ("eer_fraction_dose_e_per_a2", self.eer_fraction_dose_e_per_a2, None),
+            ("eer_group_frames", self.eer_group_frames, None),
+            ("eer_upsampling", self.eer_upsampling, 1),
+        ):
+            if value != default:
+                d[key] = value
         # engine defaults (alignment parameters etc.) are part of the numbers too
         probe = CorrectionSettings(pixel_size_a=1.0, dose_per_frame_e_per_a2=1.0)
         d["engine"] = probe.numerics_hash()
@@ -262,10 +314,21 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
         "defects": "defects",
         "patches": "patches",
         "threads": "threads",
+        "gain_orientation": "gain_orientation",
+        "bin": "fourier_bin",
+        "eer_fraction_dose": "eer_fraction_dose_e_per_a2",
+        "eer_group_frames": "eer_group_frames",
+        "eer_upsampling": "eer_upsampling",
     }
     src = {}
     for dest, where in sources.items():
         src[names[dest]] = where
+    mode = str(values.get("gain_orientation") or "given")
+    if mode not in ("given", "auto"):
+        raise SettingsError(f"gain orientation {mode!r} is not 'given' or 'auto'", fix="use --gain-orientation given|auto")
+    fb = num("bin", int)
+    group = num("eer_group_frames", int)
+    ups = num("eer_upsampling", int)
     opts = ProcessingOptions(
         pixel_size_a=num("pixel_size_a"),
         dose_per_frame_e_per_a2=num("dose_per_frame"),
@@ -277,8 +340,26 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
         defects=None if values.get("defects") in (None, "") else Path(str(values["defects"])).expanduser(),
         patches=(int(patches[0]), int(patches[1])),
         threads=int(values.get("threads") or 0),
+        gain_orientation_auto=mode == "auto",
+        fourier_bin=1 if fb is None else fb,
+        eer_fraction_dose_e_per_a2=num("eer_fraction_dose"),
+        eer_group_frames=group,
+        eer_upsampling=1 if ups is None else ups,
         sources=tuple(sorted(src.items())),
     )
+    if opts.fourier_bin not in (1, 2, 3, 4):
+        raise SettingsError(f"bin factor {opts.fourier_bin} is not 1-4", fix="use --bin 2 for super-resolution movies")
+    if opts.eer_upsampling not in (1, 2):
+        raise SettingsError(f"EER upsampling {opts.eer_upsampling} is not 1 (4K) or 2 (8K)")
+    if opts.eer_group_frames is not None and opts.eer_group_frames < 1:
+        raise SettingsError(f"EER group size {opts.eer_group_frames} is not a positive number of raw frames")
+    if opts.eer_fraction_dose_e_per_a2 is not None and not opts.eer_fraction_dose_e_per_a2 > 0:
+        raise SettingsError(f"EER dose per fraction {opts.eer_fraction_dose_e_per_a2} e/A^2 is not positive")
+    if opts.eer_group_frames is not None and opts.eer_fraction_dose_e_per_a2 is not None:
+        raise SettingsError("EER grouping given both as raw frames per fraction and as a dose per fraction",
+                            fix="give only --eer-group-frames or only --eer-fraction-dose")
+    if opts.gain_orientation_auto and opts.gain is None:
+        raise SettingsError("automatic gain orientation needs a gain reference", fix="give --gain FILE (or gain in [processing])")
     for name, v in (("pixel_size_a", opts.pixel_size_a), ("voltage_kv", opts.voltage_kv)):
         if v is not None and not v > 0:
             raise SettingsError(f"{name} {v} is not positive")

@@ -6,7 +6,10 @@
     sections (SerialEM writes the final nz at the first frame, so this is exact);
     ``tiff_expected_pages`` -- a TIFF has the number of pages the tilt-series mdoc's
     ``NumSubFrames`` promises and its last page decodes; ``tiff_pages_stable`` -- without a
-    promised count, page count and size unchanged for ``tiff_stable_s`` and the last page decodes;
+    promised count, page count and size unchanged for ``tiff_stable_s`` and the last page decodes.
+    EER files are TIFFs with one page per raw frame and no frame count to trust while written, so
+    the same TIFF rules apply with "decodes" meaning the last raw frame's electron events decode
+    (framewatch's EER decoder) and the frame count being the raw frame (page) count;
 (c) ``settled``: size, mtime and ctime unchanged for ``settle_s`` (formats without a self-check).
 
 A file whose size has been unchanged for ``settle_s`` but whose check still fails (empty, MRC
@@ -102,11 +105,23 @@ def probe_tiff(path: Path, size: int, fmt: str = "tiff", *, decode_last: bool = 
                     page = tif.pages[n - 1]
                     page.asarray()
                     ok = True
+        if decode_last and n and fmt == "eer":
+            n, ok = _last_eer_frame_decodes(path), True
     except Exception as err:  # noqa: BLE001 - any decode error means "not (yet) readable"
         return Probe(fmt, size, problem=f"{type(err).__name__}: {err}".splitlines()[0][:300], last_page_ok=False)
     if n == 0:
         return Probe(fmt, size, n_frames=0, problem="TIFF has no pages")
     return Probe(fmt, size, n_frames=n, last_page_ok=ok)
+
+
+def _last_eer_frame_decodes(path: Path) -> int:
+    """Decode the last raw frame of an EER file (raises, like a TIFF page, when it does not);
+    returns the number of raw frames (a TIA integrated image in front is not one)."""
+    from framewatch.core.movie_io import open_movie
+
+    with open_movie(path, check_values=False, eer_group_frames=1) as reader:
+        reader.read_frame(reader.n_frames - 1)
+        return int(reader.n_raw_frames)
 
 
 def probe_movie(path: str | Path, *, size: int | None = None) -> Probe:
@@ -206,7 +221,7 @@ def decide(
         if settled:
             return Decision("broken", reason=probe.problem or "incomplete MRC file", n_frames=probe.n_frames)
         return Decision("wait", reason=probe.problem)
-    if probe.fmt == "tiff":
+    if probe.fmt in ("tiff", "eer"):
         good = probe.problem is None and probe.last_page_ok
         if good and expected_frames is not None:
             if probe.n_frames == expected_frames:

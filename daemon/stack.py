@@ -144,6 +144,18 @@ def write_stack(path: str | Path, sections: Iterable[np.ndarray], *, pixel_size_
     """
     path = Path(path)
     tmp = hidden_name(path, "tmp") if publish else path
+    try:
+        nz = _write_stack_file(tmp, sections, pixel_size_a, label)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
+        raise
+    if publish:
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    return nz
+
+
+def _write_stack_file(tmp: Path, sections, pixel_size_a: float, label: str) -> int:
     stats = Stats()
     nz = 0
     shape = None
@@ -159,8 +171,6 @@ def write_stack(path: str | Path, sections: Iterable[np.ndarray], *, pixel_size_
             stats.add(a)
             nz += 1
         if shape is None:
-            f.close()
-            os.unlink(tmp)
             raise ValueError("a stack needs at least one section")
         h = make_header(nx=shape[1], ny=shape[0], nz=nz, pixel_size_a=pixel_size_a, stats=stats, label=label)
         f.flush()
@@ -168,9 +178,6 @@ def write_stack(path: str | Path, sections: Iterable[np.ndarray], *, pixel_size_
         _write_header(f, h)
         f.flush()
         os.fsync(f.fileno())
-    if publish:
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
     return nz
 
 

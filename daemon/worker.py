@@ -51,14 +51,14 @@ def _gain(path, orientation, shape, movie):
     g = _gain_cache.get(key)
     if g is None:
         _gain_cache.clear()
-        g = load_gain_for_movie(path, orientation=orientation, movie_shape=shape, movie_path=movie)
+        g = load_gain_for_movie(path, orientation=orientation, movie_shape=shape, movie_path=movie, allow_resample=True)
         _gain_cache[key] = g
     return g
 
 
 def correct(job: dict) -> dict:
     """``job``: movie, settings (CorrectionSettings), gain, defects. Returns sums + statistics."""
-    from framewatch.core.correct import correct_movie_file
+    from framewatch.core.correct import correct_movie_file, movie_reading_options
     from framewatch.core.errors import DefectFileError, GainError, MovieFormatError, SettingsError
     from framewatch.core.movie_io import open_movie
 
@@ -66,8 +66,9 @@ def correct(job: dict) -> dict:
     movie = job["movie"]
     settings = job["settings"]
     try:
-        with open_movie(movie) as reader:
-            n_frames = reader.n_frames
+        movie_dose = job.get("movie_dose_e_per_a2")  # EER: the dose of the whole movie
+        with open_movie(movie, **movie_reading_options(settings, movie_dose)) as reader:
+            n_frames = getattr(reader, "n_raw_frames", reader.n_frames)  # EER: the raw frames (TIFF pages)
             shape = reader.shape
             reader.read_frame(0)
             faults.checkpoint("worker_reading", movie)
@@ -76,7 +77,8 @@ def correct(job: dict) -> dict:
         gain = None
         if job.get("gain"):
             gain = _gain(job["gain"], settings.gain_orientation, shape, movie)
-        result = correct_movie_file(movie, settings=settings, gain=gain, defects_path=job.get("defects"))
+        result = correct_movie_file(movie, settings=settings, gain=gain, defects_path=job.get("defects"),
+                                    movie_dose_e_per_a2=movie_dose)
     except (SettingsError, GainError, DefectFileError) as err:
         return {"error": str(err), "kind": type(err).__name__, "retryable": False}
     except (MovieFormatError, OSError, ValueError, IndexError) as err:
@@ -91,6 +93,8 @@ def correct(job: dict) -> dict:
         "statistics": result.statistics.as_dict(),
         "shifts_px": [[float(x), float(y)] for x, y in result.shifts_px],
         "n_frames": result.n_frames,
+        "n_raw_frames": n_frames if n_frames != result.n_frames else None,  # EER: raw frames grouped into n_frames
+        "dose_per_frame_e_per_a2": float(result.settings.dose_per_frame_e_per_a2),  # EER: the dose per fraction
         "n_replaced_pixels": int(len(result.replaced_pixels)),
         "engine_timings_s": {k: float(v) for k, v in result.timings_s.items()},
         "notes": list(result.notes),

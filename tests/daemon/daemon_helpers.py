@@ -194,6 +194,41 @@ def corrupt_tiff_page(path, page, *, data: bytes | None = None) -> bytes:
     return bytes(buf)
 
 
+def mount_tmpfs(directory: Path, size_mb: int) -> str | None:
+    """Mount a tmpfs of ``size_mb`` on ``directory`` (a small output disk); None when done, else
+    why it could not be (not root, no mount in a container ...)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(directory)], capture_output=True, text=True)
+    return None if r.returncode == 0 else f"mount -t tmpfs failed: {(r.stderr or r.stdout).strip()[:200]}"
+
+
+def unmount(directory: Path) -> None:
+    if subprocess.run(["umount", str(directory)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+def fill_filesystem(filler: Path) -> int:
+    """Write ``filler`` until the file system holding it is full, to the last byte; returns the
+    bytes written. Delete the file to give the room back."""
+    import errno
+
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    n = 0
+    try:
+        for chunk in (1 << 20, 1 << 12, 1):
+            buf = b"\0" * chunk
+            while True:
+                try:
+                    n += os.write(fd, buf)
+                except OSError as err:
+                    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return n
+
+
 def read_journal(state: Path) -> list[dict]:
     import sqlite3
 
