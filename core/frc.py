@@ -77,9 +77,22 @@ def _frc_reference(spec_a: np.ndarray, spec_b: np.ndarray, shape: tuple[int, int
     return np.arange(n_rings)[1:] / min(shape), frc[1:]
 
 
+CROSSING_SMOOTHING_RINGS = 5
+
+
 def frc_crossing_a(freq_cycles_per_px: np.ndarray, frc: np.ndarray, threshold: float, *, pixel_size_a: float) -> float:
-    """Resolution (A) where the FRC first falls below ``threshold`` (linear interpolation between
-    rings); the Nyquist resolution ``2 * pixel_size_a`` when it never does."""
+    """Resolution (A) where the FRC first falls below ``threshold``; the Nyquist resolution
+    ``2 * pixel_size_a`` when it never does.
+
+    The curve is first smoothed by a running mean over ``CROSSING_SMOOTHING_RINGS`` rings, so one
+    noisy low-frequency ring (few pixels) does not end it early; the crossing is interpolated
+    linearly between rings.
+    """
+    frc = np.asarray(frc, dtype=np.float64)
+    w = min(CROSSING_SMOOTHING_RINGS, frc.size)
+    if w > 1:
+        padded = np.pad(frc, (w // 2, w - 1 - w // 2), mode="edge")
+        frc = np.convolve(padded, np.ones(w) / w, mode="valid")
     below = np.flatnonzero(frc < threshold)
     if below.size == 0:
         return 2.0 * pixel_size_a

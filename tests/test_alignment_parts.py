@@ -95,7 +95,14 @@ def test_frc_of_image_with_itself_is_one_and_with_noise_matches_snr():
 
 
 def test_frc_crossing_interpolates_and_reports_nyquist_when_never_crossed():
-    freq = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
-    frc = np.array([0.9, 0.7, 0.3, 0.1, 0.05])
-    assert frc_crossing_a(freq, frc, 0.5, pixel_size_a=2.0) == pytest.approx(2.0 / 0.25)
-    assert frc_crossing_a(freq, np.ones(5), 0.143, pixel_size_a=2.0) == pytest.approx(4.0)
+    freq = np.linspace(0.01, 0.5, 50)
+    frc = 1.0 - 2.0 * freq  # falls through 0.5 at 0.25 cycles/px
+    assert frc_crossing_a(freq, frc, 0.5, pixel_size_a=2.0) == pytest.approx(2.0 / 0.25, rel=1e-6)
+    assert frc_crossing_a(freq, np.ones(50), 0.143, pixel_size_a=2.0) == pytest.approx(4.0)
+
+
+def test_frc_crossing_is_not_ended_by_one_noisy_low_ring():
+    freq = np.linspace(0.01, 0.5, 50)
+    frc = 1.0 - 2.0 * freq
+    frc[4] = 0.1  # a ring with few pixels dips by chance
+    assert frc_crossing_a(freq, frc, 0.143, pixel_size_a=1.0) == pytest.approx(1.0 / 0.4285, rel=0.02)
