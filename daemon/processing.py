@@ -115,11 +115,19 @@ class Processing:
             earlier = [m for m, (s, o) in self._order.items() if s == sid and o < order and m != mid
                        and (m in self.held or m in self.pool.in_flight or m in self.queue)]
             if earlier:
+                if self.stop_event.is_set() and all(m in self.queue for m in earlier):
+                    # stopping, and an earlier movie of the series waits in the queue (the disk was
+                    # full): this one is corrected again at the next start, after it
+                    self.held.pop(mid)
+                    self._order.pop(mid, None)
+                    self.journal.update(mid, state="seen", started_at=None)
                 continue
             res = self.held.pop(mid)
             place = self._order.pop(mid, None)
-            if not self._append(mid, res) and place is not None:
-                self._order[mid] = place  # back in the queue (no room on disk): it stays first
+            if not self._append(mid, res) and place is not None and not self.queue.newest_first_backlog:
+                # back in the queue (no room on disk): it stays first, later ones of its series wait
+                # (not with newest-first, which takes it last: they would pile up in memory)
+                self._order[mid] = place
 
     def _retrack(self, row: dict, now: float, delay: float = 0.0) -> None:
         self.busy_paths.discard(row["path"])
