@@ -13,6 +13,12 @@ import time
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process image (VmHWM). ``ru_maxrss`` is not used: Linux keeps it
+    across fork and exec, so it would report the parent's peak (the simulated movie) instead."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
