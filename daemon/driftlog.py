@@ -289,6 +289,26 @@ class DriftLog:
                 self._file.flush()
         return len(self._file.pending)
 
+    def recent_lines(self, tail_bytes: int = 1 << 20) -> list[dict]:
+        """The events of the log's last ``tail_bytes`` and of the lines still waiting to be written."""
+        out = []
+        try:
+            with open(self.path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - tail_bytes))
+                data = f.read()
+        except OSError:
+            data = b""
+        lines = data.split(b"\n")
+        if len(data) >= tail_bytes:
+            lines = lines[1:]  # the first may be cut
+        for line in [*lines, *self._file.pending]:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
     def event(self, name: str, *, level: str = "info", echo: bool = True, **kw) -> bool:
         """Log one event; True when its line is in the log (or, with a spill file, kept there
         to be written as soon as it can be)."""

@@ -4,6 +4,7 @@ A mixin of :class:`framewatch.daemon.pipeline.Daemon`.
 """
 from __future__ import annotations
 
+from . import faults
 from .driftlog import STAT_KEYS
 from .outputs import SeriesPaths, records_of
 from .tilt_table import tilt_record
@@ -18,9 +19,34 @@ class Events:
     def _log_series_started(self, s: dict, info) -> None:
         self.log.event("series_started", series=s["name"], output_dir=str(self.out_dir / s["out_rel"]), grouping=info.grouping, mdoc=info.mdoc_path)
 
-    def _log_failed(self, row: dict, stage: str, reason: str) -> None:
+    def _log_failed(self, row: dict, stage: str, reason: str, *, replayed: bool = False) -> None:
+        """The ``movie_failed`` line of a movie the journal has just recorded failed; the journal
+        notes the stage first and that the line is written after (see :meth:`_replay_lost_lines`)."""
+        self.journal.update(row["id"], fail_stage=stage)
+        faults.checkpoint("before_failed_logged")
         self.log.event("movie_failed", level="error", movie=row["path"], series=self._series_name(row), stage=stage, reason=reason,
-                       attempts=row.get("attempts", 0))
+                       attempts=row.get("attempts", 0), **({"replayed": True} if replayed else {}))
+        faults.checkpoint("after_failed_logged")
+        self.journal.update(row["id"], logged=1)
+
+    def _replay_lost_lines(self) -> None:
+        """At start-up: a movie whose final state (done or failed) the journal has but whose drift-log
+        line a crash kept out of the log gets that line now, with ``"replayed": true``; one whose
+        line made it (it is among the log's last lines) is only marked, so no line is written twice."""
+        rows = [r for r in self.journal.in_state("done", "failed", settings_hash=self.hash) if not r["logged"]]
+        if not rows:
+            return
+        recent = self.log.recent_lines()
+        for row in rows:
+            event = "tilt_corrected" if row["state"] == "done" else "movie_failed"
+            since = row["seen_at"] or 0.0
+            if not any(e.get("event") == event and e.get("movie") == row["path"] and _epoch(e.get("timestamp")) >= since
+                       and (event == "movie_failed" or e.get("z") == row["z"]) for e in recent):
+                if event == "tilt_corrected":
+                    self._log_tilt(row, replayed=True)
+                else:
+                    self._log_failed(row, row.get("fail_stage") or "unknown", row["error"] or "", replayed=True)
+            self.journal.update(row["id"], logged=1)
 
     def _log_tilt(self, row: dict, *, rows: list[dict] | None = None, replayed: bool = False) -> None:
         s = self.journal.series(row["series_id"])
@@ -91,3 +117,13 @@ class Events:
             oldest = min(self.pool.started_at.values())
         self.log.event("backlog", queued=queued, processing=processing, watching=len(self.cands),
                        oldest_wait_s=None if oldest is None else round(now - oldest, 3))
+
+
+def _epoch(timestamp) -> float:
+    """Seconds since the epoch of a drift-log timestamp (ISO 8601, UTC); 0 when unreadable."""
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0

@@ -5,7 +5,10 @@
 point: ``worker_reading`` (the worker has read the first frame), ``worker_corrected`` (the result is
 computed, not yet handed back), ``append_data_written`` (a section's data is on disk, the header
 not yet grown), ``append_between_stacks`` (the dose-weighted stack has the section, EVN/ODD not),
-``before_journal_done`` (all stacks appended, journal not yet updated). A file
+``before_journal_done`` (all stacks appended, journal not yet updated), ``after_tilt_logged`` (the
+``tilt_corrected`` line written, the journal not yet told), ``before_failed_logged`` (a movie
+journalled failed, its ``movie_failed`` line not yet written), ``after_failed_logged`` (the line
+written, the journal not yet told). A file
 ``<name>.release`` in that directory lets later arrivals at the point pass.
 
 ``FRAMEWATCH_HOLD_DIR=DIR`` holds one movie at a point instead of stopping everything: when

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS movies (
     started_at REAL,
     done_at REAL,
     logged INTEGER NOT NULL DEFAULT 0,
+    fail_stage TEXT,
     UNIQUE (path, size, mtime_ns, settings_hash)
 );
 CREATE INDEX IF NOT EXISTS movies_path ON movies (path, settings_hash);
@@ -116,6 +117,7 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        self._migrate()
         out = str(Path(out_dir).resolve())
         known = self.meta("out_dir")
         if known is None:
@@ -128,6 +130,14 @@ class Journal:
                 path=self.state_dir,
                 fix="give that --out, or a different --state for a new output directory",
             )
+
+    def _migrate(self) -> None:
+        """Journals of earlier versions: ``fail_stage`` (the stage a movie failed at, for a
+        ``movie_failed`` line written again after a crash) is added, and their failed movies,
+        whose lines were written when they failed, are marked logged."""
+        if "fail_stage" not in {r[1] for r in self.db.execute("PRAGMA table_info(movies)")}:
+            self.db.execute("ALTER TABLE movies ADD COLUMN fail_stage TEXT")
+            self.db.execute("UPDATE movies SET logged = 1 WHERE state = 'failed'")
 
     def close(self) -> None:
         try:

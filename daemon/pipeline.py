@@ -192,12 +192,10 @@ class Daemon(Intake, Processing, Completion, Events):
             rows = j.sections(s["id"])
             if rows:
                 self._write_tables(s, paths, rows)  # output disk full: written later (processing.py)
+                self._replot_stale(s, paths, rows)
                 if s["complete"] and not paths.sorted_stack.exists() and self._write_sorted(s, paths, rows) is None:
                     j.update_series(s["id"], complete=0)  # completed (and written) again once there is room
-        for row in j.in_state("done", settings_hash=self.hash):
-            if not row["logged"]:
-                self._log_tilt(row, replayed=True)
-                j.update(row["id"], logged=1)
+        self._replay_lost_lines()  # tilt_corrected / movie_failed lines a crash kept from the log (events.py)
         return redo
 
     def _setup_service(self) -> None:

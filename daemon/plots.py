@@ -215,7 +215,11 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
+    try:
+        fig.savefig(tmp, format="png")
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. the output disk is full: leave no half-written file
+        raise
     os.replace(tmp, path)
     return path
 

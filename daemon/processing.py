@@ -188,13 +188,35 @@ class Processing:
         rows = self.journal.sections(s["id"])
         recs = self._write_tables(s, paths, rows)
         self._log_tilt(self.journal.get(mid), rows=rows)
+        faults.checkpoint("after_tilt_logged")
+        self.journal.update(mid, logged=1)
+        self._replot(paths, rows, recs)
+        self._finish_path(self.journal.get(mid))
+        return True
+
+    def _replot(self, paths: SeriesPaths, rows: list[dict], recs: list[dict]) -> None:
+        """Redraw the series' drift plot (in the background)."""
         if self.cfg.plots.enabled:
             traj = {r["z"]: np.asarray(r["info"]["worker"]["shifts_px"]) for r in rows
                     if (r.get("info") or {}).get("worker", {}).get("shifts_px")}
             self.service.tilt_appended(paths.dir, recs, traj, self.cfg.thresholds, self.cfg.plots.latest_trajectories)
-        self.journal.update(mid, logged=1)
-        self._finish_path(self.journal.get(mid))
-        return True
+
+    def _replot_stale(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> None:
+        """At start-up: redraw a plot that misses the series' latest tilt, or whose drawing was cut
+        short (the daemon died before the plot thread finished it; found by the torture run)."""
+        if not (self.cfg.plots.enabled and rows):
+            return
+        from .plots import plot_path
+
+        plot = plot_path(paths.dir)
+        tmp = plot.with_name(f".{plot.name}.tmp")
+        try:
+            drawn = plot.stat().st_mtime
+        except OSError:
+            drawn = 0.0
+        if tmp.exists() or drawn < (s["last_tilt_at"] or 0.0):
+            tmp.unlink(missing_ok=True)
+            self._replot(paths, rows, records_of(rows, self.cfg.series.angle_tolerance_deg)[0])
 
     def _out_of_space(self, row: dict, err: OSError) -> bool:
         """No room on the output disk: the movie is fine. Queue it again (it keeps its place in
