@@ -143,7 +143,12 @@ class Intake:
 
     # ------------------------------------------------------------------------------- readiness
     def _evaluate(self, cand: Candidate, now: float):
-        """Look at one watched movie; returns (cand, stat, decision) when it is complete."""
+        """Look at one watched movie; returns (cand, stat, decision, tilt info) when it is complete.
+
+        The tilt info (series, angle, dose ... from the mdoc) is taken here, from the same reading of
+        the mdocs as the decision: a mdoc re-read before the movie is queued (for another movie) may
+        be one being rewritten, without this movie's line (found by the torture run: such a movie
+        was resolved by its file name and failed, "no dose")."""
         path = Path(cand.path)
         try:
             st = os.stat(path)
@@ -191,14 +196,13 @@ class Intake:
                     if now - cand.mdoc_wait_since < w.mdoc_wait_s:
                         cand.next_check = now + TICK_S
                         return
-        return cand, st, d
+        return cand, st, d, self.index.tilt_info(path, mtime=st.st_mtime)
 
     def _admit(self, ready: list, now: float) -> None:
         """Queue complete movies in acquisition order (newest first when that option applies) while
         the queue has room; the others stay watched (back-pressure) and are looked at again."""
         keyed = []
-        for cand, st, d in ready:
-            info = self.index.tilt_info(Path(cand.path), mtime=st.st_mtime)
+        for cand, st, d, info in ready:
             keyed.append((info.acquisition_time, cand.path, cand, st, d, info))
         keyed.sort(key=lambda k: (k[0], k[1]))
         nf = self.cfg.scheduler.newest_first_backlog

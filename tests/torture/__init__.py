@@ -1,0 +1,1 @@
+"""The torture run of `framewatch watch` (see torture.py; `python -m tests.torture --help`)."""
