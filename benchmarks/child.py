@@ -67,9 +67,9 @@ def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0
 
 
 def warm_up(threads: int, patches=(0, 0)) -> None:
-    from framewatch.core.warmup import warm_up_kernels
+    from framewatch.daemon.warmup import warm_up
 
-    warm_up_kernels(threads=threads)
+    warm_up(threads=threads)
 
 
 def main(argv: list[str]) -> None:

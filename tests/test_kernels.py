@@ -152,8 +152,3 @@ def test_bin_kernel_matches_numpy(factor):
     ref = img[: oy * factor, : ox * factor].reshape(oy, factor, ox, factor).mean(axis=(1, 3))
     np.testing.assert_allclose(bin_image(img, factor), ref, rtol=1e-5, atol=1e-6)
 
-
-def test_warm_up_compiles_every_pipeline_path():
-    from framewatch.core.warmup import warm_up_kernels
-
-    assert warm_up_kernels(threads=1) > 0
