@@ -30,6 +30,7 @@ class Candidate:
     mdoc_wait_since: float | None = None
     backoff_until: float = 0.0
     complete_since: float | None = None  # when it was first found complete
+    complete_key: tuple | None = None  # (stat, frames) it was found complete with
 
 
 class Intake:
@@ -183,8 +184,11 @@ class Intake:
             self._log_failed(self.journal.get(cand.row_id), "readiness", d.reason)
             self.final[cand.path] = (st.st_size, st.st_mtime_ns)
             return
-        if cand.complete_since is None:
+        if cand.complete_since is None or cand.complete_key != (key, d.n_frames):
+            # first found complete -- or again, after it changed while it waited for its mdoc line
+            # (a writer stalled longer than tiff_stable_s, then wrote on): from now
             cand.complete_since = now
+            cand.complete_key = (key, d.n_frames)
         # ready: wait for the movie's line in a growing tilt-series mdoc, if one is expected
         if entry is None and w.mdoc_wait_s > 0:
             pending = self.index.sibling_mdoc_pending(path)

@@ -148,17 +148,25 @@ class StackWatcher(threading.Thread):
         self.out = out
         self.stop_event = threading.Event()
         self.checks = 0
+        self.races = 0  # reads that overlapped an append (see run)
         self.failures: list[str] = []
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             for p in self.out.glob("*/*.mrc"):
+                before = _identity(p)
                 buf = io.StringIO()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     ok = mrcfile.validate(str(p), print_file=buf)
                 if "FileNotFoundError" in buf.getvalue():
                     continue  # renamed away for an append: not visible
+                if not ok and _identity(p) != before:
+                    # the file was appended to while this (slow) reader held it open past the
+                    # append's grace period: it read the old header and found the new size. Not a
+                    # torn file at the path -- that one fails again and again.
+                    self.races += 1
+                    continue
                 self.checks += 1
                 if not ok:
                     self.failures.append(f"{p.name}: {buf.getvalue()[-300:]}")
@@ -167,6 +175,14 @@ class StackWatcher(threading.Thread):
     def finish(self) -> None:
         self.stop_event.set()
         self.join(10)
+
+
+def _identity(p: Path):
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def add_section(acq, name, angle, index, frames=8):

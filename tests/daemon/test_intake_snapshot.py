@@ -1,6 +1,7 @@
-"""A movie found complete by its line in the tilt-series mdoc is queued with what that line says,
-even when the mdoc is re-read, mid-rewrite and without the line, before the movie is queued (found
-by the torture run: the movie was resolved by its file name instead and failed, "no dose")."""
+"""Intake (found by the torture run and under load): a movie found complete by its line in the
+tilt-series mdoc is queued with what that line says, even when the mdoc is re-read, mid-rewrite and
+without the line, before the movie is queued (it was resolved by its file name instead and failed,
+"no dose"); and a movie's complete time is never before its last write."""
 import io
 import time
 
@@ -36,5 +37,47 @@ def test_ready_movie_keeps_its_mdoc_line(tmp_path):
         row = d.journal.latest(str(movie), d.hash)
         assert row["state"] == "ready", row["error"]
         assert row["info"]["tilt"]["grouping"] == "mdoc" and row["info"]["resolved"]["dose_e_per_a2"] == 3.0
+    finally:
+        d._shutdown()
+
+
+def test_complete_time_counts_from_the_last_change(tmp_path):
+    """A TIFF whose writer stalls longer than tiff_stable_s looks complete, waits for its mdoc line,
+    then gets its last page: it was complete only then (complete_at never before the last write)."""
+    import numpy as np
+
+    from framewatch.daemon.acquisition import write_tiff_frame_by_frame
+
+    from daemon_helpers import add_section
+
+    (tmp_path / "acq").mkdir()
+    acq = Acquisition(tmp_path / "acq", n_tilts=1, shape=(64, 64), n_frames=8, frame_interval_s=0.0)
+    acq.start_mdoc()  # the series mdoc is there: the movie waits for its line
+    movie = acq.frames_dir / "TS_01_000_0.0.tif"
+    frames = np.random.default_rng(0).poisson(1.0, (8, 64, 64)).astype(np.uint8)
+    write_tiff_frame_by_frame(movie, frames[:7], 0.0)
+    (tmp_path / "framewatch.toml").write_text(TEST_CONFIG.replace("tiff_stable_s = 1.0", "tiff_stable_s = 0.2")
+                                              .replace("mdoc_wait_s = 3.0", "mdoc_wait_s = 30.0"))
+    d = Daemon(tmp_path / "acq", tmp_path / "out", state_dir=tmp_path / "state",
+               config=load_config(str(tmp_path / "framewatch.toml")), options=ProcessingOptions(pixel_size_a=1.5),
+               stdout=io.StringIO())
+    d._setup()
+    try:
+        d._scan(time.time())
+        cand = d.cands[str(movie)]
+        assert d._evaluate(cand, time.time()) is None  # first look
+        time.sleep(0.3)
+        assert d._evaluate(cand, time.time()) is None  # 7 pages, stable: complete, but waits for its line
+        assert cand.complete_since is not None
+        time.sleep(0.05)
+        last_write = time.time()
+        write_tiff_frame_by_frame(movie, frames[7:], 0.0)  # the writer goes on
+        add_section(acq, movie.name, 0.0, 0, frames=8)
+        d.index.note_mdoc(acq.mdoc_path, time.time())
+        ready = d._evaluate(cand, time.time())
+        assert ready is not None and ready[2].n_frames == 8
+        d._admit([ready], time.time())
+        row = d.journal.latest(str(movie), d.hash)
+        assert row["state"] == "ready" and row["complete_at"] >= last_write
     finally:
         d._shutdown()

@@ -326,6 +326,7 @@ class Summary:
     series: int = 0
     stacks_checked: int = 0
     live_checks: int = 0
+    live_races: int = 0
     daemon_running_at_end: bool = False
     exit_code: int | None = None
     duration_s: float = 0.0
@@ -345,7 +346,8 @@ class Summary:
             f"good movies in their stacks exactly once, in acquisition order, equal to correct_movie_file: {self.good_ok}/{self.good}",
             f"bad movies with exactly one failure record (journal + movie_failed) and their reason: {self.bad_ok}/{self.bad}",
             f"lost {self.lost}, duplicated {self.duplicated}, out of order {self.out_of_order}",
-            f"stacks passing mrcfile.validate: {self.stacks_checked} files; live reader checks during the run: {self.live_checks}",
+            f"stacks passing mrcfile.validate: {self.stacks_checked} files; live reader checks during the run: {self.live_checks} "
+            f"(+ {self.live_races} reads that overlapped an append, not counted)",
             f"daemon running at the end: {'yes' if self.daemon_running_at_end else 'NO'}; exit code after SIGTERM: {self.exit_code}",
         ]
         for s in self.skipped:
@@ -746,6 +748,7 @@ class Torture:
                     self.summary.exit_code = self.d.stop(timeout=120)
             self.watcher.finish()
             self.summary.live_checks = self.watcher.checks
+            self.summary.live_races = self.watcher.races
             for f in self.watcher.failures:
                 self.summary.problems.append(f"live reader: {f}")
             (self.base / "plan.json").write_text(json.dumps([s.__dict__ for s in self.plan], indent=1))
