@@ -189,17 +189,19 @@ class Intake:
             # (a writer stalled longer than tiff_stable_s, then wrote on): from now
             cand.complete_since = now
             cand.complete_key = (key, d.n_frames)
-        # ready: wait for the movie's line in a growing tilt-series mdoc, if one is expected
-        if entry is None and w.mdoc_wait_s > 0:
-            pending = self.index.sibling_mdoc_pending(path)
+        # ready: wait for the movie's line in a growing tilt-series mdoc, if one is expected, and
+        # for the rest of a line being written
+        if w.mdoc_wait_s > 0 and not self.index.entry_settled(path):
+            pending = entry[0] if entry is not None else self.index.sibling_mdoc_pending(path)
             if pending is not None:
-                self.index.note_mdoc(pending, now)
-                if self.index.entry_for(path) is None:
-                    if cand.mdoc_wait_since is None:
-                        cand.mdoc_wait_since = now
-                    if now - cand.mdoc_wait_since < w.mdoc_wait_s:
-                        cand.next_check = now + TICK_S
-                        return
+                if self.index.note_mdoc(pending, now) is not None and self.index.entry_settled(path):
+                    cand.next_check = now  # the line is complete now: decide again with it, next turn
+                    return
+                if cand.mdoc_wait_since is None:
+                    cand.mdoc_wait_since = now
+                if now - cand.mdoc_wait_since < w.mdoc_wait_s:
+                    cand.next_check = now + TICK_S
+                    return
         return cand, st, d, self.index.tilt_info(path, mtime=st.st_mtime)
 
     def _admit(self, ready: list, now: float) -> None:

@@ -36,6 +36,10 @@ from .mdoc import Mdoc, MdocSection, frame_mdoc_for, read_mdoc
 from .naming import DEFAULT_PATTERNS, NamePattern, movie_stem, parse_movie_name
 from .processing_options import DEFAULT_VOLTAGE_KV, ProcessingOptions
 
+# the keys of a tilt section the daemon uses (a section lacking one its siblings have is incomplete)
+_USED_KEYS = frozenset({"TiltAngle", "ExposureDose", "PriorRecordDose", "SubFramePath", "NumSubFrames", "DateTime",
+                        "FrameDosesAndNumber", "TargetDefocus", "Defocus"})
+
 RULE_PRIOR_RECORD = "mdoc PriorRecordDose"
 RULE_SUM = "sum of earlier ExposureDose"
 RULE_INDEX = "acquisition index x dose per tilt"
@@ -183,6 +187,19 @@ class SeriesIndex:
         e = self._mdocs[p]
         rank, sec = e.order[name]
         return p, e.mdoc, rank, sec
+
+    def entry_settled(self, movie: str | Path) -> bool:
+        """The movie has its mdoc line, and it has every key that all the mdoc's other tilt sections
+        have (False while the section is still being written: SerialEM appends it line by line,
+        and a rewritten mdoc is read half-written; found by the torture run -- a section read
+        without its DateTime put the movie's acquisition time on the file-mtime clock and out of
+        order)."""
+        e = self.entry_for(movie)
+        if e is None:
+            return False
+        _, mdoc, _, sec = e
+        others = [set(x.values) & _USED_KEYS for x in mdoc.tilt_sections if x is not sec]
+        return not others or set.intersection(*others) <= set(sec.values)
 
     def sibling_mdoc_pending(self, movie: str | Path) -> str | None:
         """A tilt-series (or still empty) mdoc for this movie's file-name series in the movie's

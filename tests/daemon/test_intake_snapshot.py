@@ -81,3 +81,39 @@ def test_complete_time_counts_from_the_last_change(tmp_path):
         assert row["state"] == "ready" and row["complete_at"] >= last_write
     finally:
         d._shutdown()
+
+
+def test_movie_waits_for_the_rest_of_its_mdoc_line(tmp_path):
+    """A movie's mdoc line read half-written (SubFramePath there, DateTime not yet) is not used as
+    it is: the movie waits for the rest, so its acquisition time comes from the mdoc DateTime like
+    its neighbours' (with the file's mtime it was queued out of order)."""
+    (tmp_path / "acq").mkdir()
+    acq = Acquisition(tmp_path / "acq", n_tilts=3, shape=(64, 64), n_frames=4, frame_interval_s=0.0)
+    acq.start_mdoc()
+    acq.write_tilt(0)
+    acq.write_tilt(1)
+    acq.write_mdoc = False
+    m = acq.write_tilt(2)
+    section = acq.section_text(m, prior=6.0)
+    cut = section.index("DateTime")
+    with open(acq.mdoc_path, "a") as f:
+        f.write(section[:cut])  # everything up to DateTime
+    (tmp_path / "framewatch.toml").write_text(TEST_CONFIG)
+    d = Daemon(tmp_path / "acq", tmp_path / "out", state_dir=tmp_path / "state",
+               config=load_config(str(tmp_path / "framewatch.toml")), options=ProcessingOptions(pixel_size_a=1.5),
+               stdout=io.StringIO())
+    d._setup()
+    try:
+        d._scan(time.time())
+        cand = d.cands[str(m.path)]
+        assert d.index.entry_for(m.path) is not None  # its line is there, without DateTime yet
+        assert d._evaluate(cand, time.time()) is None  # waits for the rest of its line
+        with open(acq.mdoc_path, "a") as f:
+            f.write(section[cut:])
+        d.index.note_mdoc(acq.mdoc_path, time.time())
+        ready = d._evaluate(cand, time.time())
+        assert ready is not None
+        info = ready[3]
+        assert info.order_source == "mdoc DateTime" and info.acquisition_index == 2
+    finally:
+        d._shutdown()

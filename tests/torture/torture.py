@@ -380,6 +380,7 @@ class Torture:
         self.dlock = threading.RLock()
         self.stopping = False
         self.writer_done = threading.Event()
+        self._keep_open = threading.Event()
         self.scratch = self.base / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.hold_dir = self.base / "hold"
@@ -648,18 +649,22 @@ class Torture:
         slot.note += f" mdoc rewritten (cut at byte {cut} of {len(data)})"
         self.summary.faults["mdoc_rewrite"] += 1
 
-    def _disk_full_at_completion(self) -> None:
+    def _touch_until(self, done: threading.Event) -> None:
+        while not done.wait(0.5):
+            self._touch_mdocs()
+
+    def _disk_full_at_completion(self, keep_open: threading.Event) -> None:
         """Full while the series complete (their sorted stacks cannot be written), then room again."""
         if self.disk.method != "tmpfs":
             self.summary.skipped.append("disk_full_completion: needs the tmpfs (RLIMIT_FSIZE cannot stop the sorted stacks alone)")
             return
-        # the mdocs keep changing (a blank line now and then) until every movie is done or failed,
-        # so no series can complete before the disk is full
+        # the mdocs keep changing (a blank line every 0.5 s) until every movie is done or failed, so
+        # no series can complete before the disk is full
         deadline = time.monotonic() + self.prof.final_timeout_s
         while not self._all_final() and time.monotonic() < deadline:
-            self._touch_mdocs()
-            time.sleep(0.5)
+            time.sleep(0.25)
         n = self.disk.fill()
+        keep_open.set()
         self._touch_mdocs()
         t0 = time.monotonic()
         while time.monotonic() - t0 < 30 and not (time.monotonic() - t0 > 6 and self._said('"what": "sorted stacks"')):
@@ -736,8 +741,12 @@ class Torture:
                 self.log(f"{k + 1:3d}/{len(self.plan)} {slot.name:28s} {slot.kind}{mods} {slot.note}")
                 time.sleep(self.prof.tilt_interval_s)
             self.writer_done.set()
+            keep_open = self._keep_open  # the mdocs keep changing: no series completes before the disk is full
+            toucher = threading.Thread(target=self._touch_until, args=(keep_open,), daemon=True)
+            if self.disk.method == "tmpfs":
+                toucher.start()
             chaos.join()
-            self._disk_full_at_completion()  # (no kills now: a series must live long enough to complete)
+            self._disk_full_at_completion(keep_open)  # (no kills now: a series must live long enough to complete)
             self.check_alive()
             self.log(f"   writing done, {self.summary.restarts} restarts; waiting for the daemon to finish")
             self._wait_final(self.prof.final_timeout_s)
@@ -755,6 +764,7 @@ class Torture:
             self.verify()
         finally:
             self.stopping = True
+            self._keep_open.set()
             if self.watcher is not None:
                 self.watcher.finish()
             self.d.cleanup()
