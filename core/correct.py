@@ -12,24 +12,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numba
 import numpy as np
 
+from .binning import bin_image
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels, read_defect_file
 from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
 from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, accumulated_motion
 from .errors import GainError, MovieFormatError, SettingsError
-from .binning import bin_image
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors, shift_spectrum
 from .frc import frc_crossing_a, frc_curve
 from .gain import load_gain_for_movie
 from .global_align import GlobalAlignment, align_frames
 from .local_align import LOCAL_FIELD_GRID_PX, KnownDisplacement, LocalMotion, PatchOptions, estimate_local_motion
-from .resample import field_grid_shape, warp_image
 from .movie_io import open_movie
+from .resample import field_grid_shape, warp_image
 from .result import DriftStatistics, MovieResult
 from .settings import CorrectionSettings, GainOrientation
 

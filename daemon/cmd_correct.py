@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
-import os
-from pathlib import Path
 
 from framewatch.core.correct import correct_movie_file
 from framewatch.core.errors import FramewatchError

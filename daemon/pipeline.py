@@ -41,12 +41,12 @@ from .completion import Completion
 from .config import DaemonConfig, reload_merge
 from .driftlog import DriftLog, operational_logger
 from .events import Events
+from .instance_lock import InstanceLock
 from .intake import TICK_S, Candidate, Intake
 from .journal import Journal
 from .naming import patterns_from_config
 from .outputs import SeriesPaths, repair_stacks
 from .processing import Processing
-from .instance_lock import InstanceLock
 from .processing_options import ProcessingOptions
 from .scheduler import ReadyQueue, WorkerPool
 from .series import SeriesIndex

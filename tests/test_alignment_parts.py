@@ -5,8 +5,8 @@ import scipy.fft
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from framewatch.core.drift_stats import accumulated_motion
 from framewatch.core.dose import accumulated_dose_e_per_a2
+from framewatch.core.drift_stats import accumulated_motion
 from framewatch.core.frc import band_averaged_frc, frc_crossing_a, frc_curve
 from framewatch.core.peak import find_peak, gaussian_offset
 from framewatch.core.trajectory import regularise_trajectory

@@ -5,8 +5,8 @@ import json
 import mrcfile
 import numpy as np
 import pytest
-
 from sim_helpers import simulated
+
 from framewatch.core.correct import correct_movie, correct_movie_file
 from framewatch.core.movie_io import write_movie
 from framewatch.core.settings import CorrectionSettings, GainOrientation

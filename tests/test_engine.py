@@ -7,8 +7,8 @@ shifts) in each quarter band to Nyquist.
 """
 import numpy as np
 import pytest
-
 from sim_helpers import quarter_band_frc, simulated, trajectory_rmse_px
+
 from framewatch.core.correct import correct_movie
 from framewatch.core.drift_stats import accumulated_motion
 

@@ -2,9 +2,9 @@
 import dataclasses
 
 import numpy as np
-
 from eer_encoder import encode_movie, events_from_mask, split_counts_into_raw_frames, write_eer
 from sim_helpers import simulated, trajectory_rmse_px
+
 from framewatch.core.correct import correct_movie, correct_movie_file
 from framewatch.core.movie_io import write_movie
 from framewatch.core.settings import CorrectionSettings

@@ -7,8 +7,8 @@ with no local motion, within 1 % of whole-frame alignment.
 """
 import numpy as np
 import pytest
-
 from sim_helpers import quarter_band_frc, simulated
+
 from framewatch.core.correct import correct_movie
 from framewatch.core.simulate import local_displacement_px
 

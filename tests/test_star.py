@@ -1,6 +1,5 @@
 """RELION per-movie STAR export: round trip, sign/origin, polynomial conversion."""
 import numpy as np
-import pytest
 
 from framewatch.core.star import fit_relion_polynomial, read_star, relion_polynomial_design, write_motion_star
 

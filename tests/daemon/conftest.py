@@ -1,6 +1,5 @@
 """Fixtures of the daemon tests (the helpers live in daemon_helpers.py)."""
 import pytest
-
 from daemon_helpers import DaemonProc, verify_series
 
 

@@ -5,12 +5,12 @@ without the line, before the movie is queued (it was resolved by its file name i
 import io
 import time
 
+from daemon_helpers import TEST_CONFIG
+
 from framewatch.daemon.acquisition import Acquisition
 from framewatch.daemon.config import load_config
 from framewatch.daemon.pipeline import Daemon
 from framewatch.daemon.processing_options import ProcessingOptions
-
-from daemon_helpers import TEST_CONFIG
 
 
 def test_ready_movie_keeps_its_mdoc_line(tmp_path):
@@ -45,10 +45,9 @@ def test_complete_time_counts_from_the_last_change(tmp_path):
     """A TIFF whose writer stalls longer than tiff_stable_s looks complete, waits for its mdoc line,
     then gets its last page: it was complete only then (complete_at never before the last write)."""
     import numpy as np
+    from daemon_helpers import add_section
 
     from framewatch.daemon.acquisition import write_tiff_frame_by_frame
-
-    from daemon_helpers import add_section
 
     (tmp_path / "acq").mkdir()
     acq = Acquisition(tmp_path / "acq", n_tilts=1, shape=(64, 64), n_frames=8, frame_interval_s=0.0)

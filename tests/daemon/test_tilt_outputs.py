@@ -3,9 +3,9 @@ import mrcfile
 import numpy as np
 import pytest
 
+from framewatch.daemon.config import Thresholds
 from framewatch.daemon.outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables, write_sorted
 from framewatch.daemon.quality import flag_reasons
-from framewatch.daemon.config import Thresholds
 from framewatch.daemon.tilt_table import read_star_loop, read_tsv
 
 

@@ -4,9 +4,9 @@ a worker reads it or while the daemon is down."""
 import os
 import time
 
-from framewatch.daemon.acquisition import Acquisition
-
 from daemon_helpers import read_journal
+
+from framewatch.daemon.acquisition import Acquisition
 
 
 def one_failure(d, name):

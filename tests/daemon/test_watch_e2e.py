@@ -7,10 +7,9 @@ already there when the daemon starts; one angle is acquired twice.
 import threading
 
 import pytest
+from daemon_helpers import StackWatcher, latency_breakdown
 
 from framewatch.daemon.acquisition import Acquisition
-
-from daemon_helpers import StackWatcher, latency_breakdown
 
 
 def run_acquisition(d, *, inotify: bool, prior_record_dose: bool):

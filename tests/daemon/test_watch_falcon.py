@@ -12,7 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the test-side EER writer
 
+from daemon_helpers import read_journal  # noqa: E402
 from eer_encoder import encode_movie, events_from_mask, split_counts_into_raw_frames, write_eer  # noqa: E402
+
 from framewatch.core.correct import correct_movie_file  # noqa: E402
 from framewatch.core.gain import unorient_gain  # noqa: E402
 from framewatch.core.movie_io import write_image_mrc, write_movie  # noqa: E402
@@ -20,8 +22,6 @@ from framewatch.core.settings import CorrectionSettings, GainOrientation  # noqa
 from framewatch.core.simulate import SimulationSpec, simulate_movie  # noqa: E402
 from framewatch.daemon.driftlog import EVENT_KEYS, missing_keys  # noqa: E402
 from framewatch.daemon.tilt_table import read_tsv  # noqa: E402
-
-from daemon_helpers import read_journal  # noqa: E402
 
 PX = 1.5
 SHAPE = (256, 256)

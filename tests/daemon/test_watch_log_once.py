@@ -2,10 +2,9 @@
 failed whose movie_failed line a kill kept out of the log had none, ever): a line the crash lost is
 written again at the next start (``replayed``), a line that made it is not written twice."""
 import pytest
+from daemon_helpers import read_journal
 
 from framewatch.daemon.acquisition import Acquisition
-
-from daemon_helpers import read_journal
 
 
 def lines(d, event, movie):

@@ -7,10 +7,10 @@ import time
 
 import mrcfile
 import pytest
+from daemon_helpers import TEST_CONFIG, DaemonProc, fill_filesystem, mount_tmpfs, unmount
 
 from framewatch.daemon.acquisition import Acquisition
 
-from daemon_helpers import TEST_CONFIG, DaemonProc, fill_filesystem, mount_tmpfs, unmount
 
 def wait_output(d, run, text, timeout=60.0):
     """Wait for ``text`` in the stdout of daemon run ``run`` (the drift log may be unwritable)."""

@@ -4,13 +4,11 @@ import io
 import os
 import signal
 
-import pytest
-
 import mrcfile
+import pytest
+from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
 from framewatch.daemon.acquisition import Acquisition
-
-from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
 POINTS = ["worker_reading", "worker_corrected", "append_data_written", "append_between_stacks", "before_journal_done"]
 

@@ -2,10 +2,10 @@
 recomputes nothing; changed settings go to a new output set."""
 import time
 
+from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
+
 from framewatch.daemon.acquisition import Acquisition
 from framewatch.daemon.scheduler import QueueItem, ReadyQueue
-
-from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
 
 def test_ready_queue_order_and_bound():

@@ -11,10 +11,9 @@ import time
 import urllib.request
 
 import mrcfile
+from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
 from framewatch.daemon.acquisition import Acquisition
-
-from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
 SERVICE_CONFIG = TEST_CONFIG + """
 [service]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+from daemon_helpers import read_journal
+
 from framewatch.daemon.acquisition import Acquisition
 from framewatch.daemon.config import config_from_dict
 from framewatch.daemon.disk_space import GB
 from framewatch.daemon.pipeline import Daemon
 from framewatch.daemon.processing_options import ProcessingOptions
-
-from daemon_helpers import read_journal
 
 
 def events(out):

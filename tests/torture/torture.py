@@ -85,8 +85,8 @@ from daemon_helpers import (  # noqa: E402
 from framewatch.daemon.acquisition import (  # noqa: E402
     Acquisition,
     dose_symmetric_angles,
-    mrc_header_for,
     movie_name,
+    mrc_header_for,
     write_mrc_frame_by_frame,
     write_tiff_frame_by_frame,
 )
