@@ -142,7 +142,7 @@ def test_version_and_help_of_every_subcommand(capsys):
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.startswith("framewatch ")
     for module in COMMAND_MODULES:
-        name = module.rsplit(".cmd_", 1)[1].replace("_", "-")
+        name = module.rsplit(".", 1)[1].replace("_", "-")
         with pytest.raises(SystemExit) as done:
             main([name, "--help"])
         assert done.value.code == 0, name
