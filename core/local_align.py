@@ -28,7 +28,7 @@ from .global_align import bfactor_filter, correlation_rms, loo_cross_power
 from .peak import find_peak, offset_mask
 
 MIN_ELECTRONS_PER_PATCH_GROUP = 1.0e5
-MIN_PATCH_SIGNIFICANCE = 8.0
+MIN_PATCH_SIGNIFICANCE = 5.0
 TAPER_FRACTION = 0.125
 MAX_LOCAL_SHIFT_PX = 8.0  # movie px: the largest residual a patch may have after whole-frame alignment
 PATCH_ITERATIONS = 2  # passes of leave-one-out correlation per patch (the frames come globally aligned)

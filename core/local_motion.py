@@ -30,7 +30,7 @@ __all__ = ["KnownDisplacement", "LocalMotion", "PatchGridChoice", "choose_patch_
 AUTO_MAX_PATCHES = 5  # per axis
 AUTO_MIN_PATCH_PX = 512  # movie (output) pixels: smaller patches carry too little signal at tilt dose
 AUTO_MIN_PATCH_ALIGN_PX = 96  # alignment pixels
-AUTO_MIN_WHOLE_SIGNIFICANCE = 6.0  # whole-frame peak significance (pure noise gives about 4-5)
+AUTO_MIN_WHOLE_SIGNIFICANCE = 5.0  # whole-frame peak significance (pure noise gives about 4-5)
 MIN_ACCEPTED_PATCHES = 4
 MAX_REJECTED_FRACTION = 0.5
 
