@@ -77,14 +77,15 @@ def choose_patch_grid(
     return PatchGridChoice((0, 0), f"frame too small for 2 x 2 patches of {AUTO_MIN_PATCH_PX} px")
 
 
-def spatial_control_shape(patches: tuple[int, int]) -> tuple[int, int]:
-    """Control points ``(n_y, n_x)`` of the deformation field for a patch grid (nx, ny): as many as
-    patches up to 3 per axis, one fewer beyond (4 at most), so the field never has more freedom
-    than the patches can pin down."""
-    def one(n: int) -> int:
+def spatial_control_candidates(patches: tuple[int, int]) -> list[tuple[int, int]]:
+    """Candidate control grids ``(n_y, n_x)`` of the deformation field for a patch grid (nx, ny):
+    from 2 per axis up to as many as patches (3 at most) or one fewer than patches (4 at most), so
+    the field never has more freedom than the patches can pin down. The cross-validation picks one."""
+    def most(n: int) -> int:
         return n if n <= 3 else min(n - 1, 4)
 
-    return one(patches[1]), one(patches[0])
+    top_y, top_x = most(patches[1]), most(patches[0])
+    return [(min(k, top_y), min(k, top_x)) for k in range(2, max(top_y, top_x) + 1)]
 
 
 @dataclass(frozen=True)
@@ -215,12 +216,17 @@ def estimate_local_motion(
         return declined(f"only {int(accepted.sum())} of {n_patches} patches carry signal")
     if n_times < 4:
         return declined(f"only {n_times} frame groups in time")
-    fit_options = SeparableFitOptions(spatial_shape=spatial_control_shape(grid))
     reference = n_frames // 2
     common = dict(times=meas.group_times, n_frames=n_frames, image_shape=image_shape, reference_frame=reference)
     weights = accepted.astype(np.float64)
-    evidence = cross_validate_local_motion(meas.shifts_px, meas.centres_px, fit_options=fit_options,
-                                           patch_weights=weights, options=evidence_options, **common)
+    # the model's spatial freedom is chosen by the same cross-validation: the largest held-out gain
+    evidence, fit_options = None, None
+    for shape in spatial_control_candidates(grid):
+        candidate = SeparableFitOptions(spatial_shape=shape)
+        ev = cross_validate_local_motion(meas.shifts_px, meas.centres_px, fit_options=candidate,
+                                         patch_weights=weights, options=evidence_options, **common)
+        if evidence is None or ev.gain_fraction > evidence.gain_fraction:
+            evidence, fit_options = ev, candidate
     try:
         fit = fit_separable_motion(meas.shifts_px, meas.centres_px, options=fit_options, patch_weights=weights, **common)
     except (ValueError, np.linalg.LinAlgError) as err:
