@@ -830,11 +830,11 @@ def oracle_correction(sim: SimulatedMovie, **options):
     opts.update(options)
     if sim.spec.has_local_motion:
         patches = opts.get("patches")
-        if not isinstance(patches, (tuple, list)) or min(patches) < 2:
+        if not isinstance(patches, (tuple, list)) or min(patches) < 2:  # "auto" or none
             opts["patches"] = (5, 5)
         return correct_movie(sim.frames, gain=sim.gain, shifts_px=sim.shifts_px,
                              local_displacement_px=true_local_displacement(sim), **opts)
-    opts.pop("patches", None)
+    opts["patches"] = (0, 0)  # whole-frame: the true shifts are all the motion there is
     return correct_movie(sim.frames, gain=sim.gain, shifts_px=sim.shifts_px, **opts)
 
 
