@@ -49,7 +49,8 @@ def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0
     from framewatch.core.settings import CorrectionSettings
 
     settings = CorrectionSettings(
-        pixel_size_a=pixel_a, dose_per_frame_e_per_a2=dose, threads=threads, patches=tuple(patches)
+        pixel_size_a=pixel_a, dose_per_frame_e_per_a2=dose, threads=threads,
+        patches=patches if isinstance(patches, str) else tuple(patches)
     )
     # compile (or load the cache) on a tiny movie first so the timing below is the steady state
     warm_start = time.perf_counter()
@@ -61,9 +62,11 @@ def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0
         result = correct_movie_file(movie, settings=settings)
         times.append(time.perf_counter() - start)
         stages.append(result.timings_s)
+        decision = result.statistics.local_motion
         del result
     best = min(range(REPEATS), key=times.__getitem__)
-    return {"seconds": times[best], "first_s": times[0], "warm_up_s": warm, "stages_s": stages[best]}
+    return {"seconds": times[best], "first_s": times[0], "warm_up_s": warm, "stages_s": stages[best],
+            "local_motion": decision}
 
 
 def warm_up(threads: int, patches=(0, 0)) -> None:
@@ -78,6 +81,8 @@ def main(argv: list[str]) -> None:
         out = floor(argv[1], int(argv[2]))
     elif kind == "correct":
         patches = (int(argv[5]), int(argv[6])) if len(argv) > 6 else (0, 0)
+        if len(argv) > 5 and argv[5] == "auto":
+            patches = "auto"
         out = correct(argv[1], int(argv[2]), float(argv[3]), float(argv[4]), patches)
     elif kind == "compile":
         start = time.perf_counter()

@@ -18,7 +18,6 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .binning import bin_image
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels, read_defect_file
 from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
 from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, accumulated_motion
@@ -27,7 +26,8 @@ from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, s
 from .frc import frc_crossing_a, frc_curve
 from .gain import load_gain_for_movie
 from .global_align import GlobalAlignment, align_frames
-from .local_align import LOCAL_FIELD_GRID_PX, KnownDisplacement, LocalMotion, PatchOptions, estimate_local_motion
+from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
+from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
 from .movie_io import open_movie
 from .resample import field_grid_shape, warp_image
 from .result import DriftStatistics, MovieResult
@@ -78,7 +78,7 @@ def correct_movie(
             raise MovieFormatError(f"frame {i} contains NaN or Inf values", path=where, fix="the movie is corrupt")
     if shifts_px is not None and np.shape(shifts_px) != (len(raw), 2):
         raise SettingsError(f"shifts_px has shape {np.shape(shifts_px)}, expected ({len(raw)}, 2)")
-    if local_displacement_px is not None and (shifts_px is None or min(cfg.patches) < 2):
+    if local_displacement_px is not None and (shifts_px is None or not cfg.local_requested):
         raise SettingsError("local_displacement_px needs shifts_px and patches (a known motion to apply)")
     return _MovieCorrection(cfg, shape, movie_path).run(
         raw, gain, defect_mask, read_s=time.perf_counter() - started, known_shifts_px=shifts_px,
@@ -213,8 +213,8 @@ class _MovieCorrection:
 
     @property
     def local(self) -> bool:
-        """Patch alignment is on when both patch counts are at least 2."""
-        return min(self.cfg.patches) >= 2
+        """Patches are measured: ``patches="auto"`` or both counts at least 2."""
+        return self.cfg.local_requested
 
     def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None, known_local=None) -> MovieResult:
         cfg, shape, timings = self.cfg, self.shape, {"read_s": read_s}
@@ -240,11 +240,20 @@ class _MovieCorrection:
             replacer.apply(image, i)
             return image
 
-        if self.local:
-            alignment, local, spectra = self._align_local(raw, corrected, known_shifts_px, known_local, timings)
+        if self.local and known_local is not None:
+            alignment = self._global([None] * n, self.shape, 1.0, known_shifts_px)
+            local = LocalMotion(KnownDisplacement(known_local), None, None, None, 0.0, None, decision="given",
+                                reason="given by the caller")
+            spectra = self._warped_spectra(raw, corrected, alignment, local, timings)
         else:
-            alignment, spectra = self._align_whole_frame(raw, corrected, known_shifts_px, timings)
+            alignment, spectra, cropped = self._align_whole_frame(raw, corrected, known_shifts_px, timings,
+                                                                  keep_raw=self.local)
             local = None
+            if self.local:
+                local = self._local_motion(cropped, alignment, timings)
+                if local.model is not None:  # a second pass: warp every frame, transform it again
+                    spectra = self._warped_spectra(raw, corrected, alignment, local, timings)
+            del cropped
 
         t = time.perf_counter()
         sums = self._sums(spectra, n, alignment.shifts_px, doses)
@@ -277,14 +286,17 @@ class _MovieCorrection:
             patch_residual_mean_px=None if local is None else local.residual_mean_px,
             patch_residual_max_px=None if local is None else local.residual_max_px,
             patches_rejected_fraction=None if local is None else local.rejected_fraction,
+            **(local.statistics() if local is not None else {"local_motion": "off (--patches 0 0)"}),
         )
         notes = []
         if not alignment.converged:
             notes.append(f"alignment stopped after {alignment.iterations} iterations without reaching {cfg.tolerance_px} px")
         if alignment.outlier_frames:
             notes.append(f"outlier frames placed by their neighbours: {list(alignment.outlier_frames)}")
-        if local is not None and local.fallback_reason:
-            notes.append(f"local motion not applied (whole-frame only): {local.fallback_reason}")
+        if local is not None and local.decision in ("declined", "off"):
+            notes.append(f"local_motion: {local.label}; whole-frame only")
+        elif local is not None and local.decision == "forced":
+            notes.append(f"local_motion: {local.label}")
         timings["total_s"] = sum(timings.values())
         return MovieResult(
             dose_weighted_sum=images["full"],
@@ -322,13 +334,17 @@ class _MovieCorrection:
             threads=self.threads,
         )
 
-    def _align_whole_frame(self, raw: list, corrected, known_shifts_px, timings: dict):
-        """One pass: transform every frame once, keep its spectrum, align on Fourier-cropped copies."""
+    def _align_whole_frame(self, raw: list, corrected, known_shifts_px, timings: dict, *, keep_raw: bool = False):
+        """One pass: transform every frame once, keep its spectrum, align on Fourier-cropped copies.
+
+        Returns the alignment, the output-size spectra and the Fourier-cropped alignment spectra.
+        ``keep_raw``: keep the decoded frames (a local warp may need a second pass)."""
         t = time.perf_counter()
         spectra, cropped = [], []
         for i in range(len(raw)):
             image = corrected(i)
-            raw[i] = None  # release the decoded frame
+            if not keep_raw:
+                raw[i] = None  # release the decoded frame
             spec = self._to_output(rfft2(image, threads=self.threads))
             spectra.append(spec)
             cropped.append(fourier_crop(spec, self.shape, self.align_shape))
@@ -336,53 +352,46 @@ class _MovieCorrection:
         t = time.perf_counter()
         alignment = self._global(cropped, self.align_shape, self.bin_factor, known_shifts_px)
         timings["align_s"] = time.perf_counter() - t
-        return alignment, spectra
+        return alignment, spectra, cropped
 
-    def _align_local(self, raw: list, corrected, known_shifts_px, known_local, timings: dict):
-        """Two passes: align whole frames and patches on a binned copy, then warp, transform and sum.
-
-        The alignment copy is binned in real space (an integer factor), so each frame is transformed
-        at full size only once, in the second pass, after the local warp.
-        """
-        cfg, n = self.cfg, len(raw)
-        factor = max(1, int(round(self.bin_factor)))
+    def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict) -> LocalMotion:
+        """Patches on the registered alignment copy (the cropped spectra shifted by the whole-frame
+        trajectory), the evidence rule and the pooled fit (:mod:`framewatch.core.local_motion`)."""
+        cfg = self.cfg
         t = time.perf_counter()
-        if known_local is not None:
-            alignment = self._global([None] * n, self.shape, 1.0, known_shifts_px)
-            local = LocalMotion(KnownDisplacement(known_local), None, None, None, 0.0, None)
-            return alignment, local, self._warped_spectra(raw, corrected, alignment, local, timings)
-        small = [bin_image(corrected(i), factor * cfg.fourier_bin) for i in range(n)]
-        small_shape = small[0].shape
-        small_spectra = [rfft2(img, threads=self.threads) for img in small]
-        timings["bin_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        alignment = self._global(small_spectra, small_shape, float(factor), known_shifts_px)
-        timings["align_s"] = time.perf_counter() - t
-        t = time.perf_counter()
+        patches = cfg.patches
+        if patches == "auto":
+            significance = alignment.peak_significance
+            whole_sig = float(np.median(significance)) if significance is not None and len(significance) else 0.0
+            choice = choose_patch_grid(self.align_shape, bin_factor=self.bin_factor, whole_frame_significance=whole_sig,
+                                       overlap=cfg.patch_overlap)
+            if choice.patches == (0, 0):
+                timings["local_align_s"] = time.perf_counter() - t
+                return local_motion_off(f"--patches auto: {choice.reason}")
+            patches = choice.patches
+        shape = self.align_shape
         registered = np.stack([
-            irfft2(shift_spectrum(spec, small_shape, *(-alignment.shifts_px[i] / factor)), small_shape, threads=self.threads)
-            for i, spec in enumerate(small_spectra)
+            irfft2(shift_spectrum(spec, shape, *(-alignment.shifts_px[i] / self.bin_factor)), shape, threads=self.threads)
+            for i, spec in enumerate(cropped)
         ])
-        del small, small_spectra
         local = estimate_local_motion(
             registered,
-            bin_factor=float(factor),
+            bin_factor=float(self.bin_factor),
             image_shape=self.shape,
             pixel_size_a=self.pixel_size_a,
             dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
             options=PatchOptions(
-                patches=cfg.patches,
+                patches=patches,
                 overlap=cfg.patch_overlap,
                 bfactor_px2=cfg.patch_bfactor_px2,
                 max_iterations=cfg.max_iterations,
                 tolerance_px=cfg.tolerance_px,
                 threads=self.threads,
             ),
+            force=cfg.local_force,
         )
-        del registered
         timings["local_align_s"] = time.perf_counter() - t
-
-        return alignment, local, self._warped_spectra(raw, corrected, alignment, local, timings)
+        return local
 
     def _warped_spectra(self, raw: list, corrected, alignment: GlobalAlignment, local, timings: dict):
         """Yield each frame's spectrum after warping it by the local model (second pass)."""

@@ -21,8 +21,11 @@ import numba
 import numpy as np
 
 from .fourier import irfft2, shift_spectrum
-from .peak import correlation_at, find_peak, gaussian_offset, offset_mask
+from .peak import correlation_at, find_peak, gaussian_offset, offset_mask, refine_peak
+from .spectral_weight import SpectralSNR, estimate_spectral_snr, spectral_snr_weight
 from .trajectory import regularise_trajectory
+
+WEIGHTINGS = ("spectral_snr", "bfactor")
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,12 @@ class GlobalAlignment:
     """``shifts_px`` ``(n_frames, 2)`` (x, y) unbinned, frame 0 = (0, 0), DESIGN convention.
 
     ``residual_px``: RMS distance between the last measured positions and the smooth trajectory
-    (unbinned px). ``outlier_frames``: indices whose measurement was rejected. ``peak_heights``
+    (unbinned px). ``outlier_frames``: indices whose measurement was rejected.     ``peak_heights``
     ``(n_frames,)``: last correlation peak heights; ``peak_significance`` ``(n_frames,)``: each peak
     height over the RMS of its whole correlation map (from Parseval; about 4-5 for pure noise).
+    ``weighting``: the filter of the last iteration, ``"spectral_snr"`` or ``"bfactor"`` (with the
+    reason in parentheses when the spectral weight was asked for but not usable); ``spectral_snr``:
+    the last estimate (:class:`framewatch.core.spectral_weight.SpectralSNR`), if any.
     """
 
     shifts_px: np.ndarray
@@ -42,6 +48,8 @@ class GlobalAlignment:
     outlier_frames: tuple[int, ...]
     peak_heights: np.ndarray
     peak_significance: np.ndarray | None = None
+    weighting: str = "bfactor"
+    spectral_snr: SpectralSNR | None = None
 
 
 def bfactor_filter(shape: tuple[int, int], *, bfactor_px2: float) -> np.ndarray:
@@ -94,26 +102,45 @@ def align_frames(
     tolerance_px: float,
     max_shift_px: float,
     threads: int,
+    weighting: str = "spectral_snr",
 ) -> GlobalAlignment:
     """Align Fourier-cropped frame spectra (each complex64 ``(ny, nx//2+1)`` of an image ``shape``).
 
     ``bin_factor`` converts alignment pixels to movie pixels; ``max_shift_px`` is in movie pixels.
+    ``weighting``: ``"spectral_snr"`` (default) filters the cross-power of iterations 2 and later by
+    the weight built from the movie's own spectral SNR (:mod:`framewatch.core.spectral_weight`,
+    re-estimated from the frames as aligned so far) and refines each peak by Newton steps on the
+    exact correlation; the first iteration (coarse search on unaligned frames) and any iteration
+    where the estimate has too little signal use ``exp(-bfactor_px2 s^2 / 4)`` and the 3-point fit.
+    ``"bfactor"``: the B-factor filter throughout (the behaviour before issue 12).
     """
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting {weighting!r} is not one of {WEIGHTINGS}")
     n = len(spectra)
     pos = np.zeros((n, 2))  # alignment pixels, (x, y)
     heights = np.zeros(n)
     map_rms = np.ones(n)
     if n < 2:
         return GlobalAlignment(pos, 0, True, 0.0, (), heights, np.zeros(n))
-    filt = bfactor_filter(shape, bfactor_px2=bfactor_px2)
+    bfilt = bfactor_filter(shape, bfactor_px2=bfactor_px2)
     mask = offset_mask(shape, max(2.0, max_shift_px / bin_factor))
     local = np.array([-1.0, 0.0, 1.0])
     converged = False
     smoothed = None
     iteration = 0
+    used = "bfactor"
+    estimate = None
     for iteration in range(1, max_iterations + 1):
         shifted = [shift_spectrum(spec, shape, -pos[i, 0], -pos[i, 1]) for i, spec in enumerate(spectra)]
         total = np.sum(shifted, axis=0)
+        filt, used = bfilt, "bfactor"
+        if weighting == "spectral_snr" and iteration > 1:
+            estimate = estimate_spectral_snr(shifted, total, shape)
+            data_filt = spectral_snr_weight(estimate, shape)
+            if data_filt is None:
+                used = "bfactor (spectral SNR estimate not significant)"
+            else:
+                filt, used = data_filt, "spectral_snr"
         measured = pos.copy()
         for i in range(n):
             xp = loo_cross_power(shifted[i], total, filt)
@@ -126,6 +153,10 @@ def align_frames(
                 heights[i] = f0
             else:
                 dx, dy, heights[i] = find_peak(irfft2(xp, shape, threads=threads), mask)
+            if used == "spectral_snr":
+                refined = refine_peak(xp, shape, dx, dy)
+                if refined is not None:
+                    dx, dy, heights[i] = refined
             measured[i] += (dx, dy)
         smoothed = regularise_trajectory(
             measured,
@@ -148,4 +179,6 @@ def align_frames(
         outlier_frames=tuple(int(i) for i in np.flatnonzero(smoothed.outliers)),
         peak_heights=heights,
         peak_significance=heights / map_rms,
+        weighting=used,
+        spectral_snr=estimate,
     )

@@ -6,13 +6,14 @@ overlap (default 50 %), centres evenly spaced from edge to edge. Each patch has 
 is tapered with a cosine edge (1/8 of its size on each side) before its transform, so the patch
 border makes no cross at zero shift. Frames are grouped in time when one frame carries too little
 signal: the group holds at least ``MIN_ELECTRONS_PER_PATCH_GROUP`` electrons in a patch
-(``dose_per_frame * group * patch area in A^2``). Each patch's groups are aligned with the same
-estimator as the whole frame (leave-one-out references, B-factor, Gaussian sub-pixel peaks,
-:func:`framewatch.core.global_align.align_frames`); the result is each patch's *residual*
-trajectory in movie pixels. A patch is rejected when its correlation peaks are no more significant
+(``dose_per_frame * group * patch area in A^2``). Each patch's groups are correlated with the sum of
+the others (leave-one-out references, the B-factor filter with the zero frequency and central cross
+removed, Gaussian sub-pixel peaks within ``MAX_LOCAL_SHIFT_PX``), twice (:func:`patch_trajectory`);
+the result is each patch's *residual* trajectory in movie pixels.
+A patch is rejected when its correlation peaks are no more significant
 than noise (median peak significance below ``MIN_PATCH_SIGNIFICANCE``, or below a quarter of the
-median patch's); the smooth model (:mod:`framewatch.core.motion_model`) down-weights the rest
-robustly.
+median patch's); the pooled model (:mod:`framewatch.core.separable_motion`) down-weights the rest
+robustly, and :mod:`framewatch.core.local_motion` decides whether to apply it.
 """
 from __future__ import annotations
 
@@ -22,17 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from .global_align import align_frames
-from .motion_model import LocalMotionModel, fit_local_motion
+from .fourier import irfft2, shift_spectrum
+from .global_align import bfactor_filter, correlation_rms, loo_cross_power
+from .peak import find_peak, offset_mask
 
 MIN_ELECTRONS_PER_PATCH_GROUP = 1.0e5
-MIN_PATCH_SIGNIFICANCE = 8.0
+MIN_PATCH_SIGNIFICANCE = 5.0
 TAPER_FRACTION = 0.125
+MAX_LOCAL_SHIFT_PX = 8.0  # movie px: the largest residual a patch may have after whole-frame alignment
+PATCH_ITERATIONS = 2  # passes of leave-one-out correlation per patch (the frames come globally aligned)
 LOCAL_FIELD_GRID_PX = 32  # the model is evaluated every 32 movie pixels and interpolated between
-MIN_ACCEPTED_PATCHES = 4
-MAX_ACCEPTED_REJECTED_FRACTION = 0.5
-MAX_MODEL_RMS_PX = 0.75
-MIN_USEFUL_LOCAL_PX = 0.15  # below this everywhere, resampling would cost more than it corrects
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,39 @@ def group_size_for(*, dose_per_frame_e_per_a2: float, patch_area_a2: float, n_fr
     return int(min(size, max(1, n_frames // 3)))
 
 
+def patch_trajectory(
+    spectra: list[np.ndarray],
+    *,
+    shape: tuple[int, int],
+    filt: np.ndarray,
+    mask: np.ndarray,
+    iterations: int,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(n, 2)`` (x, y, alignment px) of one patch's frames (or frame groups), each
+    against the sum of the others (leave-one-out), and each peak's significance ``(n,)``.
+
+    The frames are already globally aligned, so the first pass correlates them as they are; each
+    further pass shifts them by the current estimates before building the references. No temporal
+    smoothing: the pooled model (:mod:`framewatch.core.separable_motion`) does that across patches.
+    """
+    n = len(spectra)
+    pos = np.zeros((n, 2))
+    sig = np.zeros(n)
+    for _ in range(iterations):
+        shifted = [spec if not pos[i].any() else shift_spectrum(spec, shape, -pos[i, 0], -pos[i, 1])
+                   for i, spec in enumerate(spectra)]
+        total = np.sum(shifted, axis=0)
+        new = pos.copy()
+        for i in range(n):
+            xp = loo_cross_power(shifted[i], total, filt)
+            dx, dy, height = find_peak(irfft2(xp, shape, threads=threads), mask)
+            sig[i] = height / max(correlation_rms(xp, shape), 1e-30)
+            new[i] = pos[i] + (dx, dy)
+        pos = new - new.mean(axis=0)
+    return pos, sig
+
+
 @dataclass(frozen=True)
 class PatchOptions:
     """How patches are laid out and aligned: ``patches`` (nx, ny), ``overlap`` fraction, B-factor in
@@ -132,6 +165,9 @@ def measure_patches(
     n_patches = len(grid.corners)
     shifts = np.zeros((n_patches, len(bounds), 2))
     significance = np.zeros(n_patches)
+    filt = bfactor_filter((size, size), bfactor_px2=options.bfactor_px2)
+    mask = offset_mask((size, size), max(2.0, MAX_LOCAL_SHIFT_PX / bin_factor))
+    iterations = max(1, min(options.max_iterations, PATCH_ITERATIONS))
     for p, (x0, y0) in enumerate(grid.corners):
         spectra = []
         for a, b in bounds:
@@ -139,134 +175,10 @@ def measure_patches(
             block -= block.mean()
             block *= window
             spectra.append(scipy.fft.rfft2(block, workers=options.threads))
-        result = align_frames(
-            spectra,
-            shape=(size, size),
-            bin_factor=bin_factor,
-            dose_per_frame_e_per_a2=dose_per_frame_e_per_a2 * g,
-            bfactor_px2=options.bfactor_px2,
-            max_iterations=options.max_iterations,
-            tolerance_px=options.tolerance_px,
-            max_shift_px=size * bin_factor / 4.0,
-            threads=options.threads,
-        )
-        shifts[p] = result.shifts_px
-        significance[p] = float(np.median(result.peak_significance))
+        pos, sig = patch_trajectory(spectra, shape=(size, size), filt=filt, mask=mask, iterations=iterations,
+                                    threads=options.threads)
+        shifts[p] = (pos - pos[0]) * bin_factor
+        significance[p] = float(np.median(sig))
     rejected = (significance < MIN_PATCH_SIGNIFICANCE) | (significance < 0.25 * float(np.median(significance)))
     centres = (grid.centres_px + 0.5) * bin_factor - 0.5
     return PatchMeasurements(shifts, centres, group_times, significance, rejected, g)
-
-
-@dataclass(frozen=True)
-class KnownDisplacement:
-    """A local motion given by the caller (e.g. the simulator's truth, for an oracle sum)."""
-
-    function: object
-
-    def displacement(self, x, y, t):
-        return self.function(x, y, t)
-
-    def summary(self) -> dict:
-        return {"kind": "given by the caller"}
-
-
-@dataclass(frozen=True)
-class LocalMotion:
-    """The local motion of one movie (``MovieResult.local_motion``).
-
-    ``model``: the smooth model, registered to the middle frame (``displacement(x, y, n // 2) == 0``);
-    ``None`` when the fit fell back to whole-frame only, with ``fallback_reason`` saying why.
-    ``patches``: the measurements. ``residual_mean_px`` / ``residual_max_px``: distance between the
-    accepted patch measurements and the model; ``rejected_fraction``: patches rejected for lack of
-    signal or as outliers of the fit.
-    """
-
-    model: LocalMotionModel | KnownDisplacement | None
-    patches: PatchMeasurements | None
-    residual_mean_px: float | None
-    residual_max_px: float | None
-    rejected_fraction: float
-    fallback_reason: str | None
-
-    def summary(self) -> dict:
-        p = self.patches
-        if p is None:
-            return {"applied": self.model is not None, "model": None if self.model is None else self.model.summary()}
-        return {
-            "applied": self.model is not None,
-            "fallback_reason": self.fallback_reason,
-            "group_size_frames": p.group_size,
-            "group_times_frames": p.group_times.tolist(),
-            "patch_centres_px": p.centres_px.round(2).tolist(),
-            "patch_shifts_px": p.shifts_px.round(4).tolist(),
-            "patch_significance": p.significance.round(2).tolist(),
-            "patch_rejected": p.rejected.tolist(),
-            "residual_mean_px": self.residual_mean_px,
-            "residual_max_px": self.residual_max_px,
-            "rejected_fraction": self.rejected_fraction,
-            "model": None if self.model is None else self.model.summary(),
-        }
-
-
-def estimate_local_motion(
-    registered: np.ndarray,
-    *,
-    bin_factor: float,
-    image_shape: tuple[int, int],
-    pixel_size_a: float,
-    dose_per_frame_e_per_a2: float,
-    options: PatchOptions,
-) -> LocalMotion:
-    """Measure patches on the registered binned frames ``(n_frames, ay, ax)`` and fit the model.
-
-    Falls back to whole-frame only (``model=None``) when fewer than ``MIN_ACCEPTED_PATCHES`` patches
-    or less than half of them carry signal, or when the fit's RMS residual exceeds
-    ``MAX_MODEL_RMS_PX``; the reason is recorded.
-    """
-    n_frames = registered.shape[0]
-    meas = measure_patches(
-        registered,
-        bin_factor=bin_factor,
-        pixel_size_a=pixel_size_a,
-        dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
-        options=options,
-    )
-    n_patches, n_groups = meas.shifts_px.shape[:2]
-    accepted = ~meas.rejected
-    if accepted.sum() < MIN_ACCEPTED_PATCHES or accepted.mean() < 1.0 - MAX_ACCEPTED_REJECTED_FRACTION:
-        reason = f"only {int(accepted.sum())} of {n_patches} patches carry signal"
-        return LocalMotion(None, meas, None, None, float(meas.rejected.mean()), reason)
-    if n_groups < 2:
-        return LocalMotion(None, meas, None, None, float(meas.rejected.mean()), "too few frame groups in time")
-    xs = np.repeat(meas.centres_px[:, 0], n_groups)
-    ys = np.repeat(meas.centres_px[:, 1], n_groups)
-    ts = np.tile(meas.group_times, n_patches)
-    quality = np.repeat(accepted.astype(np.float64), n_groups)
-    fit = fit_local_motion(
-        xs, ys, ts, meas.shifts_px[:, :, 0].ravel(), meas.shifts_px[:, :, 1].ravel(),
-        image_shape=image_shape, n_frames=n_frames, quality=quality, reference_frame=n_frames // 2,
-    )
-    used = fit.weights > 0
-    per_patch_used = used.reshape(n_patches, n_groups).any(axis=1)
-    rejected_fraction = float(1.0 - per_patch_used.mean())
-    residuals = fit.residuals_px[used]
-    mean_r, max_r = float(residuals.mean()), float(residuals.max())
-    if fit.rms_px > MAX_MODEL_RMS_PX:
-        reason = f"the smooth model misfits the patches by {fit.rms_px:.2f} px RMS (> {MAX_MODEL_RMS_PX} px)"
-        return LocalMotion(None, meas, mean_r, max_r, rejected_fraction, reason)
-    largest = largest_displacement_px(fit.model, image_shape=image_shape, n_frames=n_frames)
-    if largest < MIN_USEFUL_LOCAL_PX:
-        reason = f"local motion below {MIN_USEFUL_LOCAL_PX} px everywhere (largest {largest:.3f} px): not worth resampling"
-        return LocalMotion(None, meas, mean_r, max_r, rejected_fraction, reason)
-    return LocalMotion(fit.model, meas, mean_r, max_r, rejected_fraction, None)
-
-
-def largest_displacement_px(model, *, image_shape: tuple[int, int], n_frames: int, samples: int = 17) -> float:
-    """Largest |displacement| of ``model`` on a ``samples x samples`` grid over all frames."""
-    ny, nx = image_shape
-    gx, gy = np.meshgrid(np.linspace(0, nx - 1, samples), np.linspace(0, ny - 1, samples))
-    largest = 0.0
-    for t in range(n_frames):
-        dx, dy = model.displacement(gx, gy, float(t))
-        largest = max(largest, float(np.sqrt(np.max(dx**2 + dy**2))))
-    return largest

@@ -55,7 +55,7 @@ import numpy as np
 
 from .resample import field_grid_shape
 
-__all__ = ["LocalMotionModel", "ModelFit", "default_control_shape", "fit_local_motion"]
+__all__ = ["LocalFitOptions", "LocalMotionModel", "ModelFit", "default_control_shape", "fit_local_motion"]
 
 _DEFAULT_MAX_CONTROL = 4  # default control points per axis (fewer if fewer distinct values)
 _MAX_FITS = 5  # least-squares solves in the robust loop
@@ -332,46 +332,36 @@ def _robust_scale(resid: np.ndarray, active: np.ndarray) -> float:
     return max(_MAD_TO_SIGMA * mad, _SIGMA_FLOOR_PX)
 
 
-def fit_local_motion(
-    xs,
-    ys,
-    ts,
-    dxs,
-    dys,
-    *,
-    image_shape: tuple[int, int],
-    n_frames: int,
-    control_shape: tuple[int, int, int] | None = None,
-    quality=None,
-    smoothness: float = 1e-3,
-    reference_frame: int | None = None,
-) -> ModelFit:
-    """Fit a :class:`LocalMotionModel` to patch measurements by robust weighted least squares.
+@dataclass(frozen=True, kw_only=True)
+class LocalFitOptions:
+    """How :func:`fit_local_motion` fits: ``control_shape`` ``(n_t, n_y, n_x)`` (``None``:
+    :func:`default_control_shape` of the accepted observations), ``smoothness`` (weight of the
+    second-difference penalty relative to the mean data weight, 0 = none) and ``reference_frame``
+    (the returned model reports displacements relative to it)."""
 
-    Parameters
-    ----------
-    xs, ys
-        ``(n_obs,)`` patch centres in movie pixels.
-    ts
-        ``(n_obs,)`` observation times as (float) frame indices, e.g. frame-group centres.
-    dxs, dys
-        ``(n_obs,)`` measured residual displacements in movie pixels. Non-finite values are
-        treated as rejected (quality 0).
-    image_shape, n_frames
-        ``(ny, nx)`` of the movie and its number of frames (they set the spline domains).
-    control_shape
-        ``(n_t, n_y, n_x)``; default :func:`default_control_shape` of the accepted observations
-        (``min(4, number of distinct values)`` per axis).
-    quality
-        Optional ``(n_obs,)`` weights in [0, 1] (e.g. relative correlation peak height); 0 =
-        rejected before fitting.
-    smoothness
-        Weight of the second-difference penalty relative to the mean data weight (0 = none).
-    reference_frame
-        If given, the returned model reports displacements relative to this frame.
+    control_shape: tuple[int, int, int] | None = None
+    smoothness: float = 1e-3
+    reference_frame: int | None = None
 
-    Raises ``ValueError`` when no observation has quality > 0 or inputs disagree in length.
-    """
+    def __post_init__(self) -> None:
+        if self.smoothness < 0 or not np.isfinite(self.smoothness):
+            raise ValueError(f"smoothness must be >= 0, got {self.smoothness}")
+
+
+@dataclass(frozen=True)
+class _Observations:
+    """Validated observations: positions and times ``(m,)``, displacements ``b`` ``(m, 2)`` (0 where
+    not finite), quality ``q`` ``(m,)`` (0 where not finite) and the finite mask."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    ts: np.ndarray
+    b: np.ndarray
+    q: np.ndarray
+    finite: np.ndarray
+
+
+def _validated_observations(xs, ys, ts, dxs, dys, quality) -> _Observations:
     xs, ys, ts, dxs, dys = (np.asarray(v, dtype=np.float64).ravel() for v in (xs, ys, ts, dxs, dys))
     m = xs.shape[0]
     if not all(v.shape[0] == m for v in (ys, ts, dxs, dys)):
@@ -386,39 +376,39 @@ def fit_local_motion(
             raise ValueError("quality must have one value per observation")
         if not np.all((q >= 0) & (q <= 1)):
             raise ValueError("quality values must lie in [0, 1]")
-    if smoothness < 0 or not np.isfinite(smoothness):
-        raise ValueError(f"smoothness must be >= 0, got {smoothness}")
     finite = np.isfinite(dxs) & np.isfinite(dys)
     q[~finite] = 0.0
-    active = q > 0
-    if not np.any(active):
+    if not np.any(q > 0):
         raise ValueError("no observation with quality > 0 to fit")
-    if control_shape is None:
-        control_shape = default_control_shape(xs[active], ys[active], ts[active], image_shape=image_shape, n_frames=n_frames)
-    zeros = np.zeros(tuple(int(v) for v in control_shape))
-    template = LocalMotionModel(tuple(control_shape), zeros, zeros, tuple(image_shape), int(n_frames))
-    a = _design_matrix(template, xs, ys, ts)
     b = np.stack([np.where(finite, dxs, 0.0), np.where(finite, dys, 0.0)], axis=1)
-    penalty = _penalty_matrix(template.control_shape)
+    return _Observations(xs, ys, ts, b, q, finite)
 
-    robust = np.ones(m)
+
+def _robust_weights(a: np.ndarray, obs: _Observations, penalty: np.ndarray, smoothness: float) -> np.ndarray:
+    """Tukey weights ``(m,)`` from iteratively re-weighted least squares (up to ``_MAX_FITS - 1`` solves)."""
+    active = obs.q > 0
+    robust = np.ones(obs.q.shape[0])
     for _ in range(_MAX_FITS - 1):
-        coef = _solve(a, b, q * robust, penalty, smoothness)
-        resid = b - a @ coef
+        coef = _solve(a, obs.b, obs.q * robust, penalty, smoothness)
+        resid = obs.b - a @ coef
         cutoff = max(_REJECT_SIGMAS * _robust_scale(resid, active), _REJECT_FLOOR_PX)
         rmag = np.hypot(resid[:, 0], resid[:, 1])
         new = np.where(rmag < cutoff, (1.0 - (rmag / cutoff) ** 2) ** 2, 0.0)
-        if not np.any(q * new > 0):
+        if not np.any(obs.q * new > 0):
             break  # keep the previous weights rather than reject everything
         converged = float(np.max(np.abs(new - robust))) < 1e-4
         robust = new
         if converged:
             break
-    weights = q * robust
-    coef = _solve(a, b, weights, penalty, smoothness)
-    resid = b - a @ coef
+    return robust
+
+
+def _final_fit(a, obs: _Observations, weights, penalty, template: LocalMotionModel, options: LocalFitOptions) -> ModelFit:
+    """The last solve with the final weights, its residuals and the model."""
+    coef = _solve(a, obs.b, weights, penalty, options.smoothness)
+    resid = obs.b - a @ coef
     rmag = np.hypot(resid[:, 0], resid[:, 1])
-    rmag[~finite] = np.nan
+    rmag[~obs.finite] = np.nan
     accepted = weights > 0
     rms = float(np.sqrt(np.sum(weights[accepted] * rmag[accepted] ** 2) / np.sum(weights[accepted])))
     model = LocalMotionModel(
@@ -427,6 +417,50 @@ def fit_local_motion(
         coef[:, 1].reshape(template.control_shape),
         template.image_shape,
         template.n_frames,
-        reference_frame,
+        options.reference_frame,
     )
     return ModelFit(model=model, weights=weights, residuals_px=rmag, rms_px=rms)
+
+
+def fit_local_motion(
+    xs,
+    ys,
+    ts,
+    dxs,
+    dys,
+    *,
+    image_shape: tuple[int, int],
+    n_frames: int,
+    quality=None,
+    options: LocalFitOptions | None = None,
+    **option_values,
+) -> ModelFit:
+    """Fit a :class:`LocalMotionModel` to patch measurements by robust weighted least squares.
+
+    ``xs``, ``ys``: ``(n_obs,)`` patch centres (movie px); ``ts``: ``(n_obs,)`` times as (float)
+    frame indices; ``dxs``, ``dys``: ``(n_obs,)`` residual displacements (movie px; non-finite =
+    rejected); ``image_shape`` ``(ny, nx)`` and ``n_frames`` set the spline domains; ``quality``:
+    optional ``(n_obs,)`` weights in [0, 1] (0 = rejected before fitting). How to fit:
+    ``options`` (:class:`LocalFitOptions`) or its fields as keywords (``control_shape=``,
+    ``smoothness=``, ``reference_frame=``).
+
+    Steps: validate the observations; build the design and penalty for the control grid; robust
+    (Tukey) weights by iteratively re-weighted least squares; the final solve.
+    Raises ``ValueError`` when no observation has quality > 0 or inputs disagree in length.
+    """
+    if options is None:
+        options = LocalFitOptions(**option_values)
+    elif option_values:
+        raise ValueError(f"give options= or its fields as keywords, not both (got {sorted(option_values)})")
+    obs = _validated_observations(xs, ys, ts, dxs, dys, quality)
+    control_shape = options.control_shape
+    if control_shape is None:
+        active = obs.q > 0
+        control_shape = default_control_shape(obs.xs[active], obs.ys[active], obs.ts[active], image_shape=image_shape,
+                                              n_frames=n_frames)
+    zeros = np.zeros(tuple(int(v) for v in control_shape))
+    template = LocalMotionModel(tuple(control_shape), zeros, zeros, tuple(image_shape), int(n_frames))
+    a = _design_matrix(template, obs.xs, obs.ys, obs.ts)
+    penalty = _penalty_matrix(template.control_shape)
+    robust = _robust_weights(a, obs, penalty, options.smoothness)
+    return _final_fit(a, obs, obs.q * robust, penalty, template, options)

@@ -5,12 +5,18 @@ and its two neighbours, exact for a Gaussian peak, which is what the B-factor-fi
 cross-correlation of white-ish signals is; a parabola through the same points is biased towards
 whole pixels ("pixel locking"). Where a neighbour is not positive the parabola is used instead.
 Correlation maps are ``(ny, nx)`` with zero shift at index (0, 0) (wrapped, as an inverse FFT gives).
+
+A filter that is not a Gaussian (the data-derived weight of :mod:`framewatch.core.spectral_weight`)
+makes a peak the 3-point fit would bias; :func:`refine_peak` then takes Newton steps on the exact
+correlation (its value, gradient and Hessian at any fractional offset by one pass over the
+cross-power), which is unbiased for any peak shape.
 """
 from __future__ import annotations
 
 import functools
 import math
 
+import numba
 import numpy as np
 
 
@@ -75,3 +81,100 @@ def correlation_at(cross_power: np.ndarray, shape: tuple[int, int], xs, ys) -> n
     ny, nx = shape
     ex, ey = _dft_matrices((int(ny), int(nx)), tuple(float(x) for x in xs), tuple(float(y) for y in ys))
     return (ey @ (cross_power @ ex)).real / (ny * nx)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _correlation_derivatives_kernel(cross_power, ex, ey, ax, by, hw, out):  # pragma: no cover - compiled
+    """Correlation and its first and second derivatives at one (fractional) offset.
+
+    ``cross_power`` complex64 ``(ny, nkx)``; ``ex`` ``(nkx,)``, ``ey`` ``(ny,)`` complex128 phase
+    factors of the offset; ``ax`` ``(nkx,)``, ``by`` ``(ny,)`` the angular frequencies
+    ``2 pi k / n``; ``hw`` ``(nkx,)`` half-spectrum multiplicities. ``out`` (6,) float64 receives
+    ``c, dc/dx, dc/dy, d2c/dx2, d2c/dxdy, d2c/dy2`` (unnormalised sums).
+    """
+    ny, nkx = cross_power.shape
+    c = 0.0
+    gx = 0.0
+    gy = 0.0
+    hxx = 0.0
+    hxy = 0.0
+    hyy = 0.0
+    for y in range(ny):
+        eyy = ey[y]
+        b = by[y]
+        for x in range(nkx):
+            z = cross_power[y, x] * ex[x] * eyy
+            w = hw[x]
+            re = w * z.real
+            im = w * z.imag
+            a = ax[x]
+            c += re
+            gx -= a * im
+            gy -= b * im
+            hxx -= a * a * re
+            hxy -= a * b * re
+            hyy -= b * b * re
+    out[0] = c
+    out[1] = gx
+    out[2] = gy
+    out[3] = hxx
+    out[4] = hxy
+    out[5] = hyy
+
+
+@functools.lru_cache(maxsize=8)
+def _angular_frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ax`` ``(nkx,)``, ``by`` ``(ny,)`` (``2 pi k / n``, ky signed) and multiplicities ``(nkx,)``."""
+    ny, nx = shape
+    nkx = nx // 2 + 1
+    ax = 2.0 * np.pi * np.arange(nkx) / nx
+    by = 2.0 * np.pi * (np.fft.fftfreq(ny) * ny) / ny
+    hw = np.full(nkx, 2.0)
+    hw[0] = 1.0
+    if nx % 2 == 0:
+        hw[-1] = 1.0
+    for arr in (ax, by, hw):
+        arr.setflags(write=False)
+    return ax, by, hw
+
+
+def correlation_derivatives(cross_power: np.ndarray, shape: tuple[int, int], x: float, y: float) -> np.ndarray:
+    """``(6,)`` float64: the correlation ``irfft2(cross_power)`` continued to the offset ``(x, y)``
+    (the band-limited interpolation a DFT defines) and its derivatives: ``c, c_x, c_y, c_xx, c_xy,
+    c_yy``. ``cross_power`` is a half spectrum ``(ny, nx//2+1)`` of a map ``shape``."""
+    ny, nx = shape
+    if cross_power.shape != (ny, nx // 2 + 1):
+        raise ValueError(f"cross-power {cross_power.shape} does not belong to a map {shape}")
+    ax, by, hw = _angular_frequencies((int(ny), int(nx)))
+    ex = np.exp(1j * ax * x)
+    ey = np.exp(1j * by * y)
+    out = np.zeros(6)
+    _correlation_derivatives_kernel(np.ascontiguousarray(cross_power, dtype=np.complex64), ex, ey, ax, by, hw, out)
+    return out / (ny * nx)
+
+
+def refine_peak(cross_power: np.ndarray, shape: tuple[int, int], x0: float, y0: float, *,
+                max_steps: int = 4, max_move_px: float = 1.0) -> tuple[float, float, float] | None:
+    """Newton steps on the exact (band-limited) correlation from ``(x0, y0)`` to its local maximum.
+
+    Unlike a 3-point fit, this assumes no peak shape, so it has no pixel-locking bias whatever the
+    filter. Returns ``(x, y, height)``, or ``None`` when the surface is not concave along the way
+    or the maximum lies more than ``max_move_px`` from the start (then keep the 3-point estimate).
+    """
+    x, y = float(x0), float(y0)
+    d = correlation_derivatives(cross_power, shape, x, y)
+    for _ in range(max_steps):
+        hxx, hxy, hyy = d[3], d[4], d[5]
+        det = hxx * hyy - hxy * hxy
+        if not (hxx < 0 and det > 0):
+            return None
+        step_x = -(hyy * d[1] - hxy * d[2]) / det
+        step_y = -(-hxy * d[1] + hxx * d[2]) / det
+        x += step_x
+        y += step_y
+        if abs(x - x0) > max_move_px or abs(y - y0) > max_move_px:
+            return None
+        d = correlation_derivatives(cross_power, shape, x, y)
+        if abs(step_x) < 1e-4 and abs(step_y) < 1e-4:
+            break
+    return x, y, float(d[0])

@@ -36,6 +36,14 @@ class DriftStatistics:
     patch_residual_mean_px: float | None = None
     patch_residual_max_px: float | None = None
     patches_rejected_fraction: float | None = None
+    # the local-motion decision (core.local_motion): "applied", "forced (...)", "declined (reason)", "off (reason)";
+    # the patch grid, the cross-validation statistic and gain, the fitted field's RMS and standard error
+    local_motion: str | None = None
+    local_patches: str | None = None
+    local_evidence_z: float | None = None
+    local_evidence_gain_fraction: float | None = None
+    local_field_rms_px: float | None = None
+    local_field_uncertainty_px: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

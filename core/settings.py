@@ -10,6 +10,7 @@ from typing import Literal
 from .errors import SettingsError
 
 GainFlip = Literal["none", "x", "y"]
+_PATCHES_FIX = "use --patches auto, 0 0 (whole-frame only) or NX NY"
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,15 @@ class CorrectionSettings:
     ``patch_bfactor_px2`` is the same for patch alignment. ``fourier_bin`` (``--bin``) Fourier-crops
     each frame by that factor first (super-resolution movies to the physical pixel): every result is
     then in output pixels of ``pixel_size_a * fourier_bin`` (``pixel_size_a`` stays the movie's).
+    ``patches``: ``"auto"`` (default: the grid from the frame size and the signal), ``(nx, ny)``
+    (that grid), ``(0, 0)`` (whole-frame only); local motion is applied only when held-out frames
+    support it, unless ``local_force``.
     """
+
+    @property
+    def local_requested(self) -> bool:
+        """Patches are measured: ``"auto"`` or at least 2 x 2."""
+        return self.patches == "auto" or min(self.patches) >= 2
 
     pixel_size_a: float
     dose_per_frame_e_per_a2: float
@@ -64,8 +73,10 @@ class CorrectionSettings:
     max_shift_a: float = 300.0
     # hot-pixel detection on the gain-corrected movie sum
     hot_pixel_sigma: float = 8.0
-    # local motion: (nx, ny) patches; (0, 0) = whole-frame only
-    patches: tuple[int, int] = (0, 0)
+    # local motion: "auto" (grid from the frame size and the signal), (nx, ny) patches, (0, 0) = whole-frame
+    # only; the evidence rule decides per movie unless local_force
+    patches: tuple[int, int] | str = "auto"
+    local_force: bool = False
     patch_overlap: float = 0.5
     patch_bfactor_px2: float = 40.0
     # super-resolution: Fourier-crop every frame by this factor before anything else
@@ -101,8 +112,16 @@ class CorrectionSettings:
             raise SettingsError("max_iterations must be at least 1")
         if not (0.0 <= self.patch_overlap < 1.0):
             raise SettingsError(f"patch overlap {self.patch_overlap} is not in [0, 1)")
-        if len(self.patches) != 2 or min(self.patches) < 0:
-            raise SettingsError(f"patches {self.patches} must be two counts >= 0 (NX NY)")
+        if isinstance(self.patches, str):
+            if self.patches != "auto":
+                raise SettingsError(f"patches {self.patches!r} is not 'auto' or two counts", fix=_PATCHES_FIX)
+        else:
+            if len(self.patches) != 2 or min(self.patches) < 0 or any(int(p) != p for p in self.patches):
+                raise SettingsError(f"patches {self.patches} must be two counts >= 0 (NX NY)", fix=_PATCHES_FIX)
+            object.__setattr__(self, "patches", (int(self.patches[0]), int(self.patches[1])))
+            if 1 in self.patches and max(self.patches) > 1:
+                raise SettingsError(f"patches {self.patches}: one patch along an axis measures no deformation there",
+                                    fix="use at least 2 patches per axis, --patches 0 0 (off) or --patches auto")
         if self.fourier_bin not in (1, 2, 3, 4):
             raise SettingsError(f"bin factor {self.fourier_bin} is not 1-4", fix="use --bin 2 for super-resolution movies")
         if self.eer_upsampling not in (1, 2):
@@ -117,7 +136,7 @@ class CorrectionSettings:
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["patches"] = list(self.patches)
+        d["patches"] = self.patches if isinstance(self.patches, str) else list(self.patches)
         return d
 
     def numerics_hash(self) -> str:

@@ -15,6 +15,13 @@ it). Blob centres fill the field plus a margin wide enough that motion never unc
 border. At the default 60 blobs per 1000 px^2 and 15 % rms contrast, the variance of the ideal
 image splits about 36 / 44 / 16 / 3 % over the quarter bands of Nyquist.
 
+*Spectral shape* (``blob_mass_exponent`` = e, default 0). A blob's integrated mass scales as
+``sigma**e`` (peak ``~ sigma**(e - 2)``), so e > 0 moves power from the small blobs (high
+frequencies) to the large ones: a steeper, power-law-like fall-off. Quarter-band variance split of
+the ideal image (1024^2, 10 % contrast, one seed): e = 0: 45 / 38 / 14 / 2.9 %; e = 1: 55 / 33 /
+10 / 1.8 %; e = 2: 77 / 19 / 3.9 / 0.6 %; e = 3: 93 / 6 / 0.6 / 0.1 %. Real ice-embedded
+specimens at tomography dose sit around e = 1-2.
+
 *Exactness.* A detector pixel ``(i, j)`` covers ``[i - 1/2, i + 1/2) x [j - 1/2, j + 1/2)`` (pixel
 centres at integer coordinates, x = column, y = row). Every rendered value is the exact integral of
 the continuous density over the pixel's area, computed in closed form with ``erf`` (the Gaussian
@@ -29,9 +36,23 @@ convention, ``s(0) = (0, 0)``) and ``d(x, y, t) = a(t) * (u(x, y), v(x, y))`` a 
 deformation, ``a(t) = (1 - exp(-t / tau)) / (1 - exp(-(n - 1) / tau))`` (``tau = 2`` frames: fast
 early, 0 at frame 0, 1 at the last frame). ``u, v`` are sums of three plane waves of wavelength at
 least the field width, with their mean over the field removed (so ``s(t)`` is the mean motion) and
-scaled so that ``max |(u, v)|`` over the field is ``local_amplitude_px``. A blob is small, so it
+scaled so that ``max |(u, v)|`` over the field is ``local_amplitude_px``; plus ``local_bumps``
+localised Gaussian bumps, each ``A_b exp(-|(x, y) - c_b|^2 / (2 sigma_b^2))`` times a random unit
+direction, ``A_b = local_bump_amplitude_px``, ``sigma_b = local_bump_sigma_px`` (default 1/16 of the
+shorter side), centres uniform over the field. The mean of waves plus bumps over the field is
+removed (so ``s(t)`` stays the mean motion). ``tau`` is ``local_tau_frames``. A blob is small, so it
 moves rigidly with the local field evaluated at its own frame-0 centre (the usual "particle moves
 with its local field" model): each blob stays an exact Gaussian.
+
+*Global trajectories* (``trajectory``). ``"drift_jump"`` (default): a jump of ``jump_px`` over frames
+0-2, a linear drift of ``drift_px_per_frame`` at 60-120 degrees to it, 0.05 px jitter.
+``"subpixel"``: smooth, extent < 0.9 px. ``"smooth"``: a drift of 0.75-1.25 x
+``drift_px_per_frame`` whose direction turns steadily by up to 90 degrees. ``"jerky"``: a straight
+drift of ``drift_px_per_frame`` plus an independent kick ``N(0, jerk_rms_px)`` per axis every frame
+(a random walk: no smooth model fits it). ``"fast_early"`` (beam-induced): ``jump_px * (1 -
+exp(-t)) / (1 - exp(-(n - 1)))`` (time constant 1 frame: 63 % of it in the first step) in a random
+direction plus a slow drift of ``drift_px_per_frame / 4`` in another. ``"none"``, or an explicit
+``(n_frames, 2)`` array.
 
 *Transmission and dose.* Relative transmission ``T = g(1 + c (B - beta))``, where ``g`` is the
 identity above 0.5 and below it bends smoothly (same value and slope) towards a floor of 0.3 that
@@ -54,7 +75,17 @@ number of threads.
 *Ideal image.* The noiseless, gain-free expected counts per frame at the middle frame's
 configuration, ``m = n_frames // 2``: ``render_expected(sim, m)``.
 
-Randomness is split by component (specimen, trajectory, local field, gain, hot pixels, counts):
+Scoring (what every accuracy test uses)
+---------------------------------------
+``quarter_band_frc(image, sim.ideal)``: FRC of an output against the noiseless image in the middle
+frame's configuration, averaged over the four quarter bands of Nyquist (low to high).
+``oracle_correction(sim, **options)``: ``correct_movie`` of the same noisy frames with the true
+global motion and, with local motion, the true local field (``true_local_displacement(sim)``,
+registered to the middle frame): the oracle sum; accuracy is ``quarter_band_frc`` of an output over
+that of the oracle, per band. All new options default to the behaviour before they existed: the same
+seed gives the same movie.
+
+Randomness is split by component (specimen, trajectory, local field, gain, hot pixels, counts, bumps):
 the same seed with, say, another dose or gain option gives the same specimen and trajectory. (The
 specimen does depend on the largest motion, which sets the margin of blob centres.)
 """
@@ -82,6 +113,9 @@ __all__ = [
     "simulate_movie",
     "render_expected",
     "local_displacement_px",
+    "true_local_displacement",
+    "oracle_correction",
+    "quarter_band_frc",
     "local_time_profile",
     "truth_dict",
     "write_simulation",
@@ -99,6 +133,8 @@ TRANSMISSION_KNEE = 0.5  # below this T the soft floor takes over (continuous sl
 _KNEE_WIDTH = TRANSMISSION_KNEE - TRANSMISSION_FLOOR
 LOCAL_TAU_FRAMES = 2.0
 JITTER_RMS_PX = 0.05
+FAST_EARLY_TAU_FRAMES = 1.0
+TRAJECTORY_KINDS = ("drift_jump", "subpixel", "none", "smooth", "jerky", "fast_early")
 SUBPIXEL_AMPLITUDE_PX = (0.33, 0.27)  # any two positions lie < 0.86 px apart
 _DTYPE_MAX = {"uint8": 255.0, "uint16": 65535.0, "float32": math.inf}
 
@@ -112,8 +148,14 @@ class SimulationSpec:
 
     ``trajectory``: ``"drift_jump"`` (an early jump of ``jump_px`` over frames 0-2 in a random
     direction, a linear drift of ``drift_px_per_frame`` at 60-120 degrees from it, 0.05 px jitter),
-    ``"subpixel"`` (smooth, extent < 0.9 px, non-integer), ``"none"``, or an explicit
-    ``(n_frames, 2)`` sequence of (x, y) shifts in pixels with row 0 = (0, 0).
+    ``"subpixel"`` (smooth, extent < 0.9 px, non-integer), ``"smooth"`` (turning drift),
+    ``"jerky"`` (drift plus random kicks of ``jerk_rms_px`` per axis and frame), ``"fast_early"``
+    (beam-induced: ``jump_px`` approached with a 1-frame time constant, then slow drift), ``"none"``,
+    or an explicit ``(n_frames, 2)`` sequence of (x, y) shifts in pixels with row 0 = (0, 0).
+    Local motion: ``local_amplitude_px`` (smooth waves, max displacement), ``local_bumps`` Gaussian
+    bumps of ``local_bump_amplitude_px`` and width ``local_bump_sigma_px`` (None: shorter side / 16),
+    time profile constant ``local_tau_frames``. ``blob_mass_exponent``: spectral shape (0 = default;
+    larger = less high-frequency power, see the module docstring).
     ``blob_density_per_kpx2``: blobs per 1000 square pixels. ``n_large_features``: large smooth
     blobs. ``dtype``: ``"uint8"`` (counts above 255 are clipped and flagged), ``"uint16"`` or
     ``"float32"``. ``radiation_damage``: fade each frame's specimen detail with the dose it has
@@ -132,8 +174,14 @@ class SimulationSpec:
     jump_px: float = 2.5
     drift_px_per_frame: float = 0.4
     local_amplitude_px: float = 0.0
+    local_bumps: int = 0
+    local_bump_amplitude_px: float = 2.0
+    local_bump_sigma_px: float | None = None
+    local_tau_frames: float = LOCAL_TAU_FRAMES
+    jerk_rms_px: float = 0.4
     contrast_rms: float = 0.15
     blob_density_per_kpx2: float = 60.0
+    blob_mass_exponent: float = 0.0
     n_large_features: int = 3
     gain_rms: float = 0.05
     gain_columns_rms: float = 0.0
@@ -161,13 +209,23 @@ class SimulationSpec:
             raise SettingsError(f"contrast_rms {self.contrast_rms} is outside [0, 0.6)")
         if not self.blob_density_per_kpx2 > 0:
             raise SettingsError(f"blob density {self.blob_density_per_kpx2} per 1000 px^2 is not positive")
-        for name in ("jump_px", "drift_px_per_frame", "local_amplitude_px", "gain_rms", "gain_columns_rms",
-                     "gain_reference_error_rms", "hot_counts_per_frame"):
+        for name in ("jump_px", "drift_px_per_frame", "local_amplitude_px", "local_bump_amplitude_px", "jerk_rms_px",
+                     "gain_rms", "gain_columns_rms", "gain_reference_error_rms", "hot_counts_per_frame"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise SettingsError(f"{name} = {value} must be a finite number >= 0")
         if self.n_hot_pixels < 0 or self.n_hot_pixels > self.ny * (self.nx - 1):
             raise SettingsError(f"{self.n_hot_pixels} hot pixels do not fit a {self.ny} x {self.nx} frame")
+        if self.local_bumps < 0:
+            raise SettingsError(f"local_bumps {self.local_bumps} is negative", fix="give a number of bumps >= 0")
+        sigma = self.local_bump_sigma_px
+        if sigma is not None and not (sigma > 0 and math.isfinite(sigma)):
+            raise SettingsError(f"local_bump_sigma_px {sigma} is not positive", fix="give a width in px, or None")
+        if not (self.local_tau_frames > 0 and math.isfinite(self.local_tau_frames)):
+            raise SettingsError(f"local_tau_frames {self.local_tau_frames} is not positive")
+        if not (math.isfinite(self.blob_mass_exponent) and -2.0 <= self.blob_mass_exponent <= 4.0):
+            raise SettingsError(f"blob_mass_exponent {self.blob_mass_exponent} is outside [-2, 4]",
+                                fix="0 is the default spectrum; 1-3 move power to low frequencies")
         if self.n_large_features < 0:
             raise SettingsError(f"n_large_features {self.n_large_features} is negative")
         if self.dead_column is not None and not 0 <= self.dead_column < self.nx:
@@ -175,9 +233,9 @@ class SimulationSpec:
         if self.dtype not in _DTYPE_MAX:
             raise SettingsError(f"dtype {self.dtype!r} is not uint8, uint16 or float32")
         if isinstance(self.trajectory, str):
-            if self.trajectory not in ("drift_jump", "subpixel", "none"):
+            if self.trajectory not in TRAJECTORY_KINDS:
                 raise SettingsError(
-                    f"trajectory {self.trajectory!r} is unknown", fix="use drift_jump, subpixel, none or an array"
+                    f"trajectory {self.trajectory!r} is unknown", fix=f"use one of {', '.join(TRAJECTORY_KINDS)} or an array"
                 )
         else:
             shifts = np.asarray(self.trajectory, dtype=np.float64)
@@ -192,6 +250,16 @@ class SimulationSpec:
                 )
             # store hashable and immutable
             object.__setattr__(self, "trajectory", tuple((float(x), float(y)) for x, y in shifts))
+
+    @property
+    def has_local_motion(self) -> bool:
+        """True when the specimen deforms: smooth waves and/or localised bumps."""
+        return self.n_frames > 1 and (self.local_amplitude_px > 0 or (self.local_bumps > 0 and self.local_bump_amplitude_px > 0))
+
+    @property
+    def bump_sigma_px(self) -> float:
+        """Width (Gaussian sigma) of the local bumps: ``local_bump_sigma_px`` or 1/16 of the shorter side."""
+        return float(self.local_bump_sigma_px) if self.local_bump_sigma_px is not None else min(self.nx, self.ny) / 16.0
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -211,7 +279,9 @@ class SimulatedMovie:
     configuration. Model internals: ``blobs`` (n_blobs, 4) float64 columns (x_px, y_px, sigma_px,
     peak amplitude) at frame 0; ``local_modes`` (2, n_modes, 4) float64 rows (cycles per field
     width in x, cycles per field height in y, amplitude_px, phase_rad) for u and v;
-    ``local_offset_px`` (2,) subtracted field means; ``blob_local_px`` (n_blobs, 2) the local
+    ``local_bumps`` (n_bumps, 5) float64 rows (x_px, y_px, sigma_px, ax_px, ay_px) of the localised
+    Gaussian bumps; ``local_offset_px`` (2,) subtracted field means (waves and bumps together);
+    ``blob_local_px`` (n_blobs, 2) the local
     field (u, v) at each blob's frame-0 centre (the displacement at a(t) = 1); ``contrast_scale`` = ``c`` and
     ``density_offset`` = ``beta`` of the transmission ``T = g(1 + c (B - beta))``.
     """
@@ -232,6 +302,7 @@ class SimulatedMovie:
     density_offset: float
     trajectory_info: dict = field(default_factory=dict)
     n_clipped_counts: int = 0
+    local_bumps: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))
 
     @property
     def middle_frame(self) -> int:
@@ -441,6 +512,41 @@ def _global_trajectory(spec: SimulationSpec, rng: np.random.Generator) -> tuple[
         info = {"kind": "subpixel", "amplitude_px": list(SUBPIXEL_AMPLITUDE_PX), "omega_rad_per_frame": omega,
                 "phase_rad": phases.tolist()}
         return shifts, info
+    if kind == "smooth":
+        # a drift whose direction turns steadily by up to 90 degrees over the movie
+        theta0 = rng.uniform(0, 2 * np.pi)
+        turn = rng.uniform(-0.5 * np.pi, 0.5 * np.pi)
+        theta = theta0 + turn * t / max(n - 1, 1)
+        speed = spec.drift_px_per_frame * rng.uniform(0.75, 1.25)
+        steps = np.zeros((n, 2))
+        steps[1:] = speed * np.column_stack([np.cos(theta[1:]), np.sin(theta[1:])])
+        shifts = np.cumsum(steps, axis=0)
+        info = {"kind": "smooth", "speed_px_per_frame": speed, "start_direction_deg": math.degrees(theta0) % 360.0,
+                "turn_deg": math.degrees(turn)}
+        return shifts, info
+    if kind == "jerky":
+        # a straight drift plus independent random kicks every frame (a random walk): no smooth model fits
+        theta0 = rng.uniform(0, 2 * np.pi)
+        kicks = rng.normal(0.0, spec.jerk_rms_px, (n, 2))
+        kicks[0] = 0.0
+        shifts = spec.drift_px_per_frame * t[:, None] * np.array([np.cos(theta0), np.sin(theta0)]) + np.cumsum(kicks, axis=0)
+        info = {"kind": "jerky", "drift_px_per_frame": spec.drift_px_per_frame,
+                "drift_direction_deg": math.degrees(theta0) % 360.0, "jerk_rms_px_per_axis": spec.jerk_rms_px}
+        return shifts, info
+    if kind == "fast_early":
+        # beam-induced: an exponential approach of jump_px (time constant 1 frame: most of it in the
+        # first two steps), then a slow drift at a quarter of drift_px_per_frame in another direction
+        jump_angle = rng.uniform(0, 2 * np.pi)
+        drift_angle = jump_angle + rng.uniform(np.pi / 4, 7 * np.pi / 4)
+        tau = FAST_EARLY_TAU_FRAMES
+        early = (1.0 - np.exp(-t / tau)) / (1.0 - math.exp(-max(n - 1, 1) / tau))
+        slow = 0.25 * spec.drift_px_per_frame
+        shifts = (spec.jump_px * early[:, None] * np.array([np.cos(jump_angle), np.sin(jump_angle)])
+                  + slow * t[:, None] * np.array([np.cos(drift_angle), np.sin(drift_angle)]))
+        info = {"kind": "fast_early", "jump_px": spec.jump_px, "tau_frames": tau,
+                "jump_direction_deg": math.degrees(jump_angle) % 360.0, "slow_drift_px_per_frame": slow,
+                "drift_direction_deg": math.degrees(drift_angle) % 360.0}
+        return shifts, info
     # drift_jump
     jump_angle = rng.uniform(0, 2 * np.pi)
     drift_angle = jump_angle + rng.choice([-1.0, 1.0]) * rng.uniform(np.pi / 3, 2 * np.pi / 3)
@@ -465,6 +571,46 @@ def _local_unit_sum(modes: np.ndarray, nx: int, ny: int, x: np.ndarray, y: np.nd
     for p, q, amp, phase in modes:
         out += amp * np.sin(2 * np.pi * (p * x / nx + q * y / ny) + phase)
     return out
+
+
+def _bump_sum(bumps: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v) of Gaussian bumps ``(n, 5)`` rows (x_px, y_px, sigma_px, ax_px, ay_px)."""
+    shape = np.broadcast(x, y).shape
+    u, v = np.zeros(shape), np.zeros(shape)
+    for cx, cy, sigma, ax, ay in bumps:
+        g = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2.0 * sigma**2))
+        u += ax * g
+        v += ay * g
+    return u, v
+
+
+def _local_field_at(modes: np.ndarray, bumps: np.ndarray, nx: int, ny: int, x, y) -> tuple[np.ndarray, np.ndarray]:
+    """Waves plus bumps at (x, y), before the field mean is removed."""
+    u = _local_unit_sum(modes[0], nx, ny, x, y)
+    v = _local_unit_sum(modes[1], nx, ny, x, y)
+    if bumps.shape[0]:
+        bu, bv = _bump_sum(bumps, x, y)
+        u, v = u + bu, v + bv
+    return u, v
+
+
+def _local_bumps(spec: SimulationSpec, rng: np.random.Generator) -> np.ndarray:
+    """(n, 5): bump centres uniform over the field, width ``spec.bump_sigma_px``, displacement
+    ``local_bump_amplitude_px`` in a uniformly random direction."""
+    n = spec.local_bumps if spec.local_bump_amplitude_px > 0 else 0
+    if n == 0:
+        return np.zeros((0, 5))
+    angle = rng.uniform(0, 2 * np.pi, n)
+    amp = spec.local_bump_amplitude_px
+    return np.column_stack([rng.uniform(0, spec.nx - 1, n), rng.uniform(0, spec.ny - 1, n),
+                            np.full(n, spec.bump_sigma_px), amp * np.cos(angle), amp * np.sin(angle)])
+
+
+def _field_mean(modes: np.ndarray, bumps: np.ndarray, spec: SimulationSpec) -> np.ndarray:
+    """Mean (u, v) of waves plus bumps over the field (257 x 257 samples)."""
+    gy, gx = np.meshgrid(np.linspace(0, spec.ny - 1, 257), np.linspace(0, spec.nx - 1, 257), indexing="ij")
+    u, v = _local_field_at(modes, bumps, spec.nx, spec.ny, gx, gy)
+    return np.array([u.mean(), v.mean()])
 
 
 def _local_field(spec: SimulationSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -505,6 +651,8 @@ def _blob_table(spec: SimulationSpec, margin_px: float, rng: np.random.Generator
     # keep the field near-Gaussian, so the linear transmission rarely meets its floor.
     sigma = 1.0 / np.sqrt(rng.uniform(s_hi**-2, s_lo**-2, n))
     amp = rng.choice([-1.0, 1.0], n) * rng.uniform(0.4, 1.0, n) * (s_lo / sigma) ** 2
+    if spec.blob_mass_exponent:
+        amp *= (sigma / s_lo) ** spec.blob_mass_exponent  # mass ~ sigma**exponent: less high-frequency power
     blobs = np.column_stack([rng.uniform(x_lo, x_hi, n), rng.uniform(y_lo, y_hi, n), sigma, amp])
     # row-band order (16-px bands, then x) keeps the splatting kernel in cache
     blobs = blobs[np.argsort(np.floor(blobs[:, 1] / 16.0) * (4.0 * (x_hi - x_lo + 1.0)) + blobs[:, 0], kind="stable")]
@@ -527,8 +675,8 @@ def _blob_positions(sim_like, t: int) -> tuple[np.ndarray, np.ndarray]:
     """Blob centres (x, y) at frame t: frame-0 centre + global shift + local field at that centre."""
     blobs = sim_like.blobs
     sx, sy = sim_like.shifts_px[t]
-    a = local_time_profile(sim_like.spec.n_frames)[t]
-    if a == 0.0 or sim_like.spec.local_amplitude_px <= 0:
+    a = local_time_profile(sim_like.spec.n_frames, tau_frames=sim_like.spec.local_tau_frames)[t]
+    if a == 0.0 or not sim_like.spec.has_local_motion:
         return blobs[:, 0] + sx, blobs[:, 1] + sy
     return blobs[:, 0] + (sx + a * sim_like.blob_local_px[:, 0]), blobs[:, 1] + (sy + a * sim_like.blob_local_px[:, 1])
 
@@ -637,13 +785,69 @@ def local_displacement_px(sim, x, y, t) -> tuple[np.ndarray, np.ndarray]:
     spec = sim.spec
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    a = local_time_profile(spec.n_frames)[np.asarray(t)]
-    if spec.local_amplitude_px <= 0:
+    a = local_time_profile(spec.n_frames, tau_frames=spec.local_tau_frames)[np.asarray(t)]
+    if not spec.has_local_motion:
         zero = np.zeros(np.broadcast(x, y, a).shape)
         return zero, zero.copy()
-    u = _local_unit_sum(sim.local_modes[0], spec.nx, spec.ny, x, y) - sim.local_offset_px[0]
-    v = _local_unit_sum(sim.local_modes[1], spec.nx, spec.ny, x, y) - sim.local_offset_px[1]
-    return a * u, a * v
+    u, v = _local_field_at(sim.local_modes, sim.local_bumps, spec.nx, spec.ny, x, y)
+    return a * (u - sim.local_offset_px[0]), a * (v - sim.local_offset_px[1])
+
+
+def true_local_displacement(sim: SimulatedMovie):
+    """The simulator's local motion in the middle frame's registered coordinates, as a function.
+
+    Returns ``f(x, y, t) -> (dx, dy)``: ``x, y`` arrays of pixel coordinates of the registered
+    (middle-frame) image, ``t`` a frame index; zero at the middle frame. This is what
+    ``correct_movie(..., local_displacement_px=f)`` expects for an oracle sum (DESIGN.md: every
+    correction registers to the middle frame; a static deformation relative to the undeformed
+    specimen is not identifiable from the frames, so the truth is taken relative to that frame).
+    """
+    m = sim.spec.n_frames // 2
+    s_m = sim.shifts_px[m]
+
+    def displacement(x, y, t):
+        x0, y0 = np.asarray(x) - s_m[0], np.asarray(y) - s_m[1]
+        ax, ay = local_displacement_px(sim, x0, y0, int(round(float(t))))
+        bx, by = local_displacement_px(sim, x0, y0, m)
+        return ax - bx, ay - by
+
+    return displacement
+
+
+def oracle_correction(sim: SimulatedMovie, **options):
+    """``correct_movie`` of ``sim``'s frames with its true global (and local) motion: the oracle sum.
+
+    The same noisy frames, gain, defect handling and dose weighting as a real run; only the motion
+    is given instead of measured. ``options`` are ``correct_movie`` options (``pixel_size_a`` and
+    ``dose_per_frame_e_per_a2`` default to the simulation's). With local motion the true field
+    (:func:`true_local_displacement`) is applied; ``patches`` then defaults to (5, 5) only because
+    ``correct_movie`` needs a patch grid to accept a given field (the grid is not used).
+    Returns the ``MovieResult``; score it with :func:`quarter_band_frc` against ``sim.ideal``.
+    """
+    from .correct import correct_movie
+
+    opts = dict(pixel_size_a=sim.spec.pixel_size_a, dose_per_frame_e_per_a2=sim.spec.dose_per_frame_e_per_a2)
+    opts.update(options)
+    if sim.spec.has_local_motion:
+        patches = opts.get("patches")
+        if not isinstance(patches, (tuple, list)) or min(patches) < 2:  # "auto" or none
+            opts["patches"] = (5, 5)
+        return correct_movie(sim.frames, gain=sim.gain, shifts_px=sim.shifts_px,
+                             local_displacement_px=true_local_displacement(sim), **opts)
+    opts["patches"] = (0, 0)  # whole-frame: the true shifts are all the motion there is
+    return correct_movie(sim.frames, gain=sim.gain, shifts_px=sim.shifts_px, **opts)
+
+
+def quarter_band_frc(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """FRC of ``image`` against ``reference`` (both ``(ny, nx)``), averaged over the four quarter
+    bands of Nyquist (low to high): ``(4,)``. The scoring of every accuracy test: ``reference`` is
+    ``sim.ideal`` (noiseless, the middle frame's configuration)."""
+    from .frc import band_averaged_frc, frc_curve
+
+    a = np.asarray(image, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    freq, frc = frc_curve(np.fft.rfft2(a), np.fft.rfft2(b), a.shape)
+    return band_averaged_frc(freq, frc)
 
 
 def render_expected(sim: SimulatedMovie, frame_index: int) -> np.ndarray:
@@ -667,14 +871,19 @@ def simulate_movie(spec: SimulationSpec, *, threads: int = 0) -> SimulatedMovie:
 
     ``threads``: frames rendered concurrently (0 = all cores). The result does not depend on it.
     """
-    seeds = np.random.SeedSequence(spec.seed).spawn(6)
-    rng_specimen, rng_traj, rng_local, rng_gain, rng_hot, _ = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(spec.seed).spawn(7)  # the first six as before: same seed, same movie
+    rng_specimen, rng_traj, rng_local, rng_gain, rng_hot, _, rng_bumps = (np.random.default_rng(s) for s in seeds)
     counts_seed = int(seeds[5].generate_state(2, dtype=np.uint64)[0])
 
     shifts, traj_info = _global_trajectory(spec, rng_traj)
     shifts[0] = 0.0
     modes, offset = _local_field(spec, rng_local)
+    bumps = _local_bumps(spec, rng_bumps)
+    if bumps.shape[0]:
+        offset = _field_mean(modes, bumps, spec)
     max_motion = float(np.abs(shifts).max(initial=0.0)) + spec.local_amplitude_px
+    if bumps.shape[0]:
+        max_motion += spec.local_bump_amplitude_px * min(bumps.shape[0], 4)
     margin = math.ceil(max_motion + BLOB_TRUNCATION_SIGMAS * BLOB_SIGMA_RANGE_PX[1] + 2)
     blobs = _blob_table(spec, margin, rng_specimen)
 
@@ -684,9 +893,9 @@ def simulate_movie(spec: SimulationSpec, *, threads: int = 0) -> SimulatedMovie:
         true_gain=np.empty((0, 0), np.float32), shifts_px=shifts, hot_pixels_xy=np.empty((0, 2), np.int64),
         dead_column=spec.dead_column, ideal=np.empty((0, 0), np.float32), blobs=blobs, local_modes=modes,
         local_offset_px=offset, blob_local_px=np.zeros((blobs.shape[0], 2)), contrast_scale=0.0,
-        density_offset=0.0, trajectory_info=traj_info,
+        density_offset=0.0, trajectory_info=traj_info, local_bumps=bumps,
     )
-    if spec.local_amplitude_px > 0 and spec.n_frames > 1:
+    if spec.has_local_motion:
         u, v = local_displacement_px(sim, blobs[:, 0], blobs[:, 1], spec.n_frames - 1)  # a(t) = 1
         sim = dataclasses.replace(sim, blob_local_px=np.column_stack([u, v]))
     m = spec.n_frames // 2
@@ -779,10 +988,13 @@ def truth_dict(sim: SimulatedMovie) -> dict:
         "local_motion": {
             "amplitude_px": spec.local_amplitude_px,
             "model": "d(x, y, t) = a(t) * (u(x, y), v(x, y)) at frame-0 coordinates; "
-                     "u = sum_k A_k sin(2 pi (p_k x / nx + q_k y / ny) + phi_k) - offset_u (v likewise); "
+                     "u = sum_k A_k sin(2 pi (p_k x / nx + q_k y / ny) + phi_k) "
+                     "+ sum_b ax_b exp(-|(x, y) - c_b|^2 / (2 sigma_b^2)) - offset_u (v likewise, ay_b); "
                      "a(t) = (1 - exp(-t / tau)) / (1 - exp(-(n - 1) / tau))",
-            "tau_frames": LOCAL_TAU_FRAMES,
-            "a_t": local_time_profile(n).tolist(),
+            "tau_frames": spec.local_tau_frames,
+            "a_t": local_time_profile(n, tau_frames=spec.local_tau_frames).tolist(),
+            "bumps": sim.local_bumps.tolist(),
+            "bump_columns": ["x_px", "y_px", "sigma_px", "ax_px", "ay_px"],
             "modes_u": sim.local_modes[0].tolist(),
             "modes_v": sim.local_modes[1].tolist(),
             "mode_columns": ["p_cycles_per_nx", "q_cycles_per_ny", "amplitude_px", "phase_rad"],
@@ -805,6 +1017,7 @@ def truth_dict(sim: SimulatedMovie) -> dict:
             "contrast_scale": sim.contrast_scale,
             "density_offset": sim.density_offset,
             "contrast_rms": spec.contrast_rms,
+            "blob_mass_exponent": spec.blob_mass_exponent,
         },
         "gain": "multiplicative: corrected = raw * gain; true gain = 1 / sensitivity",
         "counts_clipped": sim.counts_clipped,

@@ -142,13 +142,3 @@ def test_correlation_rms_equals_rms_of_the_map():
         cc = scipy.fft.irfft2(xp, s=shape)
         assert correlation_rms(xp, shape) == pytest.approx(np.sqrt(np.mean(cc**2)), rel=1e-9)
 
-
-@pytest.mark.parametrize("factor", [1, 2, 3])
-def test_bin_kernel_matches_numpy(factor):
-    from framewatch.core.binning import bin_image
-
-    img = RNG.standard_normal((50, 71)).astype(np.float32)
-    oy, ox = 50 // factor, 71 // factor
-    ref = img[: oy * factor, : ox * factor].reshape(oy, factor, ox, factor).mean(axis=(1, 3))
-    np.testing.assert_allclose(bin_image(img, factor), ref, rtol=1e-5, atol=1e-6)
-

@@ -228,3 +228,16 @@ def test_model_and_fit_validation():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         _fit(dx, dy, quality=np.full(_X.shape, 2.0))
     assert isinstance(_fit(dx, dy), ModelFit)
+
+
+def test_options_object_and_keywords_fit_the_same():
+    from framewatch.core.motion_model import LocalFitOptions
+
+    rng = np.random.default_rng(4)
+    dx, dy = _random_model(rng).displacement(_X, _Y, _T)
+    by_keywords = _fit(dx, dy, control_shape=(3, 3, 3), smoothness=1e-2, reference_frame=5)
+    by_options = _fit(dx, dy, options=LocalFitOptions(control_shape=(3, 3, 3), smoothness=1e-2, reference_frame=5))
+    assert np.array_equal(by_keywords.model.coeffs_x, by_options.model.coeffs_x)
+    assert by_options.model.reference_frame == 5
+    with pytest.raises(ValueError, match="not both"):
+        _fit(dx, dy, options=LocalFitOptions(), smoothness=0.0)

@@ -276,3 +276,117 @@ def test_cli_simulate(tmp_path, capsys):
     assert truth["gain_orientation"]["rotate_ccw_90"] == 2
     for suffix in (".mrc", "_gain.mrc", "_ideal.mrc", "_truth.json"):
         assert (tmp_path / f"demo{suffix}").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The harder simulator (issue 12): trajectories, spectral shape, localised bumps, oracle scoring
+# ---------------------------------------------------------------------------------------------
+def test_new_trajectory_kinds():
+    n = 10
+    for seed in range(4):
+        smooth = simulate_movie(SimulationSpec(ny=32, nx=40, n_frames=n, trajectory="smooth", seed=seed)).shifts_px
+        steps = np.diff(smooth, axis=0)
+        speed = np.hypot(*steps.T)
+        assert np.all(smooth[0] == 0) and np.allclose(speed, speed[0]) and 0.3 <= speed[0] <= 0.5
+        assert np.abs(np.diff(steps, axis=0)).max() < 0.1  # no jerk: the direction turns steadily
+        jerky = simulate_movie(SimulationSpec(ny=32, nx=40, n_frames=n, trajectory="jerky", seed=seed)).shifts_px
+        accel = np.diff(jerky, n=2, axis=0)
+        assert np.all(jerky[0] == 0) and np.sqrt(np.mean(accel**2)) > 0.3  # kicks of 0.4 px rms per axis
+        fast = simulate_movie(SimulationSpec(ny=32, nx=40, n_frames=n, trajectory="fast_early", seed=seed)).shifts_px
+        step = np.hypot(*np.diff(fast, axis=0).T)
+        assert np.all(fast[0] == 0) and step[0] > 1.4 and step[0] > step[1] > step[2]
+        assert np.all(step[4:] < 0.15)  # then slow: 0.1 px/frame plus the tail of the jump
+    with pytest.raises(SettingsError, match="fast_early"):
+        SimulationSpec(trajectory="wobbly")
+
+
+def test_default_options_keep_the_same_movie():
+    plain = simulate_movie(SimulationSpec(ny=48, nx=64, n_frames=3, seed=7, local_amplitude_px=1.0))
+    spelled = simulate_movie(SimulationSpec(ny=48, nx=64, n_frames=3, seed=7, local_amplitude_px=1.0, local_bumps=0,
+                                            blob_mass_exponent=0.0, local_tau_frames=2.0))
+    np.testing.assert_array_equal(plain.frames, spelled.frames)
+    np.testing.assert_array_equal(plain.blobs, spelled.blobs)
+
+
+def _band_fractions(image):
+    im = image.astype(np.float64) - image.mean()
+    power = np.abs(np.fft.fft2(im)) ** 2
+    r = np.hypot(*np.meshgrid(np.fft.fftfreq(im.shape[0]), np.fft.fftfreq(im.shape[1]), indexing="ij"))
+    total = power[r <= 0.5].sum()
+    return np.array([power[(r > lo) & (r <= lo + 0.125)].sum() / total for lo in (0.0, 0.125, 0.25, 0.375)])
+
+
+@pytest.mark.parametrize("contrast", [0.05, 0.25])
+def test_spectral_shape_and_contrast(contrast):
+    base = dict(ny=512, nx=512, n_frames=2, trajectory="none", contrast_rms=contrast, seed=4)
+    fractions = []
+    for exponent in (0.0, 1.0, 2.0):
+        sim = simulate_movie(SimulationSpec(**base, blob_mass_exponent=exponent))
+        assert sim.ideal.std() / sim.ideal.mean() == pytest.approx(contrast, rel=0.02)
+        fractions.append(_band_fractions(sim.ideal))
+    top_half = [f[2] + f[3] for f in fractions]
+    # measured at 1024^2: e = 0: 17 %, e = 1: 12 %, e = 2: 4.5 % of the variance above Nyquist / 2
+    assert top_half[0] > 1.2 * top_half[1] > 1.2 * 2.0 * top_half[2], np.round(top_half, 4)
+    with pytest.raises(SettingsError, match="blob_mass_exponent"):
+        SimulationSpec(blob_mass_exponent=9.0)
+
+
+def test_localised_bumps():
+    spec = SimulationSpec(ny=256, nx=256, n_frames=6, trajectory="none", local_bumps=2, local_bump_amplitude_px=2.5,
+                          local_bump_sigma_px=20.0, seed=3)
+    sim = simulate_movie(spec)
+    assert sim.local_bumps.shape == (2, 5) and spec.has_local_motion
+    np.testing.assert_allclose(np.hypot(sim.local_bumps[:, 3], sim.local_bumps[:, 4]), 2.5)
+    yy, xx = np.mgrid[0:256:2, 0:256:2].astype(np.float64)
+    dx, dy = local_displacement_px(sim, xx, yy, spec.n_frames - 1)
+    mag = np.hypot(dx, dy)
+    assert abs(dx.mean()) < 0.01 and abs(dy.mean()) < 0.01  # the mean is removed
+    for cx, cy, sigma, ax, ay in sim.local_bumps:
+        # at a bump's centre the displacement is (about) its amplitude; 4 sigma away, about nothing
+        cdx, cdy = local_displacement_px(sim, np.array([cx]), np.array([cy]), spec.n_frames - 1)
+        assert np.hypot(cdx[0] - ax, cdy[0] - ay) < 0.3
+    far = np.ones_like(mag, dtype=bool)
+    for cx, cy, *_ in sim.local_bumps:
+        far &= np.hypot(xx - cx, yy - cy) > 80.0
+    assert mag[far].max() < 0.15 and mag.max() > 2.0  # localised: a few px in the bump, ~0 elsewhere
+    truth = truth_dict(sim)
+    assert len(truth["local_motion"]["bumps"]) == 2 and truth["local_motion"]["tau_frames"] == 2.0
+    json.dumps(truth)
+
+
+def test_local_tau_controls_the_time_profile():
+    spec = SimulationSpec(ny=64, nx=64, n_frames=8, trajectory="none", local_amplitude_px=1.0, local_tau_frames=0.5)
+    sim = simulate_movie(spec)
+    a = sim_mod.local_time_profile(8, tau_frames=0.5)
+    assert a[1] > 0.85  # fast early
+    x, y = np.array([10.0, 40.0]), np.array([20.0, 50.0])
+    d1, _ = local_displacement_px(sim, x, y, 1)
+    d7, _ = local_displacement_px(sim, x, y, 7)
+    np.testing.assert_allclose(d1, a[1] * d7)
+
+
+def test_oracle_correction_and_scoring():
+    sim = simulate_movie(SimulationSpec(ny=256, nx=256, n_frames=6, trajectory="jerky", local_bumps=1,
+                                        local_bump_amplitude_px=2.0, local_bump_sigma_px=30.0, seed=2,
+                                        dose_per_frame_e_per_a2=2.0, dtype="uint16"))
+    oracle = sim_mod.oracle_correction(sim)
+    np.testing.assert_allclose(oracle.shifts_px, sim.shifts_px - sim.shifts_px[0])
+    f_oracle = sim_mod.quarter_band_frc(oracle.dose_weighted_sum, sim.ideal)
+    assert f_oracle.shape == (4,) and np.all(np.diff(f_oracle) < 0) and f_oracle[0] > 0.9
+    # the true local field, registered to the middle frame, is zero there and undoes the bump
+    field = sim_mod.true_local_displacement(sim)
+    m = sim.middle_frame
+    zx, zy = field(np.array([100.0]), np.array([100.0]), m)
+    assert zx[0] == 0 and zy[0] == 0
+    # without the local field the oracle's own image is worse near the bump: the field matters
+    no_local = sim_mod.quarter_band_frc(
+        sim_mod.oracle_correction(dataclass_replace_spec(sim)).dose_weighted_sum, sim.ideal)
+    assert no_local[3] < f_oracle[3]
+
+
+def dataclass_replace_spec(sim):
+    """The same frames with the local motion forgotten (the oracle then applies only the global shifts)."""
+    import dataclasses
+
+    spec = dataclasses.replace(sim.spec, local_bumps=0)
+    return dataclasses.replace(sim, spec=spec)

@@ -32,8 +32,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.file}: OK")
     print(f"  watch {cfg.watch.dir or '(from the command line)'} -> {cfg.output.dir or '(from the command line)'}"
           f"; state {cfg.output.state_dir or '(default)'}")
-    print(f"  processing: pixel size {opts.pixel_size_a or '(from the mdoc)'} A, patches {opts.patches[0]} x {opts.patches[1]}, "
+    print(f"  processing: pixel size {opts.pixel_size_a or '(from the mdoc)'} A, patches {_patches_text(opts.patches)}, "
           f"gain {opts.gain or 'none'}; settings hash {opts.settings_hash()}")
     print(f"  workers {cfg.scheduler.workers}; metrics {cfg.metrics.address or 'off'}; plots {'on' if cfg.plots.enabled else 'off'}; "
           f"disk warn < {cfg.disk.warn_below_gb:g} GB, floor {cfg.disk.floor_gb:g} GB")
     return 0
+
+
+def _patches_text(patches) -> str:
+    return patches if isinstance(patches, str) else f"{patches[0]} x {patches[1]}"

@@ -152,6 +152,7 @@ PROCESSING_KEYS: dict[str, tuple[type, ...]] = {
     "gain_invert": (bool,),
     "defects": (str,),
     "patches": (list,),
+    "local_force": (bool,),
     "threads": (int,),
     "gain_orientation": (str,),
     "fourier_bin": (int,),
@@ -236,8 +237,11 @@ def _check_processing(doc: dict, src) -> None:
         if want == (float,):
             _check_value("[processing]", k, float, v, src)
         elif want == (list,):
+            if k == "patches" and v == "auto":
+                continue
             if not isinstance(v, list) or len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                raise SettingsError(f"[processing] {k} = {v!r}: expected two integers [NX, NY]", path=src)
+                expected = 'two integers [NX, NY] or "auto"' if k == "patches" else "two integers [NX, NY]"
+                raise SettingsError(f"[processing] {k} = {v!r}: expected {expected}", path=src)
         else:
             _check_value("[processing]", k, want[0], v, src)
     if "dose_per_frame_e_per_a2" in table and "dose_per_tilt_e_per_a2" in table:

@@ -17,7 +17,8 @@ command line                ``[processing]`` key            meaning
 ``--gain-invert``           ``gain_invert``                 then invert it (count-type gains)
 ``--gain-orientation M``    ``gain_orientation``            ``given`` (default) or ``auto`` (chosen from the movies)
 ``--defects FILE``          ``defects``                     MotionCor-style defect list (x y w h)
-``--patches NX NY``         ``patches = [NX, NY]``          local motion patches (0 0 = whole frame)
+``--patches auto|NX NY``    ``patches = "auto"|[NX, NY]``  local motion: auto grid (default), NX NY, 0 0 = off
+``--local-force``           ``local_force``                 apply local motion even when the evidence declines
 ``--threads N``             ``threads``                     0 = all cores
 ``--bin B``                 ``fourier_bin``                 Fourier-crop every frame by B (1-4; 2 = super-res.)
 ``--eer-fraction-dose E``   ``eer_fraction_dose_e_per_a2``  EER: target dose per fraction (default 0.3)
@@ -58,6 +59,7 @@ _CONFIG_KEYS = {
     "gain_invert": "gain_invert",
     "defects": "defects",
     "patches": "patches",
+    "local_force": "local_force",
     "threads": "threads",
     "gain_orientation": "gain_orientation",
     "fourier_bin": "bin",
@@ -82,7 +84,11 @@ def add_processing_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gain-flip", choices=("none", "x", "y"), help="flip the gain after rotating: none, x (left-right) or y (upside down)")
     g.add_argument("--gain-invert", action="store_true", default=None, help="invert the gain (1/gain; for count-type gain references)")
     g.add_argument("--defects", metavar="FILE", help="defect list, MotionCor style: one 'x y w h' rectangle per line")
-    g.add_argument("--patches", type=int, nargs=2, metavar=("NX", "NY"), help="patches for local motion (default 0 0 = whole-frame only)")
+    g.add_argument("--patches", nargs="+", metavar="auto|NX NY",
+                   help="local motion: 'auto' (default: the grid from the frame size and the signal), NX NY (that grid) or "
+                        "0 0 (whole-frame only); applied only where held-out frames support it")
+    g.add_argument("--local-force", action="store_true", default=None,
+                   help="apply the fitted local motion even when the evidence rule declines it (recorded as 'forced')")
     g.add_argument("--threads", type=int, metavar="N", help="threads (default 0 = all cores)")
     g.add_argument("--gain-orientation", choices=("given", "auto"),
                    help="'given' (default): --gain-rot/--gain-flip as given; 'auto': choose the gain's rotation/flip among "
@@ -113,7 +119,8 @@ class ProcessingOptions:
     gain: Path | None = None
     gain_orientation: GainOrientation = dataclasses.field(default_factory=GainOrientation)
     defects: Path | None = None
-    patches: tuple[int, int] = (0, 0)
+    patches: tuple[int, int] | str = "auto"
+    local_force: bool = False
     threads: int = 0
     gain_orientation_auto: bool = False  # choose rot/flip from the movies (gain_orientation's invert is kept)
     fourier_bin: int = 1
@@ -195,7 +202,8 @@ class ProcessingOptions:
             prior_dose_e_per_a2=float(prior),
             voltage_kv=float(kv),
             gain_orientation=self.gain_orientation,
-            patches=tuple(int(p) for p in self.patches),
+            patches=self.patches if isinstance(self.patches, str) else tuple(int(p) for p in self.patches),
+            local_force=bool(self.local_force),
             threads=int(self.threads),
             fourier_bin=int(self.fourier_bin),
             eer_fraction_dose_e_per_a2=self.eer_fraction_dose_e_per_a2,
@@ -218,7 +226,7 @@ class ProcessingOptions:
             "gain": _file_identity(self.gain),
             "gain_orientation": dataclasses.asdict(self.gain_orientation),
             "defects": _file_identity(self.defects),
-            "patches": list(self.patches),
+            "patches": self.patches if isinstance(self.patches, str) else list(self.patches),
         }
         # added with the detector formats: present only when not the default, so the hash (and the
         # output set) of a configuration without them stays what it was
@@ -228,6 +236,7 @@ class ProcessingOptions:
             ("eer_fraction_dose_e_per_a2", self.eer_fraction_dose_e_per_a2, None),
             ("eer_group_frames", self.eer_group_frames, None),
             ("eer_upsampling", self.eer_upsampling, 1),
+            ("local_force", self.local_force, False),
         ):
             if value != default:
                 d[key] = value
@@ -293,9 +302,7 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
         except (TypeError, ValueError):
             raise SettingsError(f"{name.replace('_', '-')} {v!r} is not a number") from None
 
-    patches = values.get("patches") or (0, 0)
-    if len(patches) != 2:
-        raise SettingsError(f"patches {patches!r} must be two numbers NX NY")
+    patches = parse_patches(values.get("patches"))
     orientation = GainOrientation(
         rotate_ccw_90=int(values.get("gain_rot") or 0),
         flip=str(values.get("gain_flip") or "none"),
@@ -313,6 +320,7 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
         "gain_invert": "gain_orientation",
         "defects": "defects",
         "patches": "patches",
+        "local_force": "local_force",
         "threads": "threads",
         "gain_orientation": "gain_orientation",
         "bin": "fourier_bin",
@@ -338,7 +346,8 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
         gain=None if values.get("gain") in (None, "") else Path(str(values["gain"])).expanduser(),
         gain_orientation=orientation,
         defects=None if values.get("defects") in (None, "") else Path(str(values["defects"])).expanduser(),
-        patches=(int(patches[0]), int(patches[1])),
+        patches=patches,
+        local_force=bool(values.get("local_force") or False),
         threads=int(values.get("threads") or 0),
         gain_orientation_auto=mode == "auto",
         fourier_bin=1 if fb is None else fb,
@@ -368,11 +377,30 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
             raise SettingsError(f"{name} {v} is not positive", fix="give a dose in e/A^2 > 0")
     if opts.prior_dose_e_per_a2 is not None and opts.prior_dose_e_per_a2 < 0:
         raise SettingsError(f"prior dose {opts.prior_dose_e_per_a2} e/A^2 is negative")
-    if min(opts.patches) < 0:
+    if not isinstance(opts.patches, str) and min(opts.patches) < 0:
         raise SettingsError(f"patches {opts.patches} must be >= 0")
     if opts.threads < 0:
         raise SettingsError(f"threads {opts.threads} is negative", fix="give --threads N >= 0 (0 = all cores)")
     return opts
+
+
+def parse_patches(value) -> tuple[int, int] | str:
+    """``--patches`` / ``patches``: ``None`` or ``"auto"`` (also ``["auto"]``) -> ``"auto"``; two counts
+    -> ``(nx, ny)``."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        value = [value]
+    items = list(value)
+    if len(items) == 1 and str(items[0]).lower() == "auto":
+        return "auto"
+    try:
+        if len(items) != 2:
+            raise ValueError
+        return int(items[0]), int(items[1])
+    except (TypeError, ValueError):
+        raise SettingsError(f"patches {' '.join(str(v) for v in items)!r} is not 'auto' or two counts NX NY",
+                            fix="use --patches auto, --patches 0 0 (whole-frame only) or --patches NX NY") from None
 
 
 def dose_per_frame_for(args: argparse.Namespace, n_frames: int, config: dict | None = None) -> float:

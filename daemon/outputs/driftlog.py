@@ -43,6 +43,12 @@ STAT_KEYS = (
     "patch_residual_mean_px",
     "patch_residual_max_px",
     "patches_rejected_fraction",
+    "local_motion",  # "applied" / "forced (...)" / "declined (reason)" / "off (reason)" (core.local_motion)
+    "local_patches",
+    "local_evidence_z",
+    "local_evidence_gain_fraction",
+    "local_field_rms_px",
+    "local_field_uncertainty_px",
 )
 
 TILT_KEYS = (

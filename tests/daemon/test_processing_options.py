@@ -32,8 +32,28 @@ def test_all_flags():
 
 def test_defaults():
     s = settings_from_args(parse("--pixel-size-a", "1", "--dose-per-frame", "1"))
-    assert (s.prior_dose_e_per_a2, s.voltage_kv, s.patches, s.threads) == (0.0, 300.0, (0, 0), 0)
+    assert (s.prior_dose_e_per_a2, s.voltage_kv, s.patches, s.threads) == (0.0, 300.0, "auto", 0)
+    assert s.local_force is False
     assert s.gain_orientation.rotate_ccw_90 == 0 and s.gain_orientation.flip == "none" and not s.gain_orientation.invert
+
+
+@pytest.mark.parametrize(("argv", "config", "patches", "force"), [
+    (("--patches", "auto"), None, "auto", False),
+    (("--patches", "0", "0"), None, (0, 0), False),
+    (("--patches", "3", "2", "--local-force"), None, (3, 2), True),
+    ((), {"processing": {"patches": "auto", "local_force": True}}, "auto", True),
+    ((), {"processing": {"patches": [0, 0]}}, (0, 0), False),
+])
+def test_patches_auto_off_or_forced(argv, config, patches, force):
+    s = settings_from_args(parse("--pixel-size-a", "1", "--dose-per-frame", "1", *argv), config=config)
+    assert s.patches == patches and s.local_force is force
+
+
+@pytest.mark.parametrize("argv", [("--patches", "3"), ("--patches", "automatic"), ("--patches", "3", "x")])
+def test_bad_patches_say_what_to_give(argv):
+    with pytest.raises(SettingsError) as e:
+        settings_from_args(parse("--pixel-size-a", "1", "--dose-per-frame", "1", *argv))
+    assert "--patches auto" in str(e.value)
 
 
 def test_dose_per_tilt_needs_frame_count():

@@ -48,7 +48,6 @@ def test_warm_up_compiles_the_kernels():
         ("dose", "_accumulate_kernel"), ("dose", "_finalize_kernel"), ("fourier", "_apply_phase_kernel"),
         ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"), ("resample", "_prefilter_kernel"),
         ("resample", "_warp_kernel"), ("movie_io", "_unpack_4bit_kernel"), ("eer", "_parse_frames"), ("eer", "_scatter_blocks"),
-        ("binning", "_bin_kernel"),
     }
     found = {}
     for m in pkgutil.walk_packages(core.__path__, prefix="framewatch.core."):
