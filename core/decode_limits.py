@@ -4,7 +4,7 @@ A movie's header (MRC), page directory (TIFF) or raw-frame index (EER) says how 
 are and how many there are; decoding then allocates that much, whatever the file really holds. A
 16 kB TIFF whose deflate strips all point at one compressed block can declare a 30208 x 30000
 uint16 page (1.8 GB); an 824-byte EER can claim a 65535 x 65535 sensor (4 GiB per fraction). The
-readers of :mod:`framewatch.core.movie_io` and :mod:`framewatch.core.eer` call the pure functions
+readers of :mod:`framewatch.core.movie_io` and :mod:`framewatch.core.movie_io.eer` call the pure functions
 here right after reading the header, so such a file is refused with a
 :class:`~framewatch.core.errors.DecodeLimitError` and never decoded.
 
@@ -29,7 +29,7 @@ The defaults cover every current detector with a margin: a K3 super-resolution f
 11520 x 8184 = 94 Mpx, a Falcon 4i EER frame rendered at 8K 67 Mpx; 16 GiB holds 180 K3
 super-resolution frames in uint8 or 250 fractions at 8K. Raise them in the ``[limits]`` table of
 the daemon's configuration or with ``framewatch correct --max-frame-pixels`` /
-``--max-movie-gb`` / ``--max-compression-ratio``.
+``--max-movie-bytes-decoded`` / ``--max-compression-ratio``.
 """
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def check_decoded_size(*, path: str | Path, frame_shape: tuple[int, int], n_fram
         raise DecodeLimitError(
             f"declares {n_frames} frames of {nx} x {ny} px ({_size_text(decoded)} decoded), more than the limit of "
             f"{_size_text(limits.max_movie_bytes_decoded)}; nothing was decoded",
-            path=path, fix=_FIX_LIMIT.format(key="max_movie_bytes_decoded", flag="--max-movie-gb"),
+            path=path, fix=_FIX_LIMIT.format(key="max_movie_bytes_decoded", flag="--max-movie-bytes-decoded"),
         )
     return decoded
 

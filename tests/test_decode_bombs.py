@@ -99,7 +99,8 @@ def test_tiny_eer_claiming_a_65535_squared_sensor(tmp_path):
 def test_framewatch_correct_refuses_a_bomb_in_one_line(tmp_path):
     path = tmp_path / "bomb_40_pages.tif"
     deflate_bomb_tiff(path, width=8192, height=8192, n_pages=40)
-    proc = subprocess.run([sys.executable, "-m", "framewatch.daemon.cli", "correct", str(path), "--out", str(tmp_path / "o"),
+    proc = subprocess.run([sys.executable, "-m", "framewatch.daemon.commands.cli", "correct",
+                           str(path), "--out", str(tmp_path / "o"),
                            "--pixel-size-a", "1.5", "--dose-per-tilt", "3"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -51,7 +51,8 @@ def test_correct_command_gives_one_line_and_exit_2(tmp_path, flags, message):
     sim = simulated(ny=96, nx=96, n_frames=4, seed=3)
     movie = tmp_path / "good.tif"
     write_movie(movie, sim.frames)
-    proc = subprocess.run([sys.executable, "-m", "framewatch.daemon.cli", "correct", str(movie), "--out", str(tmp_path / "n"),
+    proc = subprocess.run([sys.executable, "-m", "framewatch.daemon.commands.cli", "correct",
+                           str(movie), "--out", str(tmp_path / "n"),
                            *flags], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
