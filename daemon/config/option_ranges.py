@@ -29,7 +29,7 @@ _CHECKED = (
 def check_option_ranges(opts) -> None:
     """Raise :class:`SettingsError` for the first processing option outside its plausible range.
 
-    ``opts``: a :class:`~framewatch.daemon.processing_options.ProcessingOptions` (``None`` = not given).
+    ``opts``: a :class:`~framewatch.daemon.config.processing_options.ProcessingOptions` (``None`` = not given).
     """
     for name, allowed, what, flag, key in _CHECKED:
         value = getattr(opts, name)
