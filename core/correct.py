@@ -18,11 +18,13 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from .content_checks import check_gain_defects, check_movie_signal, check_value_magnitude, require_finite_images
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels, read_defect_file
 from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
 from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, accumulated_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors, shift_spectrum
+from .frame_size import require_alignable_shape
 from .frc import frc_crossing_a, frc_curve
 from .gain import load_gain_for_movie
 from .global_align import GlobalAlignment, align_frames
@@ -130,6 +132,7 @@ def movie_reading_options(settings: CorrectionSettings, movie_dose_e_per_a2: flo
         "eer_group_frames": settings.eer_group_frames,
         "eer_upsampling": settings.eer_upsampling,
         "eer_total_dose_e_per_a2": movie_dose_e_per_a2,
+        "limits": settings.decode_limits,
     }
 
 
@@ -192,6 +195,8 @@ class _MovieCorrection:
     def __init__(self, settings: CorrectionSettings, shape: tuple[int, int], movie_path):
         self.cfg = settings
         self.movie_shape = (int(shape[0]), int(shape[1]))
+        require_alignable_shape(self.movie_shape, path=movie_path)
+        self.input_notes: list[str] = []  # what the input checks replaced or noticed
         fb = settings.fourier_bin
         if fb > 1 and (shape[0] % (2 * fb) or shape[1] % (2 * fb)):
             raise SettingsError(
@@ -228,6 +233,7 @@ class _MovieCorrection:
                     path=self.path,
                     fix="use the gain reference of this camera mode, or check --gain-rot",
                 )
+        check_value_magnitude(raw, gain, path=self.path)
         t = time.perf_counter()
         replacer = self._defects(raw, gain, defect_mask)
         timings["defects_s"] = time.perf_counter() - t
@@ -267,6 +273,7 @@ class _MovieCorrection:
             if sums.get(key + "_spec") is not None
         }
         timings["inverse_fft_s"] = time.perf_counter() - t
+        require_finite_images(images, path=self.path)
 
         motion = accumulated_motion(alignment.shifts_px, doses)
         px = self.pixel_size_a
@@ -288,7 +295,7 @@ class _MovieCorrection:
             patches_rejected_fraction=None if local is None else local.rejected_fraction,
             **(local.statistics() if local is not None else {"local_motion": "off (--patches 0 0)"}),
         )
-        notes = []
+        notes = list(self.input_notes)
         if not alignment.converged:
             notes.append(f"alignment stopped after {alignment.iterations} iterations without reaching {cfg.tolerance_px} px")
         if alignment.outlier_frames:
@@ -429,9 +436,12 @@ class _MovieCorrection:
     def _defects(self, raw: list, gain, defect_mask) -> PixelReplacer:
         """Mask of pixels to replace: bad gain, known defects, hot and dead pixels on the movie sum."""
         total = sum_frames(raw)
+        check_movie_signal(total, path=self.path)
         bad = np.zeros(self.movie_shape, dtype=bool)
         if gain is not None:
             bad |= bad_gain_mask(gain)
+            note = check_gain_defects(bad, path=self.path)
+            self.input_notes += [note] if note else []
             total *= np.where(bad, 0.0, gain).astype(np.float32)
         if defect_mask is not None:
             if defect_mask.shape != self.movie_shape:

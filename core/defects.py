@@ -116,9 +116,12 @@ def _whole_number(token: str, number: int, path: Path) -> int:
 
 
 def bad_gain_mask(gain: np.ndarray) -> np.ndarray:
-    """Bool mask of gain pixels that are zero or not finite (shape of ``gain``)."""
+    """Bool mask of gain pixels that are zero, negative or not finite (shape of ``gain``).
+
+    A multiplicative gain is positive; :mod:`framewatch.core.content_checks` refuses a gain with too
+    many such pixels."""
     g = np.asarray(gain)
-    return ~np.isfinite(g) | (g == 0)
+    return ~np.isfinite(g) | (g <= 0)
 
 
 # ---------------------------------------------------------------------------------------- hot pixels

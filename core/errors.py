@@ -38,3 +38,12 @@ class DefectFileError(FramewatchError):
 
 class SettingsError(FramewatchError):
     """A processing setting is missing or out of range."""
+
+
+class DecodeLimitError(MovieFormatError):
+    """A movie declares more than it can hold or than the decode limits allow; nothing was decoded."""
+
+
+class MovieContentError(FramewatchError):
+    """A movie's values cannot give a meaningful image (all zero, mostly negative, or so large that
+    the sums overflow to NaN/Inf); retrying the same file gives the same answer."""

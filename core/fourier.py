@@ -35,9 +35,20 @@ def irfft2(spectrum: np.ndarray, shape: tuple[int, int], *, threads: int) -> np.
 
 
 def crop_shape(shape: tuple[int, int], *, bin_factor: float) -> tuple[int, int]:
-    """Even image shape after Fourier cropping ``shape`` ``(ny, nx)`` by ``bin_factor`` (>= 1)."""
+    """Even image shape after Fourier cropping ``shape`` ``(ny, nx)`` by ``bin_factor`` (>= 1).
+
+    Each side is rounded to an even size and never exceeds the input's largest even size, so an
+    odd side (251 -> 250 at ``bin_factor`` 1) is cropped by one frequency row, never padded.
+    Sides must be at least 2 pixels.
+    """
     ny, nx = shape
-    return (max(2, 2 * int(round(ny / bin_factor / 2))), max(2, 2 * int(round(nx / bin_factor / 2))))
+    if min(ny, nx) < 2:
+        raise ValueError(f"cannot Fourier-crop {tuple(shape)}: both sides must be at least 2 pixels")
+
+    def side(n: int) -> int:
+        return min(n - n % 2, max(2, 2 * int(round(n / bin_factor / 2))))
+
+    return (side(int(ny)), side(int(nx)))
 
 
 def fourier_crop(spectrum: np.ndarray, full_shape: tuple[int, int], out_shape: tuple[int, int]) -> np.ndarray:

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
+from . import value_ranges as ranges
+from .decode_limits import DecodeLimits
 from .errors import SettingsError
 
 GainFlip = Literal["none", "x", "y"]
@@ -52,6 +54,11 @@ class CorrectionSettings:
     ``patches``: ``"auto"`` (default: the grid from the frame size and the signal), ``(nx, ny)``
     (that grid), ``(0, 0)`` (whole-frame only); local motion is applied only when held-out frames
     support it, unless ``local_force``.
+
+    Every number must be finite and plausible (:mod:`framewatch.core.value_ranges` lists the
+    ranges); a value outside raises :class:`SettingsError` naming it. ``decode_limits`` bounds what
+    a movie file may make the readers allocate (:mod:`framewatch.core.decode_limits`); like
+    ``threads`` it never changes the numbers and is left out of :meth:`numerics_hash`.
     """
 
     @property
@@ -88,21 +95,27 @@ class CorrectionSettings:
     # outputs
     unweighted_sum: bool = False
     threads: int = 0  # 0 = all cores
+    # ceilings checked before a movie is decoded (not part of the numbers)
+    decode_limits: DecodeLimits = field(default_factory=DecodeLimits)
 
     def __post_init__(self) -> None:
-        if not (self.pixel_size_a > 0):
-            raise SettingsError(
-                f"pixel size {self.pixel_size_a} A is not positive", fix="give --pixel-size-a in Angstrom per pixel"
-            )
-        if not (self.dose_per_frame_e_per_a2 > 0):
-            raise SettingsError(
-                f"dose per frame {self.dose_per_frame_e_per_a2} e/A^2 is not positive",
-                fix="give --dose-per-frame or --dose-per-tilt in electrons per square Angstrom",
-            )
-        if self.prior_dose_e_per_a2 < 0:
-            raise SettingsError(f"prior dose {self.prior_dose_e_per_a2} e/A^2 is negative", fix="give --prior-dose >= 0")
-        if not (50 <= self.voltage_kv <= 400):
-            raise SettingsError(f"voltage {self.voltage_kv} kV is outside 50-400 kV", fix="give --voltage-kv, e.g. 300")
+        ranges.require_in_range(self.pixel_size_a, ranges.PIXEL_SIZE_A, what="pixel size",
+                                fix="give --pixel-size-a in Angstrom per pixel (check the mdoc's PixelSpacing)")
+        ranges.require_in_range(
+            self.dose_per_frame_e_per_a2, ranges.DOSE_PER_FRAME_E_PER_A2, what="dose per frame",
+            fix="give --dose-per-frame or --dose-per-tilt in electrons per square Angstrom "
+            "(check the mdoc's ExposureDose / FrameDosesAndNumber)",
+        )
+        ranges.require_in_range(self.prior_dose_e_per_a2, ranges.PRIOR_DOSE_E_PER_A2, what="prior dose",
+                                fix="give --prior-dose >= 0 (check the mdoc's PriorRecordDose)")
+        ranges.require_in_range(self.voltage_kv, ranges.VOLTAGE_KV, what="voltage", fix="give --voltage-kv, e.g. 300")
+        for name, low in (("bfactor_px2", -1.0), ("tolerance_px", 0.0), ("max_shift_a", 0.0), ("hot_pixel_sigma", 0.0),
+                          ("patch_overlap", -1.0), ("patch_bfactor_px2", -1.0)):
+            ranges.require_finite(getattr(self, name), what=name, low=low)
+        if self.align_pixel_size_a is not None:
+            ranges.require_in_range(self.align_pixel_size_a, ranges.PIXEL_SIZE_A, what="alignment pixel size")
+        if not isinstance(self.decode_limits, DecodeLimits):
+            raise SettingsError(f"decode_limits {self.decode_limits!r} is not a DecodeLimits")
         if self.align_pixel_size_a is not None and self.align_pixel_size_a < self.pixel_size_a:
             raise SettingsError(
                 f"alignment pixel size {self.align_pixel_size_a} A is finer than the movie's {self.pixel_size_a} A",
@@ -116,18 +129,23 @@ class CorrectionSettings:
             if self.patches != "auto":
                 raise SettingsError(f"patches {self.patches!r} is not 'auto' or two counts", fix=_PATCHES_FIX)
         else:
-            if len(self.patches) != 2 or min(self.patches) < 0 or any(int(p) != p for p in self.patches):
-                raise SettingsError(f"patches {self.patches} must be two counts >= 0 (NX NY)", fix=_PATCHES_FIX)
+            if len(self.patches) != 2 or not all(ranges.PATCHES_PER_AXIS.contains(p) for p in self.patches) or any(int(p) != p for p in self.patches):
+                raise SettingsError(f"patches {self.patches} must be two counts NX NY in {ranges.PATCHES_PER_AXIS.text()}", fix=_PATCHES_FIX)
             object.__setattr__(self, "patches", (int(self.patches[0]), int(self.patches[1])))
             if 1 in self.patches and max(self.patches) > 1:
                 raise SettingsError(f"patches {self.patches}: one patch along an axis measures no deformation there",
                                     fix="use at least 2 patches per axis, --patches 0 0 (off) or --patches auto")
+        if self.eer_fraction_dose_e_per_a2 is not None:
+            ranges.require_in_range(self.eer_fraction_dose_e_per_a2, ranges.EER_FRACTION_DOSE_E_PER_A2,
+                                    what="EER dose per fraction", fix="give --eer-fraction-dose, e.g. 0.3")
+        if self.eer_group_frames is not None:
+            ranges.require_in_range(self.eer_group_frames, ranges.EER_GROUP_FRAMES, what="EER raw frames per fraction",
+                                    fix="give --eer-group-frames N >= 1")
         if self.fourier_bin not in (1, 2, 3, 4):
             raise SettingsError(f"bin factor {self.fourier_bin} is not 1-4", fix="use --bin 2 for super-resolution movies")
         if self.eer_upsampling not in (1, 2):
             raise SettingsError(f"EER upsampling {self.eer_upsampling} is not 1 (4K) or 2 (8K)")
-        if self.threads < 0:
-            raise SettingsError(f"threads {self.threads} is negative", fix="give --threads N >= 0 (0 = all cores)")
+        ranges.require_in_range(self.threads, ranges.THREADS, what="threads", fix="give --threads N >= 0 (0 = all cores)")
 
     def with_dose(self, *, dose_per_frame_e_per_a2: float, prior_dose_e_per_a2: float) -> "CorrectionSettings":
         return dataclasses.replace(
@@ -142,6 +160,6 @@ class CorrectionSettings:
     def numerics_hash(self) -> str:
         """A short hash of the settings that change the output, except per-movie dose values and threads."""
         d = self.as_dict()
-        for k in ("dose_per_frame_e_per_a2", "prior_dose_e_per_a2", "threads"):
+        for k in ("dose_per_frame_e_per_a2", "prior_dose_e_per_a2", "threads", "decode_limits"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

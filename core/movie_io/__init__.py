@@ -68,6 +68,7 @@ from typing import Iterator
 import numpy as np
 from numba import njit
 
+from ..decode_limits import DecodeLimits, check_decoded_size, check_tiff_storage
 from ..errors import MovieFormatError
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st")
@@ -115,9 +116,10 @@ class MovieReader:
     pixel_size_a: float | None
     format: str
 
-    def __init__(self, path: Path, *, check_values: bool) -> None:
+    def __init__(self, path: Path, *, check_values: bool, limits: DecodeLimits | None = None) -> None:
         self.path = path
         self._check_values = check_values
+        self._limits = DecodeLimits() if limits is None else limits
         self._closed = False
 
     # subclasses implement _read_raw(index) -> (ny, nx) native, C-contiguous, orientation applied
@@ -279,8 +281,8 @@ def _mrc_byte_order(raw: bytes) -> str:
 class _MrcReader(MovieReader):
     format = "mrc"
 
-    def __init__(self, path: Path, *, check_values: bool) -> None:
-        super().__init__(path, check_values=check_values)
+    def __init__(self, path: Path, *, check_values: bool, limits: DecodeLimits | None = None) -> None:
+        super().__init__(path, check_values=check_values, limits=limits)
         self._file = open(path, "rb")
         try:
             self._setup()
@@ -318,7 +320,8 @@ class _MrcReader(MovieReader):
             )
         stored = header.stored_dtype()
         if header.nz == 0:
-            raise MovieFormatError("has zero frames (nz = 0 in the MRC header)", path=path, fix="re-acquire or re-export the movie")
+            raise MovieFormatError("has zero frames (nz = 0 in the MRC header)", path=path,
+                                   fix="re-acquire or re-export the movie")
         packed = header.packed_4bit
         if packed == "mode101":
             width, row_bytes = header.nx, (header.nx + 1) // 2
@@ -327,6 +330,9 @@ class _MrcReader(MovieReader):
         else:
             width, row_bytes = header.nx, header.nx * stored.itemsize
         frame_bytes = row_bytes * header.ny
+        # decoded pixels are the stored dtype (4-bit packed: uint8 each); the file must hold them all (below)
+        check_decoded_size(path=path, frame_shape=(header.ny, width), n_frames=header.nz,
+                           itemsize=stored.itemsize, limits=self._limits)
         data_offset = MRC_HEADER_BYTES + header.nsymbt
         expected = data_offset + header.nz * frame_bytes
         if file_bytes < expected:
@@ -417,10 +423,10 @@ def unpack_4bit(packed: np.ndarray, nx: int, *, out: np.ndarray | None = None) -
 class _TiffReader(MovieReader):
     format = "tiff"
 
-    def __init__(self, path: Path, *, check_values: bool) -> None:
+    def __init__(self, path: Path, *, check_values: bool, limits: DecodeLimits | None = None) -> None:
         import tifffile
 
-        super().__init__(path, check_values=check_values)
+        super().__init__(path, check_values=check_values, limits=limits)
         try:
             self._tiff = tifffile.TiffFile(path)
         except Exception as err:
@@ -459,6 +465,11 @@ class _TiffReader(MovieReader):
                     path=path,
                     fix="every page of a movie must have the same size and pixel type",
                 )
+        check_decoded_size(path=path, frame_shape=shape, n_frames=len(pages), itemsize=dtype.itemsize,
+                           limits=self._limits)
+        check_tiff_storage(path=path, page_decoded_bytes=[int(np.prod(shape)) * dtype.itemsize] * len(pages),
+                           page_compressions=[int(page.compression) for page in pages],
+                           file_bytes=os.path.getsize(path), limits=self._limits)
         self._pages = pages
         self.n_frames = len(pages)
         self.shape = (int(shape[0]), int(shape[1]))
@@ -541,6 +552,7 @@ def open_movie(
     eer_group_frames: int | None = None,
     eer_upsampling: int = 1,
     eer_total_dose_e_per_a2: float | None = None,
+    limits: DecodeLimits | None = None,
 ) -> MovieReader:
     """Open a movie for frame-by-frame reading; the format follows the suffix.
 
@@ -553,6 +565,8 @@ def open_movie(
         eer_upsampling: EER only: 1 renders on the sensor grid (4K), 2 on the 8K grid.
         eer_total_dose_e_per_a2: EER only: the dose of the whole movie, which sets the dose per raw
             frame (total / raw frame count).
+        limits: the :class:`~framewatch.core.decode_limits.DecodeLimits` checked before anything is
+            decoded (default: ``DecodeLimits()``); a file beyond them raises ``DecodeLimitError``.
 
     The ``eer_*`` options are ignored for other formats. An EER reader's frames are fractions; see
     :class:`framewatch.core.movie_io.eer.EerReader` for its extra attributes and :mod:`framewatch.core.movie_io.eer`
@@ -566,7 +580,7 @@ def open_movie(
     if not path.is_file():
         raise MovieFormatError("movie file not found", path=path, fix="check the path and that the file was not moved")
     if kind == "mrc":
-        return _MrcReader(path, check_values=check_values)
+        return _MrcReader(path, check_values=check_values, limits=limits)
     if kind == "eer":
         from .eer import EerReader
 
@@ -577,8 +591,9 @@ def open_movie(
             group_frames=eer_group_frames,
             upsampling=eer_upsampling,
             total_dose_e_per_a2=eer_total_dose_e_per_a2,
+            limits=limits,
         )
-    return _TiffReader(path, check_values=check_values)
+    return _TiffReader(path, check_values=check_values, limits=limits)
 
 
 @contextlib.contextmanager

@@ -85,6 +85,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from ..decode_limits import DecodeLimits, check_decoded_size, check_eer_streams
 from ..errors import MovieFormatError, SettingsError
 from ..movie_io import MovieReader, tiff_pages
 
@@ -460,10 +461,11 @@ class EerReader(MovieReader):
         group_frames: int | None = None,
         upsampling: int = 1,
         total_dose_e_per_a2: float | None = None,
+        limits: DecodeLimits | None = None,
     ) -> None:
         import tifffile
 
-        super().__init__(path, check_values=check_values)
+        super().__init__(path, check_values=check_values, limits=limits)
         if upsampling not in (1, 2):
             raise SettingsError(
                 f"EER upsampling {upsampling} is not supported", fix="use --eer-upsampling 1 (4K) or 2 (8K)"
@@ -498,6 +500,12 @@ class EerReader(MovieReader):
         self.dtype = np.dtype(np.uint8 if largest <= 255 else np.uint16)
         ny, nx = self.sensor_shape
         self.shape = (ny * self.upsampling, nx * self.upsampling)
+        try:
+            check_decoded_size(path=path, frame_shape=self.shape, n_frames=self.n_frames, itemsize=self.dtype.itemsize,
+                               limits=self._limits)
+        except BaseException:
+            os.close(self._fd)
+            raise
         if self.pixel_size_a is not None:
             self.pixel_size_a = float(f"{self.pixel_size_a / self.upsampling:.6g}")
 
@@ -539,6 +547,8 @@ class EerReader(MovieReader):
             offsets.append(tuple(int(o) for o in page.dataoffsets))
             counts.append(tuple(int(c) for c in page.databytecounts))
         file_bytes = os.path.getsize(path)
+        check_eer_streams(path=path, sensor_shape=shape, frame_bytes=[sum(c) for c in counts], skip_bits=self.coding.skip_bits,
+                          file_bytes=file_bytes)
         for index, (offs, cnts) in enumerate(zip(offsets, counts)):
             if not offs or any(o + c > file_bytes for o, c in zip(offs, cnts)):
                 raise MovieFormatError(

@@ -25,6 +25,12 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from framewatch.core.decode_limits import (
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_MAX_MOVIE_BYTES_DECODED,
+    DecodeLimits,
+)
 from framewatch.core.errors import SettingsError
 
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.mrc", "*.eer")
@@ -110,6 +116,14 @@ class LogOptions:
 
 
 @dataclass(frozen=True)
+class LimitsOptions:
+    """Decode limits (framewatch.core.decode_limits; read into the settings by config/limits_options.py)."""
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
+    max_movie_bytes_decoded: int = DEFAULT_MAX_MOVIE_BYTES_DECODED
+    max_compression_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     watch: WatchOptions = field(default_factory=WatchOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
@@ -121,6 +135,7 @@ class DaemonConfig:
     metrics: MetricsOptions = field(default_factory=MetricsOptions)
     plots: PlotOptions = field(default_factory=PlotOptions)
     log: LogOptions = field(default_factory=LogOptions)
+    limits: LimitsOptions = field(default_factory=LimitsOptions)
     raw: dict = field(default_factory=dict)  # the whole TOML document (for [processing])
     source: str | None = None  # the file it came from
 
@@ -136,6 +151,7 @@ _TABLES = {
     "metrics": MetricsOptions,
     "plots": PlotOptions,
     "log": LogOptions,
+    "limits": LimitsOptions,
 }
 
 # [processing] is read by processing_options.py (shared with `framewatch correct`); its keys and
@@ -177,7 +193,8 @@ def _suggest(name: str, choices) -> str:
 
 
 def _type_name(v) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}.get(type(v), type(v).__name__)
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}
+    return names.get(type(v), type(v).__name__)
 
 
 def _check_value(where: str, key: str, hint, v, src):
@@ -216,7 +233,8 @@ def _check_value(where: str, key: str, hint, v, src):
 
 def _coerce(cls, table, name: str, src=None):
     if not isinstance(table, dict):
-        raise SettingsError(f"[{name}] must be a table, got a {_type_name(table)}", path=src, fix=f"write it as [{name}] with keys below it")
+        raise SettingsError(f"[{name}] must be a table, got a {_type_name(table)}", path=src,
+                            fix=f"write it as [{name}] with keys below it")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for k in table:
@@ -245,7 +263,8 @@ def _check_processing(doc: dict, src) -> None:
         else:
             _check_value("[processing]", k, want[0], v, src)
     if "dose_per_frame_e_per_a2" in table and "dose_per_tilt_e_per_a2" in table:
-        raise SettingsError("[processing] has both dose_per_frame_e_per_a2 and dose_per_tilt_e_per_a2", path=src, fix="give only one of them")
+        raise SettingsError("[processing] has both dose_per_frame_e_per_a2 and dose_per_tilt_e_per_a2", path=src,
+                            fix="give only one of them")
     for k in ("gain", "defects"):
         v = table.get(k)
         if v and not Path(v).expanduser().is_file():
@@ -253,7 +272,8 @@ def _check_processing(doc: dict, src) -> None:
     if table.get("gain_flip") is not None and table["gain_flip"] not in ("none", "x", "y"):
         raise SettingsError(f"[processing] gain_flip = {table['gain_flip']!r}: expected \"none\", \"x\" or \"y\"", path=src)
     if table.get("gain_orientation") is not None and table["gain_orientation"] not in ("given", "auto"):
-        raise SettingsError(f"[processing] gain_orientation = {table['gain_orientation']!r}: expected \"given\" or \"auto\"", path=src)
+        raise SettingsError(f"[processing] gain_orientation = {table['gain_orientation']!r}: expected \"given\" or \"auto\"",
+                            path=src)
     if table.get("fourier_bin") is not None and table["fourier_bin"] not in (1, 2, 3, 4):
         raise SettingsError(f"[processing] fourier_bin = {table['fourier_bin']!r}: expected 1, 2, 3 or 4", path=src)
     if table.get("eer_upsampling") is not None and table["eer_upsampling"] not in (1, 2):
@@ -261,7 +281,8 @@ def _check_processing(doc: dict, src) -> None:
     if table.get("eer_group_frames") is not None and table["eer_group_frames"] < 1:
         raise SettingsError(f"[processing] eer_group_frames = {table['eer_group_frames']!r}: expected a positive count", path=src)
     if "eer_group_frames" in table and "eer_fraction_dose_e_per_a2" in table:
-        raise SettingsError("[processing] has both eer_group_frames and eer_fraction_dose_e_per_a2", path=src, fix="give only one of them")
+        raise SettingsError("[processing] has both eer_group_frames and eer_fraction_dose_e_per_a2", path=src,
+                            fix="give only one of them")
     if table.get("gain_rot") is not None and table["gain_rot"] not in (0, 1, 2, 3):
         raise SettingsError(f"[processing] gain_rot = {table['gain_rot']!r}: expected 0, 1, 2 or 3 quarter turns", path=src)
 
@@ -310,7 +331,8 @@ def validate(cfg: DaemonConfig) -> None:
     need(w.max_interruptions >= 1, "[watch] max_interruptions", "must be >= 1")
     need(bool(w.patterns), "[watch] patterns", "is empty", 'e.g. patterns = ["*.tif", "*.mrc", "*.eer"]')
     if w.dir:
-        need(Path(w.dir).expanduser().is_dir(), "[watch] dir", f"= {w.dir!r}: no such directory", "create it or check the path (or the mount)")
+        need(Path(w.dir).expanduser().is_dir(), "[watch] dir", f"= {w.dir!r}: no such directory",
+             "create it or check the path (or the mount)")
     need(q.workers >= 1, "[scheduler] workers", "must be >= 1")
     need(q.queue_size >= 1, "[scheduler] queue_size", "must be >= 1")
     need(q.newest_first_backlog >= 0, "[scheduler] newest_first_backlog", "must be >= 0 (0 = off)")
@@ -325,10 +347,16 @@ def validate(cfg: DaemonConfig) -> None:
     need(sv.stuck_movie_s >= 0, "[service] stuck_movie_s", "must be >= 0 (seconds; 0 = never)")
     for k in ("warn_below_gb", "floor_gb", "resume_margin_gb"):
         need(getattr(d, k) >= 0, f"[disk] {k}", "must be >= 0 (GB)")
-    need(d.floor_gb <= d.warn_below_gb, "[disk] floor_gb", f"= {d.floor_gb:g} must not be above warn_below_gb = {d.warn_below_gb:g}")
+    need(d.floor_gb <= d.warn_below_gb,
+         "[disk] floor_gb", f"= {d.floor_gb:g} must not be above warn_below_gb = {d.warn_below_gb:g}")
     need(d.check_period_s > 0, "[disk] check_period_s", "must be > 0 (seconds)")
     need(pl.latest_trajectories >= 0, "[plots] latest_trajectories", "must be >= 0")
-    need(cfg.log.format in ("auto", "json", "console"), "[log] format", f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
+    try:
+        DecodeLimits(**{f.name: getattr(cfg.limits, f.name) for f in fields(LimitsOptions)})
+    except SettingsError as err:
+        raise SettingsError(err.what.replace("decode limit ", "[limits] "), path=src, fix=err.fix) from None
+    need(cfg.log.format in ("auto", "json", "console"),
+         "[log] format", f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
     if cfg.metrics.address:
         from framewatch.daemon.service.metrics import parse_address
 

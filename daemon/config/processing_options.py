@@ -40,8 +40,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from framewatch.core.decode_limits import DecodeLimits
 from framewatch.core.errors import SettingsError
 from framewatch.core.settings import CorrectionSettings, GainOrientation
+
+from .limits_options import add_limits_arguments, decode_limits_from
+from .option_ranges import check_option_ranges
 
 DEFAULT_PRIOR_DOSE_E_PER_A2 = 0.0
 DEFAULT_VOLTAGE_KV = 300.0
@@ -73,16 +77,22 @@ def add_processing_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the processing flags to ``parser``. Every default is ``None`` ("not given"), so a
     configuration file or the mdoc can fill what the command line leaves out."""
     g = parser.add_argument_group("processing options (also the [processing] table of --config)")
-    g.add_argument("--pixel-size-a", type=float, metavar="A", help="movie pixel size in Angstrom per pixel (required unless in the configuration or the frame mdoc)")
+    g.add_argument("--pixel-size-a", type=float, metavar="A",
+                   help="movie pixel size in Angstrom per pixel (required unless in the configuration or the frame mdoc)")
     dose = g.add_mutually_exclusive_group()
     dose.add_argument("--dose-per-frame", type=float, metavar="E", help="dose per frame in e/A^2")
-    dose.add_argument("--dose-per-tilt", type=float, metavar="E", help="dose of the whole movie in e/A^2 (divided by the number of frames)")
-    g.add_argument("--prior-dose", type=float, metavar="E", help="dose received before this movie, e/A^2 (default 0; for `watch`, before the first tilt)")
+    dose.add_argument("--dose-per-tilt", type=float, metavar="E",
+                      help="dose of the whole movie in e/A^2 (divided by the number of frames)")
+    g.add_argument("--prior-dose", type=float, metavar="E",
+                   help="dose received before this movie, e/A^2 (default 0; for `watch`, before the first tilt)")
     g.add_argument("--voltage-kv", type=float, metavar="KV", help="acceleration voltage in kV (default 300)")
     g.add_argument("--gain", metavar="FILE", help="gain reference (multiplicative: corrected = raw x gain)")
-    g.add_argument("--gain-rot", type=int, choices=(0, 1, 2, 3), metavar="K", help="rotate the gain K x 90 degrees counter-clockwise (0-3)")
-    g.add_argument("--gain-flip", choices=("none", "x", "y"), help="flip the gain after rotating: none, x (left-right) or y (upside down)")
-    g.add_argument("--gain-invert", action="store_true", default=None, help="invert the gain (1/gain; for count-type gain references)")
+    g.add_argument("--gain-rot", type=int, choices=(0, 1, 2, 3), metavar="K",
+                   help="rotate the gain K x 90 degrees counter-clockwise (0-3)")
+    g.add_argument("--gain-flip", choices=("none", "x", "y"),
+                   help="flip the gain after rotating: none, x (left-right) or y (upside down)")
+    g.add_argument("--gain-invert", action="store_true", default=None,
+                   help="invert the gain (1/gain; for count-type gain references)")
     g.add_argument("--defects", metavar="FILE", help="defect list, MotionCor style: one 'x y w h' rectangle per line")
     g.add_argument("--patches", nargs="+", metavar="auto|NX NY",
                    help="local motion: 'auto' (default: the grid from the frame size and the signal), NX NY (that grid) or "
@@ -102,6 +112,7 @@ def add_processing_arguments(parser: argparse.ArgumentParser) -> None:
                      help="target dose per fraction in e/A^2 (default 0.3; needs the dose per tilt)")
     eer.add_argument("--eer-group-frames", type=int, metavar="N", help="raw EER frames per fraction instead of a dose target")
     eer.add_argument("--eer-upsampling", type=int, choices=(1, 2), help="1 = render at 4K (default), 2 = 8K")
+    add_limits_arguments(parser)
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,7 @@ class ProcessingOptions:
     eer_group_frames: int | None = None
     eer_upsampling: int = 1
     sources: tuple[tuple[str, str], ...] = ()
+    decode_limits: DecodeLimits = dataclasses.field(default_factory=DecodeLimits)  # [limits]; not in the hash
 
     def source_of(self, name: str) -> str | None:
         return dict(self.sources).get(name)
@@ -159,6 +171,7 @@ class ProcessingOptions:
             "eer_group_frames": self.eer_group_frames,
             "eer_upsampling": self.eer_upsampling,
             "eer_total_dose_e_per_a2": movie_dose_e_per_a2,
+            "limits": self.decode_limits,
         }
 
     # -- engine settings ------------------------------------------------------------------------
@@ -209,6 +222,7 @@ class ProcessingOptions:
             eer_fraction_dose_e_per_a2=self.eer_fraction_dose_e_per_a2,
             eer_group_frames=self.eer_group_frames,
             eer_upsampling=int(self.eer_upsampling),
+            decode_limits=self.decode_limits,
         )
 
     def identity(self) -> dict:
@@ -355,7 +369,9 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
         eer_group_frames=group,
         eer_upsampling=1 if ups is None else ups,
         sources=tuple(sorted(src.items())),
+        decode_limits=decode_limits_from(args, config),
     )
+    check_option_ranges(opts)
     if opts.fourier_bin not in (1, 2, 3, 4):
         raise SettingsError(f"bin factor {opts.fourier_bin} is not 1-4", fix="use --bin 2 for super-resolution movies")
     if opts.eer_upsampling not in (1, 2):
@@ -369,16 +385,7 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
                             fix="give only --eer-group-frames or only --eer-fraction-dose")
     if opts.gain_orientation_auto and opts.gain is None:
         raise SettingsError("automatic gain orientation needs a gain reference", fix="give --gain FILE (or gain in [processing])")
-    for name, v in (("pixel_size_a", opts.pixel_size_a), ("voltage_kv", opts.voltage_kv)):
-        if v is not None and not v > 0:
-            raise SettingsError(f"{name} {v} is not positive")
-    for name, v in (("dose_per_frame_e_per_a2", opts.dose_per_frame_e_per_a2), ("dose_per_tilt_e_per_a2", opts.dose_per_tilt_e_per_a2)):
-        if v is not None and not v > 0:
-            raise SettingsError(f"{name} {v} is not positive", fix="give a dose in e/A^2 > 0")
-    if opts.prior_dose_e_per_a2 is not None and opts.prior_dose_e_per_a2 < 0:
-        raise SettingsError(f"prior dose {opts.prior_dose_e_per_a2} e/A^2 is negative")
-    if not isinstance(opts.patches, str) and min(opts.patches) < 0:
-        raise SettingsError(f"patches {opts.patches} must be >= 0")
+    # finite, plausible numbers: check_option_ranges above
     if opts.threads < 0:
         raise SettingsError(f"threads {opts.threads} is negative", fix="give --threads N >= 0 (0 = all cores)")
     return opts

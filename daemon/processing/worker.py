@@ -59,7 +59,7 @@ def _gain(path, orientation, shape, movie):
 def correct(job: dict) -> dict:
     """``job``: movie, settings (CorrectionSettings), gain, defects. Returns sums + statistics."""
     from framewatch.core.correct import correct_movie_file, movie_reading_options
-    from framewatch.core.errors import DefectFileError, GainError, MovieFormatError, SettingsError
+    from framewatch.core.errors import DefectFileError, GainError, MovieContentError, MovieFormatError, SettingsError
     from framewatch.core.movie_io import open_movie
 
     t0 = time.perf_counter()
@@ -73,13 +73,14 @@ def correct(job: dict) -> dict:
             reader.read_frame(0)
             faults.checkpoint("worker_reading", movie)
         if job.get("expected_frames") is not None and n_frames != job["expected_frames"]:
-            return {"error": f"the movie now has {n_frames} frames, {job['expected_frames']} when it was found complete", "kind": "FrameCountChanged", "retryable": True}
+            return {"error": f"the movie now has {n_frames} frames, {job['expected_frames']} when it was found complete",
+"kind": "FrameCountChanged", "retryable": True}
         gain = None
         if job.get("gain"):
             gain = _gain(job["gain"], settings.gain_orientation, shape, movie)
         result = correct_movie_file(movie, settings=settings, gain=gain, defects_path=job.get("defects"),
                                     movie_dose_e_per_a2=movie_dose)
-    except (SettingsError, GainError, DefectFileError) as err:
+    except (SettingsError, GainError, DefectFileError, MovieContentError) as err:  # the same file fails again
         return {"error": str(err), "kind": type(err).__name__, "retryable": False}
     except (MovieFormatError, OSError, ValueError, IndexError) as err:
         return {"error": str(err), "kind": type(err).__name__, "retryable": True}
