@@ -39,12 +39,15 @@ from framewatch.core.errors import FramewatchError, SettingsError
 
 from .completion import Completion
 from .config import DaemonConfig, reload_merge
+from .directory_roles import check_directory_roles
 from .driftlog import DriftLog, operational_logger
 from .events import Events
 from .instance_lock import InstanceLock
 from .intake import TICK_S, Candidate, Intake
 from .journal import Journal
 from .naming import patterns_from_config
+from .no_follow import LinkInOutputError
+from .output_lock import OutputLock
 from .outputs import SeriesPaths, repair_stacks
 from .processing import Processing
 from .processing_options import ProcessingOptions
@@ -92,6 +95,7 @@ class Daemon(Intake, Processing, Completion, Events):
             raise SettingsError("watch directory does not exist", path=self.watch_dir, fix="create it or check the path")
         self.out_dir = Path(out_dir).resolve()
         self.state_dir = Path(state_dir).resolve() if state_dir else default_state_dir(self.out_dir)
+        check_directory_roles(watch_dir=self.watch_dir, out_dir=self.out_dir, state_dir=self.state_dir)
         self.cfg = config or DaemonConfig()
         self.opts = options or ProcessingOptions()
         for name, p in (("gain", self.opts.gain), ("defects", self.opts.defects)):
@@ -180,7 +184,11 @@ class Daemon(Intake, Processing, Completion, Events):
         for s in j.all_series(self.hash):
             paths = SeriesPaths.of(self.out_dir, s["out_rel"])
             n = j.n_sections(s["id"])
-            n_now, actions = repair_stacks(paths, n)
+            try:
+                n_now, actions = repair_stacks(paths, n)
+            except LinkInOutputError as err:  # a link planted in OUT: the series is left alone (no_follow.py)
+                self._output_failed(s, "stacks", err)
+                continue
             for path, count, what in actions:
                 if what not in ("ok",):
                     self.log.event("stack_repaired", level="warning", series=s["name"], stack=str(path), sections=count, action=what)
@@ -218,6 +226,12 @@ class Daemon(Intake, Processing, Completion, Events):
     def run(self) -> int:
         lock = self._lock = InstanceLock(self.state_dir)
         lock.acquire()  # first of all: a second daemon on this journal stops here, touching nothing
+        out_lock = OutputLock(self.out_dir, state_dir=self.state_dir)
+        try:
+            out_lock.acquire()  # and one with another journal on the same OUT (output_lock.py)
+        except BaseException:
+            lock.release()
+            raise
         try:
             self._setup()
             resumed = self._recover()
@@ -256,6 +270,7 @@ class Daemon(Intake, Processing, Completion, Events):
             try:
                 self._shutdown()
             finally:
+                out_lock.release()
                 lock.release()
 
     def _log_cache(self) -> None:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .no_follow import check_not_link, open_file
+
 __all__ = ["PlotWorker", "SeriesPlotData", "load_series", "plot_path", "render_series_plot"]
 
 LATEST_TRAJECTORIES = 5
@@ -214,9 +216,11 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     ax_jump.set_title("largest jump and FRC crossing vs acquisition order", fontsize=10)
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_not_link(path.parent)  # a link planted at the series directory: never draw through it
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        fig.savefig(tmp, format="png")
+        with open_file(tmp, "wb") as f:
+            fig.savefig(f, format="png")
     except BaseException:
         tmp.unlink(missing_ok=True)  # e.g. the output disk is full: leave no half-written file
         raise

@@ -32,6 +32,7 @@ from mrcfile.dtypes import HEADER_DTYPE
 from mrcfile.utils import machine_stamp_from_byte_order
 
 from . import faults
+from .no_follow import open_file
 
 HEADER_BYTES = 1024
 MODE_FLOAT32 = 2
@@ -159,7 +160,7 @@ def _write_stack_file(tmp: Path, sections, pixel_size_a: float, label: str) -> i
     stats = Stats()
     nz = 0
     shape = None
-    with open(tmp, "wb") as f:
+    with open_file(tmp, "wb") as f:
         f.write(b"\0" * HEADER_BYTES)
         for sec in sections:
             a = np.ascontiguousarray(sec, dtype=_DTYPE)
@@ -235,7 +236,7 @@ def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", gr
 
 
 def _append_in_place(work: Path, a: np.ndarray) -> int:
-    with open(work, "r+b") as f:
+    with open_file(work, "r+b") as f:
         h = read_header(f)
         nx, ny, nz = int(h["nx"]), int(h["ny"]), int(h["nz"])
         offset = HEADER_BYTES + int(h["nsymbt"])
@@ -330,7 +331,7 @@ def repair(path: str | Path, n_expected: int) -> tuple[int, str]:
         src.unlink()
         fsync_dir(path.parent)
         return 0, "removed (no section the journal knows)" if st.n_sections or st.extra_bytes else "removed empty file"
-    with open(src, "r+b") as f:
+    with open_file(src, "r+b") as f:
         h = read_header(f)
         nx, ny, nz = int(h["nx"]), int(h["ny"]), int(h["nz"])
         offset = HEADER_BYTES + int(h["nsymbt"])
