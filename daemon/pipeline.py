@@ -334,8 +334,9 @@ class Daemon(Intake, Processing, Completion, Events):
             if self._reload is None:
                 raise SettingsError("no configuration file was given (--config), nothing to reload")
             new_cfg, new_opts = self._reload()
-        except FramewatchError as err:
-            self.log.event("config_reload_failed", level="error", config=where, reason=str(err),
+        except Exception as err:  # noqa: BLE001 - whatever is wrong with the new file, the daemon keeps running
+            reason = str(err) if isinstance(err, FramewatchError) else f"{type(err).__name__}: {err}"
+            self.log.event("config_reload_failed", level="error", config=where, reason=reason,
                            note="still running on the previous configuration")
             notifier.ready(self._status())
             return
