@@ -35,14 +35,15 @@ def check_directory_roles(*, watch_dir: str | os.PathLike, out_dir: str | os.Pat
                             "so every movie would be ignored",
                             fix="give --out (or [output] dir) a directory of its own, e.g. a subdirectory of the watch directory")
     if _inside(watch, out):
-        raise SettingsError(f"the watch directory {watch} lies inside the output directory {out}: framewatch never watches its own "
-                            "outputs, so every movie would be ignored",
+        raise SettingsError(f"the watch directory {watch} lies inside the output directory {out}: framewatch never watches "
+                            "its own outputs, so every movie would be ignored",
                             fix="give --out (or [output] dir) a directory outside the watch directory, or a subdirectory of it")
     if state_dir is None:
         return
     state = Path(os.path.realpath(state_dir))
     for role, d in (("output", out), ("watch", watch)):
         if _inside(state, d):
-            raise SettingsError(f"the state directory {state} (the journal) lies inside the {role} directory {d}: it would be copied, "
-                                f"moved or deleted with the {'outputs' if role == 'output' else 'movies'}",
+            what = "outputs" if role == "output" else "movies"
+            raise SettingsError(f"the state directory {state} (the journal) lies inside the {role} directory {d}: it would be "
+                                f"copied, moved or deleted with the {what}",
                                 fix="give --state (or [output] state_dir) a directory of its own, outside both")

@@ -207,7 +207,7 @@ def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", gr
     for path, a in prepared:
         src = path if path.exists() else work_of[path] if work_of[path].exists() else None
         if src is not None:
-            with open(src, "rb") as f:
+            with open_file(src, "rb") as f:  # a link planted at a stack is refused here, before anything moves
                 h = read_header(f)
             if (int(h["ny"]), int(h["nx"])) != a.shape:
                 raise ValueError(f"section shape {a.shape} differs from the stack's {(int(h['ny']), int(h['nx']))} in {path}")
@@ -274,7 +274,7 @@ def inspect_stack(path: str | Path) -> StackState:
     src = work if work.exists() else path
     if not src.exists():
         return StackState(path, False, 0, 0, 0, False)
-    with open(src, "rb") as f:
+    with open_file(src, "rb") as f:
         try:
             h = read_header(f)
         except ValueError:
