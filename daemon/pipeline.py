@@ -118,7 +118,11 @@ class Daemon(Intake, Processing, Completion, Events):
         self.journal = Journal(self.state_dir, self.out_dir, lock=getattr(self, "_lock", None))
         fmt = self.cfg.log.format
         self.oplog = operational_logger(self._stdout, json=None if fmt == "auto" else fmt == "json")
-        self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog, spill=self.state_dir / "framewatch.jsonl.pending")
+        try:
+            self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog, spill=self.state_dir / "framewatch.jsonl.pending")
+        except OSError as err:  # e.g. a link planted at OUT/framewatch.jsonl (opened with O_NOFOLLOW)
+            raise FramewatchError(f"cannot open the drift log: {err.strerror}", path=self.out_dir / "framewatch.jsonl",
+                                  fix="it must be a regular file written by framewatch (remove a link or anything else there)") from None
         self._setup_service()
         self.hash = self.opts.settings_hash()
         self.out_set, new_set = self.journal.output_set(self.hash, self.opts.identity())
