@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from daemon_helpers import DaemonProc
 
-from framewatch.daemon.acquisition import Acquisition
-from framewatch.daemon.cli import main as cli_main
+from framewatch.daemon.commands.cli import main as cli_main
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def watch(acq: Path, out: Path, state: Path, config: Path, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "framewatch.daemon.cli", "watch", str(acq), "--out", str(out), "--state", str(state),
+    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(acq), "--out", str(out), "--state", str(state),
            "--config", str(config)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
