@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framewatch.daemon.outputs.no_follow import check_not_link, open_file
+from framewatch.daemon.outputs.no_follow import check_not_link
 
 __all__ = ["PlotWorker", "SeriesPlotData", "load_series", "plot_path", "render_series_plot"]
 
@@ -218,8 +218,8 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     check_not_link(path.parent)  # a link planted at the series directory: never draw through it
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open_file(tmp, "wb") as f:
-            fig.savefig(f, format="png")
+        tmp.unlink(missing_ok=True)  # a link planted at the working name is removed, never written through
+        fig.savefig(tmp, format="png")
     except BaseException:
         tmp.unlink(missing_ok=True)  # e.g. the output disk is full: leave no half-written file
         raise
