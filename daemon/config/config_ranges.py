@@ -45,8 +45,8 @@ RANGES: dict[str, Range] = {
     "watch.tiff_stable_s": Range(0, HOUR, "seconds"),
     "watch.mdoc_wait_s": Range(0, HOUR, "seconds"),
     "watch.retry_backoff_s": Range(0, HOUR, "seconds"),
-    "watch.max_attempts": Range(1, 100, "attempts"),
-    "watch.max_interruptions": Range(1, 100, "interruptions"),
+    "watch.max_attempts": Range(1, 10_000, "attempts"),
+    "watch.max_interruptions": Range(1, 10_000, "interruptions"),
     # [series]
     "series.idle_s": Range(0, 7 * DAY, "seconds", lo_open=True),
     "series.mdoc_quiet_s": Range(0, DAY, "seconds"),

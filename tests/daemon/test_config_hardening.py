@@ -38,7 +38,7 @@ def check(tmp_path, text: str | bytes, capsys) -> tuple[int, str]:
     ("scheduler", "queue_size = 10000000", "1 to 100000"),
     ("watch", "scan_period_s = 1e9", "above 0 to 3600"),
     ("watch", "settle_s = 1e300", "0 to 3600"),
-    ("watch", "max_attempts = 1000000", "1 to 100"),
+    ("watch", "max_attempts = 1000000", "1 to 10000"),
     ("series", "idle_s = 1e12", "above 0 to 604800"),
     ("series", "angle_tolerance_deg = 90", "0 to 10"),
     ("disk", "check_period_s = 1e300", "above 0 to 3600"),
