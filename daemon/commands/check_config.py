@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -19,12 +20,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from framewatch.daemon.commands.watch import check_series_patterns
     from framewatch.daemon.config.configuration import load_config, require_dirs
+    from framewatch.daemon.config.directory_roles import check_directory_roles
     from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
 
     cfg = load_config(args.file)
     if not args.no_dirs:
         require_dirs(cfg)
+        check_directory_roles(watch_dir=Path(cfg.watch.dir).expanduser(), out_dir=Path(cfg.output.dir).expanduser(),
+                              state_dir=Path(cfg.output.state_dir).expanduser() if cfg.output.state_dir else None)
+    check_series_patterns(cfg)
     # the [processing] table the way `watch` reads it (no command-line options given)
     blank = argparse.ArgumentParser(add_help=False)
     add_processing_arguments(blank)

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FramewatchError as err:
         print(f"framewatch {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_status", 2)  # 2: usage or configuration; 1: the environment (e.g. OUT not writable)
     except KeyboardInterrupt:
         print(f"framewatch {args.command}: interrupted", file=sys.stderr)
         return 130

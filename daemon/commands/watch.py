@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from framewatch.core.errors import SettingsError
 from framewatch.daemon.config.configuration import load_config, require_dirs, with_overrides
 from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
+from framewatch.daemon.intake.naming import patterns_from_config
 from framewatch.daemon.service.daemon import Daemon
 
 
@@ -51,8 +53,18 @@ def load(args: argparse.Namespace):
         metrics__address=args.metrics,
     )
     require_dirs(cfg)
+    check_series_patterns(cfg)
     options = processing_options_from_args(args, cfg.raw)
     return cfg, options
+
+
+def check_series_patterns(cfg) -> None:
+    """``[series] patterns`` as start-up compiles them (bad regex, index_base, non-table entry):
+    a SettingsError naming the file, for `watch`, SIGHUP and `check-config` alike."""
+    try:
+        patterns_from_config(list(cfg.series.patterns))
+    except SettingsError as err:
+        raise SettingsError(err.what, path=cfg.source, fix=err.fix) from None
 
 
 def run(args: argparse.Namespace) -> int:

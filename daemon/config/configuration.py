@@ -32,6 +32,7 @@ from framewatch.core.decode_limits import (
     DecodeLimits,
 )
 from framewatch.core.errors import SettingsError
+from framewatch.daemon.config.config_ranges import check_range
 
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.mrc", "*.eer")
 
@@ -262,6 +263,7 @@ def _check_processing(doc: dict, src) -> None:
                 raise SettingsError(f"[processing] {k} = {v!r}: expected {expected}", path=src)
         else:
             _check_value("[processing]", k, want[0], v, src)
+        check_range("processing", k, v, src)
     if "dose_per_frame_e_per_a2" in table and "dose_per_tilt_e_per_a2" in table:
         raise SettingsError("[processing] has both dose_per_frame_e_per_a2 and dose_per_tilt_e_per_a2", path=src,
                             fix="give only one of them")
@@ -312,6 +314,12 @@ def load_config(path: str | Path | None) -> DaemonConfig:
         raise SettingsError("is a directory, not a configuration file", path=p) from None
     except tomllib.TOMLDecodeError as err:
         raise SettingsError(f"not valid TOML: {err}", path=p) from None
+    except UnicodeDecodeError as err:  # TOML is UTF-8 (e.g. a Latin-1 "Å" in a comment)
+        line = err.object[: err.start].count(b"\n") + 1
+        raise SettingsError(f"not UTF-8 text: byte 0x{err.object[err.start]:02x} on line {line} cannot be decoded", path=p,
+                            fix="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+    except OSError as err:
+        raise SettingsError(f"cannot read the configuration: {err.strerror}", path=p) from None
     return config_from_dict(doc, source=p)
 
 
@@ -355,8 +363,10 @@ def validate(cfg: DaemonConfig) -> None:
         DecodeLimits(**{f.name: getattr(cfg.limits, f.name) for f in fields(LimitsOptions)})
     except SettingsError as err:
         raise SettingsError(err.what.replace("decode limit ", "[limits] "), path=src, fix=err.fix) from None
-    need(cfg.log.format in ("auto", "json", "console"),
-         "[log] format", f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
+    for name in _TABLES:  # plausible ranges (config_ranges.py)
+        for f in fields(getattr(cfg, name)):
+            check_range(name, f.name, getattr(getattr(cfg, name), f.name), src)
+    need(cfg.log.format in ("auto", "json", "console"), "[log] format", f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
     if cfg.metrics.address:
         from framewatch.daemon.service.metrics import parse_address
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from framewatch.daemon.intake.readiness import Observation, decide, refresh_probe, stat_key
 from framewatch.daemon.intake.series_grouping import resolve
+from framewatch.daemon.outputs.output_names import series_out_name
 from framewatch.daemon.processing.scheduler import QueueItem
 
 TICK_S = 0.25
@@ -223,7 +224,8 @@ class Intake:
     def _series_of_unready(self, path: Path, st) -> int | None:
         try:
             info = self.index.tilt_info(path, mtime=st.st_mtime)
-            s, new = self.journal.series_for(self.hash, info.series, info.source_dir, self.out_set)
+            s, new = self.journal.series_for(self.hash, info.series, info.source_dir, self.out_set,
+                                               out_name=series_out_name(info.series))
             if new:
                 self._log_series_started(s, info)
             return s["id"]
@@ -231,7 +233,8 @@ class Intake:
             return None
 
     def _make_ready(self, cand: Candidate, st, d, now: float, info) -> None:
-        s, new = self.journal.series_for(self.hash, info.series, info.source_dir, self.out_set)
+        s, new = self.journal.series_for(self.hash, info.series, info.source_dir, self.out_set,
+                                               out_name=series_out_name(info.series))
         if new:
             self._log_series_started(s, info)
         if info.acquisition_index is None:

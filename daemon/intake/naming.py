@@ -107,12 +107,26 @@ def patterns_from_config(entries: list | None) -> tuple[NamePattern, ...]:
         return DEFAULT_PATTERNS
     out = []
     for i, e in enumerate(entries):
+        where = f"[series] patterns[{i}]"
         if isinstance(e, str):
             p = NamePattern(e, 0, f"config-{i}")
-        elif isinstance(e, dict) and "regex" in e:
-            p = NamePattern(str(e["regex"]), int(e.get("index_base", 0)), str(e.get("name", f"config-{i}")))
+        elif isinstance(e, dict) and isinstance(e.get("regex"), str):
+            unknown = set(e) - {"regex", "index_base", "name"}
+            if unknown:
+                raise SettingsError(f"{where} has unknown key(s) {sorted(unknown)}", fix="valid: regex, index_base, name")
+            base = e.get("index_base", 0)
+            if isinstance(base, bool) or not isinstance(base, int) or not 0 <= base <= 1_000_000:
+                raise SettingsError(f"{where} index_base = {base!r}: expected a whole number >= 0 (the number of the first tilt)")
+            name = e.get("name", f"config-{i}")
+            if not isinstance(name, str):
+                raise SettingsError(f"{where} name = {name!r}: expected a string")
+            p = NamePattern(e["regex"], base, name)
         else:
-            raise SettingsError(f"series pattern {e!r} must be a string or a table with 'regex'")
-        p.compiled()
+            raise SettingsError(f"{where} = {e!r} must be a string or a table with a string 'regex'",
+                                fix='e.g. [[series.patterns]] with regex = "^(?P<series>.+)_(?P<index>\\d+)$"')
+        try:
+            p.compiled()
+        except SettingsError as err:
+            raise SettingsError(f"{where}: {err.what}", fix=err.fix) from None
         out.append(p)
     return tuple(out)

@@ -172,7 +172,7 @@ class _LineSink:
     MAX_PENDING = 100_000  # lines held in memory when the spill file cannot be written either
 
     def __init__(self, path: Path, spill: Path | None):
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         self.spill = spill
         self.pending: collections.deque[bytes] = collections.deque()
         self.spilled = spill is not None  # every pending line is also in the spill file

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from framewatch.daemon.outputs.no_follow import check_not_link
+
 __all__ = ["PlotWorker", "SeriesPlotData", "load_series", "plot_path", "render_series_plot"]
 
 LATEST_TRAJECTORIES = 5
@@ -213,8 +215,10 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     ax_jump.set_title("largest jump and FRC crossing vs acquisition order", fontsize=10)
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_not_link(path.parent)  # a link planted at the series directory: never draw through it
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        tmp.unlink(missing_ok=True)  # a link planted at the working name is removed, never written through
         fig.savefig(tmp, format="png")
     except BaseException:
         tmp.unlink(missing_ok=True)  # e.g. the output disk is full: leave no half-written file

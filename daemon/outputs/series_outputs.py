@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from framewatch.daemon.outputs import stack
+from framewatch.daemon.outputs.no_follow import check_not_link, check_real_dir, ensure_real_dir
 from framewatch.daemon.outputs.tilt_table import (
     angles_text,
     atomic_write_text,
@@ -29,10 +30,23 @@ from framewatch.daemon.state import faults
 class SeriesPaths:
     dir: Path
     name: str
+    root: Path | None = None  # OUT: every directory between it and ``dir`` is checked not to be a link
 
     @classmethod
     def of(cls, out_root: str | Path, out_rel: str) -> "SeriesPaths":
-        return cls(Path(out_root) / out_rel, Path(out_rel).name)
+        return cls(Path(out_root) / out_rel, Path(out_rel).name, Path(out_root))
+
+    def check_dir(self) -> None:
+        """Raise LinkInOutputError when the series directory (or one above it in OUT) is a link."""
+        if self.root is not None:
+            check_real_dir(self.root, self.dir)
+
+    def make_dir(self) -> Path:
+        """Create the series directory; a symbolic link on the way raises LinkInOutputError (no_follow.py)."""
+        if self.root is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            return self.dir
+        return ensure_real_dir(self.root, self.dir)
 
     def _p(self, suffix: str) -> Path:
         return self.dir / f"{self.name}{suffix}"
@@ -84,8 +98,9 @@ class SeriesPaths:
 
 def append_tilt(paths: SeriesPaths, z_expected: int, images: tuple[np.ndarray, np.ndarray, np.ndarray], *, pixel_size_a: float) -> int:
     """Append the dose-weighted, even and odd sums as section ``z_expected`` of the three stacks."""
-    paths.dir.mkdir(parents=True, exist_ok=True)
+    paths.make_dir()
     for path in paths.stacks:
+        check_not_link(path)
         n_now = stack.inspect_stack(path).n_sections
         if n_now != z_expected or stack.hidden_name(path, "appending").exists():
             n_now, _ = stack.repair(path, z_expected)
@@ -105,9 +120,11 @@ def append_tilt(paths: SeriesPaths, z_expected: int, images: tuple[np.ndarray, n
 
 def repair_stacks(paths: SeriesPaths, n_expected: int) -> tuple[int, list[tuple[Path, int, str]]]:
     """Repair the three stacks to the journal's count; returns the smallest count now and actions."""
+    paths.check_dir()  # never repair (truncate) a stack through a planted link
     actions = []
     n_min = n_expected
     for path in paths.stacks:
+        check_not_link(path)
         n, what = stack.repair(path, n_expected)
         actions.append((path, n, what))
         n_min = min(n_min, n)
@@ -124,9 +141,13 @@ def records_of(rows: list[dict], tolerance_deg: float) -> tuple[list[dict], list
     return sorted(recs, key=lambda r: r["z"]), kept
 
 
-def rewrite_tables(paths: SeriesPaths, rows: list[dict], tolerance_deg: float) -> list[dict]:
-    paths.dir.mkdir(parents=True, exist_ok=True)
+def rewrite_tables(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *, series_name: str | None = None) -> list[dict]:
+    """``SERIES.tilts.tsv`` and ``SERIES.rawtlt``; ``series_name`` (the series' own name, which the
+    output names may shorten: output_names.py) goes into the table's ``series`` column."""
+    paths.make_dir()
     recs, _ = records_of(rows, tolerance_deg)
+    if series_name is not None:
+        recs = [dict(r, series=series_name) for r in recs]
     atomic_write_text(paths.tsv, tsv_text(recs))
     atomic_write_text(paths.rawtlt, angles_text(r["tilt_angle_deg"] for r in recs))
     return recs
@@ -139,6 +160,7 @@ def write_sorted(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *, 
     if not order:
         return 0
     zs = [r["z"] for r in order]
+    paths.make_dir()
     label = f"framewatch: {paths.name} sorted by tilt angle"
     for src, dst in zip(paths.stacks, (paths.sorted_stack, paths.sorted_evn, paths.sorted_odd)):
         stack.write_stack(dst, stack.iter_sections(src, zs), pixel_size_a=pixel_size_a, label=label)

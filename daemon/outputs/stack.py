@@ -31,6 +31,7 @@ import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
 from mrcfile.utils import machine_stamp_from_byte_order
 
+from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.state import faults
 
 HEADER_BYTES = 1024
@@ -159,7 +160,7 @@ def _write_stack_file(tmp: Path, sections, pixel_size_a: float, label: str) -> i
     stats = Stats()
     nz = 0
     shape = None
-    with open(tmp, "wb") as f:
+    with open_file(tmp, "wb") as f:
         f.write(b"\0" * HEADER_BYTES)
         for sec in sections:
             a = np.ascontiguousarray(sec, dtype=_DTYPE)
@@ -206,7 +207,7 @@ def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", gr
     for path, a in prepared:
         src = path if path.exists() else work_of[path] if work_of[path].exists() else None
         if src is not None:
-            with open(src, "rb") as f:
+            with open_file(src, "rb") as f:  # a link planted at a stack is refused here, before anything moves
                 h = read_header(f)
             if (int(h["ny"]), int(h["nx"])) != a.shape:
                 raise ValueError(f"section shape {a.shape} differs from the stack's {(int(h['ny']), int(h['nx']))} in {path}")
@@ -235,7 +236,7 @@ def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", gr
 
 
 def _append_in_place(work: Path, a: np.ndarray) -> int:
-    with open(work, "r+b") as f:
+    with open_file(work, "r+b") as f:
         h = read_header(f)
         nx, ny, nz = int(h["nx"]), int(h["ny"]), int(h["nz"])
         offset = HEADER_BYTES + int(h["nsymbt"])
@@ -273,7 +274,7 @@ def inspect_stack(path: str | Path) -> StackState:
     src = work if work.exists() else path
     if not src.exists():
         return StackState(path, False, 0, 0, 0, False)
-    with open(src, "rb") as f:
+    with open_file(src, "rb") as f:
         try:
             h = read_header(f)
         except ValueError:
@@ -330,7 +331,7 @@ def repair(path: str | Path, n_expected: int) -> tuple[int, str]:
         src.unlink()
         fsync_dir(path.parent)
         return 0, "removed (no section the journal knows)" if st.n_sections or st.extra_bytes else "removed empty file"
-    with open(src, "r+b") as f:
+    with open_file(src, "r+b") as f:
         h = read_header(f)
         nx, ny, nz = int(h["nx"]), int(h["ny"]), int(h["nz"])
         offset = HEADER_BYTES + int(h["nsymbt"])

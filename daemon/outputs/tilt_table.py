@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from framewatch.daemon.outputs.driftlog import STAT_KEYS
+from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.outputs.stack import fsync_dir
 
 TSV_COLUMNS = (
@@ -56,7 +57,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open_file(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -37,12 +37,14 @@ from pathlib import Path
 
 from framewatch.core.errors import FramewatchError, SettingsError
 from framewatch.daemon.config.configuration import DaemonConfig, reload_merge
+from framewatch.daemon.config.directory_roles import check_directory_roles
 from framewatch.daemon.config.processing_options import ProcessingOptions
 from framewatch.daemon.intake.movie_intake import TICK_S, Candidate, Intake
 from framewatch.daemon.intake.naming import patterns_from_config
 from framewatch.daemon.intake.series_grouping import SeriesIndex
 from framewatch.daemon.intake.watcher import Watcher
 from framewatch.daemon.outputs.driftlog import DriftLog, operational_logger
+from framewatch.daemon.outputs.no_follow import LinkInOutputError
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, repair_stacks
 from framewatch.daemon.processing.scheduler import ReadyQueue, WorkerPool
 from framewatch.daemon.service.dispatch import Processing
@@ -51,6 +53,7 @@ from framewatch.daemon.service.lifecycle import Service, SignalInbox
 from framewatch.daemon.service.series_completion import Completion
 from framewatch.daemon.state.instance_lock import InstanceLock
 from framewatch.daemon.state.journal import Journal
+from framewatch.daemon.state.output_lock import OutputLock
 
 COMPLETION_CHECK_S = 1.0
 
@@ -91,6 +94,7 @@ class Daemon(Intake, Processing, Completion, Events):
             raise SettingsError("watch directory does not exist", path=self.watch_dir, fix="create it or check the path")
         self.out_dir = Path(out_dir).resolve()
         self.state_dir = Path(state_dir).resolve() if state_dir else default_state_dir(self.out_dir)
+        check_directory_roles(watch_dir=self.watch_dir, out_dir=self.out_dir, state_dir=self.state_dir)
         self.cfg = config or DaemonConfig()
         self.opts = options or ProcessingOptions()
         for name, p in (("gain", self.opts.gain), ("defects", self.opts.defects)):
@@ -113,7 +117,11 @@ class Daemon(Intake, Processing, Completion, Events):
         self.journal = Journal(self.state_dir, self.out_dir, lock=getattr(self, "_lock", None))
         fmt = self.cfg.log.format
         self.oplog = operational_logger(self._stdout, json=None if fmt == "auto" else fmt == "json")
-        self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog, spill=self.state_dir / "framewatch.jsonl.pending")
+        try:
+            self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog, spill=self.state_dir / "framewatch.jsonl.pending")
+        except OSError as err:  # e.g. a link planted at OUT/framewatch.jsonl (opened with O_NOFOLLOW)
+            raise FramewatchError(f"cannot open the drift log: {err.strerror}", path=self.out_dir / "framewatch.jsonl",
+                                  fix="it must be a regular file written by framewatch (remove a link or anything else there)") from None
         self._setup_service()
         self.hash = self.opts.settings_hash()
         self.out_set, new_set = self.journal.output_set(self.hash, self.opts.identity())
@@ -179,7 +187,11 @@ class Daemon(Intake, Processing, Completion, Events):
         for s in j.all_series(self.hash):
             paths = SeriesPaths.of(self.out_dir, s["out_rel"])
             n = j.n_sections(s["id"])
-            n_now, actions = repair_stacks(paths, n)
+            try:
+                n_now, actions = repair_stacks(paths, n)
+            except LinkInOutputError as err:  # a link planted in OUT: the series is left alone (no_follow.py)
+                self._output_failed(s, "stacks", err)
+                continue
             for path, count, what in actions:
                 if what not in ("ok",):
                     self.log.event("stack_repaired", level="warning", series=s["name"], stack=str(path), sections=count, action=what)
@@ -217,6 +229,12 @@ class Daemon(Intake, Processing, Completion, Events):
     def run(self) -> int:
         lock = self._lock = InstanceLock(self.state_dir)
         lock.acquire()  # first of all: a second daemon on this journal stops here, touching nothing
+        out_lock = OutputLock(self.out_dir, state_dir=self.state_dir)
+        try:
+            out_lock.acquire()  # and one with another journal on the same OUT (output_lock.py)
+        except BaseException:
+            lock.release()
+            raise
         try:
             self._setup()
             resumed = self._recover()
@@ -255,6 +273,7 @@ class Daemon(Intake, Processing, Completion, Events):
             try:
                 self._shutdown()
             finally:
+                out_lock.release()
                 lock.release()
 
     def _log_cache(self) -> None:
@@ -318,8 +337,9 @@ class Daemon(Intake, Processing, Completion, Events):
             if self._reload is None:
                 raise SettingsError("no configuration file was given (--config), nothing to reload")
             new_cfg, new_opts = self._reload()
-        except FramewatchError as err:
-            self.log.event("config_reload_failed", level="error", config=where, reason=str(err),
+        except Exception as err:  # noqa: BLE001 - whatever is wrong with the new file, the daemon keeps running
+            reason = str(err) if isinstance(err, FramewatchError) else f"{type(err).__name__}: {err}"
+            self.log.event("config_reload_failed", level="error", config=where, reason=reason,
                            note="still running on the previous configuration")
             notifier.ready(self._status())
             return

@@ -18,6 +18,7 @@ import numpy as np
 
 from framewatch.core.errors import FramewatchError
 from framewatch.daemon.intake.movie_intake import Candidate
+from framewatch.daemon.outputs.no_follow import LinkInOutputError
 from framewatch.daemon.outputs.quality import flag_reasons
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, records_of, repair_stacks, rewrite_tables
 from framewatch.daemon.processing.gain_session import session_gain_orientation
@@ -25,12 +26,21 @@ from framewatch.daemon.processing.scheduler import QueueItem
 from framewatch.daemon.state import faults
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# an output directory that is not writable for a while: permissions changed under the daemon, a
+# share remounted read-only, a network file system's I/O error or stale handle
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.ESTALE)
 OUT_FULL_MAX_WAIT_S = 60.0
 
 
 def no_room(err: BaseException) -> bool:
     """True for the errors of a full output file system (or a file-size limit)."""
     return isinstance(err, OSError) and err.errno in NO_ROOM
+
+
+def transient(err: BaseException) -> bool:
+    """True for the output errors that go away by themselves: no room, or not writable for now.
+    A link planted in OUT (no_follow.py) is not one of them."""
+    return isinstance(err, OSError) and not isinstance(err, LinkInOutputError) and err.errno in NO_ROOM + NOT_WRITABLE
 
 
 class Processing:
@@ -154,7 +164,7 @@ class Processing:
                 repair_stacks(paths, z)
             except OSError:
                 pass  # cut back at the next append (append_tilt repairs first) or start
-            if no_room(err):
+            if transient(err):  # the movie is fine: corrected and appended again later
                 return not self._out_of_space(row, err)
             self.journal.update(mid, state="failed", error=f"append failed: {err}")
             self._log_failed(row, "append", f"{type(err).__name__}: {err}")
@@ -226,9 +236,13 @@ class Processing:
         delay = min(max(self.cfg.watch.retry_backoff_s, 0.1) * 2 ** (self._out_full_count - 1), OUT_FULL_MAX_WAIT_S)
         now = time.time()
         self._out_full_until = now + delay
-        self.journal.update(mid, state="ready", started_at=None, error=f"append failed, output disk full: {err}")
+        if no_room(err):
+            why, when = "output disk full", "when there is room"
+        else:
+            why, when = "output directory not writable", "when the output directory is writable again"
+        self.journal.update(mid, state="ready", started_at=None, error=f"append failed, {why}: {err}")
         self.log.event("movie_retry", level="warning", movie=row["path"], attempt=row["attempts"], retry_in_s=round(delay, 3),
-                       reason=f"output disk full ({type(err).__name__}: {err}); the movie is corrected again when there is room")
+                       reason=f"{why} ({type(err).__name__}: {err}); the movie is corrected again {when}")
         if self.queue.full():  # wait on disk instead (back-pressure)
             self.journal.update(mid, state="seen")
             self._retrack(row, now, delay=delay)
@@ -245,8 +259,11 @@ class Processing:
         warned = self.__dict__.setdefault("_output_warned", set())
         if key not in warned:  # once until it works again
             warned.add(key)
+            note = ("written again as soon as there is room" if no_room(err) else
+                    "written again as soon as the output directory is writable" if transient(err) else
+                    "not written until the cause is removed")
             self.log.event("output_write_failed", level="warning", series=s["name"], what=what, reason=f"{type(err).__name__}: {err}",
-                           note="written again as soon as there is room")
+                           note=note)
 
     def _output_ok(self, s: dict, what: str) -> None:
         self.__dict__.setdefault("_output_warned", set()).discard((s["id"], what))
@@ -256,7 +273,7 @@ class Processing:
         disk is full the series is remembered and :meth:`_retry_outputs` writes them later."""
         recs, _ = records_of(rows, self.cfg.series.angle_tolerance_deg)
         try:
-            rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg)
+            rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg, series_name=s["name"])
         except OSError as err:
             self._stale().add(s["id"])
             self._output_failed(s, "tables", err)

@@ -167,14 +167,18 @@ class Journal:
         return out_rel, True
 
     # -- series ---------------------------------------------------------------------------------
-    def series_for(self, settings_hash: str, name: str, source_dir: str, out_set: str) -> tuple[dict, bool]:
+    def series_for(self, settings_hash: str, name: str, source_dir: str, out_set: str, *,
+                   out_name: str | None = None) -> tuple[dict, bool]:
+        """The series row (and whether it is new); ``out_name`` is its output stem when that is not
+        ``name`` itself (a name too long for the file system, output_names.py)."""
         r = self.db.execute(
             "SELECT * FROM series WHERE settings_hash = ? AND name = ? AND source_dir = ?", (settings_hash, name, source_dir)
         ).fetchone()
         if r is not None:
             return dict(r), False
         taken = {x[0] for x in self.db.execute("SELECT out_rel FROM series WHERE settings_hash = ?", (settings_hash,))}
-        base = f"{out_set}/{name}" if out_set else name
+        stem = out_name or name
+        base = f"{out_set}/{stem}" if out_set else stem
         out_rel, k = base, 2
         while out_rel in taken:  # same series name from another directory
             out_rel = f"{base}_{k}"

@@ -74,3 +74,16 @@ def test_unit_settings(unit):
     assert re.search(r"^ReadWritePaths=/", text, re.M)
     # numba needs writable-then-executable memory: this must never be switched on
     assert "MemoryDenyWriteExecute=no" in text
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit_memory_cap(unit):
+    """Issue 14 (row 4, "bounded memory"): a memory cap with the documented value, and MemoryHigh
+    below it; an OOM-killed worker does not stop the service."""
+    text = (SYSTEMD / unit).read_text()
+    high = re.search(r"^MemoryHigh=(\d+)G$", text, re.M)
+    cap = re.search(r"^MemoryMax=(\d+)G$", text, re.M)
+    assert high and cap, "MemoryHigh=/MemoryMax= missing"
+    # the documented rule: MemoryHigh = 0.5 GB + workers (1) x 3.5 GB; MemoryMax = MemoryHigh + 2 GB
+    assert int(high.group(1)) == 4 and int(cap.group(1)) == int(high.group(1)) + 2
+    assert re.search(r"^OOMPolicy=continue$", text, re.M)
