@@ -41,6 +41,7 @@ from .completion import Completion
 from .config import DaemonConfig, reload_merge
 from .driftlog import DriftLog, operational_logger
 from .events import Events
+from .file_isolation import FileIsolation
 from .instance_lock import InstanceLock
 from .intake import TICK_S, Candidate, Intake
 from .journal import Journal
@@ -67,7 +68,7 @@ def default_state_dir(out_dir: str | Path) -> Path:
     return base / slug
 
 
-class Daemon(Intake, Processing, Completion, Events):
+class Daemon(Intake, Processing, Completion, Events, FileIsolation):
     """The daemon: set-up, start-up recovery, the main loop and a clean stop (the mixins hold the
     steps of the loop: intake.py, processing.py, completion.py, events.py)."""
 
@@ -129,7 +130,9 @@ class Daemon(Intake, Processing, Completion, Events):
         )
         self.watcher.start()  # before the first scan, so nothing written meanwhile is missed
         self.inbox.wake = self.watcher.wake
-        self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)))
+        self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)), root=self.watch_dir,
+                                 mdoc_max_bytes=int(w.mdoc_max_mb * 1e6))
+        self._rejected: dict[str, tuple | None] = {}  # path -> version rejected (file_isolation.py)
         q = self.cfg.scheduler
         self.queue = ReadyQueue(q.queue_size, q.newest_first_backlog)
         self.pool = WorkerPool(q.workers, on_done=self.watcher.wake.set)
@@ -139,7 +142,6 @@ class Daemon(Intake, Processing, Completion, Events):
         self.busy_paths: set[str] = set()
         self._order: dict[int, tuple[int, int]] = {}
         self._dispatch_order = 0
-        self._mdoc_warned: set = set()
         self.hot_dirs: dict[str, float] = {}
         self._last_completion_check = 0.0
         self._last_backlog = 0.0
@@ -353,7 +355,7 @@ class Daemon(Intake, Processing, Completion, Events):
         ready = []
         for cand in list(self.cands.values()):
             if now >= cand.next_check:
-                r = self._evaluate(cand, now)
+                r = self._guarded(cand.path, "readiness", self._evaluate, cand, now)
                 if r is not None:
                     ready.append(r)
         if ready:

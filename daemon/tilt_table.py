@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from .driftlog import STAT_KEYS
+from .name_escape import shown
 from .stack import fsync_dir
 
 TSV_COLUMNS = (
@@ -83,8 +84,8 @@ def tilt_record(row: dict) -> dict:
     timings = row.get("timings") or {}
     rec = {
         "z": row.get("z"),
-        "movie": Path(row["path"]).name,
-        "movie_path": row["path"],
+        "movie": shown(Path(row["path"]).name),  # undecodable bytes as \xNN (name_escape.py)
+        "movie_path": shown(row["path"]),
         "tilt_angle_deg": row.get("angle_deg"),
         "acquisition_index": row.get("acq_index"),
         "acquisition_time": _iso(row.get("acq_time")),
