@@ -289,7 +289,9 @@ class SeriesIndex:
                 self._warn(p, m.warnings, m.n_warnings)
         except OSError as err:
             m, problem = None, str(err) if isinstance(err, RefusedFile) else f"cannot read {shown(fm.name)}: {err}"
-            self._warn(p, (problem,))
+            if self._refused.get(p) != key[:3]:  # not said already when it was found as an mdoc
+                self._refused[p] = key[:3]
+                self._warn(p, (problem,))
         if len(self._frame_mdocs) > 10000:  # bounded: movies done long ago need it no more
             self._frame_mdocs.clear()
         self._frame_mdocs[p] = (key, (m, problem))
