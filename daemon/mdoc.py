@@ -23,7 +23,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 
 from .mdoc_values import RANGES, YEAR_RANGE, check_value, first_number, usable
 
@@ -131,7 +131,9 @@ class MdocSection:
         v = self.values.get("SubFramePath")
         if not v:
             return None
-        name = PureWindowsPath(v.strip()).name  # splits on both \ and /
+        name = v.strip().replace("\\", "/").rsplit("/", 1)[-1]  # a Windows or POSIX path (as PureWindowsPath.name)
+        if len(name) == 2 and name[1] == ":":
+            return None  # a bare drive "D:"
         return name or None
 
     @property
