@@ -60,7 +60,7 @@ def test_row2_mdoc_datetime_out_of_range_is_a_warning_and_mtime_is_used(tmp_path
     movie = tmp_path / "frames" / "TS_01_000_0.0.tif"
     mdoc = tmp_path / "TS_01.mrc.mdoc"
     mdoc.write_text(SECTION.format(z=0, a=0.0, name=movie.name, m=0).replace("14-Mar-25  09:00:00", when))
-    idx = SeriesIndex(root=tmp_path)
+    idx = SeriesIndex()
     idx.note_mdoc(mdoc, 0.0)
     info = idx.tilt_info(movie, mtime=1234.0)  # ValueError in series._epoch on 7e3f13d (year 1)
     assert info.order_source == "mtime" and info.acquisition_time == 1234.0
@@ -150,7 +150,7 @@ def test_row6_subframepath_matched_only_in_the_mdocs_tree(tmp_path):
     for grid, angle in (("grid1", 3.0), ("grid2", 63.0)):
         (tmp_path / grid / "frames").mkdir(parents=True)
         (tmp_path / grid / "TS_01.mrc.mdoc").write_text(SECTION.format(z=0, a=angle, name=name, m=1 if grid == "grid1" else 30))
-    idx = SeriesIndex(root=tmp_path)
+    idx = SeriesIndex()
     idx.note_mdoc(tmp_path / "grid1" / "TS_01.mrc.mdoc", 0.0)
     idx.note_mdoc(tmp_path / "grid2" / "TS_01.mrc.mdoc", 1.0)  # read last: won on 7e3f13d
     for grid, angle in (("grid1", 3.0), ("grid2", 63.0)):
@@ -166,7 +166,7 @@ def test_row6_subframepath_matched_only_in_the_mdocs_tree(tmp_path):
 def test_row8_junk_mdoc_gives_a_bounded_warning_per_change(tmp_path):
     junk = tmp_path / "j.mdoc"
     junk.write_bytes(np.random.default_rng(1).integers(0, 256, 5_000_000, dtype=np.uint8).tobytes())
-    idx = SeriesIndex(root=tmp_path)
+    idx = SeriesIndex()
     idx.note_mdoc(junk, 0.0)
     (p, n, samples), = [w for w in idx.warnings if w[0] == str(junk)]
     assert n > 10_000 and len(samples) <= 201 and all(len(s) <= 200 for s in samples)
@@ -188,7 +188,7 @@ def test_row11_implausible_mdoc_values_are_warned_and_not_used(tmp_path):
     (tmp_path / "TS_01.mrc.mdoc").write_text(text)
     movie.with_name(movie.name + ".mdoc").write_text("[FrameSet = 0]\nPixelSpacing = 1e300\nFrameDosesAndNumber = inf 8\n"
                                                      "NumSubFrames = 8\n")
-    idx = SeriesIndex(root=tmp_path)
+    idx = SeriesIndex()
     idx.note_mdoc(tmp_path / "TS_01.mrc.mdoc", 0.0)
     info = idx.tilt_info(movie, mtime=0.0)
     assert info.tilt_angle_deg == 6.0 and info.angle_source == "file name"  # 720 on 7e3f13d
