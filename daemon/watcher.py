@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .ignore_rules import SILENT, ignore_rule
 
+
 def _match_any(name: str, patterns) -> bool:
     low = name.lower()
     return any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns)
