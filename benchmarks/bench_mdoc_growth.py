@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from framewatch.daemon.series import SeriesIndex
+from framewatch.daemon.intake.series_grouping import SeriesIndex
 
 SECTION = ("[ZValue = {z}]\nTiltAngle = {a:.2f}\nExposureDose = 3\nPixelSpacing = 5.4\nSubFramePath = D:\\data\\frames\\"
            "TS_01_{z:06d}_{a:.1f}.tif\nNumSubFrames = 8\nDateTime = {d:02d}-Mar-25  {h:02d}:{m:02d}:{s:02d}\n\n")

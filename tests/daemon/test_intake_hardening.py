@@ -10,10 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from framewatch.daemon.journal import Journal
-from framewatch.daemon.mdoc import parse_mdoc_text
-from framewatch.daemon.series import SeriesIndex
-from framewatch.daemon.watcher import Watcher
+from framewatch.daemon.intake.mdoc import parse_mdoc_text
+from framewatch.daemon.intake.series_grouping import SeriesIndex
+from framewatch.daemon.intake.watcher import Watcher
+from framewatch.daemon.state.journal import Journal
 
 SECTION = "[ZValue = {z}]\nTiltAngle = {a}\nExposureDose = 3\nSubFramePath = D:\\data\\frames\\{name}\nNumSubFrames = 8\n" \
           "DateTime = 14-Mar-25  09:{m:02d}:00\n\n"
@@ -44,7 +44,7 @@ def test_row1_undecodable_name_round_trips_through_the_journal(tmp_path):
 
 
 def test_row1_undecodable_name_is_shown_escaped_in_the_log(tmp_path):
-    from framewatch.daemon.driftlog import DriftLog
+    from framewatch.daemon.outputs.driftlog import DriftLog
 
     log = DriftLog(tmp_path / "framewatch.jsonl")
     log.event("file_ignored", path=os.fsdecode(b"/w/bad\xff.tif"), rule="x")
@@ -75,8 +75,8 @@ def test_row3_fifo_mdoc_and_frame_mdoc_never_block(tmp_path):
     os.mkfifo(tmp_path / "f.mdoc")
     r = _child(f"""
         from pathlib import Path
-        from framewatch.daemon.mdoc import read_mdoc
-        from framewatch.daemon.readiness import frame_mdoc_frames
+        from framewatch.daemon.intake.mdoc import read_mdoc
+        from framewatch.daemon.intake.readiness import frame_mdoc_frames
         d = Path({str(tmp_path)!r})
         fm, n, problem = frame_mdoc_frames(d / "m_000_0.0.tif")
         print("frame:", n, problem)
@@ -91,11 +91,11 @@ def test_row3_fifo_mdoc_and_frame_mdoc_never_block(tmp_path):
 
 
 def test_row3_fifo_named_like_a_movie_is_never_probed(tmp_path):
-    from framewatch.daemon.readiness import probe_movie
+    from framewatch.daemon.intake.readiness import probe_movie
 
     os.mkfifo(tmp_path / "p_000_0.0.tif")
     r = _child(f"""
-        from framewatch.daemon.readiness import probe_movie
+        from framewatch.daemon.intake.readiness import probe_movie
         try:
             print(probe_movie({str(tmp_path / "p_000_0.0.tif")!r}, size=0))
             print(probe_movie({str(tmp_path / "p_000_0.0.tif")!r}, size=100))
@@ -112,7 +112,7 @@ def test_row4_frame_mdoc_link_to_dev_zero_is_refused(tmp_path):
     os.symlink("/dev/zero", tmp_path / "z_000_0.0.tif.mdoc")
     (tmp_path / "z_000_0.0.tif").write_bytes(b"x")
     r = _child(f"""
-        from framewatch.daemon.readiness import frame_mdoc_frames
+        from framewatch.daemon.intake.readiness import frame_mdoc_frames
         print(frame_mdoc_frames(__import__("pathlib").Path({str(tmp_path / "z_000_0.0.tif")!r})))
     """, timeout_s=30)  # 7e3f13d: reads /dev/zero until MemoryError
     assert r.returncode == 0, r.stderr
@@ -197,8 +197,8 @@ def test_row11_implausible_mdoc_values_are_warned_and_not_used(tmp_path):
     warned = " ".join(w for _, _, ws in idx.warnings for w in ws)
     for key in ("TiltAngle", "ExposureDose", "PriorRecordDose", "PixelSpacing", "FrameDosesAndNumber"):
         assert key in warned, key
-    from framewatch.daemon.processing_options import ProcessingOptions
-    from framewatch.daemon.series import resolve
+    from framewatch.daemon.config.processing_options import ProcessingOptions
+    from framewatch.daemon.intake.series_grouping import resolve
 
     res = resolve(info, ProcessingOptions(), 8)
     assert res.problem and res.problem.startswith("no pixel size")  # the movie fails clearly
@@ -225,7 +225,7 @@ def test_row18_ignore_rules_match_name_parts(tmp_path):
 
 # ---------------------------------------------------------------- row 19: incremental re-parse
 def test_row19_growing_mdoc_is_parsed_incrementally(tmp_path):
-    from framewatch.daemon.mdoc_follow import MdocFollower
+    from framewatch.daemon.intake.mdoc_follow import MdocFollower
 
     p = tmp_path / "TS_01.mrc.mdoc"
     body = "".join(SECTION.format(z=z, a=0.0, name=f"TS_01_{z:05d}_0.0.tif", m=z % 60) for z in range(20000))

@@ -16,7 +16,7 @@ import mrcfile
 import numpy as np
 from daemon_helpers import TEST_CONFIG, DaemonProc
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 RSS_LIMIT_KB = 1.5 * 1024 * 1024  # 1.5 GB
 
