@@ -50,6 +50,8 @@ class WatchOptions:
     max_attempts: int = 3
     retry_backoff_s: float = 2.0
     max_interruptions: int = 2
+    mdoc_max_mb: float = 16.0  # a larger mdoc is not read (one mdoc_warning): 10^6 bytes
+    mdoc_warning_lines: int = 10  # sample lines in one mdoc_warning (the count is always given)
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,9 @@ def validate(cfg: DaemonConfig) -> None:
         need(getattr(w, k) >= 0, f"[watch] {k}", f"= {getattr(w, k):g} must be >= 0 (seconds)")
     need(w.max_attempts >= 1, "[watch] max_attempts", "must be >= 1")
     need(w.max_interruptions >= 1, "[watch] max_interruptions", "must be >= 1")
+    need(0 < w.mdoc_max_mb <= 4096, "[watch] mdoc_max_mb", f"= {w.mdoc_max_mb:g} must be > 0 and <= 4096 (10^6 bytes)",
+         "a 1000-tilt SerialEM mdoc is about 1 MB; 16 is the default")
+    need(0 <= w.mdoc_warning_lines <= 1000, "[watch] mdoc_warning_lines", "must be between 0 and 1000")
     need(bool(w.patterns), "[watch] patterns", "is empty", 'e.g. patterns = ["*.tif", "*.mrc", "*.eer"]')
     if w.dir:
         need(Path(w.dir).expanduser().is_dir(), "[watch] dir", f"= {w.dir!r}: no such directory",

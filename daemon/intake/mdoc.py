@@ -17,12 +17,15 @@ classification tells a tilt-series mdoc from a frame-set or montage mdoc:
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
+
+from framewatch.daemon.intake.mdoc_values import RANGES, YEAR_RANGE, check_value, first_number, usable
 
 _SECTION = re.compile(r"^\[\s*([A-Za-z]+)\s*=\s*(.*?)\s*\]\s*$")
 _KEYVAL = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
@@ -31,6 +34,7 @@ _AXIS = re.compile(r"Tilt\s*axis\s*angle\s*=\s*([-+]?\d+(?:\.\d*)?)", re.IGNOREC
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
 
 SECTION_KINDS = ("ZValue", "FrameSet", "MontSection")
+DEFAULT_MAX_BYTES = 16_000_000  # [watch] mdoc_max_mb
 
 
 def parse_datetime(text: str | None) -> _dt.datetime | None:
@@ -50,6 +54,8 @@ def parse_datetime(text: str | None) -> _dt.datetime | None:
     y = int(year)
     if len(year) == 2:
         y += 2000
+    if not YEAR_RANGE[0] <= y <= YEAR_RANGE[1]:
+        return None  # year 1 or 9999: not a time the acquisition can have (mdoc_values.py)
     try:
         return _dt.datetime(y, month, int(day), int(hh), int(mm), int(ss))
     except ValueError:
@@ -57,16 +63,14 @@ def parse_datetime(text: str | None) -> _dt.datetime | None:
 
 
 def _first_float(text: str | None) -> float | None:
-    if text is None:
-        return None
-    parts = text.split()
-    if not parts:
-        return None
-    try:
-        v = float(parts[0])
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
+    v = first_number(text)
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _checked(key: str, text: str | None) -> float | None:
+    """The first number of a value when it is in its plausible range (mdoc_values.py), else None."""
+    v = first_number(text)
+    return v if usable(key, v) else None
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,11 @@ class MdocSection:
     index: int
     values: dict = field(default_factory=dict)
     line: int = 0
+    when: _dt.datetime | None = None  # DateTime, parsed once when the section is closed
 
     def float(self, key: str) -> float | None:
+        if key in RANGES:
+            return _checked(key, self.values.get(key))
         return _first_float(self.values.get(key))
 
     def int(self, key: str) -> int | None:
@@ -106,7 +113,8 @@ class MdocSection:
 
     @property
     def pixel_spacing_a(self) -> float | None:
-        return self.float("PixelSpacing")
+        v = self.float("PixelSpacing")
+        return v if v else None
 
     @property
     def frame_dose_e_per_a2(self) -> float | None:
@@ -114,7 +122,7 @@ class MdocSection:
         v = self.values.get("FrameDosesAndNumber")
         if v is None:
             return None
-        d = _first_float(v)
+        d = _checked("FrameDosesAndNumber", v)
         return d if d is not None and d > 0 else None
 
     @property
@@ -123,11 +131,15 @@ class MdocSection:
         v = self.values.get("SubFramePath")
         if not v:
             return None
-        name = PureWindowsPath(v.strip()).name  # splits on both \ and /
+        name = v.strip().replace("\\", "/").rsplit("/", 1)[-1]  # a Windows or POSIX path (as PureWindowsPath.name)
+        if len(name) == 2 and name[1] == ":":
+            return None  # a bare drive "D:"
         return name or None
 
     @property
     def datetime(self) -> _dt.datetime | None:
+        if self.when is not None or "DateTime" not in self.values:
+            return self.when
         return parse_datetime(self.values.get("DateTime"))
 
 
@@ -140,8 +152,9 @@ class Mdoc:
     titles: tuple[str, ...]
     sections: tuple[MdocSection, ...]
     kind: str
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # at most MAX_KEPT_WARNINGS, each cut to WARNING_CHARS
     complete_text: bool = True  # False when the text did not end with a newline (being written)
+    n_warnings: int = 0  # every warning, also those not kept
 
     def sections_of(self, kind: str) -> tuple[MdocSection, ...]:
         return tuple(s for s in self.sections if s.kind == kind)
@@ -160,8 +173,7 @@ class Mdoc:
 
     @property
     def voltage_kv(self) -> float | None:
-        v = _first_float(self.header.get("Voltage"))
-        return v if v is not None and v > 0 else None
+        return _checked("Voltage", self.header.get("Voltage"))
 
     @property
     def series_name(self) -> str | None:
@@ -182,72 +194,132 @@ def series_name_from_mdoc_path(path: str | Path) -> str:
     return name
 
 
-def parse_mdoc_text(text: str, path: str | Path | None = None) -> Mdoc:
-    """Parse mdoc text; never raises on content."""
-    header: dict[str, str] = {}
-    titles: list[str] = []
-    sections: list[MdocSection] = []
-    warnings: list[str] = []
-    current: dict | None = None
-    cur_kind, cur_index, cur_line = "", 0, 0
-    complete_text = text.endswith("\n") or text == ""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if not complete_text and lines:
-        # the last line may be cut in the middle of a value: keep it only when it is a full key
-        pass
+MAX_KEPT_WARNINGS = 200  # warnings kept as text per parse (the count goes on: Mdoc.n_warnings)
+WARNING_CHARS = 200  # one warning is cut to this many characters
 
-    def close():
-        nonlocal current
-        if current is not None:
-            sections.append(MdocSection(kind=cur_kind, index=cur_index, values=current, line=cur_line))
-        current = None
 
-    for n, raw in enumerate(lines, start=1):
+class MdocParser:
+    """The state of parsing one mdoc, fed complete lines as the file grows (incremental: the text
+    already fed is never parsed again; mdoc_follow.py checks that it did not change).
+
+    :meth:`feed` takes text that ends with a newline; :meth:`snapshot` gives the :class:`Mdoc` of
+    what was fed plus a last line still being written (``tail``). Warnings collect until
+    :meth:`snapshot` takes them: a snapshot holds the warnings of the text fed since the last one."""
+
+    def __init__(self) -> None:
+        self.header: dict[str, str] = {}
+        self.titles: list[str] = []
+        self.sections: list[MdocSection] = []
+        self.current: dict | None = None
+        self.cur_kind, self.cur_index, self.cur_line = "", 0, 0
+        self.line_no = 0
+        self._warns: list[str] = []
+        self._n_warns = 0
+
+    def _warn(self, msg: str) -> None:
+        self._n_warns += 1
+        if len(self._warns) < MAX_KEPT_WARNINGS:
+            self._warns.append(msg if len(msg) <= WARNING_CHARS else msg[: WARNING_CHARS - 3] + "...")
+
+    def _close(self) -> None:
+        if self.current is not None:
+            self.sections.append(_section(self.cur_kind, self.cur_index, self.current, self.cur_line))
+        self.current = None
+
+    def feed(self, text: str) -> None:
+        """Parse complete lines (``text`` is empty or ends with a line end)."""
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        for raw in lines:
+            self.line_no += 1
+            self._line(raw, self.line_no, last_incomplete=False)
+
+    def _line(self, raw: str, n: int, *, last_incomplete: bool) -> None:
         line = raw.strip().strip("\x00")
         if not line:
-            continue
+            return
         if line.startswith("["):
             m = _SECTION.match(line)
             if not m:
-                warnings.append(f"line {n}: unreadable section header {line[:60]!r}")
-                continue
+                self._warn(f"line {n}: unreadable section header {line[:60]!r}")
+                return
             kind, value = m.group(1), m.group(2)
             if kind == "T":
-                titles.append(value)
-                continue
+                self.titles.append(value)
+                return
             if kind not in SECTION_KINDS:
-                warnings.append(f"line {n}: unknown section [{kind} = {value}]")
-            close()
+                self._warn(f"line {n}: unknown section [{kind} = {value[:40]}]")
+            self._close()
             try:
                 idx = int(float(value))
-            except ValueError:
-                warnings.append(f"line {n}: section [{kind} = {value}] has no number")
+            except (ValueError, OverflowError):
+                self._warn(f"line {n}: section [{kind} = {value[:40]}] has no number")
                 idx = -1
-            current, cur_kind, cur_index, cur_line = {}, kind, idx, n
-            continue
+            self.current, self.cur_kind, self.cur_index, self.cur_line = {}, kind, idx, n
+            return
         m = _KEYVAL.match(line)
         if not m:
-            warnings.append(f"line {n}: not 'key = value': {line[:60]!r}")
-            continue
+            self._warn(f"line {n}: not 'key = value': {line[:60]!r}")
+            return
         key, value = m.group(1), m.group(2)
-        if n == len(lines) and not complete_text:
-            warnings.append(f"line {n}: last line is incomplete (file being written): {key} ignored")
-            continue
-        target = header if current is None else current
-        if key in target and target is current:
-            warnings.append(f"line {n}: {key} repeated in [{cur_kind} = {cur_index}]")
+        if last_incomplete:
+            self._warn(f"line {n}: last line is incomplete (file being written): {key} ignored")
+            return
+        problem = check_value(key, value)
+        if problem is None and key == "DateTime" and parse_datetime(value) is None:
+            problem = (f"DateTime = {value[:40]!r} is not a date and time with a year in "
+                       f"{YEAR_RANGE[0]}..{YEAR_RANGE[1]}: not used (the file's mtime orders the tilt)")
+        if problem is not None:
+            self._warn(f"line {n}: {problem}")
+        target = self.header if self.current is None else self.current
+        if key in target and target is self.current:
+            self._warn(f"line {n}: {key} repeated in [{self.cur_kind} = {self.cur_index}]")
         target[key] = value
-    close()
-    kind = classify(header, sections)
-    return Mdoc(
-        path=None if path is None else Path(path),
-        header=header,
-        titles=tuple(titles),
-        sections=tuple(sections),
-        kind=kind,
-        warnings=tuple(warnings),
-        complete_text=complete_text,
-    )
+
+    def snapshot(self, path: str | Path | None = None, tail: str = "") -> Mdoc:
+        """The mdoc as fed so far, with ``tail`` (a last line without its line end) looked at but not
+        kept; takes the warnings collected since the last snapshot."""
+        sections = list(self.sections)
+        if self.current is not None:
+            sections.append(_section(self.cur_kind, self.cur_index, dict(self.current), self.cur_line))
+        header, titles = self.header, list(self.titles)
+        complete_text = tail == ""
+        line = tail.strip().strip("\x00")
+        m = _SECTION.match(line) if line.startswith("[") else None
+        if m is not None and m.group(1) == "T":
+            titles.append(m.group(2))
+        elif m is not None:  # a section header being written: an empty section (its values follow)
+            try:
+                idx = int(float(m.group(2)))
+            except (ValueError, OverflowError):
+                idx = -1
+            sections.append(_section(m.group(1), idx, {}, self.line_no + 1))
+        elif line:  # a value being written may be cut: looked at (a warning), never kept
+            self._line(tail, self.line_no + 1, last_incomplete=True)
+        warnings, n = tuple(self._warns), self._n_warns
+        self._warns, self._n_warns = [], 0
+        return Mdoc(path=None if path is None else Path(path), header=dict(header), titles=tuple(titles),
+                    sections=tuple(sections), kind=classify(header, sections), warnings=warnings,
+                    complete_text=complete_text, n_warnings=n)
+
+
+def _section(kind: str, index: int, values: dict, line: int) -> MdocSection:
+    return MdocSection(kind=kind, index=index, values=values, line=line, when=parse_datetime(values.get("DateTime")))
+
+
+def split_complete(text: str) -> tuple[str, str]:
+    """(the text up to and including its last line end, the unfinished last line)."""
+    cut = max(text.rfind("\n"), text.rfind("\r")) + 1
+    return text[:cut], text[cut:]
+
+
+def parse_mdoc_text(text: str, path: str | Path | None = None) -> Mdoc:
+    """Parse mdoc text; never raises on content."""
+    parser = MdocParser()
+    done, tail = split_complete(text)
+    parser.feed(done)
+    return parser.snapshot(path, tail)
 
 
 def classify(header: dict, sections: list[MdocSection] | tuple[MdocSection, ...]) -> str:
@@ -267,22 +339,29 @@ def classify(header: dict, sections: list[MdocSection] | tuple[MdocSection, ...]
     return "unknown"
 
 
-def read_mdoc(path: str | Path) -> Mdoc:
-    """Read and parse an mdoc file. Raises OSError only when the file cannot be read at all."""
-    with open(path, "rb") as f:
-        data = f.read()
+def read_mdoc(path: str | Path, *, root: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Mdoc:
+    """Read and parse an mdoc file: never blocks, refuses what is not a regular file, a path leading
+    outside ``root`` and a file over ``max_bytes`` (safe_open.py). Raises OSError (RefusedFile)
+    only when the file cannot or must not be read at all."""
+    from framewatch.daemon.intake.safe_open import read_regular
+
+    data, _ = read_regular(path, root=root, max_bytes=max_bytes)
+    return parse_mdoc_bytes(data, path)
+
+
+
+def decode_mdoc(data: bytes) -> tuple[str, bool]:
+    """(text, whether it had bytes that are not UTF-8)."""
     text = data.decode("utf-8", errors="replace")
+    return text, "\ufffd" in text
+
+
+def parse_mdoc_bytes(data: bytes, path: str | Path | None = None) -> Mdoc:
+    text, bad = decode_mdoc(data)
     mdoc = parse_mdoc_text(text, path)
-    if "\ufffd" in text:
-        mdoc = Mdoc(
-            path=mdoc.path,
-            header=mdoc.header,
-            titles=mdoc.titles,
-            sections=mdoc.sections,
-            kind=mdoc.kind,
-            warnings=mdoc.warnings + ("file has bytes that are not UTF-8",),
-            complete_text=mdoc.complete_text,
-        )
+    if bad:
+        mdoc = dataclasses.replace(mdoc, warnings=mdoc.warnings + ("file has bytes that are not UTF-8",),
+                                   n_warnings=mdoc.n_warnings + 1)
     return mdoc
 
 
@@ -291,6 +370,6 @@ def frame_mdoc_for(movie: str | Path) -> Path | None:
     ``MOVIE.mdoc`` (first that exists)."""
     p = Path(movie)
     for cand in (p.with_name(p.name + ".mdoc"), p.with_suffix(".mdoc")):
-        if os.path.exists(cand):
+        if os.path.lexists(cand):  # whatever it is: reading it checks that it may be read
             return cand
     return None

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from framewatch.daemon.intake.readiness import Observation, decide, refresh_probe, stat_key
+from framewatch.daemon.intake.readiness import Observation, decide, frame_mdoc_count, refresh_probe, stat_key
 from framewatch.daemon.intake.series_grouping import resolve
 from framewatch.daemon.outputs.output_names import series_out_name
 from framewatch.daemon.processing.scheduler import QueueItem
@@ -37,11 +38,12 @@ class Candidate:
 class Intake:
     def _hints(self, now: float) -> None:
         for p in self.watcher.drain_hints():
-            kind = self.watcher.accept(p)
+            kind = self._guarded(p, "watch", self.watcher.accept, p)
             if kind == "mdoc":
                 self._note_mdoc(p, now)
             elif kind == "movie":
-                self._track(p, now)
+                self._guarded(p, "watch", self._track, p, now)
+        self._log_ignored()
         # directories where movies appeared recently are listed every turn (network shares raise
         # no events; the full scan is slower)
         for d, t in list(self.hot_dirs.items()):
@@ -54,10 +56,15 @@ class Intake:
             for p in movies:
                 p = str(p)
                 if p not in self.cands and p not in self.final and p not in self.busy_paths:
-                    self._track(p, now)
+                    self._guarded(p, "watch", self._track, p, now)
+
+    def _log_ignored(self) -> None:
+        """One ``file_ignored`` line per movie-like name an ignore rule took out (watcher.py)."""
+        for path, rule in self.watcher.drain_ignored():
+            self.log.event("file_ignored", path=path, rule=rule)
 
     def _note_mdoc(self, p: str, now: float) -> None:
-        if self.index.note_mdoc(p, now) is not None:
+        if self._guarded(p, "mdoc", self.index.note_mdoc, p, now, mdoc=True) is not None:
             for c in self.cands.values():  # a frame mdoc or a new tilt-series line: look again now
                 if now >= c.backoff_until:
                     c.next_check = now
@@ -67,7 +74,8 @@ class Intake:
         for p in mdocs:
             self._note_mdoc(str(p), now)
         for p in movies:
-            self._track(str(p), now)
+            self._guarded(str(p), "watch", self._track, str(p), now)
+        self._log_ignored()
         self._missing_seen()
 
     def _missing_seen(self) -> None:
@@ -85,11 +93,14 @@ class Intake:
             if now >= c.backoff_until:
                 c.next_check = now
             return
-        if path in self.busy_paths:
+        if path in self.busy_paths or self.is_rejected(path):
             return
         try:
             st = os.stat(path)
         except OSError:
+            return
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device named like a movie: never opened
+            self.reject_file(path, "watch", "not a regular file (a FIFO, socket or device): only regular files are read")
             return
         ident = (st.st_size, st.st_mtime_ns)
         fin = self.final.get(path)
@@ -169,11 +180,12 @@ class Intake:
             cand.obs = Observation(key, now)
         else:
             cand.obs.observe(key, now)
-        refresh_probe(path, cand.obs, now)
+        refresh_probe(path, cand.obs, now, root=self.index.root)
         entry = self.index.entry_for(path)
         expected = entry[3].num_sub_frames if entry else None
         w = self.cfg.watch
-        d = decide(path, cand.obs, now, settle_s=w.settle_s, tiff_stable_s=w.tiff_stable_s, expected_frames=expected)
+        d = decide(path, cand.obs, now, settle_s=w.settle_s, tiff_stable_s=w.tiff_stable_s, expected_frames=expected,
+                   frame_mdoc=frame_mdoc_count(*self.index.frame_mdoc(path)))
         if d.state == "wait":
             cand.next_check = now + TICK_S
             cand.complete_since = None
@@ -219,7 +231,7 @@ class Intake:
             if self.queue.full():
                 cand.next_check = now + TICK_S
                 continue
-            self._make_ready(cand, st, d, now, info)
+            self._guarded(cand.path, "intake", self._make_ready, cand, st, d, now, info)
 
     def _series_of_unready(self, path: Path, st) -> int | None:
         try:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from framewatch.daemon.intake.mdoc import frame_mdoc_for, read_mdoc
+from framewatch.daemon.intake.safe_open import open_regular
 
 _MRC_BITS = {0: 8, 1: 16, 2: 32, 4: 64, 6: 16, 12: 16, 101: 4}
 
@@ -59,10 +60,10 @@ def movie_format(path: str | Path) -> str:
     return "other"
 
 
-def probe_mrc(path: Path, size: int) -> Probe:
+def probe_mrc(path: Path, size: int, *, root=None) -> Probe:
     if size < 1024:
         return Probe("mrc", size, problem="empty file" if size == 0 else f"only {size} bytes: shorter than an MRC header")
-    with open(path, "rb") as f:
+    with os.fdopen(open_regular(path, root=root), "rb") as f:
         raw = f.read(1024)
     ints = np.frombuffer(raw[:96], dtype="<i4")
     nx, ny, nz, mode = (int(v) for v in ints[:4])
@@ -90,15 +91,16 @@ def probe_mrc(path: Path, size: int) -> Probe:
                  problem=None if size == expected else f"truncated: the header says {nz} frames, the file holds {present}")
 
 
-def probe_tiff(path: Path, size: int, fmt: str = "tiff", *, decode_last: bool = True) -> Probe:
+def probe_tiff(path: Path, size: int, fmt: str = "tiff", *, decode_last: bool = True, root=None) -> Probe:
     if size == 0:
         return Probe(fmt, 0, problem="empty file")
     import tifffile
 
+    fh = os.fdopen(open_regular(path, root=root), "rb")  # never a FIFO or a device, never outside the root
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), fh:
             warnings.simplefilter("ignore")
-            with tifffile.TiffFile(path) as tif:
+            with tifffile.TiffFile(fh, name=os.path.basename(str(path))) as tif:
                 n = len(tif.pages)
                 ok = None
                 if decode_last and n and fmt == "tiff":
@@ -124,15 +126,17 @@ def _last_eer_frame_decodes(path: Path) -> int:
         return int(reader.n_raw_frames)
 
 
-def probe_movie(path: str | Path, *, size: int | None = None) -> Probe:
+def probe_movie(path: str | Path, *, size: int | None = None, root=None) -> Probe:
+    """A quick look at a movie (regular files under ``root`` only: safe_open.py)."""
     p = Path(path)
     if size is None:
         size = os.stat(p).st_size
     fmt = movie_format(p)
     if fmt == "mrc":
-        return probe_mrc(p, size)
+        return probe_mrc(p, size, root=root)
     if fmt in ("tiff", "eer"):
-        return probe_tiff(p, size, fmt)
+        return probe_tiff(p, size, fmt, root=root)
+    os.close(open_regular(p, root=root))
     return Probe(fmt, size, problem=None if size else "empty file")
 
 
@@ -171,15 +175,22 @@ def stat_key(st: os.stat_result) -> tuple:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def frame_mdoc_frames(movie: Path) -> tuple[Path | None, int | None, str | None]:
+def frame_mdoc_frames(movie: Path, *, root=None) -> tuple[Path | None, int | None, str | None]:
     """The frame mdoc of a movie, its NumSubFrames, and a problem reading it."""
     fm = frame_mdoc_for(movie)
     if fm is None:
         return None, None, None
     try:
-        m = read_mdoc(fm)
+        m = read_mdoc(fm, root=root)
     except OSError as err:
         return fm, None, f"cannot read {fm.name}: {err}"
+    return frame_mdoc_count(fm, m, None)
+
+
+def frame_mdoc_count(fm: Path | None, m, problem: str | None) -> tuple[Path | None, int | None, str | None]:
+    """(frame mdoc, its NumSubFrames, problem) from a frame mdoc already read (or not: ``m`` None)."""
+    if fm is None or m is None:
+        return fm, None, problem
     fs = m.sections_of("FrameSet")
     if m.kind != "frame_set" or not fs:
         return fm, None, f"{fm.name} is not a frame mdoc ({m.kind})"
@@ -195,13 +206,15 @@ def decide(
     tiff_stable_s: float,
     expected_frames: int | None = None,
     expected_source: str = "tilt-series mdoc",
+    frame_mdoc: tuple | None = None,
 ) -> Decision:
-    """Apply the rules to a file observed by ``obs`` (its probe refreshed when the stat changed)."""
+    """Apply the rules to a file observed by ``obs`` (its probe refreshed when the stat changed).
+    ``frame_mdoc``: (path, NumSubFrames, problem) of its frame mdoc when the caller read it already."""
     probe = obs.probe
     if probe is None:
         return Decision("wait", reason="not probed yet")
     settled = obs.stable_for(now) >= settle_s
-    fm, fm_frames, fm_problem = frame_mdoc_frames(path)
+    fm, fm_frames, fm_problem = frame_mdoc if frame_mdoc is not None else frame_mdoc_frames(path)
     # (a) frame mdoc
     if fm is not None and fm_frames is not None:
         if probe.n_frames == fm_frames and probe.problem is None and probe.last_page_ok is not False and (probe.fmt != "mrc" or probe.complete_by_format):
@@ -244,12 +257,12 @@ def decide(
     return Decision("wait", reason="settling")
 
 
-def refresh_probe(path: Path, obs: Observation, now: float) -> None:
+def refresh_probe(path: Path, obs: Observation, now: float, *, root=None) -> None:
     """Probe again when the stat changed since the last probe; track TIFF page-count stability."""
     if obs.probe is not None and obs.probe_key == obs.stat_key:
         return
     try:
-        probe = probe_movie(path, size=obs.stat_key[0])
+        probe = probe_movie(path, size=obs.stat_key[0], root=root)
     except OSError as err:
         probe = Probe(movie_format(path), obs.stat_key[0], problem=f"cannot read: {err}")
     obs.probe = probe

@@ -30,11 +30,14 @@ import datetime as _dt
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from framewatch.daemon.config.processing_options import DEFAULT_VOLTAGE_KV, ProcessingOptions
-from framewatch.daemon.intake.mdoc import Mdoc, MdocSection, frame_mdoc_for, read_mdoc
+from framewatch.daemon.intake.mdoc import DEFAULT_MAX_BYTES, Mdoc, MdocSection, frame_mdoc_for, read_mdoc
+from framewatch.daemon.intake.mdoc_follow import MdocFollower
 from framewatch.daemon.intake.naming import DEFAULT_PATTERNS, NamePattern, movie_stem, parse_movie_name
+from framewatch.daemon.intake.safe_open import RefusedFile
+from framewatch.daemon.state.name_escape import shown
 
 # the keys of a tilt section the daemon uses (a section lacking one its siblings have is incomplete)
 _USED_KEYS = frozenset({"TiltAngle", "ExposureDose", "PriorRecordDose", "SubFramePath", "NumSubFrames", "DateTime",
@@ -51,6 +54,9 @@ class _MdocEntry:
     mdoc: Mdoc
     changed_at: float
     order: dict  # basename -> (rank, section)
+    ordered: list = field(default_factory=list)  # tilt sections in acquisition order
+    all_dated: bool = False  # every tilt section has a usable DateTime
+    key_count: dict = field(default_factory=dict)  # used key -> number of tilt sections that have it
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,12 @@ class Resolved:
 
 
 def _epoch(d: _dt.datetime | None) -> float | None:
-    return None if d is None else d.replace(tzinfo=None).timestamp()
+    if d is None:
+        return None
+    try:
+        return d.replace(tzinfo=None).timestamp()
+    except (ValueError, OverflowError, OSError):  # a date the platform cannot convert: the mtime is used
+        return None
 
 
 def _order_sections(sections: tuple[MdocSection, ...]) -> list[MdocSection]:
@@ -111,14 +122,37 @@ def _order_sections(sections: tuple[MdocSection, ...]) -> list[MdocSection]:
     return sorted(sections, key=lambda s: s.index)
 
 
-class SeriesIndex:
-    """Tilt-series mdocs under the watch root, re-read whenever they change."""
+def _place(movie: Path, mdoc: Path, sec: MdocSection) -> int | None:
+    """How close a movie lies to an mdoc that lists its name: 0 in the mdoc's directory, 1 in a
+    subfolder named as in the SubFramePath, 2 in another direct subfolder; None elsewhere."""
+    if movie.parent == mdoc.parent:
+        return 0
+    if movie.parent.parent == mdoc.parent:
+        folder = PureWindowsPath((sec.values.get("SubFramePath") or "").strip()).parent.name
+        return 1 if folder and folder == movie.parent.name else 2
+    return None
 
-    def __init__(self, patterns: tuple[NamePattern, ...] = DEFAULT_PATTERNS):
+
+class SeriesIndex:
+    """Tilt-series mdocs under the watch root, re-read (incrementally: mdoc_follow.py) whenever they
+    change. Every mdoc and frame mdoc is read through safe_open.py: never blocking, never outside
+    ``root``, never more than ``mdoc_max_bytes``."""
+
+    def __init__(self, patterns: tuple[NamePattern, ...] = DEFAULT_PATTERNS, *, root: str | Path | None = None,
+                 mdoc_max_bytes: int = DEFAULT_MAX_BYTES):
         self.patterns = patterns
+        self.root = None if root is None else os.path.realpath(root)
+        self.mdoc_max_bytes = mdoc_max_bytes
         self._mdocs: dict[str, _MdocEntry] = {}
-        self._by_name: dict[str, str] = {}  # movie basename -> mdoc path
-        self.warnings: list[tuple[str, tuple[str, ...]]] = []  # (mdoc path, warnings) not yet logged
+        self._followers: dict[str, MdocFollower] = {}
+        self._refused: dict[str, tuple] = {}  # mdoc path -> stat of the version that could not be read
+        self._by_name: dict[str, set[str]] = {}  # movie basename -> mdoc paths that list it
+        self._frame_mdocs: dict[str, tuple] = {}  # frame mdoc path -> (stat key, (Mdoc | None, problem))
+        # (mdoc path, number of warnings, sample warnings) not yet logged: one mdoc_warning each
+        self.warnings: list[tuple[str, int, tuple[str, ...]]] = []
+
+    def _warn(self, p: str, warnings: tuple[str, ...], n: int | None = None) -> None:
+        self.warnings.append((p, len(warnings) if n is None else n, tuple(warnings)))
 
     # -- mdocs -------------------------------------------------------------------------------------
     def note_mdoc(self, path: str | Path, now: float) -> Mdoc | None:
@@ -129,40 +163,58 @@ class SeriesIndex:
         except OSError:
             self._forget(p)
             return None
-        key = (st.st_size, st.st_mtime_ns)
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
         entry = self._mdocs.get(p)
-        if entry is not None and entry.stat_key == key:
+        if (entry is not None and entry.stat_key == key) or self._refused.get(p) == key:
             return None
+        follower = self._followers.get(p)
+        if follower is None:
+            follower = self._followers[p] = MdocFollower(p, root=self.root, max_bytes=self.mdoc_max_bytes)
         try:
-            mdoc = read_mdoc(p)
+            mdoc = follower.read()
         except OSError as err:
-            self.warnings.append((p, (f"cannot read: {err}",)))
+            self._refused[p] = key  # once per version of the file
+            self._warn(p, (f"cannot read: {err}" if not isinstance(err, RefusedFile) else str(err),))
+            if entry is not None:
+                self._forget(p)
             return None
-        if mdoc.warnings:
-            self.warnings.append((p, mdoc.warnings))
+        self._refused.pop(p, None)
+        if mdoc.n_warnings:
+            self._warn(p, mdoc.warnings, mdoc.n_warnings)
         if mdoc.kind not in ("tilt_series", "empty", "frame_set", "montage"):
-            self.warnings.append((p, (f"not a tilt-series, frame-set or montage mdoc ({mdoc.kind}); ignored",)))
+            self._warn(p, (f"not a tilt-series, frame-set or montage mdoc ({mdoc.kind}); ignored",))
         order = {}
+        ordered: list[MdocSection] = []
+        key_count: dict[str, int] = {}
         if mdoc.kind == "tilt_series":
-            for rank, sec in enumerate(_order_sections(mdoc.tilt_sections)):
+            ordered = _order_sections(mdoc.tilt_sections)
+            for rank, sec in enumerate(ordered):
                 name = sec.sub_frame_name
                 if name:
                     order[name] = (rank, sec)
+                for k in _USED_KEYS.intersection(sec.values):
+                    key_count[k] = key_count.get(k, 0) + 1
         if entry is not None:
-            for name in entry.order:
-                if self._by_name.get(name) == p:
-                    del self._by_name[name]
-        self._mdocs[p] = _MdocEntry(key, mdoc, now, order)
+            self._unlist(p, entry)
+        self._mdocs[p] = _MdocEntry(key, mdoc, now, order, ordered, bool(ordered) and all(s.datetime for s in ordered), key_count)
         for name in order:
-            self._by_name[name] = p
+            self._by_name.setdefault(name, set()).add(p)
         return mdoc
+
+    def _unlist(self, p: str, entry: _MdocEntry) -> None:
+        for name in entry.order:
+            ps = self._by_name.get(name)
+            if ps is not None:
+                ps.discard(p)
+                if not ps:
+                    del self._by_name[name]
 
     def _forget(self, p: str) -> None:
         entry = self._mdocs.pop(p, None)
+        self._followers.pop(p, None)
+        self._refused.pop(p, None)
         if entry:
-            for name in entry.order:
-                if self._by_name.get(name) == p:
-                    del self._by_name[name]
+            self._unlist(p, entry)
 
     def refresh(self, now: float) -> None:
         for p in list(self._mdocs):
@@ -180,10 +232,21 @@ class SeriesIndex:
         return [] if e is None else list(e.order)
 
     def entry_for(self, movie: str | Path) -> tuple[str, Mdoc, int, MdocSection] | None:
-        name = Path(movie).name
-        p = self._by_name.get(name)
-        if p is None:
+        """The tilt-series mdoc line of a movie: an mdoc listing its file name in ``SubFramePath``
+        *and* lying in the movie's own directory or the one above it (SerialEM's ``frames/``
+        subfolder), never one elsewhere in the tree (issue 14, row 6: grid1/ and grid2/ both with a
+        ``TS_01.mrc.mdoc`` listing ``TS_01_001_3.0.tif``). The mdoc in the movie's own directory
+        wins, then one whose SubFramePath names the movie's folder."""
+        movie = Path(movie)
+        name = movie.name
+        best = None
+        for p in self._by_name.get(name, ()):
+            rank = _place(movie, Path(p), self._mdocs[p].order[name][1])
+            if rank is not None and (best is None or (rank, p) < best[:2]):
+                best = (rank, p)
+        if best is None:
             return None
+        p = best[1]
         e = self._mdocs[p]
         rank, sec = e.order[name]
         return p, e.mdoc, rank, sec
@@ -197,9 +260,42 @@ class SeriesIndex:
         e = self.entry_for(movie)
         if e is None:
             return False
-        _, mdoc, _, sec = e
-        others = [set(x.values) & _USED_KEYS for x in mdoc.tilt_sections if x is not sec]
-        return not others or set.intersection(*others) <= set(sec.values)
+        p, mdoc, _, sec = e
+        entry = self._mdocs[p]
+        n_others = len(entry.ordered) - 1
+        if n_others <= 0:
+            return True
+        return all(k in sec.values for k, c in entry.key_count.items() if c - (k in sec.values) == n_others)
+
+    def frame_mdoc(self, movie: str | Path) -> tuple[Path | None, Mdoc | None, str | None]:
+        """SerialEM's per-movie frame mdoc of a movie (``MOVIE.tif.mdoc`` / ``MOVIE.mdoc``), read
+        safely and once per version: (path or None, the Mdoc or None, the problem reading it). A
+        problem is also one mdoc warning, once per version of that file."""
+        fm = frame_mdoc_for(movie)
+        if fm is None:
+            return None, None, None
+        p = str(fm)
+        try:
+            st = os.stat(p)
+            key = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
+        except OSError as err:
+            return fm, None, f"cannot read {fm.name}: {err}"
+        cached = self._frame_mdocs.get(p)
+        if cached is not None and cached[0] == key:
+            return (fm, *cached[1])
+        try:
+            m, problem = read_mdoc(p, root=self.root, max_bytes=self.mdoc_max_bytes), None
+            if m.n_warnings:
+                self._warn(p, m.warnings, m.n_warnings)
+        except OSError as err:
+            m, problem = None, str(err) if isinstance(err, RefusedFile) else f"cannot read {shown(fm.name)}: {err}"
+            if self._refused.get(p) != key[:3]:  # not said already when it was found as an mdoc
+                self._refused[p] = key[:3]
+                self._warn(p, (problem,))
+        if len(self._frame_mdocs) > 10000:  # bounded: movies done long ago need it no more
+            self._frame_mdocs.clear()
+        self._frame_mdocs[p] = (key, (m, problem))
+        return fm, m, problem
 
     def sibling_mdoc_pending(self, movie: str | Path) -> str | None:
         """A tilt-series (or still empty) mdoc for this movie's file-name series in the movie's
@@ -226,7 +322,7 @@ class SeriesIndex:
         flags: list[str] = []
         if entry is not None:
             mpath, mdoc, rank, sec = entry
-            ordered = _order_sections(mdoc.tilt_sections)
+            ordered = self._mdocs[mpath].ordered
             angle = sec.tilt_angle_deg
             angle_source = "mdoc"
             if angle is None and name_info and name_info.tilt_angle_deg is not None:
@@ -239,7 +335,7 @@ class SeriesIndex:
                 prior_sum = float(sum(doses))  # 0.0 for the first tilt
             exp_dose = sec.exposure_dose_e_per_a2
             info = TiltInfo(
-                series=mdoc.series_name or movie_stem(movie),
+                series=shown(mdoc.series_name or movie_stem(movie)),  # undecodable bytes as \xNN
                 source_dir=str(Path(mpath).parent),
                 grouping="mdoc",
                 mdoc_path=mpath,
@@ -247,7 +343,7 @@ class SeriesIndex:
                 tilt_angle_deg=float(angle) if angle is not None else 0.0,
                 angle_source=angle_source if angle is not None else "unknown",
                 acquisition_index=rank,
-                index_source="mdoc DateTime" if all(s.datetime for s in ordered) else "mdoc ZValue",
+                index_source="mdoc DateTime" if self._mdocs[mpath].all_dated else "mdoc ZValue",
                 acquisition_time=t if t is not None else mtime,
                 order_source="mdoc DateTime" if t is not None else "mtime",
                 expected_frames=sec.num_sub_frames,
@@ -272,7 +368,7 @@ class SeriesIndex:
                 index, index_source = mtime_rank, "mtime rank"
             mdoc_dir = self._series_mdoc_dir(movie, series)
             info = TiltInfo(
-                series=series,
+                series=shown(series),
                 source_dir=mdoc_dir or str(movie.parent),
                 grouping=grouping,
                 mdoc_path=None,
@@ -294,7 +390,7 @@ class SeriesIndex:
                 defocus_um=None,
                 flags=() if angle is not None else ("angle_unknown",),
             )
-        return _with_frame_mdoc(info, movie)
+        return _with_frame_mdoc(info, self.frame_mdoc(movie)[1])
 
     def _series_mdoc_dir(self, movie: Path, series: str) -> str | None:
         for p, e in self._mdocs.items():
@@ -304,14 +400,9 @@ class SeriesIndex:
         return None
 
 
-def _with_frame_mdoc(info: TiltInfo, movie: Path) -> TiltInfo:
+def _with_frame_mdoc(info: TiltInfo, m: Mdoc | None) -> TiltInfo:
     """Fill what SerialEM's per-movie frame mdoc knows (pixel size of the frames, dose, voltage)."""
-    fm = frame_mdoc_for(movie)
-    if fm is None:
-        return info
-    try:
-        m = read_mdoc(fm)
-    except OSError:
+    if m is None:
         return info
     fs = m.sections_of("FrameSet")
     if m.kind != "frame_set" or not fs:

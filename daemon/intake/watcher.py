@@ -6,10 +6,11 @@ look sooner. ``backend`` says which is active: ``"inotify+scan"`` or ``"scan"`` 
 in the configuration or unavailable, e.g. out of watches).
 
 What is taken: files whose name matches one of the movie patterns (case-insensitive globs), plus
-``*.mdoc`` files for the series index. What is not: hidden names (``.x``), partial names (``*.tmp``,
-``*~``, ``*.part``), gain references (``*gain*``, ``CountRef*``, ``SuperRef*`` ...), ``*_sorted*``,
-``*_EVN.*``/``*_ODD.*``, anything under the output or state directory, extra ``ignore`` globs, and
-symbolic links (to files or directories) that lead outside the watch root.
+``*.mdoc`` files for the series index. What is not: names an ignore rule takes out (ignore_rules.py:
+partial and hidden names, gain references, output names ending in ``_sorted``/``_EVN``/``_ODD``/
+``_DW``, the ``ignore`` globs; matched on name parts, each such movie-like name reported once
+through :meth:`Watcher.drain_ignored`), anything under the output or state directory, files that
+are not regular files, and symbolic links (to files or directories) that lead outside the watch root.
 """
 from __future__ import annotations
 
@@ -18,23 +19,7 @@ import os
 import threading
 from pathlib import Path
 
-BUILTIN_IGNORE = (
-    ".*",
-    "*.tmp",
-    "*~",
-    "*.part",
-    "*.partial",
-    "*gain*",
-    "CountRef*",
-    "CountCDSRef*",
-    "SuperRef*",
-    "SuperCDSRef*",
-    "*DarkRef*",
-    "*_sorted*",
-    "*_EVN.*",
-    "*_ODD.*",
-    "*_DW.*",
-)
+from framewatch.daemon.intake.ignore_rules import SILENT, ignore_rule
 
 
 def _match_any(name: str, patterns) -> bool:
@@ -54,7 +39,9 @@ class Watcher:
     ):
         self.root = Path(root).resolve()
         self.patterns = tuple(patterns)
-        self.ignore = BUILTIN_IGNORE + tuple(ignore)
+        self.ignore = tuple(ignore)  # extra globs; the built-in rules are in ignore_rules.py
+        self._ignored_seen: set[str] = set()
+        self._ignored_new: list[tuple[str, str]] = []
         self.exclude = tuple(Path(os.path.realpath(d)) for d in exclude_dirs)
         self.use_inotify = use_inotify
         self.backend = "scan"
@@ -66,7 +53,24 @@ class Watcher:
 
     # -- classification -------------------------------------------------------------------------------
     def is_movie_name(self, name: str) -> bool:
-        return _match_any(name, self.patterns) and not _match_any(name, self.ignore)
+        return _match_any(name, self.patterns) and ignore_rule(name, self.ignore) is None
+
+    def _movie_or_ignored(self, path: str, name: str) -> bool:
+        """True for a movie name; a movie-like name an ignore rule takes out is noted once."""
+        if not _match_any(name, self.patterns):
+            return False
+        rule = ignore_rule(name, self.ignore)
+        if rule is None:
+            return True
+        if rule != SILENT and path not in self._ignored_seen and len(self._ignored_seen) < 100_000:
+            self._ignored_seen.add(path)
+            self._ignored_new.append((path, rule))
+        return False
+
+    def drain_ignored(self) -> list[tuple[str, str]]:
+        """(path, rule) of movie-like names ignored since the last call (each path once)."""
+        out, self._ignored_new = self._ignored_new, []
+        return out
 
     @staticmethod
     def is_mdoc_name(name: str) -> bool:
@@ -83,7 +87,7 @@ class Watcher:
         """``"movie"``, ``"mdoc"`` or None for a path (used for inotify hints)."""
         p = str(path)
         name = os.path.basename(p)
-        kind = "mdoc" if self.is_mdoc_name(name) else ("movie" if self.is_movie_name(name) else None)
+        kind = "mdoc" if self.is_mdoc_name(name) else ("movie" if self._movie_or_ignored(p, name) else None)
         if kind is None:
             return None
         real = os.path.realpath(p)
@@ -141,7 +145,7 @@ class Watcher:
                     continue
                 if self.is_mdoc_name(name):
                     mdocs.append(Path(e.path))
-                elif self.is_movie_name(name):
+                elif self._movie_or_ignored(e.path, name):
                     movies.append(Path(e.path))
         return subdirs
 

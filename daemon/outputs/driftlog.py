@@ -26,6 +26,8 @@ from pathlib import Path
 
 import structlog
 
+from framewatch.daemon.state.name_escape import shown
+
 # the drift statistics of core.result.DriftStatistics, as they appear in tilt events
 STAT_KEYS = (
     "total_motion_px",
@@ -119,17 +121,23 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "notify_failed": ("reason",),
     "metrics_serving": ("address", "port"),
     "plot_failed": ("series_dir", "reason"),
+    # the watch directory (file_isolation.py, watcher.py)
+    "file_rejected": ("path", "stage", "reason"),
+    "file_ignored": ("path", "rule"),
 }
 
 
 def _clean(value):
-    """JSON-safe values: numpy scalars to Python, NaN/inf to None, paths to strings."""
+    """JSON-safe values: numpy scalars to Python, NaN/inf to None, paths to strings; a name with
+    bytes that are not UTF-8 shown as ``\\xNN`` (name_escape.py)."""
+    if isinstance(value, str):
+        return shown(value)
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {shown(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_clean(v) for v in value]
     if isinstance(value, Path):
-        return str(value)
+        return shown(str(value))
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         try:
             value = value.item()

@@ -21,6 +21,7 @@ from pathlib import Path
 from framewatch.daemon.outputs.driftlog import STAT_KEYS
 from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.outputs.stack import fsync_dir
+from framewatch.daemon.state.name_escape import shown
 
 TSV_COLUMNS = (
     "z",
@@ -84,8 +85,8 @@ def tilt_record(row: dict) -> dict:
     timings = row.get("timings") or {}
     rec = {
         "z": row.get("z"),
-        "movie": Path(row["path"]).name,
-        "movie_path": row["path"],
+        "movie": shown(Path(row["path"]).name),  # undecodable bytes as \xNN (name_escape.py)
+        "movie_path": shown(row["path"]),
         "tilt_angle_deg": row.get("angle_deg"),
         "acquisition_index": row.get("acq_index"),
         "acquisition_time": _iso(row.get("acq_time")),

@@ -39,6 +39,7 @@ from framewatch.core.errors import FramewatchError, SettingsError
 from framewatch.daemon.config.configuration import DaemonConfig, reload_merge
 from framewatch.daemon.config.directory_roles import check_directory_roles
 from framewatch.daemon.config.processing_options import ProcessingOptions
+from framewatch.daemon.intake.file_isolation import FileIsolation
 from framewatch.daemon.intake.movie_intake import TICK_S, Candidate, Intake
 from framewatch.daemon.intake.naming import patterns_from_config
 from framewatch.daemon.intake.series_grouping import SeriesIndex
@@ -69,7 +70,7 @@ def default_state_dir(out_dir: str | Path) -> Path:
     return base / slug
 
 
-class Daemon(Intake, Processing, Completion, Events):
+class Daemon(Intake, Processing, Completion, Events, FileIsolation):
     """The daemon: set-up, start-up recovery, the main loop and a clean stop (the mixins hold the
     steps of the loop: intake.py, processing.py, completion.py, events.py)."""
 
@@ -136,7 +137,9 @@ class Daemon(Intake, Processing, Completion, Events):
         )
         self.watcher.start()  # before the first scan, so nothing written meanwhile is missed
         self.inbox.wake = self.watcher.wake
-        self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)))
+        self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)), root=self.watch_dir,
+                                 mdoc_max_bytes=int(w.mdoc_max_mb * 1e6))
+        self._rejected: dict[str, tuple | None] = {}  # path -> version rejected (file_isolation.py)
         q = self.cfg.scheduler
         self.queue = ReadyQueue(q.queue_size, q.newest_first_backlog)
         self.pool = WorkerPool(q.workers, on_done=self.watcher.wake.set)
@@ -146,7 +149,6 @@ class Daemon(Intake, Processing, Completion, Events):
         self.busy_paths: set[str] = set()
         self._order: dict[int, tuple[int, int]] = {}
         self._dispatch_order = 0
-        self._mdoc_warned: set = set()
         self.hot_dirs: dict[str, float] = {}
         self._last_completion_check = 0.0
         self._last_backlog = 0.0
@@ -372,7 +374,7 @@ class Daemon(Intake, Processing, Completion, Events):
         ready = []
         for cand in list(self.cands.values()):
             if now >= cand.next_check:
-                r = self._evaluate(cand, now)
+                r = self._guarded(cand.path, "readiness", self._evaluate, cand, now)
                 if r is not None:
                     ready.append(r)
         if ready:

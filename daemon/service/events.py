@@ -98,13 +98,14 @@ class Events:
                            tilt_angle_deg=row["angle_deg"], reasons=[f for f in flags if f != "angle_unknown"])
 
     def _log_mdoc_warnings(self) -> None:
-        while self.index.warnings:
-            p, warns = self.index.warnings.pop(0)
-            key = (p, warns)
-            if key in self._mdoc_warned:
-                continue
-            self._mdoc_warned.add(key)
-            self.log.event("mdoc_warning", level="warning", mdoc=p, warnings=list(warns))
+        """One ``mdoc_warning`` per read of an mdoc that found something: ``n_warnings`` (all of
+        them) and at most ``[watch] mdoc_warning_lines`` samples, each at most 200 characters (mdoc.py),
+        so one change of a junk mdoc adds a bounded line to the log (issue 14, row 8)."""
+        n_lines = self.cfg.watch.mdoc_warning_lines
+        warnings, self.index.warnings = self.index.warnings, []
+        for p, n, samples in warnings:
+            kw = {"more": n - min(n, n_lines)} if n > n_lines else {}
+            self.log.event("mdoc_warning", level="warning", mdoc=p, warnings=list(samples[:n_lines]), n_warnings=n, **kw)
 
     def _log_backlog(self, now: float) -> None:
         queued, processing = len(self.queue), len(self.pool.in_flight)

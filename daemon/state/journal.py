@@ -22,6 +22,7 @@ from pathlib import Path
 
 from framewatch.core.errors import SettingsError
 from framewatch.daemon.state.instance_lock import InstanceLock, InstanceLockedError
+from framewatch.daemon.state.name_escape import db_value, from_db
 
 SCHEMA_VERSION = 1
 STATES = ("seen", "ready", "processing", "done", "failed")
@@ -79,12 +80,23 @@ CREATE INDEX IF NOT EXISTS movies_state ON movies (state);
 """
 
 _JSON_COLUMNS = ("info_json", "stats_json", "flags_json", "timings_json")
+_NAME_COLUMNS = ("name", "source_dir", "out_rel")
+
+
+def _series_row(r) -> dict:
+    d = dict(r)
+    for c in _NAME_COLUMNS:
+        if c in d:
+            d[c] = from_db(d[c])
+    return d
 
 
 def _row(r: sqlite3.Row | None) -> dict | None:
     if r is None:
         return None
     d = dict(r)
+    if "path" in d:
+        d["path"] = from_db(d["path"])  # a name that is not UTF-8 is a BLOB of its bytes (name_escape.py)
     for c in _JSON_COLUMNS:
         if c in d:
             d[c[: -len("_json")]] = json.loads(d[c]) if d[c] else None
@@ -172,11 +184,12 @@ class Journal:
         """The series row (and whether it is new); ``out_name`` is its output stem when that is not
         ``name`` itself (a name too long for the file system, output_names.py)."""
         r = self.db.execute(
-            "SELECT * FROM series WHERE settings_hash = ? AND name = ? AND source_dir = ?", (settings_hash, name, source_dir)
+            "SELECT * FROM series WHERE settings_hash = ? AND name = ? AND source_dir = ?",
+            (settings_hash, db_value(name), db_value(source_dir)),
         ).fetchone()
         if r is not None:
-            return dict(r), False
-        taken = {x[0] for x in self.db.execute("SELECT out_rel FROM series WHERE settings_hash = ?", (settings_hash,))}
+            return _series_row(r), False
+        taken = {from_db(x[0]) for x in self.db.execute("SELECT out_rel FROM series WHERE settings_hash = ?", (settings_hash,))}
         stem = out_name or name
         base = f"{out_set}/{stem}" if out_set else stem
         out_rel, k = base, 2
@@ -185,19 +198,19 @@ class Journal:
             k += 1
         cur = self.db.execute(
             "INSERT INTO series (settings_hash, name, source_dir, out_rel, started_at) VALUES (?, ?, ?, ?, ?)",
-            (settings_hash, name, source_dir, out_rel, time.time()),
+            (settings_hash, db_value(name), db_value(source_dir), db_value(out_rel), time.time()),
         )
-        return dict(self.db.execute("SELECT * FROM series WHERE id = ?", (cur.lastrowid,)).fetchone()), True
+        return _series_row(self.db.execute("SELECT * FROM series WHERE id = ?", (cur.lastrowid,)).fetchone()), True
 
     def series(self, series_id: int) -> dict:
-        return dict(self.db.execute("SELECT * FROM series WHERE id = ?", (series_id,)).fetchone())
+        return _series_row(self.db.execute("SELECT * FROM series WHERE id = ?", (series_id,)).fetchone())
 
     def all_series(self, settings_hash: str | None = None) -> list[dict]:
         if settings_hash is None:
             rows = self.db.execute("SELECT * FROM series ORDER BY id")
         else:
             rows = self.db.execute("SELECT * FROM series WHERE settings_hash = ? ORDER BY id", (settings_hash,))
-        return [dict(r) for r in rows]
+        return [_series_row(r) for r in rows]
 
     def update_series(self, series_id: int, **fields) -> None:
         if not fields:
@@ -208,7 +221,7 @@ class Journal:
     # -- movies ---------------------------------------------------------------------------------
     def latest(self, path: str, settings_hash: str) -> dict | None:
         r = self.db.execute(
-            "SELECT * FROM movies WHERE path = ? AND settings_hash = ? ORDER BY id DESC LIMIT 1", (path, settings_hash)
+            "SELECT * FROM movies WHERE path = ? AND settings_hash = ? ORDER BY id DESC LIMIT 1", (db_value(path), settings_hash)
         ).fetchone()
         return _row(r)
 
@@ -219,7 +232,7 @@ class Journal:
         now = time.time() if now is None else now
         cur = self.db.execute(
             "INSERT INTO movies (path, size, mtime_ns, settings_hash, state, seen_at) VALUES (?, ?, ?, ?, 'seen', ?)",
-            (path, size, mtime_ns, settings_hash, now),
+            (db_value(path), size, mtime_ns, settings_hash, now),
         )
         return self.get(cur.lastrowid)
 

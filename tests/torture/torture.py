@@ -29,6 +29,12 @@ mdoc, as SerialEM would list it; a bad one may be a series' first tilt):
   with a pause between. Good.
 - ``mdoc_junk``: NUL bytes and unparsable lines inside a series mdoc, and a garbage
   ``junk.mrc.mdoc`` beside it. Good, and an ``mdoc_warning``.
+- ``hostile_files`` (issue 14), beside a good movie once it is written: ``hostile_fifo`` (a FIFO
+  mdoc, a FIFO named like the movie's frame mdoc, a FIFO named like a movie), ``hostile_symlink``
+  (the movie's other frame-mdoc name and another mdoc linked to ``/dev/zero``), ``hostile_bad_name``
+  (an mdoc and a gain-like movie name with a byte that is not UTF-8), ``hostile_bad_date`` (an mdoc
+  dated in the year 1). Good (the movie), and nothing hangs. The memory bombs (issue 14, row 9)
+  are not in this list: their checks are another branch's.
 - ``mdoc_rewrite``: the whole mdoc rewritten in place (truncated, written again in two parts with
   a pause). Good.
 - ``disk_full``: OUT is a small tmpfs (``mount -t tmpfs``), filled to the last byte while a good
@@ -106,7 +112,7 @@ BAD_KINDS: dict[str, str] = {  # fault -> a fragment of the expected failure rea
     "deleted_while_read": "disappeared",
     "permission_denied": "Permission denied",
 }
-GOOD_MODS = ("half_written_mdoc", "mdoc_junk", "mdoc_rewrite", "disk_full")
+GOOD_MODS = ("half_written_mdoc", "mdoc_junk", "mdoc_rewrite", "disk_full", "hostile_files")
 
 CONFIG = """\
 [processing]
@@ -226,7 +232,7 @@ def make_plan(rng: random.Random, prof: Profile, kinds: list[str]) -> list[Slot]
     good_later = [sl for k, sl in enumerate(order) if sl.kind == GOOD and sl.index > 0 and k > len(order) // 3]
     rng.shuffle(good_later)
     for mod, n in (("disk_full", prof.disk_full), ("half_written_mdoc", prof.half_written), ("mdoc_junk", prof.mdoc_junk),
-                   ("mdoc_rewrite", prof.half_written)):
+                   ("mdoc_rewrite", prof.half_written), ("hostile_files", prof.mdoc_junk)):
         for _ in range(n):
             if good_later:
                 good_later.pop().mods.append(mod)
@@ -605,6 +611,8 @@ class Torture:
                     self._mdoc_junk(slot)
                 elif mod == "mdoc_rewrite":
                     self._mdoc_rewrite(slot)
+                elif mod == "hostile_files":
+                    self._hostile_files(slot)
         finally:
             if "disk_full" in slot.mods:
                 self._disk_full_end(slot)
@@ -635,6 +643,29 @@ class Torture:
             f.write(b"\x00" * 64 + b"\n" + b"\xff\xfe this line is not key = value\n" + b"%%%%\n\n")
         (acq.directory / "junk.mrc.mdoc").write_bytes(b"\x00\xffnot an mdoc\n[ZValue = ]\nTiltAngle ==\n")
         self.summary.faults["mdoc_junk"] += 1
+
+    def _hostile_files(self, slot: Slot) -> None:
+        """Issue 14: files beside a good movie that must not stop, hang or fool the daemon."""
+        acq = self.acqs[slot.series]
+        movie = Path(slot.path)
+        tag = f"{slot.series}_{slot.index}"
+        os.mkfifo(acq.directory / f"fifo_{tag}.mdoc")  # a FIFO mdoc
+        os.mkfifo(movie.with_suffix(".mdoc"))  # a FIFO named like the good movie's frame mdoc
+        os.mkfifo(movie.parent / f"fifo_{tag}_000_0.0.tif")  # a FIFO named like a movie
+        self.summary.faults["hostile_fifo"] += 1
+        os.symlink("/dev/zero", movie.with_name(movie.name + ".mdoc"))  # its other frame-mdoc name, to /dev/zero
+        os.symlink("/dev/zero", acq.directory / f"zero_{tag}.mrc.mdoc")
+        self.summary.faults["hostile_symlink"] += 1
+        junk = bytes(self.rng.randrange(256) for _ in range(4096))
+        with open(os.fsencode(str(acq.directory)) + f"/bad_{tag}".encode() + b"\xff.mdoc", "wb") as f:  # not UTF-8
+            f.write(junk)
+        with open(os.fsencode(str(movie.parent)) + f"/bad_{tag}".encode() + b"\xff_gain.tif", "wb") as f:  # ignored, logged
+            f.write(junk)
+        self.summary.faults["hostile_bad_name"] += 1
+        (acq.directory / f"dated_{tag}.mrc.mdoc").write_text(
+            f"[ZValue = 0]\nTiltAngle = 0\nSubFramePath = D:\\x\\nowhere_{tag}_000_0.0.tif\nDateTime = 01-Jan-0001  00:00:01\n\n")
+        self.summary.faults["hostile_bad_date"] += 1
+        slot.note += " hostile files beside it"
 
     def _mdoc_rewrite(self, slot: Slot) -> None:
         path = self.acqs[slot.series].mdoc_path
