@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "framewatch.daemon.cmd_simulate",
     "framewatch.daemon.cmd_correct",
     "framewatch.daemon.cmd_watch",
+    "framewatch.daemon.cmd_batch",
     "framewatch.daemon.cmd_tail",
     "framewatch.daemon.cmd_demo",
     "framewatch.daemon.cmd_check_config",

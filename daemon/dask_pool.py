@@ -323,7 +323,7 @@ class DaskPool:
             for a in gone:
                 w = self._workers.pop(a)
                 if w.ready:
-                    self._note("dask_worker_left", level="warning", worker=a, name=w.name)
+                    self._note("dask_worker_left", level="warning", worker=a, worker_name=w.name)
             for a, (nthreads, name) in alive.items():
                 if a not in self._workers:
                     self._workers[a] = WorkerState(a, nthreads, name)
@@ -339,13 +339,13 @@ class DaskPool:
                 w.report = dict(msg)
                 if msg.get("status") == "ready":
                     w.ready, w.refused, w.warmup_s = True, None, msg.get("warmup_s")
-                    self._note("dask_worker_ready", worker=a, name=w.name, nthreads=w.nthreads, warmup_s=w.warmup_s,
+                    self._note("dask_worker_ready", worker=a, worker_name=w.name, nthreads=w.nthreads, warmup_s=w.warmup_s,
                                versions=msg.get("versions"))
                 else:
                     w.ready, w.refused = False, str(msg.get("message"))
                     if (a, w.refused) not in self._announced:
                         self._announced.add((a, w.refused))
-                        self._note("dask_worker_refused", level="error", worker=a, name=w.name, reason=w.refused,
+                        self._note("dask_worker_refused", level="error", worker=a, worker_name=w.name, reason=w.refused,
                                    worker_versions=msg.get("versions"))
 
 

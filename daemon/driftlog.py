@@ -70,6 +70,7 @@ TILT_KEYS = (
     "correct_s",
     "append_s",
     "latency_s",
+    "worker",
 )
 
 EVENT_KEYS: dict[str, tuple[str, ...]] = {
@@ -113,6 +114,15 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "notify_failed": ("reason",),
     "metrics_serving": ("address", "port"),
     "plot_failed": ("series_dir", "reason"),
+    # the Dask backend (dask_pool.py) and `framewatch batch` (batch.py)
+    "dask_connected": ("scheduler", "address", "workers", "ready_workers", "reconnected"),
+    "dask_unreachable": ("scheduler", "reason", "retry_in_s"),
+    "dask_disconnected": ("scheduler",),
+    "dask_worker_ready": ("worker", "worker_name", "nthreads", "warmup_s", "versions"),
+    "dask_worker_refused": ("worker", "worker_name", "reason", "worker_versions"),
+    "dask_worker_left": ("worker", "worker_name"),
+    "dask_task_resubmitted": ("movie", "reason"),
+    "batch_finished": ("movies", "done", "already_done", "failed", "failed_movies", "duration_s"),
 }
 
 

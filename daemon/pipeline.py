@@ -47,8 +47,9 @@ from .journal import Journal
 from .naming import patterns_from_config
 from .outputs import SeriesPaths, repair_stacks
 from .processing import Processing
+from .pool_choice import describe_pool, make_pool
 from .processing_options import ProcessingOptions
-from .scheduler import ReadyQueue, WorkerPool
+from .scheduler import ReadyQueue
 from .series import SeriesIndex
 from .service import Service, SignalInbox
 from .watcher import Watcher
@@ -132,7 +133,7 @@ class Daemon(Intake, Processing, Completion, Events):
         self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)))
         q = self.cfg.scheduler
         self.queue = ReadyQueue(q.queue_size, q.newest_first_backlog)
-        self.pool = WorkerPool(q.workers, on_done=self.watcher.wake.set)
+        self.pool = make_pool(self.cfg, on_done=self.watcher.wake.set)
         self.cands: dict[str, Candidate] = {}
         self.final: dict[str, tuple[int, int]] = {}
         self.held: dict[int, dict] = {}
@@ -156,6 +157,7 @@ class Daemon(Intake, Processing, Completion, Events):
             backend=self.watcher.backend,
             scan_period_s=w.scan_period_s,
             workers=q.workers,
+            processing_backend=describe_pool(self.pool),
             settings_hash=self.hash,
             output_dir=str(self.set_dir),
         )
@@ -287,9 +289,10 @@ class Daemon(Intake, Processing, Completion, Events):
             return None
         warm = time.perf_counter() - t0
         self.warmup_reports = reports
-        slowest = max(reports, key=lambda r: r["warmup_s"])
-        self.log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
-                       numba_cache_dir=slowest.get("numba_cache_dir"))
+        if reports:  # none: a Dask scheduler not reachable yet (its workers warm up when they join)
+            slowest = max(reports, key=lambda r: r["warmup_s"])
+            self.log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
+                           numba_cache_dir=slowest.get("numba_cache_dir"))
         return warm
 
     def stop(self, reason: str = "signal") -> None:
