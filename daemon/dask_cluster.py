@@ -22,6 +22,9 @@ def jobqueue_kwargs(options: DaskOptions) -> dict:
     kw = options.jobqueue.as_dict()
     kw.pop("adapt_minimum", None)
     kw.pop("adapt_maximum", None)
+    # one single-threaded worker process per core unless told otherwise: one movie per process at a
+    # time (its numba kernels use [processing] threads), like the local pool's worker processes
+    kw.setdefault("processes", kw.get("cores", 1))
     if options.cluster in ("sge", "lsf") and "account" in kw:
         kw["project"] = kw.pop("account")  # their name for the accounting project
     return kw
