@@ -47,6 +47,7 @@ class _Task:
     workers: frozenset = frozenset()
     client: object = None
     resubmissions: int = 0
+    lost: str | None = None  # why it must be sent again (logged when it is)
 
 
 @dataclass
@@ -168,11 +169,13 @@ class DaskPool:
         for mid, task in list(self.in_flight.items()):
             fut = task.future
             if fut is None or task.client is not self._client:
+                if fut is not None:
+                    task.lost = "the connection to the scheduler was lost"
                 if self.connected() and alive:
-                    if fut is not None:
-                        self._note("dask_task_resubmitted", movie=task.job["movie"],
-                                   reason="the connection to the scheduler was lost")
-                    task.resubmissions += 1
+                    if task.lost:
+                        self._note("dask_task_resubmitted", movie=task.job["movie"], reason=task.lost)
+                        task.resubmissions += 1
+                        task.lost = None
                     self._send(mid, task)
                 continue
             status = fut.status
@@ -190,6 +193,7 @@ class DaskPool:
                 out.append((mid, fut.exception()))
             elif status in ("cancelled", "lost"):
                 task.future = None  # the connection went: sent again once it is back
+                task.lost = "the connection to the scheduler was lost"
             elif alive and not (task.workers & alive):
                 # every worker it may run on is gone (not refused ones: those never get tasks)
                 fut.cancel()

@@ -25,6 +25,21 @@ def _wait_event(out, pred, proc, timeout=300.0, what=""):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _wait_processing(address, timeout=120.0) -> dict:
+    """Worker address -> keys of the framewatch tasks it is running, as soon as there is one."""
+    from distributed import Client
+
+    with Client(address, timeout=30, set_as_default=False) as observer:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            busy = {a: [k for k in keys if "framewatch-correct" in str(k)] for a, keys in observer.processing().items()}
+            busy = {a: k for a, k in busy.items() if k}
+            if busy:
+                return busy
+            time.sleep(0.01)
+    raise AssertionError("no worker was correcting a movie")
+
+
 def _check_once_in_order(acq, out, state):
     rows = [r for r in read_journal(state) if r["state"] == "done"]
     assert sorted(r["path"] for r in rows) == sorted(str(m.path) for m in acq.written)  # every tilt exactly once
@@ -41,8 +56,6 @@ def _check_once_in_order(acq, out, state):
 
 
 def test_batch_two_workers_one_killed_after_the_first_tilt(tmp_path, cluster):
-    from distributed import Client
-
     acq = finished_session(tmp_path / "session", n_tilts=8, size=320, n_frames=8)
     cluster.start_scheduler()
     cluster.start_worker("w1")
@@ -55,18 +68,9 @@ def test_batch_two_workers_one_killed_after_the_first_tilt(tmp_path, cluster):
         ready = {e["worker_name"]: e["worker"] for e in _events(out) if e["event"] == "dask_worker_ready"}
         assert set(ready) == {"w1", "w2"}
         # SIGKILL a worker while it is correcting a movie (asked of the scheduler)
-        with Client(cluster.address, timeout=30, set_as_default=False) as observer:
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                busy = {a: [k for k in keys if "framewatch-correct" in str(k)] for a, keys in observer.processing().items()}
-                busy = {a: k for a, k in busy.items() if k}
-                if busy:
-                    break
-                time.sleep(0.01)
-            assert busy, "no worker was correcting a movie"
-            victim_address, keys = next(iter(busy.items()))
-            victim = next(n for n, a in ready.items() if a == victim_address)
-            cluster.kill_worker(victim)
+        victim_address, keys = next(iter(_wait_processing(cluster.address).items()))
+        victim = next(n for n, a in ready.items() if a == victim_address)
+        cluster.kill_worker(victim)
         lost_movie_id = int(str(keys[0]).split("-")[2])
         rc = proc.wait(300)
     finally:
@@ -138,3 +142,44 @@ def test_batch_failed_movie_exit_1_and_listed(tmp_path):
     assert f"failed: {bad}:" in log and "3 movies: 2 corrected now, 0 done before, 1 failed" in log
     fin = next(e for e in _events(out) if e["event"] == "batch_finished")
     assert fin["failed_movies"] == [str(bad)] and fin["done"] == 2
+
+
+def test_scheduler_goes_away_mid_session_and_comes_back(tmp_path, cluster):
+    """The scheduler is SIGKILLed after the first tilt lands: nothing fails, the daemon reconnects
+    with back-off when a scheduler is back on the same address, the lost tasks are sent again."""
+    acq = finished_session(tmp_path / "session", n_tilts=6, size=320, n_frames=8, seed=2)
+    out, state = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    config = tmp_path / "fw.toml"
+    config.write_text("[scheduler]\nbacklog_log_s = 0.5\n\n[dask]\nconnect_timeout_s = 1.0\nreconnect_max_s = 2.0\n\n"
+                      "[disk]\nwarn_below_gb = 0\nfloor_gb = 0\nresume_margin_gb = 0\n")
+    cluster.start_scheduler()
+    cluster.start_worker("w1")
+    proc = run_batch(acq.directory, out, state, "--dask-address", cluster.address, config=config)
+    try:
+        _wait_event(out, lambda e: e["event"] == "tilt_corrected", proc, what="the first tilt")
+        _wait_processing(cluster.address)  # a movie is being corrected when the scheduler dies
+        cluster.scheduler.kill()
+        cluster.scheduler.wait(10)
+        cluster.kill_worker("w1")
+        _wait_event(out, lambda e: e["event"] == "dask_unreachable", proc, what="dask_unreachable after the loss")
+        done_while_down = len([e for e in _events(out) if e["event"] == "tilt_corrected"])
+        time.sleep(2.0)
+        assert not [e for e in _events(out) if e["event"] == "movie_failed"]
+        assert len([e for e in _events(out) if e["event"] == "tilt_corrected"]) == done_while_down
+        cluster.start_scheduler()
+        cluster.start_worker("w2")
+        rc = proc.wait(300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    log = (out.parent / "batch-out.log").read_text()
+    assert rc == 0, log[-3000:]
+    events = _events(out)
+    assert [e["event"] for e in events].count("dask_disconnected") >= 1
+    assert [e["reconnected"] for e in events if e["event"] == "dask_connected"][-1] is True
+    assert not [e for e in events if e["event"] == "movie_failed"]
+    resent = [e for e in events if e["event"] == "dask_task_resubmitted"]
+    assert resent and resent[0]["reason"] == "the connection to the scheduler was lost"
+    _check_once_in_order(acq, out, state)

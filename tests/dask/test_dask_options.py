@@ -93,3 +93,21 @@ def test_default_import_paths_do_not_import_dask():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'dask_jobqueue')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_batch_progress_line_counts_and_eta():
+    import io
+
+    from framewatch.daemon.batch import Progress
+
+    buf = io.StringIO()
+    p = Progress(buf, enabled=True)
+    p.update(finished=3, total=12, failed=1, s_per_movie=2.0, eta_s=18.0)
+    p.update(finished=12, total=12, failed=1, s_per_movie=2.0, eta_s=0.0)
+    p.close()
+    first, last = buf.getvalue().split("\r")[1:3]
+    assert "] 3/12 movies  1 failed  2.0 s/movie  ETA 0:18" in first and first.startswith("[#######.")
+    assert "12/12 movies" in last and "ETA 0:00" in last and "." not in last.split("]")[0]
+    quiet = io.StringIO()
+    Progress(quiet, enabled=False).update(finished=1, total=2, failed=0, s_per_movie=None, eta_s=None)
+    assert quiet.getvalue() == ""  # not a terminal: no bar
