@@ -67,7 +67,7 @@ def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0
 
 
 def warm_up(threads: int, patches=(0, 0)) -> None:
-    from framewatch.daemon.warmup import warm_up
+    from framewatch.daemon.processing.warmup import warm_up
 
     warm_up(threads=threads)
 

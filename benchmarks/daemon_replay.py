@@ -3,7 +3,7 @@
     python -m benchmarks.daemon_replay [--tilts 10] [--size 2048] [--frames 10] [--pace-s 4] [--json F]
 
 Movies are written frame by frame (MRC and TIFF alternating, with the growing SerialEM mdoc) by
-:class:`framewatch.daemon.acquisition.Acquisition`; ``framewatch watch`` runs as a real process with
+:class:`framewatch.daemon.commands.simulated_acquisition.Acquisition`; ``framewatch watch`` runs as a real process with
 default settings. Reported: the complete->appended latency of every tilt (from the drift log's
 ``latency_s``), the correction time, the peak backlog and whether it kept up.
 """
@@ -29,7 +29,7 @@ scan_period_s = 2.0
 
 
 def replay(*, tilts: int, size: int, frames: int, pace_s: float, frame_interval_s: float, workdir: Path) -> dict:
-    from framewatch.daemon.acquisition import Acquisition
+    from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
     acq_dir, out, state = workdir / "acq", workdir / "out", workdir / "state"
     acq_dir.mkdir(parents=True)
@@ -39,7 +39,7 @@ def replay(*, tilts: int, size: int, frames: int, pace_s: float, frame_interval_
                       tilt_interval_s=0.0, dose_per_tilt_e_per_a2=3.0)
     movies = [acq.frames_for(i) for i in range(tilts)]  # simulate before the clock starts
     log = open(workdir / "daemon.out", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "framewatch.daemon.cli", "watch", str(acq_dir), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(acq_dir), "--out", str(out),
                              "--state", str(state), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     drift = out / "framewatch.jsonl"
     try:

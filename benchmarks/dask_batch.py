@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 
 def make_session(workdir: Path, tilts: int, size: int, frames: int) -> Path:
-    from framewatch.daemon.acquisition import Acquisition
+    from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
     d = workdir / f"session_{tilts}x{size}x{frames}"
     if not (d / "TS_01.mrc.mdoc").exists():
@@ -91,7 +91,8 @@ def run_batch(session: Path, workdir: Path, run: str) -> dict:
     out, state = workdir / f"out_{run}", workdir / f"state_{run}"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)
-    cmd = [sys.executable, "-m", "framewatch.daemon.cli", "batch", str(session), "--out", str(out), "--state", str(state),
+    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "batch", str(session), "--out", str(out),
+           "--state", str(state),
            "--pixel-size-a", "1.5", "--no-progress"]
     cluster = None
     if kind == "dask":
@@ -126,7 +127,7 @@ def bytes_4k(workdir: Path) -> dict:
 
     from benchmarks.__main__ import CASES, make_movie
     from framewatch.core.settings import CorrectionSettings
-    from framewatch.daemon.dask_worker_plugin import correct_on_worker
+    from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker
 
     case = next(c for c in CASES if c.name == "tilt_4k_tiff_lzw")
     movie = make_movie(case, workdir)

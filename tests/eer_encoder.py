@@ -1,9 +1,9 @@
 """A small EER *encoder* for the tests, written from the public format description.
 
 Not used by framewatch itself: it makes EER files with known electron events so that the reader in
-``framewatch.core.eer`` can be checked against the truth (and against imagecodecs' decoder).
+``framewatch.core.movie_io.eer`` can be checked against the truth (and against imagecodecs' decoder).
 
-Format (see the docstring of ``framewatch.core.eer``): a little-endian BigTIFF, one page per raw
+Format (see the docstring of ``framewatch.core.movie_io.eer``): a little-endian BigTIFF, one page per raw
 frame, one strip per page; the strip is a bit stream written least-significant bit first of codes
 ``run`` (skip bits) [+ sub-pixel x (horz bits) + sub-pixel y (vert bits)]. A run of all ones means
 "skip that many pixels, no event" (65000: the overflow code still takes its 4 sub-pixel bits;

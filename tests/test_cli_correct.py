@@ -11,7 +11,7 @@ from framewatch.core.correct import correct_movie, correct_movie_file
 from framewatch.core.movie_io import write_movie
 from framewatch.core.settings import CorrectionSettings, GainOrientation
 from framewatch.core.simulate import write_simulation
-from framewatch.daemon.cli import main
+from framewatch.daemon.commands.cli import main
 
 SMALL = dict(ny=256, nx=320, n_frames=6, pixel_size_a=1.5, dose_per_frame_e_per_a2=0.5, seed=8)
 SETTINGS = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.5)
@@ -136,7 +136,7 @@ def test_correct_with_patches_writes_local_model_and_star(tmp_path):
 
 
 def test_version_and_help_of_every_subcommand(capsys):
-    from framewatch.daemon.cli import COMMAND_MODULES
+    from framewatch.daemon.commands.cli import COMMAND_MODULES
 
     with pytest.raises(SystemExit) as done:
         main(["--version"])

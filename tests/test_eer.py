@@ -7,14 +7,14 @@ import pytest
 import tifffile
 from eer_encoder import Events, encode_movie, random_events, render, split_counts_into_raw_frames, write_eer
 
-from framewatch.core.eer import (
+from framewatch.core.errors import MovieFormatError, SettingsError
+from framewatch.core.movie_io import open_movie
+from framewatch.core.movie_io.eer import (
     DEFAULT_EER_GROUP_FRAMES,
     decode_eer_frame,
     eer_coding,
     group_eer_frames,
 )
-from framewatch.core.errors import MovieFormatError, SettingsError
-from framewatch.core.movie_io import open_movie
 from framewatch.core.simulate import SimulationSpec, simulate_movie
 
 SHAPE = (64, 96)  # non-square: transposition bugs show

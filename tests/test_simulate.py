@@ -261,7 +261,7 @@ def test_write_simulation(tmp_path, movie_format, orientation):
 
 
 def test_cli_simulate(tmp_path, capsys):
-    from framewatch.daemon.cli import main
+    from framewatch.daemon.commands.cli import main
 
     prefix = tmp_path / "demo"
     rc = main(["simulate", "--out", str(prefix), "--size", "40", "48", "--frames", "4", "--dose-per-tilt", "2.0",

@@ -74,7 +74,7 @@ class DaemonProc:
             env["FRAMEWATCH_PAUSE_DIR"] = str(self.base / "pause")
         self.runs += 1
         stdout = open(self.base / f"daemon-{self.runs}.out", "wb")
-        cmd = [*self.prefix, sys.executable, "-m", "framewatch.daemon.cli", "watch", str(self.acq), "--out", str(self.out),
+        cmd = [*self.prefix, sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(self.acq), "--out", str(self.out),
                "--state", str(self.state), "--config", str(self.config), *extra]
         self.proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, env=env, preexec_fn=self.preexec_fn)
         stdout.close()
@@ -267,8 +267,8 @@ def verify_series(d: DaemonProc, acq, good, *, dose_per_tilt: float, px: float =
 
     from framewatch.core.correct import correct_movie_file
     from framewatch.core.settings import CorrectionSettings
-    from framewatch.daemon.driftlog import EVENT_KEYS, missing_keys
-    from framewatch.daemon.tilt_table import read_star_loop, read_tsv
+    from framewatch.daemon.outputs.driftlog import EVENT_KEYS, missing_keys
+    from framewatch.daemon.outputs.tilt_table import read_star_loop, read_tsv
 
     rows = read_journal(d.state)
     done = [r for r in rows if r["state"] == "done"]

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_runs_to_a_complete_series(tmp_path):
-    cmd = [sys.executable, "-m", "framewatch.daemon.cli", "demo", str(tmp_path), "--tilts", "3", "--size", "128",
+    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "demo", str(tmp_path), "--tilts", "3", "--size", "128",
            "--frames", "6", "--frame-interval", "0.02", "--tilt-interval", "0.3", "--no-color", "--timeout", "120"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stdout + p.stderr

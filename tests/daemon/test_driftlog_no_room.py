@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from framewatch.daemon import driftlog
-from framewatch.daemon.driftlog import DriftLog
+from framewatch.daemon.outputs import driftlog
+from framewatch.daemon.outputs.driftlog import DriftLog
 
 
 class FullDisk:

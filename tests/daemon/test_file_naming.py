@@ -2,7 +2,7 @@
 import pytest
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.naming import parse_movie_name, patterns_from_config
+from framewatch.daemon.intake.naming import parse_movie_name, patterns_from_config
 
 
 @pytest.mark.parametrize(

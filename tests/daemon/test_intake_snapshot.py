@@ -7,10 +7,10 @@ import time
 
 from daemon_helpers import TEST_CONFIG
 
-from framewatch.daemon.acquisition import Acquisition
-from framewatch.daemon.config import load_config
-from framewatch.daemon.pipeline import Daemon
-from framewatch.daemon.processing_options import ProcessingOptions
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
+from framewatch.daemon.config.configuration import load_config
+from framewatch.daemon.config.processing_options import ProcessingOptions
+from framewatch.daemon.service.daemon import Daemon
 
 
 def test_ready_movie_keeps_its_mdoc_line(tmp_path):
@@ -47,7 +47,7 @@ def test_complete_time_counts_from_the_last_change(tmp_path):
     import numpy as np
     from daemon_helpers import add_section
 
-    from framewatch.daemon.acquisition import write_tiff_frame_by_frame
+    from framewatch.daemon.commands.simulated_acquisition import write_tiff_frame_by_frame
 
     (tmp_path / "acq").mkdir()
     acq = Acquisition(tmp_path / "acq", n_tilts=1, shape=(64, 64), n_frames=8, frame_interval_s=0.0)

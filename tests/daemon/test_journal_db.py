@@ -4,7 +4,7 @@ import sqlite3
 import pytest
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.journal import Journal, JournalLocked
+from framewatch.daemon.state.journal import Journal, JournalLocked
 
 
 def test_rows_states_and_reopen(tmp_path):

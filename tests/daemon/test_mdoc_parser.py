@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from framewatch.daemon.mdoc import frame_mdoc_for, parse_datetime, parse_mdoc_text, read_mdoc, series_name_from_mdoc_path
+from framewatch.daemon.intake.mdoc import frame_mdoc_for, parse_datetime, parse_mdoc_text, read_mdoc, series_name_from_mdoc_path
 
 DATA = Path(__file__).parent.parent / "data" / "mdoc"
 

@@ -8,7 +8,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-from framewatch.daemon import stack
+from framewatch.daemon.outputs import stack
 
 
 def sections(n, shape=(48, 64), seed=0):

@@ -5,9 +5,9 @@ import errno
 import numpy as np
 import pytest
 
-from framewatch.daemon import tilt_table
-from framewatch.daemon.stack import write_stack
-from framewatch.daemon.tilt_table import atomic_write_text
+from framewatch.daemon.outputs import tilt_table
+from framewatch.daemon.outputs.stack import write_stack
+from framewatch.daemon.outputs.tilt_table import atomic_write_text
 
 
 def no_room(*_a, **_k):
@@ -42,7 +42,7 @@ def test_table_that_does_not_fit(tmp_path, monkeypatch):
 def test_plot_that_does_not_fit(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from framewatch.daemon.plots import SeriesPlotData, normalise_record, render_series_plot
+    from framewatch.daemon.outputs.plots import SeriesPlotData, normalise_record, render_series_plot
 
     recs = [normalise_record({"z": z, "tilt_angle_deg": 3.0 * z, "acquisition_index": z, "total_motion_a": 2.0,
                               "early_motion_a": 1.0, "late_motion_a": 1.0, "max_frame_shift_a": 0.5, "frc_0_143_a": 8.0,

@@ -4,7 +4,7 @@ import argparse
 import pytest
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.processing_options import (
+from framewatch.daemon.config.processing_options import (
     add_processing_arguments,
     dose_per_frame_for,
     processing_options_from_args,

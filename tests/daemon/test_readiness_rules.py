@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from framewatch.daemon.acquisition import mrc_header_for, write_frame_mdoc
-from framewatch.daemon.readiness import Observation, decide, probe_movie, refresh_probe, stat_key
+from framewatch.daemon.commands.simulated_acquisition import mrc_header_for, write_frame_mdoc
+from framewatch.daemon.intake.readiness import Observation, decide, probe_movie, refresh_probe, stat_key
 
 FRAMES = np.random.default_rng(1).poisson(1.0, (6, 32, 40)).astype(np.uint8)
 

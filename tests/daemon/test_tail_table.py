@@ -4,8 +4,8 @@ import json
 import threading
 import time
 
-from framewatch.daemon import cmd_tail
-from framewatch.daemon.cli import main
+from framewatch.daemon.commands import tail as cmd_tail
+from framewatch.daemon.commands.cli import main
 
 TILT = {"event": "tilt_corrected", "series": "TS_01", "z": 3, "tilt_angle_deg": -6.0011, "total_motion_a": 7.1234,
         "early_motion_a": 0.0, "late_motion_a": 7.1234, "max_frame_shift_a": 2.5, "frc_0_143_a": 8.41, "flags": []}

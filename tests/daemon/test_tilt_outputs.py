@@ -3,10 +3,10 @@ import mrcfile
 import numpy as np
 import pytest
 
-from framewatch.daemon.config import Thresholds
-from framewatch.daemon.outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables, write_sorted
-from framewatch.daemon.quality import flag_reasons
-from framewatch.daemon.tilt_table import read_star_loop, read_tsv
+from framewatch.daemon.config.configuration import Thresholds
+from framewatch.daemon.outputs.quality import flag_reasons
+from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables, write_sorted
+from framewatch.daemon.outputs.tilt_table import read_star_loop, read_tsv
 
 
 def row(z, angle, *, stats=None):

@@ -3,7 +3,7 @@ broken mdoc a warning), and the rest of the series completes."""
 import numpy as np
 from daemon_helpers import add_section, corrupt_tiff_page, read_journal
 
-from framewatch.daemon.acquisition import Acquisition, write_mrc_frame_by_frame, write_tiff_frame_by_frame
+from framewatch.daemon.commands.simulated_acquisition import Acquisition, write_mrc_frame_by_frame, write_tiff_frame_by_frame
 
 
 def test_bad_inputs_fail_alone(daemon, verify):

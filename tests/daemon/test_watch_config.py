@@ -2,7 +2,7 @@
 import pytest
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.config import DaemonConfig, load_config, with_overrides
+from framewatch.daemon.config.configuration import DaemonConfig, load_config, with_overrides
 
 
 def test_defaults_without_file():

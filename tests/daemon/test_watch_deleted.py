@@ -6,7 +6,7 @@ import time
 
 from daemon_helpers import read_journal
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def one_failure(d, name):

@@ -9,7 +9,7 @@ import threading
 import pytest
 from daemon_helpers import StackWatcher, latency_breakdown
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def run_acquisition(d, *, inotify: bool, prior_record_dose: bool):

@@ -20,8 +20,8 @@ from framewatch.core.gain import unorient_gain  # noqa: E402
 from framewatch.core.movie_io import write_image_mrc, write_movie  # noqa: E402
 from framewatch.core.settings import CorrectionSettings, GainOrientation  # noqa: E402
 from framewatch.core.simulate import SimulationSpec, simulate_movie  # noqa: E402
-from framewatch.daemon.driftlog import EVENT_KEYS, missing_keys  # noqa: E402
-from framewatch.daemon.tilt_table import read_tsv  # noqa: E402
+from framewatch.daemon.outputs.driftlog import EVENT_KEYS, missing_keys  # noqa: E402
+from framewatch.daemon.outputs.tilt_table import read_tsv  # noqa: E402
 
 PX = 1.5
 SHAPE = (256, 256)

@@ -4,7 +4,7 @@ written again at the next start (``replayed``), a line that made it is not writt
 import pytest
 from daemon_helpers import read_journal
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def lines(d, event, movie):

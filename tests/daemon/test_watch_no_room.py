@@ -9,7 +9,7 @@ import mrcfile
 import pytest
 from daemon_helpers import TEST_CONFIG, DaemonProc, fill_filesystem, mount_tmpfs, unmount
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def wait_output(d, run, text, timeout=60.0):

@@ -3,7 +3,7 @@ a stale plot and a ``.tmp`` left; found by the torture run) is drawn again at th
 import os
 import time
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def test_unfinished_plot_is_redrawn_at_start(daemon):

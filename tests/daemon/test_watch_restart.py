@@ -8,7 +8,7 @@ import mrcfile
 import pytest
 from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 POINTS = ["worker_reading", "worker_corrected", "append_data_written", "append_between_stacks", "before_journal_done"]
 

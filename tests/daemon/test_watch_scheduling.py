@@ -4,8 +4,8 @@ import time
 
 from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
-from framewatch.daemon.acquisition import Acquisition
-from framewatch.daemon.scheduler import QueueItem, ReadyQueue
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
+from framewatch.daemon.processing.scheduler import QueueItem, ReadyQueue
 
 
 def test_ready_queue_order_and_bound():

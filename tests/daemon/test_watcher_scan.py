@@ -2,7 +2,7 @@
 import os
 import time
 
-from framewatch.daemon.watcher import Watcher
+from framewatch.daemon.intake.watcher import Watcher
 
 
 def make(tmp_path):

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def free_port() -> int:
@@ -91,7 +91,8 @@ def finished_session(directory: Path, *, n_tilts: int, size: int = 128, n_frames
 
 
 def run_batch(session: Path, out: Path, state: Path, *extra: str, config: Path | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "framewatch.daemon.cli", "batch", str(session), "--out", str(out), "--state", str(state),
+    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "batch", str(session), "--out", str(out),
+           "--state", str(state),
            "--pixel-size-a", "1.5", *(["--config", str(config)] if config else []), *extra]
     log = open(out.parent / f"batch-{out.name}.log", "ab")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))

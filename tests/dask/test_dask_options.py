@@ -6,10 +6,10 @@ import sys
 import pytest
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.config import config_from_dict, with_overrides
-from framewatch.daemon.dask_cluster import job_script, jobqueue_kwargs
-from framewatch.daemon.dask_options import dask_options_from_table, map_path
-from framewatch.daemon.dask_worker_plugin import correct_on_worker, version_mismatch, versions
+from framewatch.daemon.config.configuration import config_from_dict, with_overrides
+from framewatch.daemon.config.dask_options import dask_options_from_table, map_path
+from framewatch.daemon.processing.dask_cluster import job_script, jobqueue_kwargs
+from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker, version_mismatch, versions
 
 SLURM = {"cluster": "slurm", "jobqueue": {"cores": 8, "memory": "32GB", "walltime": "08:00:00", "queue": "cryoem",
                                           "account": "facility", "job_extra_directives": ["--constraint=avx2", "--exclusive"],
@@ -88,8 +88,8 @@ def test_a_movie_the_worker_cannot_see_fails_with_that_reason(tmp_path):
 
 
 def test_default_import_paths_do_not_import_dask():
-    code = ("import sys; import framewatch.daemon.cli as c; c.build_parser(); import framewatch.daemon.pipeline, "
-            "framewatch.daemon.batch, framewatch.daemon.pool_choice, framewatch.daemon.config; "
+    code = ("import sys; import framewatch.daemon.commands.cli as c; c.build_parser(); import framewatch.daemon.service.daemon, "
+            "framewatch.daemon.service.batch, framewatch.daemon.processing.pool_choice, framewatch.daemon.config.configuration; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'dask_jobqueue')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
@@ -98,7 +98,7 @@ def test_default_import_paths_do_not_import_dask():
 def test_batch_progress_line_counts_and_eta():
     import io
 
-    from framewatch.daemon.batch import Progress
+    from framewatch.daemon.service.batch import Progress
 
     buf = io.StringIO()
     p = Progress(buf, enabled=True)

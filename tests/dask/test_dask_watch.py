@@ -6,7 +6,7 @@ import mrcfile
 import numpy as np
 from daemon_helpers import DaemonProc, verify_series
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 
 def _replay(d: DaemonProc, acq: Acquisition, *extra: str) -> None:

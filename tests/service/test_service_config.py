@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.cli import main
-from framewatch.daemon.config import _TABLES, PROCESSING_KEYS, config_from_dict, load_config, reload_merge
+from framewatch.daemon.commands.cli import main
+from framewatch.daemon.config.configuration import _TABLES, PROCESSING_KEYS, config_from_dict, load_config, reload_merge
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

@@ -13,7 +13,7 @@ import urllib.request
 import mrcfile
 from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
-from framewatch.daemon.acquisition import Acquisition
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
 SERVICE_CONFIG = TEST_CONFIG + """
 [service]
@@ -111,8 +111,8 @@ def test_notify_metrics_plot_and_stop(tmp_path, notify_socket, monkeypatch):
         assert d.events()[-1]["event"] == "daemon_stopped"
 
         # on demand, from the daemon's own tilt table and drift log
-        from framewatch.daemon.cli import main
-        from framewatch.daemon.plots import load_series
+        from framewatch.daemon.commands.cli import main
+        from framewatch.daemon.outputs.plots import load_series
 
         data = load_series(d.out / "TS_01")
         assert len(data.records) == 3 and sorted(data.trajectories) == [0, 1, 2]
@@ -128,7 +128,7 @@ def test_second_instance_is_refused(tmp_path):
     try:
         first = d.start()
         d.wait_ready()
-        cmd = [sys.executable, "-m", "framewatch.daemon.cli", "watch", str(d.acq), "--out", str(d.out), "--state", str(d.state),
+        cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(d.acq), "--out", str(d.out), "--state", str(d.state),
                "--config", str(d.config)]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert p.returncode == 2

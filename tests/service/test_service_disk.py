@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from framewatch.daemon.disk_space import DiskGuard, free_bytes
+from framewatch.daemon.service.disk_space import DiskGuard, free_bytes
 
 
 class Probe:

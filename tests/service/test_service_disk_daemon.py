@@ -7,11 +7,11 @@ import time
 
 from daemon_helpers import read_journal
 
-from framewatch.daemon.acquisition import Acquisition
-from framewatch.daemon.config import config_from_dict
-from framewatch.daemon.disk_space import GB
-from framewatch.daemon.pipeline import Daemon
-from framewatch.daemon.processing_options import ProcessingOptions
+from framewatch.daemon.commands.simulated_acquisition import Acquisition
+from framewatch.daemon.config.configuration import config_from_dict
+from framewatch.daemon.config.processing_options import ProcessingOptions
+from framewatch.daemon.service.daemon import Daemon
+from framewatch.daemon.service.disk_space import GB
 
 
 def events(out):

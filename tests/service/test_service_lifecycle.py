@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from framewatch.daemon.disk_space import GB
-from framewatch.daemon.notify import Notifier
-from framewatch.daemon.service import Service, SignalInbox
+from framewatch.daemon.service.disk_space import GB
+from framewatch.daemon.service.lifecycle import Service, SignalInbox
+from framewatch.daemon.service.notify import Notifier
 
 
 class FakeLog:

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from framewatch.daemon.instance_lock import InstanceLock, InstanceLockedError, holder_pid
+from framewatch.daemon.state.instance_lock import InstanceLock, InstanceLockedError, holder_pid
 
 HOLD = """
 import sys, time
-from framewatch.daemon.instance_lock import InstanceLock
+from framewatch.daemon.state.instance_lock import InstanceLock
 lock = InstanceLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 sys.stdin.readline()

@@ -7,7 +7,7 @@ import urllib.request
 import pytest
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.metrics import Metrics, NullMetrics, create_metrics, parse_address
+from framewatch.daemon.service.metrics import Metrics, NullMetrics, create_metrics, parse_address
 
 pytest.importorskip("prometheus_client")
 
@@ -93,7 +93,7 @@ class TestMetricsEndpoint:
         assert v["framewatch_movies_done_total"] == 1 and v["framewatch_correction_seconds_count"] == 0
 
     def test_series_labels_are_bounded(self, metrics):
-        from framewatch.daemon import metrics as mod
+        from framewatch.daemon.service import metrics as mod
 
         for i in range(mod.MAX_SERIES_LABELS + 5):
             metrics.set_series_tilts(f"S{i}", 1)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from framewatch.daemon.notify import Notifier, notify, socket_address, watchdog_interval_s
+from framewatch.daemon.service.notify import Notifier, notify, socket_address, watchdog_interval_s
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from framewatch.daemon.plots import PlotWorker, load_series, plot_path, render_series_plot
-from framewatch.daemon.tilt_table import tsv_text
+from framewatch.daemon.outputs.plots import PlotWorker, load_series, plot_path, render_series_plot
+from framewatch.daemon.outputs.tilt_table import tsv_text
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +62,7 @@ class TestPlots:
 
     def test_cli(self, tmp_path, capsys):
         """framewatch plot OUT/SERIES writes SERIES.drift.png."""
-        from framewatch.daemon import cmd_plot
+        from framewatch.daemon.commands import plot as cmd_plot
 
         d = write_series(tmp_path / "OUT")
         import argparse
@@ -74,7 +74,7 @@ class TestPlots:
 
     def test_cli_not_a_series(self, tmp_path):
         from framewatch.core.errors import FramewatchError
-        from framewatch.daemon.plots import load_series
+        from framewatch.daemon.outputs.plots import load_series
 
         with pytest.raises(FramewatchError, match="tilts.tsv"):
             load_series(tmp_path)

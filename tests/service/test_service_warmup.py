@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from framewatch.daemon.warmup import cache_status, warm_up
+from framewatch.daemon.processing.warmup import cache_status, warm_up
 
 
 class TestCacheStatus:
@@ -51,11 +51,11 @@ def test_warm_up_compiles_the_kernels():
         ("binning", "_bin_kernel"),
     }
     found = {}
-    for m in pkgutil.iter_modules(core.__path__):
-        mod = importlib.import_module(f"framewatch.core.{m.name}")
+    for m in pkgutil.walk_packages(core.__path__, prefix="framewatch.core."):
+        mod = importlib.import_module(m.name)
         for name, obj in vars(mod).items():
             if isinstance(obj, CPUDispatcher) and obj.__module__ == mod.__name__:
-                found[(m.name, name)] = len(obj.signatures)
+                found[(m.name.rsplit(".", 1)[-1], name)] = len(obj.signatures)
     missing = [k for k in top_level if found.get(k, 0) == 0]
     assert not missing, missing
 
@@ -64,7 +64,7 @@ def test_warm_up_compiles_the_kernels():
 def test_warm_up_cold_vs_warm_cache(tmp_path):
     """With an empty NUMBA_CACHE_DIR the warm-up compiles; the second start loads from the cache
     and is many times faster."""
-    code = "from framewatch.daemon.warmup import warm_up; print(warm_up().seconds)"
+    code = "from framewatch.daemon.processing.warmup import warm_up; print(warm_up().seconds)"
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     times = [float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                                   timeout=600).stdout.split()[-1]) for _ in range(2)]

@@ -82,7 +82,7 @@ from daemon_helpers import (  # noqa: E402
     unmount,
 )
 
-from framewatch.daemon.acquisition import (  # noqa: E402
+from framewatch.daemon.commands.simulated_acquisition import (  # noqa: E402
     Acquisition,
     dose_symmetric_angles,
     movie_name,
@@ -813,7 +813,7 @@ class Torture:
     def verify(self) -> None:
         from framewatch.core.correct import correct_movie_file
         from framewatch.core.settings import CorrectionSettings
-        from framewatch.daemon.tilt_table import read_star_loop, read_tsv
+        from framewatch.daemon.outputs.tilt_table import read_star_loop, read_tsv
 
         S = self.summary
         problems = S.problems
@@ -971,7 +971,7 @@ class Torture:
 
 
 def _has_disk_options() -> bool:
-    from framewatch.daemon.config import DaemonConfig
+    from framewatch.daemon.config.configuration import DaemonConfig
 
     return hasattr(DaemonConfig(), "disk")
 

@@ -1,0 +1,1 @@
+"""Configuration: the TOML file and the processing options table."""

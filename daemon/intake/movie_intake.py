@@ -1,0 +1,260 @@
+"""Intake: finding movies (inotify hints, hot directories, full scans), deciding they are complete,
+grouping them, and queueing them in acquisition order while the queue has room (back-pressure).
+
+A mixin of :class:`framewatch.daemon.service.daemon.Daemon`; it uses the daemon's journal, watcher,
+series index, queue and logs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from framewatch.daemon.intake.readiness import Observation, decide, refresh_probe, stat_key
+from framewatch.daemon.intake.series_grouping import resolve
+from framewatch.daemon.processing.scheduler import QueueItem
+
+TICK_S = 0.25
+HOT_DIR_S = 300.0
+
+
+@dataclass
+class Candidate:
+    path: str
+    row_id: int
+    obs: Observation | None = None
+    next_check: float = 0.0
+    mdoc_wait_since: float | None = None
+    backoff_until: float = 0.0
+    complete_since: float | None = None  # when it was first found complete
+    complete_key: tuple | None = None  # (stat, frames) it was found complete with
+
+
+class Intake:
+    def _hints(self, now: float) -> None:
+        for p in self.watcher.drain_hints():
+            kind = self.watcher.accept(p)
+            if kind == "mdoc":
+                self._note_mdoc(p, now)
+            elif kind == "movie":
+                self._track(p, now)
+        # directories where movies appeared recently are listed every turn (network shares raise
+        # no events; the full scan is slower)
+        for d, t in list(self.hot_dirs.items()):
+            if now - t > HOT_DIR_S:
+                del self.hot_dirs[d]
+                continue
+            movies, mdocs = self.watcher.scan_dir(d)
+            for p in mdocs:
+                self._note_mdoc(str(p), now)
+            for p in movies:
+                p = str(p)
+                if p not in self.cands and p not in self.final and p not in self.busy_paths:
+                    self._track(p, now)
+
+    def _note_mdoc(self, p: str, now: float) -> None:
+        if self.index.note_mdoc(p, now) is not None:
+            for c in self.cands.values():  # a frame mdoc or a new tilt-series line: look again now
+                if now >= c.backoff_until:
+                    c.next_check = now
+
+    def _scan(self, now: float) -> None:
+        movies, mdocs = self.watcher.scan()
+        for p in mdocs:
+            self._note_mdoc(str(p), now)
+        for p in movies:
+            self._track(str(p), now)
+        self._missing_seen()
+
+    def _missing_seen(self) -> None:
+        """Journal rows still to be processed whose file is gone and that nothing watches (it
+        went while the daemon was down): forget them, or fail them if they were complete."""
+        for row in self.journal.in_state("seen", settings_hash=self.hash):
+            p = row["path"]
+            if p in self.cands or p in self.busy_paths or os.path.lexists(p):
+                continue
+            self._file_gone(row)
+
+    def _track(self, path: str, now: float) -> None:
+        c = self.cands.get(path)
+        if c is not None:
+            if now >= c.backoff_until:
+                c.next_check = now
+            return
+        if path in self.busy_paths:
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        ident = (st.st_size, st.st_mtime_ns)
+        fin = self.final.get(path)
+        if fin is not None and fin == ident:
+            return
+        row = self.journal.latest(path, self.hash)
+        if row is None:
+            row = self._add_row(path, st, now)
+        elif row["state"] in ("done", "failed"):
+            same = (row["size"], row["mtime_ns"]) == ident
+            if same:
+                self.final[path] = ident
+                return
+            if row["state"] == "done":
+                if fin is None or fin != ident:
+                    self.log.event("movie_changed_after_done", level="warning", movie=path, series=self._series_name(row), z=row["z"],
+                                   note="not processed again; its section stays as it was")
+                self.final[path] = ident
+                return
+            row = self._add_row(path, st, now)  # a new version of a failed movie
+            self.final.pop(path, None)
+        elif row["state"] in ("ready", "processing"):
+            return
+        if row is None:
+            return
+        self.cands[path] = Candidate(path, row["id"], next_check=now)
+        parent = os.path.dirname(path)
+        self.hot_dirs[parent] = now
+        mdoc_dir = os.path.dirname(parent)  # SerialEM: frames/ below the tilt-series mdoc
+        if self.watcher.scan_dir(mdoc_dir)[1]:
+            self.hot_dirs[mdoc_dir] = now
+
+    def _file_gone(self, row: dict) -> None:
+        """A watched movie's file is gone. Before it was complete it was never a movie (a cancelled
+        exposure, a renamed temporary): forgotten. Once complete -- queued, being read, waiting for
+        a retry -- it was deleted or moved under the daemon: recorded failed, once."""
+        if row["complete_at"] is None:
+            self.journal.db.execute("DELETE FROM movies WHERE id = ? AND state = 'seen'", (row["id"],))
+            return
+        why = "the file disappeared (deleted or moved) after it was found complete"
+        self.journal.update(row["id"], state="failed", error=why)
+        self._log_failed(self.journal.get(row["id"]), "readiness", why)
+        self._finish_path(row)
+
+    def _add_row(self, path: str, st, now: float) -> dict | None:
+        try:
+            row = self.journal.add(path, st.st_size, st.st_mtime_ns, self.hash, now=now)
+            self.service.metrics.movie_seen()
+            return row
+        except sqlite3.IntegrityError:  # this very version is journalled already (it went back)
+            self.final[path] = (st.st_size, st.st_mtime_ns)
+            return None
+
+    # ------------------------------------------------------------------------------- readiness
+    def _evaluate(self, cand: Candidate, now: float):
+        """Look at one watched movie; returns (cand, stat, decision, tilt info) when it is complete.
+
+        The tilt info (series, angle, dose ... from the mdoc) is taken here, from the same reading of
+        the mdocs as the decision: a mdoc re-read before the movie is queued (for another movie) may
+        be one being rewritten, without this movie's line (found by the torture run: such a movie
+        was resolved by its file name and failed, "no dose")."""
+        path = Path(cand.path)
+        try:
+            st = os.stat(path)
+            now = time.time()  # the time of this observation (the loop's "now" may be a little older)
+        except FileNotFoundError:
+            del self.cands[cand.path]
+            row = self.journal.get(cand.row_id)
+            if row and row["state"] == "seen":
+                self._file_gone(row)
+            return
+        except OSError:
+            cand.next_check = now + TICK_S
+            return
+        key = stat_key(st)
+        if cand.obs is None:
+            cand.obs = Observation(key, now)
+        else:
+            cand.obs.observe(key, now)
+        refresh_probe(path, cand.obs, now)
+        entry = self.index.entry_for(path)
+        expected = entry[3].num_sub_frames if entry else None
+        w = self.cfg.watch
+        d = decide(path, cand.obs, now, settle_s=w.settle_s, tiff_stable_s=w.tiff_stable_s, expected_frames=expected)
+        if d.state == "wait":
+            cand.next_check = now + TICK_S
+            cand.complete_since = None
+            return
+        if d.state == "broken":
+            del self.cands[cand.path]
+            sid = self._series_of_unready(path, st)
+            self.journal.update(cand.row_id, state="failed", error=d.reason, size=st.st_size, mtime_ns=st.st_mtime_ns, series_id=sid, complete_at=None)
+            self._log_failed(self.journal.get(cand.row_id), "readiness", d.reason)
+            self.final[cand.path] = (st.st_size, st.st_mtime_ns)
+            return
+        if cand.complete_since is None or cand.complete_key != (key, d.n_frames):
+            # first found complete -- or again, after it changed while it waited for its mdoc line
+            # (a writer stalled longer than tiff_stable_s, then wrote on): from now
+            cand.complete_since = now
+            cand.complete_key = (key, d.n_frames)
+        # ready: wait for the movie's line in a growing tilt-series mdoc, if one is expected, and
+        # for the rest of a line being written
+        if w.mdoc_wait_s > 0 and not self.index.entry_settled(path):
+            pending = entry[0] if entry is not None else self.index.sibling_mdoc_pending(path)
+            if pending is not None:
+                if self.index.note_mdoc(pending, now) is not None and self.index.entry_settled(path):
+                    cand.next_check = now  # the line is complete now: decide again with it, next turn
+                    return
+                if cand.mdoc_wait_since is None:
+                    cand.mdoc_wait_since = now
+                if now - cand.mdoc_wait_since < w.mdoc_wait_s:
+                    cand.next_check = now + TICK_S
+                    return
+        return cand, st, d, self.index.tilt_info(path, mtime=st.st_mtime)
+
+    def _admit(self, ready: list, now: float) -> None:
+        """Queue complete movies in acquisition order (newest first when that option applies) while
+        the queue has room; the others stay watched (back-pressure) and are looked at again."""
+        keyed = []
+        for cand, st, d, info in ready:
+            keyed.append((info.acquisition_time, cand.path, cand, st, d, info))
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        nf = self.cfg.scheduler.newest_first_backlog
+        if nf and len(keyed) + len(self.queue) > nf:
+            keyed.reverse()
+        for _, _, cand, st, d, info in keyed:
+            if self.queue.full():
+                cand.next_check = now + TICK_S
+                continue
+            self._make_ready(cand, st, d, now, info)
+
+    def _series_of_unready(self, path: Path, st) -> int | None:
+        try:
+            info = self.index.tilt_info(path, mtime=st.st_mtime)
+            s, new = self.journal.series_for(self.hash, info.series, info.source_dir, self.out_set)
+            if new:
+                self._log_series_started(s, info)
+            return s["id"]
+        except Exception:  # noqa: BLE001 - only for labelling the failure
+            return None
+
+    def _make_ready(self, cand: Candidate, st, d, now: float, info) -> None:
+        s, new = self.journal.series_for(self.hash, info.series, info.source_dir, self.out_set)
+        if new:
+            self._log_series_started(s, info)
+        if info.acquisition_index is None:
+            n = sum(1 for r in self.journal.series_movies(s["id"]) if r["id"] != cand.row_id and r["state"] != "failed")
+            info = dataclasses.replace(info, acquisition_index=n, index_source="arrival order")
+        res = resolve(info, self.opts, d.n_frames or 0)
+        del self.cands[cand.path]
+        payload = {"tilt": info.as_dict(), "resolved": res.as_dict(), "complete_signal": d.signal}
+        try:
+            self.journal.update(
+                cand.row_id, size=st.st_size, mtime_ns=st.st_mtime_ns, series_id=s["id"], angle_deg=info.tilt_angle_deg,
+                acq_index=info.acquisition_index, acq_time=info.acquisition_time, n_frames=d.n_frames, info_json=payload,
+                complete_at=cand.complete_since or now,
+            )
+        except Exception as err:  # noqa: BLE001 - e.g. the same version already journalled
+            self.log.event("journal_conflict", level="warning", movie=cand.path, reason=str(err))
+            self.final[cand.path] = (st.st_size, st.st_mtime_ns)
+            return
+        if res.problem:
+            self.journal.update(cand.row_id, state="failed", error=res.problem)
+            self._log_failed(self.journal.get(cand.row_id), "settings", res.problem)
+            self.final[cand.path] = (st.st_size, st.st_mtime_ns)
+            return
+        self.journal.update(cand.row_id, state="ready", ready_at=now)
+        self.queue.put(QueueItem(info.acquisition_time, cand.row_id, now, s["id"]))
+        self.busy_paths.add(cand.path)

@@ -1,0 +1,264 @@
+"""Is a movie complete? The first signal that applies decides.
+
+(a) ``frame_mdoc``: SerialEM's per-movie ``MOVIE.mdoc`` / ``MOVIE.tif.mdoc`` exists (SerialEM writes
+    it only after the frames are saved) and its ``NumSubFrames`` equals the frames in the file;
+(b) format self-check: ``mrc_size`` -- an MRC file's size equals header + extended header + nz
+    sections (SerialEM writes the final nz at the first frame, so this is exact);
+    ``tiff_expected_pages`` -- a TIFF has the number of pages the tilt-series mdoc's
+    ``NumSubFrames`` promises and its last page decodes; ``tiff_pages_stable`` -- without a
+    promised count, page count and size unchanged for ``tiff_stable_s`` and the last page decodes.
+    EER files are TIFFs with one page per raw frame and no frame count to trust while written, so
+    the same TIFF rules apply with "decodes" meaning the last raw frame's electron events decode
+    (framewatch's EER decoder) and the frame count being the raw frame (page) count;
+(c) ``settled``: size, mtime and ctime unchanged for ``settle_s`` (formats without a self-check).
+
+A file whose size has been unchanged for ``settle_s`` but whose check still fails (empty, MRC
+shorter than its header says, TIFF page that does not decode, frame count different from the mdoc)
+is *broken*: the daemon records it failed with the reason. If it changes later it is looked at
+again as a new version.
+
+Stability is measured from the daemon's own observations, never from mtime (clocks of a network
+share's server need not agree with ours).
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from framewatch.daemon.intake.mdoc import frame_mdoc_for, read_mdoc
+
+_MRC_BITS = {0: 8, 1: 16, 2: 32, 4: 64, 6: 16, 12: 16, 101: 4}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a quick look at a movie file found."""
+
+    fmt: str  # "mrc" | "tiff" | "eer" | "other"
+    size: int
+    n_frames: int | None = None  # complete frames present
+    header_frames: int | None = None  # MRC: nz in the header
+    complete_by_format: bool = False  # MRC: size matches the header exactly
+    last_page_ok: bool | None = None  # TIFF: the last page decodes
+    problem: str | None = None
+
+
+def movie_format(path: str | Path) -> str:
+    low = str(path).lower()
+    if low.endswith((".mrc", ".mrcs")):
+        return "mrc"
+    if low.endswith((".tif", ".tiff")):
+        return "tiff"
+    if low.endswith(".eer"):
+        return "eer"
+    return "other"
+
+
+def probe_mrc(path: Path, size: int) -> Probe:
+    if size < 1024:
+        return Probe("mrc", size, problem="empty file" if size == 0 else f"only {size} bytes: shorter than an MRC header")
+    with open(path, "rb") as f:
+        raw = f.read(1024)
+    ints = np.frombuffer(raw[:96], dtype="<i4")
+    nx, ny, nz, mode = (int(v) for v in ints[:4])
+    if not (0 < nx < 1 << 20 and 0 < ny < 1 << 20 and 0 <= nz < 1 << 24):
+        be = np.frombuffer(raw[:16], dtype=">i4")
+        nx, ny, nz, mode = (int(v) for v in be)
+        if not (0 < nx < 1 << 20 and 0 < ny < 1 << 20 and 0 <= nz < 1 << 24):
+            return Probe("mrc", size, problem="MRC header has impossible dimensions")
+    nsymbt = int(np.frombuffer(raw[92:96], dtype="<i4")[0])
+    if nsymbt < 0 or nsymbt > 1 << 30:
+        nsymbt = int(np.frombuffer(raw[92:96], dtype=">i4")[0])
+    bits = _MRC_BITS.get(mode)
+    if bits is None:
+        return Probe("mrc", size, problem=f"unknown MRC mode {mode}")
+    row = (nx * bits + 7) // 8
+    section = row * ny
+    offset = 1024 + max(nsymbt, 0)
+    present = max(0, (size - offset) // section)
+    expected = offset + nz * section
+    if nz == 0:
+        return Probe("mrc", size, n_frames=0, header_frames=0, problem="MRC header says 0 frames")
+    if size > expected:
+        return Probe("mrc", size, n_frames=min(present, nz), header_frames=nz, problem=f"file is {size - expected} bytes longer than its header's {nz} frames")
+    return Probe("mrc", size, n_frames=min(present, nz), header_frames=nz, complete_by_format=size == expected,
+                 problem=None if size == expected else f"truncated: the header says {nz} frames, the file holds {present}")
+
+
+def probe_tiff(path: Path, size: int, fmt: str = "tiff", *, decode_last: bool = True) -> Probe:
+    if size == 0:
+        return Probe(fmt, 0, problem="empty file")
+    import tifffile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(path) as tif:
+                n = len(tif.pages)
+                ok = None
+                if decode_last and n and fmt == "tiff":
+                    page = tif.pages[n - 1]
+                    page.asarray()
+                    ok = True
+        if decode_last and n and fmt == "eer":
+            n, ok = _last_eer_frame_decodes(path), True
+    except Exception as err:  # noqa: BLE001 - any decode error means "not (yet) readable"
+        return Probe(fmt, size, problem=f"{type(err).__name__}: {err}".splitlines()[0][:300], last_page_ok=False)
+    if n == 0:
+        return Probe(fmt, size, n_frames=0, problem="TIFF has no pages")
+    return Probe(fmt, size, n_frames=n, last_page_ok=ok)
+
+
+def _last_eer_frame_decodes(path: Path) -> int:
+    """Decode the last raw frame of an EER file (raises, like a TIFF page, when it does not);
+    returns the number of raw frames (a TIA integrated image in front is not one)."""
+    from framewatch.core.movie_io import open_movie
+
+    with open_movie(path, check_values=False, eer_group_frames=1) as reader:
+        reader.read_frame(reader.n_frames - 1)
+        return int(reader.n_raw_frames)
+
+
+def probe_movie(path: str | Path, *, size: int | None = None) -> Probe:
+    p = Path(path)
+    if size is None:
+        size = os.stat(p).st_size
+    fmt = movie_format(p)
+    if fmt == "mrc":
+        return probe_mrc(p, size)
+    if fmt in ("tiff", "eer"):
+        return probe_tiff(p, size, fmt)
+    return Probe(fmt, size, problem=None if size else "empty file")
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: str  # "wait" | "ready" | "broken"
+    signal: str | None = None  # which rule said complete
+    reason: str | None = None  # why waiting, or why broken
+    n_frames: int | None = None
+
+
+@dataclass
+class Observation:
+    """The daemon's own record of one file's stat over time."""
+
+    stat_key: tuple
+    stable_since: float
+    probe: Probe | None = None
+    probe_key: tuple | None = None
+    pages_key: tuple | None = None
+    pages_since: float | None = None
+
+    def observe(self, stat_key: tuple, now: float) -> bool:
+        """Record a stat; True when it changed."""
+        if stat_key != self.stat_key:
+            self.stat_key = stat_key
+            self.stable_since = now
+            return True
+        return False
+
+    def stable_for(self, now: float) -> float:
+        return now - self.stable_since
+
+
+def stat_key(st: os.stat_result) -> tuple:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def frame_mdoc_frames(movie: Path) -> tuple[Path | None, int | None, str | None]:
+    """The frame mdoc of a movie, its NumSubFrames, and a problem reading it."""
+    fm = frame_mdoc_for(movie)
+    if fm is None:
+        return None, None, None
+    try:
+        m = read_mdoc(fm)
+    except OSError as err:
+        return fm, None, f"cannot read {fm.name}: {err}"
+    fs = m.sections_of("FrameSet")
+    if m.kind != "frame_set" or not fs:
+        return fm, None, f"{fm.name} is not a frame mdoc ({m.kind})"
+    return fm, fs[0].num_sub_frames, None
+
+
+def decide(
+    path: Path,
+    obs: Observation,
+    now: float,
+    *,
+    settle_s: float,
+    tiff_stable_s: float,
+    expected_frames: int | None = None,
+    expected_source: str = "tilt-series mdoc",
+) -> Decision:
+    """Apply the rules to a file observed by ``obs`` (its probe refreshed when the stat changed)."""
+    probe = obs.probe
+    if probe is None:
+        return Decision("wait", reason="not probed yet")
+    settled = obs.stable_for(now) >= settle_s
+    fm, fm_frames, fm_problem = frame_mdoc_frames(path)
+    # (a) frame mdoc
+    if fm is not None and fm_frames is not None:
+        if probe.n_frames == fm_frames and probe.problem is None and probe.last_page_ok is not False and (probe.fmt != "mrc" or probe.complete_by_format):
+            return Decision("ready", "frame_mdoc", n_frames=probe.n_frames)
+        if settled:
+            why = probe.problem or f"the file has {probe.n_frames} frames, {fm.name} says NumSubFrames = {fm_frames}"
+            return Decision("broken", reason=why, n_frames=probe.n_frames)
+        return Decision("wait", reason=f"{fm.name} says {fm_frames} frames, file has {probe.n_frames}")
+    # (b) format self-check
+    if probe.fmt == "mrc":
+        if probe.complete_by_format:
+            if expected_frames is not None and probe.n_frames != expected_frames:
+                if settled:
+                    return Decision("broken", reason=f"the file has {probe.n_frames} frames, the {expected_source} says {expected_frames}", n_frames=probe.n_frames)
+                return Decision("wait", reason="frame count differs from the mdoc")
+            return Decision("ready", "mrc_size", n_frames=probe.n_frames)
+        if settled:
+            return Decision("broken", reason=probe.problem or "incomplete MRC file", n_frames=probe.n_frames)
+        return Decision("wait", reason=probe.problem)
+    if probe.fmt in ("tiff", "eer"):
+        good = probe.problem is None and probe.last_page_ok
+        if good and expected_frames is not None:
+            if probe.n_frames == expected_frames:
+                return Decision("ready", "tiff_expected_pages", n_frames=probe.n_frames)
+            if settled:
+                return Decision("broken", reason=f"the file has {probe.n_frames} frames, the {expected_source} says {expected_frames}", n_frames=probe.n_frames)
+            return Decision("wait", reason=f"{probe.n_frames} of {expected_frames} pages")
+        if good and obs.pages_since is not None and now - obs.pages_since >= tiff_stable_s and obs.stable_for(now) >= tiff_stable_s:
+            return Decision("ready", "tiff_pages_stable", n_frames=probe.n_frames)
+        if settled:
+            if good:
+                return Decision("ready", "settled", n_frames=probe.n_frames)
+            return Decision("broken", reason=probe.problem or "the last TIFF page does not decode", n_frames=probe.n_frames)
+        return Decision("wait", reason=probe.problem or "TIFF page count not yet stable")
+    # (c) settle time
+    if settled:
+        if probe.problem:
+            return Decision("broken", reason=probe.problem, n_frames=probe.n_frames)
+        return Decision("ready", "settled", n_frames=probe.n_frames)
+    return Decision("wait", reason="settling")
+
+
+def refresh_probe(path: Path, obs: Observation, now: float) -> None:
+    """Probe again when the stat changed since the last probe; track TIFF page-count stability."""
+    if obs.probe is not None and obs.probe_key == obs.stat_key:
+        return
+    try:
+        probe = probe_movie(path, size=obs.stat_key[0])
+    except OSError as err:
+        probe = Probe(movie_format(path), obs.stat_key[0], problem=f"cannot read: {err}")
+    obs.probe = probe
+    obs.probe_key = obs.stat_key
+    pk = (probe.n_frames, probe.size)
+    if pk != obs.pages_key:
+        obs.pages_key = pk
+        obs.pages_since = now
+
+
+def wall_time() -> float:
+    return time.time()

@@ -1,0 +1,150 @@
+"""The output files of one series in ``OUT/[settings-HASH/]SERIES/`` and how they change.
+
+``SERIES.mrc``, ``SERIES_EVN.mrc``, ``SERIES_ODD.mrc`` grow by one section per tilt (stack.py);
+``SERIES.tilts.tsv`` and ``SERIES.rawtlt`` are rewritten from the journal after every append; when
+the series is complete ``SERIES_sorted.mrc`` (+ ``_EVN``/``_ODD``), ``SERIES.tlt`` and
+``SERIES.star`` are written from the growing stacks in angle order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from framewatch.daemon.outputs import stack
+from framewatch.daemon.outputs.tilt_table import (
+    angles_text,
+    atomic_write_text,
+    mark_reacquired,
+    sorted_records,
+    star_text,
+    tilt_record,
+    tsv_text,
+)
+from framewatch.daemon.state import faults
+
+
+@dataclass(frozen=True)
+class SeriesPaths:
+    dir: Path
+    name: str
+
+    @classmethod
+    def of(cls, out_root: str | Path, out_rel: str) -> "SeriesPaths":
+        return cls(Path(out_root) / out_rel, Path(out_rel).name)
+
+    def _p(self, suffix: str) -> Path:
+        return self.dir / f"{self.name}{suffix}"
+
+    @property
+    def stack(self) -> Path:
+        return self._p(".mrc")
+
+    @property
+    def evn(self) -> Path:
+        return self._p("_EVN.mrc")
+
+    @property
+    def odd(self) -> Path:
+        return self._p("_ODD.mrc")
+
+    @property
+    def stacks(self) -> tuple[Path, Path, Path]:
+        return self.stack, self.evn, self.odd
+
+    @property
+    def tsv(self) -> Path:
+        return self._p(".tilts.tsv")
+
+    @property
+    def rawtlt(self) -> Path:
+        return self._p(".rawtlt")
+
+    @property
+    def sorted_stack(self) -> Path:
+        return self._p("_sorted.mrc")
+
+    @property
+    def sorted_evn(self) -> Path:
+        return self._p("_sorted_EVN.mrc")
+
+    @property
+    def sorted_odd(self) -> Path:
+        return self._p("_sorted_ODD.mrc")
+
+    @property
+    def tlt(self) -> Path:
+        return self._p(".tlt")
+
+    @property
+    def star(self) -> Path:
+        return self._p(".star")
+
+
+def append_tilt(paths: SeriesPaths, z_expected: int, images: tuple[np.ndarray, np.ndarray, np.ndarray], *, pixel_size_a: float) -> int:
+    """Append the dose-weighted, even and odd sums as section ``z_expected`` of the three stacks."""
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    for path in paths.stacks:
+        n_now = stack.inspect_stack(path).n_sections
+        if n_now != z_expected or stack.hidden_name(path, "appending").exists():
+            n_now, _ = stack.repair(path, z_expected)
+            if n_now != z_expected:
+                raise RuntimeError(f"{path} has {n_now} sections, the journal expects {z_expected}")
+
+    def between(i):
+        if i == 0:
+            faults.checkpoint("append_between_stacks")
+
+    zs = stack.append_sections(list(zip(paths.stacks, images)), pixel_size_a=pixel_size_a, label=f"framewatch: {paths.name}",
+                               between=between)
+    if zs != [z_expected] * 3:
+        raise RuntimeError(f"appended as sections {zs}, expected {z_expected}")
+    return z_expected
+
+
+def repair_stacks(paths: SeriesPaths, n_expected: int) -> tuple[int, list[tuple[Path, int, str]]]:
+    """Repair the three stacks to the journal's count; returns the smallest count now and actions."""
+    actions = []
+    n_min = n_expected
+    for path in paths.stacks:
+        n, what = stack.repair(path, n_expected)
+        actions.append((path, n, what))
+        n_min = min(n_min, n)
+    if n_min < n_expected:  # keep the three stacks the same length
+        for path in paths.stacks:
+            stack.repair(path, n_min)
+    return n_min, actions
+
+
+def records_of(rows: list[dict], tolerance_deg: float) -> tuple[list[dict], list[dict]]:
+    """(all records in z order with reacquisition flags, the records kept for sorted outputs)."""
+    recs = [tilt_record(r) for r in rows]
+    kept = mark_reacquired(recs, tolerance_deg)
+    return sorted(recs, key=lambda r: r["z"]), kept
+
+
+def rewrite_tables(paths: SeriesPaths, rows: list[dict], tolerance_deg: float) -> list[dict]:
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    recs, _ = records_of(rows, tolerance_deg)
+    atomic_write_text(paths.tsv, tsv_text(recs))
+    atomic_write_text(paths.rawtlt, angles_text(r["tilt_angle_deg"] for r in recs))
+    return recs
+
+
+def write_sorted(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *, pixel_size_a: float) -> int:
+    """Angle-sorted stacks, .tlt and .star from the growing stacks; returns the number of sections."""
+    _, kept = records_of(rows, tolerance_deg)
+    order = sorted_records(kept)
+    if not order:
+        return 0
+    zs = [r["z"] for r in order]
+    label = f"framewatch: {paths.name} sorted by tilt angle"
+    for src, dst in zip(paths.stacks, (paths.sorted_stack, paths.sorted_evn, paths.sorted_odd)):
+        stack.write_stack(dst, stack.iter_sections(src, zs), pixel_size_a=pixel_size_a, label=label)
+    atomic_write_text(paths.tlt, angles_text(r["tilt_angle_deg"] for r in order))
+    atomic_write_text(
+        paths.star,
+        star_text(paths.name, order, sorted_stack=paths.sorted_stack.name, evn_stack=paths.sorted_evn.name, odd_stack=paths.sorted_odd.name),
+    )
+    return len(order)

@@ -1,0 +1,357 @@
+"""A growing MRC image stack (mode 2, float32) that a reader always finds valid.
+
+Appending one section:
+
+1. the stack is renamed to a hidden working name ``.NAME.appending`` in the same directory, so the
+   visible name never shows a half-written file; after a short grace period (20 ms), so that a
+   reader that opened it just before has read its header and size, the file is changed;
+2. the section's data is written at the end of the data block, flushed and ``fsync``'d;
+3. the header is rewritten with the new ``nz`` and statistics (``dmin``, ``dmax``, ``dmean``,
+   ``rms`` kept exact enough for ``mrcfile.validate``), flushed and ``fsync``'d;
+4. the file is renamed back and the directory ``fsync``'d.
+
+The first section creates the file under ``.NAME.tmp`` and renames it into place. The header is
+the MRC2014 header mrcfile writes for an image stack (``ispg = 0``, ``mz = 1``, pixel size in
+``cella / mx``), so IMOD's ``header`` shows the pixel size.
+
+:func:`repair` brings a stack back to the number of sections the journal knows: it finds the file
+under either name, drops a torn tail (data written, header not yet grown) or sections the journal
+never recorded, recomputes the statistics when sections were dropped, and renames it back.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from mrcfile.dtypes import HEADER_DTYPE
+from mrcfile.utils import machine_stamp_from_byte_order
+
+from framewatch.daemon.state import faults
+
+HEADER_BYTES = 1024
+MODE_FLOAT32 = 2
+_DTYPE = np.dtype("<f4")
+
+
+def hidden_name(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.name}.{suffix}")
+
+
+def fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Stats:
+    """Running statistics of all pixels: min, max, mean, population standard deviation."""
+
+    count: int = 0
+    dmin: float = math.inf
+    dmax: float = -math.inf
+    mean: float = 0.0
+    var: float = 0.0
+
+    def add(self, image: np.ndarray) -> None:
+        a = np.asarray(image, dtype=_DTYPE)
+        n2 = a.size
+        if n2 == 0:
+            return
+        m2 = float(a.mean(dtype=np.float64))
+        v2 = float(a.var(dtype=np.float64))
+        self.dmin = min(self.dmin, float(a.min()))
+        self.dmax = max(self.dmax, float(a.max()))
+        n1 = self.count
+        n = n1 + n2
+        mean = (n1 * self.mean + n2 * m2) / n
+        self.var = (n1 * (self.var + (self.mean - mean) ** 2) + n2 * (v2 + (m2 - mean) ** 2)) / n
+        self.mean = mean
+        self.count = n
+
+    @classmethod
+    def from_header(cls, h, n_pixels: int) -> "Stats":
+        rms = float(h["rms"])
+        return cls(count=n_pixels, dmin=float(h["dmin"]), dmax=float(h["dmax"]), mean=float(h["dmean"]), var=max(rms, 0.0) ** 2)
+
+
+def make_header(*, nx: int, ny: int, nz: int, pixel_size_a: float, stats: Stats, label: str = "framewatch") -> np.ndarray:
+    h = np.zeros((), dtype=HEADER_DTYPE)
+    h["nx"], h["ny"], h["nz"] = nx, ny, nz
+    h["mode"] = MODE_FLOAT32
+    h["mx"], h["my"], h["mz"] = nx, ny, 1
+    h["cella"]["x"], h["cella"]["y"], h["cella"]["z"] = nx * pixel_size_a, ny * pixel_size_a, pixel_size_a
+    h["cellb"]["alpha"] = h["cellb"]["beta"] = h["cellb"]["gamma"] = 90.0
+    h["mapc"], h["mapr"], h["maps"] = 1, 2, 3
+    h["ispg"] = 0  # image stack
+    h["nsymbt"] = 0
+    h["nversion"] = 20141
+    h["map"] = b"MAP "
+    h["machst"] = machine_stamp_from_byte_order("<")
+    _set_stats(h, stats)
+    text = label[:80].ljust(80)
+    h["label"][0] = text.encode("ascii", "replace")
+    h["nlabl"] = 1
+    return h
+
+
+def _set_stats(h, stats: Stats) -> None:
+    if stats.count == 0:
+        h["dmin"], h["dmax"], h["dmean"], h["rms"] = 0.0, -1.0, -2.0, -1.0
+        return
+    h["dmin"] = np.float32(stats.dmin)
+    h["dmax"] = np.float32(stats.dmax)
+    h["dmean"] = np.float32(stats.mean)
+    h["rms"] = np.float32(math.sqrt(max(stats.var, 0.0)))
+
+
+def read_header(f) -> np.ndarray:
+    f.seek(0)
+    raw = f.read(HEADER_BYTES)
+    if len(raw) < HEADER_BYTES:
+        raise ValueError("file is shorter than an MRC header")
+    h = np.frombuffer(raw, dtype=HEADER_DTYPE).copy().reshape(())
+    if bytes(h["map"]) != b"MAP ":
+        raise ValueError("not an MRC file (no 'MAP ' id)")
+    if int(h["mode"]) != MODE_FLOAT32:
+        raise ValueError(f"stack mode {int(h['mode'])} is not 2 (float32)")
+    return h
+
+
+def _write_header(f, h) -> None:
+    f.seek(0)
+    f.write(h.tobytes())
+
+
+def write_stack(path: str | Path, sections: Iterable[np.ndarray], *, pixel_size_a: float, label: str = "framewatch",
+                publish: bool = True) -> int:
+    """Write a whole stack atomically (``.NAME.tmp`` + fsync + rename); returns the number of sections.
+
+    Sections are streamed one at a time, so memory holds one section. ``publish=False`` writes
+    ``path`` itself (a working name already hidden from readers).
+    """
+    path = Path(path)
+    tmp = hidden_name(path, "tmp") if publish else path
+    try:
+        nz = _write_stack_file(tmp, sections, pixel_size_a, label)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
+        raise
+    if publish:
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    return nz
+
+
+def _write_stack_file(tmp: Path, sections, pixel_size_a: float, label: str) -> int:
+    stats = Stats()
+    nz = 0
+    shape = None
+    with open(tmp, "wb") as f:
+        f.write(b"\0" * HEADER_BYTES)
+        for sec in sections:
+            a = np.ascontiguousarray(sec, dtype=_DTYPE)
+            if shape is None:
+                shape = a.shape
+            elif a.shape != shape:
+                raise ValueError(f"section shape {a.shape} differs from {shape}")
+            f.write(a.tobytes())
+            stats.add(a)
+            nz += 1
+        if shape is None:
+            raise ValueError("a stack needs at least one section")
+        h = make_header(nx=shape[1], ny=shape[0], nz=nz, pixel_size_a=pixel_size_a, stats=stats, label=label)
+        f.flush()
+        os.fsync(f.fileno())
+        _write_header(f, h)
+        f.flush()
+        os.fsync(f.fileno())
+    return nz
+
+
+def append_section(path: str | Path, image: np.ndarray, *, pixel_size_a: float, label: str = "framewatch", grace_s: float = 0.0) -> int:
+    """Append one (ny, nx) section; returns its 0-based z. Crash-safe as the module describes."""
+    return append_sections([(Path(path), image)], pixel_size_a=pixel_size_a, label=label, grace_s=grace_s)[0]
+
+
+def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", grace_s: float = 0.02, between=None) -> list[int]:
+    """Append one section to each of several stacks (the dose-weighted, even and odd stacks of a tilt).
+
+    All stacks are first renamed to their working names, then -- after ``grace_s``, so that a
+    reader that opened a stack just before has read its header and size -- each gets its data
+    (fsync) and then its header (fsync), and all are renamed back. ``between(i)`` is called after
+    stack ``i`` is complete (for crash tests). Returns the z of each new section.
+    """
+    prepared = []
+    for path, image in items:
+        path = Path(path)
+        a = np.ascontiguousarray(image, dtype=_DTYPE)
+        if a.ndim != 2:
+            raise ValueError(f"a section must be 2-D, got shape {a.shape}")
+        prepared.append((path, a))
+    work_of = {path: hidden_name(path, "appending") for path, _ in prepared}
+    # check shapes before touching anything
+    for path, a in prepared:
+        src = path if path.exists() else work_of[path] if work_of[path].exists() else None
+        if src is not None:
+            with open(src, "rb") as f:
+                h = read_header(f)
+            if (int(h["ny"]), int(h["nx"])) != a.shape:
+                raise ValueError(f"section shape {a.shape} differs from the stack's {(int(h['ny']), int(h['nx']))} in {path}")
+    moved = []
+    for path, _ in prepared:
+        if path.exists():
+            os.replace(path, work_of[path])
+            moved.append(path)
+    if moved and grace_s > 0:
+        time.sleep(grace_s)
+    zs = []
+    for i, (path, a) in enumerate(prepared):
+        work = work_of[path]
+        if not work.exists():
+            write_stack(work, [a], pixel_size_a=pixel_size_a, label=label, publish=False)
+            zs.append(0)
+        else:
+            zs.append(_append_in_place(work, a))
+        if between is not None:
+            between(i)
+    for path, _ in prepared:
+        os.replace(work_of[path], path)
+    for d in {path.parent for path, _ in prepared}:
+        fsync_dir(d)
+    return zs
+
+
+def _append_in_place(work: Path, a: np.ndarray) -> int:
+    with open(work, "r+b") as f:
+        h = read_header(f)
+        nx, ny, nz = int(h["nx"]), int(h["ny"]), int(h["nz"])
+        offset = HEADER_BYTES + int(h["nsymbt"])
+        section_bytes = nx * ny * _DTYPE.itemsize
+        end = offset + nz * section_bytes
+        f.truncate(end)  # drop a torn tail from an earlier crash
+        f.seek(end)
+        f.write(a.tobytes())
+        f.flush()
+        os.fsync(f.fileno())
+        faults.checkpoint("append_data_written")
+        stats = Stats.from_header(h, nz * nx * ny)
+        stats.add(a)
+        h["nz"] = nz + 1
+        _set_stats(h, stats)
+        _write_header(f, h)
+        f.flush()
+        os.fsync(f.fileno())
+    return nz
+
+
+@dataclass(frozen=True)
+class StackState:
+    path: Path
+    exists: bool
+    n_sections: int  # complete sections the header declares and the file holds
+    header_nz: int
+    extra_bytes: int  # bytes beyond the header's sections (a torn append)
+    under_work_name: bool
+
+
+def inspect_stack(path: str | Path) -> StackState:
+    path = Path(path)
+    work = hidden_name(path, "appending")
+    src = work if work.exists() else path
+    if not src.exists():
+        return StackState(path, False, 0, 0, 0, False)
+    with open(src, "rb") as f:
+        try:
+            h = read_header(f)
+        except ValueError:
+            return StackState(path, True, 0, 0, os.fstat(f.fileno()).st_size, src == work)
+        size = os.fstat(f.fileno()).st_size
+    nx, ny, nz = int(h["nx"]), int(h["ny"]), int(h["nz"])
+    offset = HEADER_BYTES + int(h["nsymbt"])
+    sb = nx * ny * _DTYPE.itemsize
+    present = max(0, (size - offset) // sb) if sb else 0
+    n = min(nz, present)
+    return StackState(path, True, n, nz, size - offset - n * sb, src == work)
+
+
+def read_section(path: str | Path, z: int) -> np.ndarray:
+    with open(path, "rb") as f:
+        h = read_header(f)
+        nx, ny = int(h["nx"]), int(h["ny"])
+        f.seek(HEADER_BYTES + int(h["nsymbt"]) + z * nx * ny * 4)
+        buf = f.read(nx * ny * 4)
+    if len(buf) < nx * ny * 4:
+        raise ValueError(f"{path}: section {z} is not in the file")
+    return np.frombuffer(buf, dtype=_DTYPE).reshape(ny, nx).copy()
+
+
+def iter_sections(path: str | Path, order: Iterable[int]):
+    for z in order:
+        yield read_section(path, z)
+
+
+def repair(path: str | Path, n_expected: int) -> tuple[int, str]:
+    """Bring the stack to ``n_expected`` sections (the journal's count) where the file allows.
+
+    Returns ``(n_sections_now, what_was_done)``; ``n_sections_now < n_expected`` means sections
+    the journal counted are missing from the file (the caller must redo them). Stale ``.tmp``
+    files are removed; a file under the working name is renamed back.
+    """
+    path = Path(path)
+    tmp = hidden_name(path, "tmp")
+    if tmp.exists():
+        tmp.unlink()
+    work = hidden_name(path, "appending")
+    if work.exists() and path.exists():
+        # cannot happen with renames, but never lose the visible one
+        work.unlink()
+    st = inspect_stack(path)
+    if not st.exists:
+        return 0, "missing" if n_expected else "ok"
+    src = work if st.under_work_name else path
+    actions = []
+    if st.under_work_name:
+        actions.append("renamed back from the working name")
+    n_keep = min(n_expected, st.n_sections)
+    if n_keep == 0:
+        src.unlink()
+        fsync_dir(path.parent)
+        return 0, "removed (no section the journal knows)" if st.n_sections or st.extra_bytes else "removed empty file"
+    with open(src, "r+b") as f:
+        h = read_header(f)
+        nx, ny, nz = int(h["nx"]), int(h["ny"]), int(h["nz"])
+        offset = HEADER_BYTES + int(h["nsymbt"])
+        sb = nx * ny * 4
+        end = offset + n_keep * sb
+        size = os.fstat(f.fileno()).st_size
+        if size != end:
+            f.truncate(end)
+            actions.append(f"truncated {size - end} bytes")
+        if nz != n_keep:
+            stats = Stats()
+            for z in range(n_keep):
+                f.seek(offset + z * sb)
+                stats.add(np.frombuffer(f.read(sb), dtype=_DTYPE))
+            h["nz"] = n_keep
+            _set_stats(h, stats)
+            _write_header(f, h)
+            actions.append(f"nz {nz} -> {n_keep}, statistics recomputed")
+        f.flush()
+        os.fsync(f.fileno())
+    if src != path:
+        os.replace(src, path)
+    fsync_dir(path.parent)
+    return n_keep, "; ".join(actions) or "ok"

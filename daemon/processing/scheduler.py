@@ -1,0 +1,144 @@
+"""A bounded queue of movies ready to process and a pool of worker processes.
+
+The queue holds at most ``queue_size`` movie ids (the movies themselves stay on disk; what does not
+fit stays watched and is queued when there is room), so memory does not grow however far behind the
+daemon falls. It hands out the oldest acquisition first, or the newest when more than
+``newest_first_backlog`` are waiting (if that option is > 0). At most ``workers`` movies are in
+the worker processes at a time, and their results are taken one by one, so at most ``workers``
+sets of sums are in memory.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+
+from framewatch.daemon.processing import worker
+
+
+@dataclass(order=True)
+class QueueItem:
+    acq_time: float
+    movie_id: int
+    ready_at: float = field(compare=False)
+    series_id: int = field(compare=False)
+
+
+class ReadyQueue:
+    def __init__(self, maxsize: int, newest_first_backlog: int = 0):
+        self.maxsize = maxsize
+        self.newest_first_backlog = newest_first_backlog
+        self._items: list[QueueItem] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
+
+    def __contains__(self, movie_id: int) -> bool:
+        return any(i.movie_id == movie_id for i in self._items)
+
+    def put(self, item: QueueItem) -> None:
+        if self.full():
+            raise OverflowError("ready queue is full")
+        self._items.append(item)
+        self._items.sort()
+
+    def pop(self) -> QueueItem:
+        if self.newest_first_backlog and len(self._items) > self.newest_first_backlog:
+            return self._items.pop()
+        return self._items.pop(0)
+
+    def oldest_ready_at(self) -> float | None:
+        return min((i.ready_at for i in self._items), default=None)
+
+    def remove(self, movie_id: int) -> None:
+        self._items = [i for i in self._items if i.movie_id != movie_id]
+
+
+class WorkerPool:
+    """``workers`` spawned processes; ``submit`` only when ``has_room``."""
+
+    def __init__(self, workers: int, *, on_done=None):
+        self.workers = workers
+        self._on_done = on_done
+        self._ctx = multiprocessing.get_context("spawn")
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self.in_flight: dict[int, cf.Future] = {}
+        self.started_at: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=self._ctx, initializer=worker.init_worker, initargs=(os.getpid(),)
+        )
+
+    def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *, should_stop=None) -> list[dict] | None:
+        """Run the warm-up in every worker (in parallel); returns their reports, or None when
+        ``should_stop()`` became true meanwhile (a stop requested during start-up)."""
+        futs = [self._pool.submit(worker.warm_up, tmp_dir) for _ in range(self.workers)]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            done, _ = cf.wait(futs, timeout=0.2)
+            if len(done) == len(futs):
+                return [f.result() for f in futs]
+            if should_stop is not None and should_stop():
+                return None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the kernel warm-up took more than {timeout_s:g} s")
+
+    def has_room(self) -> bool:
+        return len(self.in_flight) < self.workers
+
+    def submit(self, movie_id: int, job: dict) -> None:
+        fut = self._pool.submit(worker.correct, job)
+        self.in_flight[movie_id] = fut
+        self.started_at[movie_id] = time.time()
+        if self._on_done is not None:
+            fut.add_done_callback(lambda _f: self._on_done())
+
+    def finished(self) -> list[tuple[int, dict | BaseException]]:
+        """Results of finished jobs: (movie id, result dict or the exception)."""
+        out = []
+        for mid, fut in list(self.in_flight.items()):
+            if fut.done():
+                del self.in_flight[mid]
+                self.started_at.pop(mid, None)
+                try:
+                    out.append((mid, fut.result()))
+                except BaseException as err:  # noqa: BLE001 - BrokenProcessPool etc.
+                    out.append((mid, err))
+        return out
+
+    def broken(self) -> bool:
+        return self._pool is not None and getattr(self._pool, "_broken", False)
+
+    def abandon(self, join_s: float = 5.0) -> list[int]:
+        """Stop every worker process now (their movies are dropped: the caller journals them);
+        returns the movie ids that were in flight."""
+        mids = list(self.in_flight)
+        procs = list(getattr(self._pool, "_processes", {}).values()) if self._pool is not None else []
+        self.in_flight.clear()
+        self.started_at.clear()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(join_s)
+            if p.is_alive():
+                p.kill()
+                p.join(join_s)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        return mids
+
+    def restart(self) -> None:
+        self.shutdown(wait=False, cancel=True)
+        self.start()
+
+    def shutdown(self, *, wait: bool = True, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel)
+            self._pool = None

@@ -1,0 +1,1 @@
+"""The wired daemon and its loop, and the service around it: notify, metrics, disk guard, events."""

@@ -1,0 +1,1 @@
+"""State that survives a restart: the SQLite journal, the instance lock, crash-test pause points."""
