@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "framewatch.daemon.commands.simulate",
     "framewatch.daemon.commands.correct",
     "framewatch.daemon.commands.watch",
+    "framewatch.daemon.commands.batch",
     "framewatch.daemon.commands.tail",
     "framewatch.daemon.commands.demo",
     "framewatch.daemon.commands.check_config",

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     g.add_argument("--newest-first", type=int, metavar="N", help="take the newest movie first when more than N wait (default: off)")
     g.add_argument("--series-idle", type=float, metavar="S", help="a series with no new tilt for S seconds is complete (default 300)")
     g.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here (default: [metrics] address; off)")
+    g.add_argument("--dask-address", metavar="ADDRESS",
+                   help="correct on the Dask cluster of this scheduler (tcp://HOST:8786): sets [scheduler] backend = \"dask\" "
+                        "and [dask] address; needs pip install 'framewatch[dask]'")
     add_processing_arguments(p)
     p.set_defaults(func=run)
 
@@ -51,6 +54,8 @@ def load(args: argparse.Namespace):
         scheduler__newest_first_backlog=args.newest_first,
         series__idle_s=args.series_idle,
         metrics__address=args.metrics,
+        dask__address=args.dask_address,
+        scheduler__backend="dask" if args.dask_address else None,
     )
     require_dirs(cfg)
     check_series_patterns(cfg)

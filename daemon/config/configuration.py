@@ -34,6 +34,8 @@ from framewatch.core.decode_limits import (
 from framewatch.core.errors import SettingsError
 from framewatch.daemon.config.config_ranges import check_range
 
+from framewatch.daemon.config.dask_options import BACKENDS, DaskOptions, dask_options_from_table
+
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.mrc", "*.eer")
 
 
@@ -75,6 +77,7 @@ class SchedulerOptions:
     queue_size: int = 64
     newest_first_backlog: int = 0
     backlog_log_s: float = 10.0
+    backend: str = "local"  # "local" worker processes or "dask" (the [dask] table)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class DaemonConfig:
     plots: PlotOptions = field(default_factory=PlotOptions)
     log: LogOptions = field(default_factory=LogOptions)
     limits: LimitsOptions = field(default_factory=LimitsOptions)
+    dask: DaskOptions = field(default_factory=DaskOptions)  # [dask], parsed by dask_options.py
     raw: dict = field(default_factory=dict)  # the whole TOML document (for [processing])
     source: str | None = None  # the file it came from
 
@@ -294,11 +298,12 @@ def _check_processing(doc: dict, src) -> None:
 def config_from_dict(doc: dict, *, source: str | Path | None = None) -> DaemonConfig:
     src = None if source is None else Path(source)
     for name in doc:
-        if name not in _TABLES and name != "processing":
-            raise SettingsError(f"unknown table [{name}]", path=src, fix=_suggest(name, [*_TABLES, "processing"]))
+        if name not in _TABLES and name not in ("processing", "dask"):
+            raise SettingsError(f"unknown table [{name}]", path=src, fix=_suggest(name, [*_TABLES, "processing", "dask"]))
     _check_processing(doc, src)
     parts = {name: _coerce(cls, doc.get(name, {}), name, src) for name, cls in _TABLES.items()}
-    cfg = DaemonConfig(**parts, raw=doc, source=None if src is None else str(src))
+    cfg = DaemonConfig(**parts, dask=dask_options_from_table(doc.get("dask", {}), source=src), raw=doc,
+                       source=None if src is None else str(src))
     validate(cfg)
     return cfg
 
@@ -350,6 +355,9 @@ def validate(cfg: DaemonConfig) -> None:
     need(q.queue_size >= 1, "[scheduler] queue_size", "must be >= 1")
     need(q.newest_first_backlog >= 0, "[scheduler] newest_first_backlog", "must be >= 0 (0 = off)")
     need(q.backlog_log_s > 0, "[scheduler] backlog_log_s", "must be > 0 (seconds)")
+    need(q.backend in BACKENDS, "[scheduler] backend", f"= {q.backend!r}: expected \"local\" or \"dask\"")
+    need(q.backend != "dask" or bool(cfg.dask.address or cfg.dask.cluster), "[scheduler] backend",
+         "= \"dask\" needs a scheduler", "give --dask-address tcp://HOST:8786, or [dask] address, or [dask] cluster")
     need(s.idle_s > 0, "[series] idle_s", "must be > 0 (seconds)")
     need(s.mdoc_quiet_s >= 0, "[series] mdoc_quiet_s", "must be >= 0 (seconds)")
     need(s.expected_tilts >= 0, "[series] expected_tilts", "must be >= 0 (0 = not used)")
@@ -384,10 +392,14 @@ def validate(cfg: DaemonConfig) -> None:
 def with_overrides(cfg: DaemonConfig, **over) -> DaemonConfig:
     """Apply command-line overrides given as ``table__key=value`` (None = not given)."""
     tables = {name: getattr(cfg, name) for name in _TABLES}
+    tables["dask"] = cfg.dask
     for k, v in over.items():
         if v is None:
             continue
         table, key = k.split("__", 1)
+        if table == "dask" and key == "address":  # --dask-address: a running scheduler, instead of a cluster to start
+            tables["dask"] = replace(tables["dask"], address=v, cluster="")
+            continue
         tables[table] = replace(tables[table], **{key: v})
     out = DaemonConfig(**tables, raw=cfg.raw, source=cfg.source)
     validate(out)
@@ -430,4 +442,6 @@ def reload_merge(old: DaemonConfig, new: DaemonConfig) -> tuple[DaemonConfig, li
     if old.raw.get("processing", {}) != new.raw.get("processing", {}):
         restart.append("processing")
         raw["processing"] = old.raw.get("processing", {})
-    return DaemonConfig(**tables, raw=raw, source=new.source), applied, restart
+    if old.dask != new.dask:
+        restart.append("dask")
+    return DaemonConfig(**tables, dask=old.dask, raw=raw, source=new.source), applied, restart

@@ -78,6 +78,7 @@ TILT_KEYS = (
     "correct_s",
     "append_s",
     "latency_s",
+    "worker",
 )
 
 EVENT_KEYS: dict[str, tuple[str, ...]] = {
@@ -124,6 +125,15 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     # the watch directory (file_isolation.py, watcher.py)
     "file_rejected": ("path", "stage", "reason"),
     "file_ignored": ("path", "rule"),
+    # the Dask backend (dask_pool.py) and `framewatch batch` (batch.py)
+    "dask_connected": ("scheduler", "address", "workers", "ready_workers", "reconnected"),
+    "dask_unreachable": ("scheduler", "reason", "retry_in_s"),
+    "dask_disconnected": ("scheduler",),
+    "dask_worker_ready": ("worker", "worker_name", "nthreads", "warmup_s", "versions"),
+    "dask_worker_refused": ("worker", "worker_name", "reason", "worker_versions"),
+    "dask_worker_left": ("worker", "worker_name"),
+    "dask_task_resubmitted": ("movie", "reason"),
+    "batch_finished": ("movies", "done", "already_done", "failed", "failed_movies", "duration_s"),
 }
 
 

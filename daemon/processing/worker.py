@@ -74,7 +74,7 @@ def correct(job: dict) -> dict:
             faults.checkpoint("worker_reading", movie)
         if job.get("expected_frames") is not None and n_frames != job["expected_frames"]:
             return {"error": f"the movie now has {n_frames} frames, {job['expected_frames']} when it was found complete",
-"kind": "FrameCountChanged", "retryable": True}
+                    "kind": "FrameCountChanged", "retryable": True}
         gain = None
         if job.get("gain"):
             gain = _gain(job["gain"], settings.gain_orientation, shape, movie)
@@ -101,5 +101,6 @@ def correct(job: dict) -> dict:
         "notes": list(result.notes),
         "worker_s": time.perf_counter() - t0,
         "pid": os.getpid(),
+        "worker": f"local:{os.getpid()}",  # where it ran (a Dask task replaces it with the worker's address)
         "movie": str(Path(movie)),
     }

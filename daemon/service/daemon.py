@@ -47,7 +47,8 @@ from framewatch.daemon.intake.watcher import Watcher
 from framewatch.daemon.outputs.driftlog import DriftLog, operational_logger
 from framewatch.daemon.outputs.no_follow import LinkInOutputError
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, repair_stacks
-from framewatch.daemon.processing.scheduler import ReadyQueue, WorkerPool
+from framewatch.daemon.processing.pool_choice import describe_pool, make_pool
+from framewatch.daemon.processing.scheduler import ReadyQueue
 from framewatch.daemon.service.dispatch import Processing
 from framewatch.daemon.service.events import Events
 from framewatch.daemon.service.lifecycle import Service, SignalInbox
@@ -142,7 +143,7 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation):
         self._rejected: dict[str, tuple | None] = {}  # path -> version rejected (file_isolation.py)
         q = self.cfg.scheduler
         self.queue = ReadyQueue(q.queue_size, q.newest_first_backlog)
-        self.pool = WorkerPool(q.workers, on_done=self.watcher.wake.set)
+        self.pool = make_pool(self.cfg, on_done=self.watcher.wake.set)
         self.cands: dict[str, Candidate] = {}
         self.final: dict[str, tuple[int, int]] = {}
         self.held: dict[int, dict] = {}
@@ -165,6 +166,7 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation):
             backend=self.watcher.backend,
             scan_period_s=w.scan_period_s,
             workers=q.workers,
+            processing_backend=describe_pool(self.pool),
             settings_hash=self.hash,
             output_dir=str(self.set_dir),
         )
@@ -307,9 +309,10 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation):
             return None
         warm = time.perf_counter() - t0
         self.warmup_reports = reports
-        slowest = max(reports, key=lambda r: r["warmup_s"])
-        self.log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
-                       numba_cache_dir=slowest.get("numba_cache_dir"))
+        if reports:  # none: a Dask scheduler not reachable yet (its workers warm up when they join)
+            slowest = max(reports, key=lambda r: r["warmup_s"])
+            self.log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
+                           numba_cache_dir=slowest.get("numba_cache_dir"))
         return warm
 
     def stop(self, reason: str = "signal") -> None:

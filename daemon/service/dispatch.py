@@ -86,6 +86,8 @@ class Processing:
         if self.log.pending:
             self.log.flush()  # lines the full output disk held back
         finished = self.pool.finished()
+        for name, kw in getattr(self.pool, "notes", list)():  # the Dask pool's connection and worker lines
+            self.log.event(name, **kw)
         broken = False
         for mid, res in finished:
             row = self.journal.get(mid)
@@ -183,7 +185,8 @@ class Processing:
             "engine": res.get("engine_timings_s", {}),
         }
         info = dict(row["info"])
-        info["worker"] = {"pid": res.get("pid"), "n_replaced_pixels": res.get("n_replaced_pixels"), "notes": res.get("notes", []),
+        info["worker"] = {"pid": res.get("pid"), "where": res.get("worker") or f"local:{res.get('pid')}",
+                          "n_replaced_pixels": res.get("n_replaced_pixels"), "notes": res.get("notes", []),
                           "shifts_px": res.get("shifts_px")}
         if res.get("n_raw_frames"):  # EER: raw frames grouped into fractions, the dose per frame is per fraction
             info["resolved"] = dict(info["resolved"], dose_per_frame_e_per_a2=res["dose_per_frame_e_per_a2"],

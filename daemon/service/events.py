@@ -85,6 +85,7 @@ class Events:
             correct_s=timings.get("correct_s"),
             append_s=timings.get("append_s"),
             latency_s=timings.get("latency_s"),
+            worker=(row["info"].get("worker") or {}).get("where"),
         )
         shifts = (row["info"].get("worker") or {}).get("shifts_px")
         if shifts:  # the frame trajectory (x, y px per frame; frame 0 = origin), for plots

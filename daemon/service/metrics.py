@@ -28,6 +28,9 @@ conventions (``_seconds``, ``_bytes``, ``_angstrom``, counters end in ``_total``
 ``framewatch_output_free_bytes``                      free space of the output file system
 ``framewatch_intake_paused``                          1 while below the disk floor (no new work)
 ``framewatch_kernel_warmup_seconds``                  the numba warm-up at start
+``framewatch_worker_movies_done_total{worker}``       movies corrected by one worker (``local:PID`` or its
+                                                      Dask address; the latest 200 workers)
+``framewatch_worker_correction_seconds_total{worker}``  time that worker spent on them
 ====================================================  =============================================
 
 Without prometheus-client the daemon still runs; only asking for the endpoint is refused, with a
@@ -47,6 +50,7 @@ __all__ = ["Metrics", "NullMetrics", "create_metrics", "parse_address"]
 
 DEFAULT_HOST = "127.0.0.1"
 MAX_SERIES_LABELS = 50
+MAX_WORKER_LABELS = 200  # a batch-system cluster's workers come and go (a new address per job)
 CORRECTION_BUCKETS_S = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 300)
 LAG_BUCKETS_S = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800)
 
@@ -128,6 +132,11 @@ class Metrics:
         self.free_bytes = G("framewatch_output_free_bytes", "Free bytes of the output file system.", registry=reg)
         self.paused = G("framewatch_intake_paused", "1 while no new work is taken (output disk below the floor).", registry=reg)
         self.warmup = G("framewatch_kernel_warmup_seconds", "Time to compile or load the numba kernels at start.", registry=reg)
+        self.worker_done = C("framewatch_worker_movies_done", "Movies corrected by one worker (local:PID or its Dask address).",
+                             ["worker"], registry=reg)
+        self.worker_seconds = C("framewatch_worker_correction_seconds", "Time one worker spent correcting movies.", ["worker"],
+                                registry=reg)
+        self._worker_order: OrderedDict[str, None] = OrderedDict()
         for g in (self.last_total, self.last_early, self.last_frc):
             g.set(math.nan)
         self._series_order: OrderedDict[str, None] = OrderedDict()
@@ -186,6 +195,21 @@ class Metrics:
                 except KeyError:
                     pass
 
+    def _count_worker(self, worker: str, correct_s) -> None:
+        with self._lock:
+            self._worker_order.pop(worker, None)
+            self._worker_order[worker] = None
+            self.worker_done.labels(worker=worker).inc()
+            if correct_s is not None:
+                self.worker_seconds.labels(worker=worker).inc(float(correct_s))
+            while len(self._worker_order) > MAX_WORKER_LABELS:  # bounded label cardinality
+                old, _ = self._worker_order.popitem(last=False)
+                for m in (self.worker_done, self.worker_seconds):
+                    try:
+                        m.remove(old)
+                    except KeyError:
+                        pass
+
     def observe_event(self, name: str, fields: dict) -> None:
         """Update from one drift-log event (other events are ignored)."""
         if name == "tilt_corrected":
@@ -197,6 +221,8 @@ class Metrics:
                     self.lag.observe(float(fields["latency_s"]))
             if fields.get("series") is not None and fields.get("z") is not None:
                 self.set_series_tilts(str(fields["series"]), int(fields["z"]) + 1)
+            if not fields.get("replayed") and fields.get("worker"):
+                self._count_worker(str(fields["worker"]), fields.get("correct_s"))
             self.last_total.set(_num(fields.get("total_motion_a")))
             self.last_early.set(_num(fields.get("early_motion_a")))
             self.last_frc.set(_num(fields.get("frc_0_143_a")))
