@@ -1,4 +1,17 @@
-"""Drift statistics of one movie from its whole-frame trajectory (RELION's definitions)."""
+"""Drift statistics of one movie from its whole-frame trajectory.
+
+Two counts of early and late motion are kept, and named so:
+
+- per tilt (``early_motion_*`` / ``late_motion_*``, what the live outputs show): a step into frame
+  ``f`` is early when the dose of *this tilt's own exposure* up to the end of frame ``f`` is at most
+  :data:`EARLY_DOSE_CUTOFF_E_PER_A2` (4 e/A^2) -- the beam-induced jump at the start of every
+  exposure, whatever dose the area received before;
+- RELION's rule (``relion_early_motion_*`` / ``relion_late_motion_*``, written only to the
+  ``rlnAccumMotionEarly/Late`` columns): the same cutoff on the accumulated dose *including* the
+  prior (pre-)exposure, so after the first tilt or two of a series every step is late.
+
+``total`` is the same for both.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,10 +34,11 @@ class AccumulatedMotion:
 def accumulated_motion(
     shifts_px: np.ndarray, accumulated_dose_e_per_a2: np.ndarray, *, early_cutoff_e_per_a2: float = EARLY_DOSE_CUTOFF_E_PER_A2
 ) -> AccumulatedMotion:
-    """RELION's ``rlnAccumMotionTotal/Early/Late`` from ``shifts_px`` ``(n, 2)``.
+    """Total, early and late motion from ``shifts_px`` ``(n, 2)``.
 
-    The step from frame f-1 into frame f (0-based, f >= 1) is early when the accumulated dose at
-    the end of frame f, prior dose included (``accumulated_dose_e_per_a2[f]``), is at most the cutoff.
+    The step from frame f-1 into frame f (0-based, f >= 1) is early when
+    ``accumulated_dose_e_per_a2[f]`` (``(n,)``, the dose at the end of frame f counted the way the
+    caller chooses) is at most the cutoff.
     """
     s = np.asarray(shifts_px, dtype=np.float64)
     if s.shape[0] < 2:
@@ -36,4 +50,28 @@ def accumulated_motion(
         early_px=float(steps[early].sum()),
         late_px=float(steps[~early].sum()),
         max_step_px=float(steps.max()),
+    )
+
+
+@dataclass(frozen=True)
+class TiltMotion:
+    """Early/late counted from the start of this tilt's exposure (``per_tilt``) and by RELION's rule
+    with the prior dose (``relion``)."""
+
+    per_tilt: AccumulatedMotion
+    relion: AccumulatedMotion
+
+
+def tilt_motion(
+    shifts_px: np.ndarray,
+    accumulated_dose_e_per_a2: np.ndarray,
+    *,
+    prior_dose_e_per_a2: float,
+    early_cutoff_e_per_a2: float = EARLY_DOSE_CUTOFF_E_PER_A2,
+) -> TiltMotion:
+    """Both counts for one movie; ``accumulated_dose_e_per_a2`` ``(n,)`` includes the prior dose."""
+    dose = np.asarray(accumulated_dose_e_per_a2, dtype=np.float64)
+    return TiltMotion(
+        per_tilt=accumulated_motion(shifts_px, dose - float(prior_dose_e_per_a2), early_cutoff_e_per_a2=early_cutoff_e_per_a2),
+        relion=accumulated_motion(shifts_px, dose, early_cutoff_e_per_a2=early_cutoff_e_per_a2),
     )

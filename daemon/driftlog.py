@@ -43,6 +43,11 @@ STAT_KEYS = (
     "patch_residual_mean_px",
     "patch_residual_max_px",
     "patches_rejected_fraction",
+    # RELION's early/late (prior dose included): the rlnAccumMotionEarly/Late columns of the RELION tables
+    "relion_early_motion_px",
+    "relion_late_motion_px",
+    "relion_early_motion_a",
+    "relion_late_motion_a",
 )
 
 TILT_KEYS = (
@@ -113,6 +118,7 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "notify_failed": ("reason",),
     "metrics_serving": ("address", "port"),
     "plot_failed": ("series_dir", "reason"),
+    "tilt_image_removed": ("path", "reason"),
 }
 
 

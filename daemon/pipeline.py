@@ -43,6 +43,7 @@ from .driftlog import DriftLog, operational_logger
 from .events import Events
 from .instance_lock import InstanceLock
 from .intake import TICK_S, Candidate, Intake
+from .interop_outputs import InteropOutputs
 from .journal import Journal
 from .naming import patterns_from_config
 from .outputs import SeriesPaths, repair_stacks
@@ -67,9 +68,9 @@ def default_state_dir(out_dir: str | Path) -> Path:
     return base / slug
 
 
-class Daemon(Intake, Processing, Completion, Events):
+class Daemon(Intake, Processing, Completion, Events, InteropOutputs):
     """The daemon: set-up, start-up recovery, the main loop and a clean stop (the mixins hold the
-    steps of the loop: intake.py, processing.py, completion.py, events.py)."""
+    steps of the loop: intake.py, processing.py, completion.py, events.py, interop_outputs.py)."""
 
     def __init__(
         self,
@@ -190,6 +191,7 @@ class Daemon(Intake, Processing, Completion, Events):
                         j.update(row["id"], state="seen", z=None, logged=0)
                         redo += 1
             rows = j.sections(s["id"])
+            self._tidy_tilt_images(paths, rows)  # a crash's temporaries; images of movies not done
             if rows:
                 self._write_tables(s, paths, rows)  # output disk full: written later (processing.py)
                 self._replot_stale(s, paths, rows)
