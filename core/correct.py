@@ -21,7 +21,7 @@ import numpy as np
 from .binning import bin_image
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels, read_defect_file
 from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
-from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, tilt_motion
+from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors, shift_spectrum
 from .frc import frc_crossing_a, frc_curve
@@ -274,7 +274,7 @@ class _MovieCorrection:
             frc_0_5_a=frc_crossing_a(freq, frc, 0.5, pixel_size_a=px),
             frc_0_25_a=frc_crossing_a(freq, frc, 0.25, pixel_size_a=px),
             frc_0_143_a=frc_crossing_a(freq, frc, 0.143, pixel_size_a=px),
-            early_dose_cutoff_e_per_a2=EARLY_DOSE_CUTOFF_E_PER_A2,
+            early_dose_cutoff_e_per_a2=both.per_tilt_cutoff_e_per_a2,
             patch_residual_mean_px=None if local is None else local.residual_mean_px,
             patch_residual_max_px=None if local is None else local.residual_max_px,
             patches_rejected_fraction=None if local is None else local.rejected_fraction,
