@@ -17,8 +17,9 @@ class DriftStatistics:
     ``rlnAccumMotionTotal/Early/Late``). ``early/late_motion_*`` count from the start of this tilt's
     own exposure: a step into frame ``f`` is early when this movie's dose up to the end of frame
     ``f`` is at most ``early_dose_cutoff_e_per_a2`` = min(4 e/A^2, a third of the movie's dose) (what
-    an operator watches: the jump at the start of every exposure). ``relion_early/late_motion_*`` follow RELION's rule, the prior dose included
-    (written only to the ``rlnAccumMotion*`` columns of the RELION tables). See core/drift_stats.py.
+    an operator watches: the jump at the start of every exposure). ``relion_early/late_motion_*``
+    follow RELION's rule, the prior dose included (written only to the ``rlnAccumMotion*`` columns
+    of the RELION tables). See core/drift_stats.py.
     FRC crossings are resolutions in Angstrom where the even/odd Fourier ring correlation first
     drops below 0.5, 0.25 and 0.143 (the Nyquist resolution when it never does).
     """

@@ -213,9 +213,11 @@ def write_motion_star(
     ]
     if coeffs is not None:
         values = list(coeffs[0]) + list(coeffs[1])
-        blocks.append(star_loop("local_motion_model", ["rlnMotionModelCoeffsIdx", "rlnMotionModelCoeff"], list(enumerate(values))))
+        labels = ["rlnMotionModelCoeffsIdx", "rlnMotionModelCoeff"]
+        blocks.append(star_loop("local_motion_model", labels, list(enumerate(values))))
     if hot_pixels_xy is not None and len(hot_pixels_xy):
-        blocks.append(star_loop("hot_pixels", ["rlnCoordinateX", "rlnCoordinateY"], [(float(x), float(y)) for x, y in hot_pixels_xy]))
+        xy = [(float(x), float(y)) for x, y in hot_pixels_xy]
+        blocks.append(star_loop("hot_pixels", ["rlnCoordinateX", "rlnCoordinateY"], xy))
     write_star_file(path, star_text(blocks, comments=[f"written by framewatch; {note}"]))
     return {"motion_model_version": version, "polynomial_misfit_px": misfit, "note": note}
 

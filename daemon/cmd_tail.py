@@ -53,7 +53,8 @@ def register(subparsers) -> None:
         description="Follow OUT/framewatch.jsonl like `tail -f` and print one table row per tilt: series, "
         "section, angle, total/early/late motion, largest frame jump (Angstrom), FRC 0.143 crossing, flags.",
     )
-    p.add_argument("out", nargs="?", default=".", metavar="OUT", help="output directory of `framewatch watch` (or the .jsonl file)")
+    p.add_argument("out", nargs="?", default=".", metavar="OUT",
+                   help="output directory of `framewatch watch` (or the .jsonl file)")
     p.add_argument("--once", action="store_true", help="print the table so far and exit")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours (default when not a terminal)")
     p.add_argument("--series", metavar="NAME", help="only this series")
@@ -99,7 +100,8 @@ def format_line(ev: dict, *, color: bool) -> str | None:
         return paint(f"{visible(ev.get('series') or '?')[:12]:<12}  failed: {visible(Path(str(ev.get('movie'))).name)}: "
                      f"{visible(ev.get('reason'))}", RED)
     if kind == "series_completed":
-        return paint(f"-- {visible(ev.get('series'))}: complete ({visible(ev.get('reason'))}), {visible(ev.get('n_tilts'))} tilts, "
+        return paint(f"-- {visible(ev.get('series'))}: complete ({visible(ev.get('reason'))}), "
+                     f"{visible(ev.get('n_tilts'))} tilts, "
                      f"sorted stack {visible(ev.get('sorted_stack'))}", YELLOW)
     if kind == "series_reopened":
         return paint(f"-- {visible(ev.get('series'))}: a new tilt after completion; sorted outputs will be rewritten", YELLOW)

@@ -92,7 +92,8 @@ def series_table(series: str, series_dir: str | Path, kept: list[dict], settings
     axes = [r.get("tilt_axis_angle_deg") if r.get("tilt_axis_angle_deg") is not None else settings.tilt_axis_deg for r in rows_in]
     with_axis = all(a is not None for a in axes)
     if not with_axis:
-        notes.append("rlnTomoNominalTiltAxisAngle left out: the mdoc title has no 'Tilt axis angle' and [output] tilt_axis_deg is not set")
+        notes.append("rlnTomoNominalTiltAxisAngle left out: the mdoc title has no 'Tilt axis angle' "
+                     "and [output] tilt_axis_deg is not set")
     defoci = [r.get("defocus_um") for r in rows_in]
     with_defocus = all(d is not None and math.isfinite(d) and d != 0 for d in defoci)
     if not with_defocus:

@@ -24,8 +24,6 @@ import math
 import re
 from pathlib import Path
 
-from framewatch.core.atomic_write import atomic_write_text
-
 from .driftlog import STAT_KEYS
 
 TSV_COLUMNS = (

@@ -51,7 +51,8 @@ def test_tail_renders_control_characters_visibly(tmp_path, capsys):
               "early_motion_a": 0.5, "late_motion_a": 0.5, "max_frame_shift_a": 0.2, "frc_0_143_a": 8.0,
               "flags": ["reacquired \x1b]0;owned\x07", "bidi \u202egnp.exe"]},
              {"event": "movie_failed", "series": 'q"x y', "movie": "/acq/\x1b[2J\rTS_01_002_-3.0.tif", "reason": "bad\nline"},
-             {"event": "series_completed", "series": "line\u2028sep", "reason": "mdoc", "n_tilts": 2, "sorted_stack": "/o/\x9b31m.mrc"}]
+             {"event": "series_completed", "series": "line\u2028sep", "reason": "mdoc", "n_tilts": 2,
+              "sorted_stack": "/o/\x9b31m.mrc"}]
     log.write_text("".join(json.dumps(e) + "\n" for e in lines))
     assert main(["tail", str(tmp_path), "--once"]) == 0
     out = capsys.readouterr().out

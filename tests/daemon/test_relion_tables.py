@@ -31,7 +31,8 @@ def row(z, angle, *, series="TS_01", acq="/acq/frames", axis=85.3, defocus=-4.0)
         "info": {
             "tilt": {"angle_source": "mdoc", "tilt_axis_angle_deg": axis, "defocus_um": defocus},
             "resolved": {"dose_e_per_a2": 3.0, "dose_per_frame_e_per_a2": 0.375, "prior_dose_e_per_a2": 3.0 * z,
-                         "prior_dose_rule": "sum of earlier ExposureDose", "pixel_size_a": 1.5, "voltage_kv": 300.0, "sources": {}},
+                         "prior_dose_rule": "sum of earlier ExposureDose", "pixel_size_a": 1.5, "voltage_kv": 300.0,
+                         "sources": {}},
         },
         "stats": {"total_motion_a": 1.0 + z, "early_motion_a": 0.5, "late_motion_a": 0.5 + z,
                   "relion_early_motion_a": 0.5 if z == 0 else 0.0, "relion_late_motion_a": 0.5 + z if z == 0 else 1.0 + z},

@@ -6,7 +6,7 @@ import pytest
 from framewatch.daemon.config import Thresholds
 from framewatch.daemon.outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables, write_sorted
 from framewatch.daemon.quality import flag_reasons
-from framewatch.daemon.tilt_table import read_star_loop, read_tsv
+from framewatch.daemon.tilt_table import read_tsv
 
 
 def row(z, angle, *, stats=None):
