@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  outputs: per-tilt images {'on' if o.per_tilt_images else 'off'}; RELION project {o.relion_project_dir or '(OUT)'}; "
           f"Cs {o.spherical_aberration_mm:g} mm, amplitude contrast {o.amplitude_contrast:g}, hand {o.tomo_hand}, "
           f"tilt axis {axis}, optics group {o.optics_group or '(series name)'}")
-    print(f"  workers {cfg.scheduler.workers}; metrics {cfg.metrics.address or 'off'}; plots {'on' if cfg.plots.enabled else 'off'}; "
+    print(f"  workers {cfg.scheduler.workers}; metrics {cfg.metrics.address or 'off'}; "
+          f"plots {'on' if cfg.plots.enabled else 'off'}; "
           f"disk warn < {cfg.disk.warn_below_gb:g} GB, floor {cfg.disk.floor_gb:g} GB")
     return 0
