@@ -21,7 +21,7 @@ import numpy as np
 from .content_checks import check_gain_defects, check_movie_signal, check_value_magnitude, require_finite_images
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels, read_defect_file
 from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
-from .drift_stats import EARLY_DOSE_CUTOFF_E_PER_A2, accumulated_motion
+from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors, shift_spectrum
 from .frame_size import require_alignable_shape
@@ -275,7 +275,8 @@ class _MovieCorrection:
         timings["inverse_fft_s"] = time.perf_counter() - t
         require_finite_images(images, path=self.path)
 
-        motion = accumulated_motion(alignment.shifts_px, doses)
+        both = tilt_motion(alignment.shifts_px, doses, prior_dose_e_per_a2=cfg.prior_dose_e_per_a2)
+        motion, relion = both.per_tilt, both.relion
         px = self.pixel_size_a
         stats = DriftStatistics(
             total_motion_px=motion.total_px,
@@ -289,10 +290,14 @@ class _MovieCorrection:
             frc_0_5_a=frc_crossing_a(freq, frc, 0.5, pixel_size_a=px),
             frc_0_25_a=frc_crossing_a(freq, frc, 0.25, pixel_size_a=px),
             frc_0_143_a=frc_crossing_a(freq, frc, 0.143, pixel_size_a=px),
-            early_dose_cutoff_e_per_a2=EARLY_DOSE_CUTOFF_E_PER_A2,
+            early_dose_cutoff_e_per_a2=both.per_tilt_cutoff_e_per_a2,
             patch_residual_mean_px=None if local is None else local.residual_mean_px,
             patch_residual_max_px=None if local is None else local.residual_max_px,
             patches_rejected_fraction=None if local is None else local.rejected_fraction,
+            relion_early_motion_px=relion.early_px,
+            relion_late_motion_px=relion.late_px,
+            relion_early_motion_a=relion.early_px * px,
+            relion_late_motion_a=relion.late_px * px,
             **(local.statistics() if local is not None else {"local_motion": "off (--patches 0 0)"}),
         )
         notes = list(self.input_notes)

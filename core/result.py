@@ -13,9 +13,13 @@ from .settings import CorrectionSettings
 class DriftStatistics:
     """Per-tilt drift and quality figures (DESIGN.md, "Drift statistics").
 
-    ``total/early/late`` follow RELION's ``rlnAccumMotionTotal/Early/Late``: sums of the lengths of
-    frame-to-frame whole-frame shifts; a step into frame ``f`` is early when the accumulated dose at
-    the end of frame ``f`` (prior dose included) is at most ``early_dose_cutoff_e_per_a2``.
+    ``total/early/late``: sums of the lengths of frame-to-frame whole-frame shifts (as RELION's
+    ``rlnAccumMotionTotal/Early/Late``). ``early/late_motion_*`` count from the start of this tilt's
+    own exposure: a step into frame ``f`` is early when this movie's dose up to the end of frame
+    ``f`` is at most ``early_dose_cutoff_e_per_a2`` = min(4 e/A^2, a third of the movie's dose) (what
+    an operator watches: the jump at the start of every exposure). ``relion_early/late_motion_*``
+    follow RELION's rule, the prior dose included (written only to the ``rlnAccumMotion*`` columns
+    of the RELION tables). See core/drift_stats.py.
     FRC crossings are resolutions in Angstrom where the even/odd Fourier ring correlation first
     drops below 0.5, 0.25 and 0.143 (the Nyquist resolution when it never does).
     """
@@ -44,6 +48,11 @@ class DriftStatistics:
     local_evidence_gain_fraction: float | None = None
     local_field_rms_px: float | None = None
     local_field_uncertainty_px: float | None = None
+    # RELION's rule (prior dose included); None only in results made before it was added
+    relion_early_motion_px: float | None = None
+    relion_late_motion_px: float | None = None
+    relion_early_motion_a: float | None = None
+    relion_late_motion_a: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -22,11 +22,12 @@ so Bayesian polishing can start from it:
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from .atomic_write import atomic_write_text
 
 POLYNOMIAL_TOLERANCE_PX = 0.1
 _MONOMIALS = ("1", "x", "x2", "y", "y2", "xy")
@@ -74,21 +75,87 @@ def fit_relion_polynomial(
     return cx, cy, float(misfit)
 
 
-def _loop(name: str, labels: list[str], rows) -> str:
-    lines = [f"data_{name}", "", "loop_"]
-    lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
-    for row in rows:
-        lines.append(" ".join(_fmt(v) for v in row))
-    return "\n".join(lines) + "\n\n"
+# ------------------------------------------------------------------------------ the STAR writer
+STAR_VERSION = "# version 50001"
+_RESERVED = ("data_", "loop_", "save_", "global_", "stop_")
+_NEEDS_QUOTES_AT_START = ("_", "#", "$", ";", "[", "]", "'", '"')
+# characters a STAR line cannot hold (line breaks and other control characters): written visibly
+_LINE_BREAKING = {0x85, 0x2028, 0x2029}
 
 
-def _fmt(value) -> str:
+def _visible(text: str) -> str:
+    """Control characters and line separators as the text ``\\xHH`` / ``\\uHHHH`` (a STAR row is one line)."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if o < 0x20 and ch != "\t" or 0x7F <= o < 0xA0 or o in _LINE_BREAKING:
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def star_value(value) -> str:
+    """One STAR value as text.
+
+    Numbers: integers as they are, floats with 6 decimals (``nan``/``inf`` as such). Strings stay
+    bare when that is unambiguous; otherwise they are put in double quotes -- when empty, with
+    whitespace, a ``"`` or ``'`` or ``#`` anywhere, starting with ``_ # $ ; [ ]``, or starting with a
+    reserved word (``data_``, ``loop_``, ``save_``, ``global_``, ``stop_``). Inside the quotes ``"``
+    and ``'`` are doubled, the way the CSV reader behind ``starfile`` (teamtomo) reads them (it turns
+    every ``'`` into ``"`` first, so a ``'`` comes back from ``starfile`` as ``"``; :func:`read_star`
+    gives it back unchanged). Control characters and line separators cannot be in a STAR row: they
+    are written as the visible text ``\\xHH`` / ``\\uHHHH``.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return "1" if value else "0"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         return f"{float(value):.6f}"
-    text = str(value)
-    return f'"{text}"' if (not text or any(c.isspace() for c in text)) else text
+    text = _visible("" if value is None else str(value))
+    bare = (
+        text
+        and not any(c.isspace() for c in text)
+        and not any(c in text for c in "\"'#")
+        and not text.startswith(_NEEDS_QUOTES_AT_START)
+        and not text.lower().startswith(_RESERVED)
+    )
+    if bare:
+        return text
+    return '"' + text.replace('"', '""').replace("'", "''") + '"'
+
+
+def star_pairs(name: str, values: dict) -> str:
+    """A ``data_NAME`` block of ``_label value`` lines."""
+    width = max((len(k) for k in values), default=0) + 2
+    lines = [STAR_VERSION, "", f"data_{name}", ""]
+    lines += [f"_{k:<{width}}{star_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def star_loop(name: str, labels, rows) -> str:
+    """A ``data_NAME`` block with one ``loop_`` of ``labels`` and ``rows`` (sequences of values)."""
+    labels = list(labels)
+    lines = [STAR_VERSION, "", f"data_{name}", "", "loop_"]
+    lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(labels):
+            raise ValueError(f"STAR block {name}: a row has {len(row)} values for {len(labels)} labels")
+        lines.append(" ".join(star_value(v) for v in row))
+    return "\n".join(lines) + "\n\n"
+
+
+def star_text(blocks, *, comments=()) -> str:
+    """A whole STAR file: ``# comment`` lines, then the blocks (texts of star_pairs/star_loop)."""
+    head = "".join(f"# {_visible(c)}\n" for c in comments)
+    return head + ("\n" if head else "") + "".join(blocks)
+
+
+def write_star_file(path: str | os.PathLike, text: str) -> None:
+    """Write a STAR file atomically (temporary name, fsync, rename)."""
+    atomic_write_text(path, text)
 
 
 def write_motion_star(
@@ -136,39 +203,37 @@ def write_motion_star(
         "rlnMicrographStartFrame": 1,
         "rlnMotionModelVersion": version,
     }
-    text = "# written by framewatch; " + note + "\n\n# version 30001\n\ndata_general\n\n"
-    text += "".join(f"_{k} {_fmt(v)}\n" for k, v in general.items()) + "\n"
-    text += "# version 30001\n\n" + _loop(
-        "global_shift",
-        ["rlnMicrographFrameNumber", "rlnMicrographShiftX", "rlnMicrographShiftY"],
-        [(i + 1, float(sx), float(sy)) for i, (sx, sy) in enumerate(np.asarray(shifts_px))],
-    )
+    blocks = [
+        star_pairs("general", general),
+        star_loop(
+            "global_shift",
+            ["rlnMicrographFrameNumber", "rlnMicrographShiftX", "rlnMicrographShiftY"],
+            [(i + 1, float(sx), float(sy)) for i, (sx, sy) in enumerate(np.asarray(shifts_px))],
+        ),
+    ]
     if coeffs is not None:
         values = list(coeffs[0]) + list(coeffs[1])
-        text += "# version 30001\n\n" + _loop(
-            "local_motion_model", ["rlnMotionModelCoeffsIdx", "rlnMotionModelCoeff"], list(enumerate(values))
-        )
+        labels = ["rlnMotionModelCoeffsIdx", "rlnMotionModelCoeff"]
+        blocks.append(star_loop("local_motion_model", labels, list(enumerate(values))))
     if hot_pixels_xy is not None and len(hot_pixels_xy):
-        text += "# version 30001\n\n" + _loop(
-            "hot_pixels", ["rlnCoordinateX", "rlnCoordinateY"], [(float(x), float(y)) for x, y in hot_pixels_xy]
-        )
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        xy = [(float(x), float(y)) for x, y in hot_pixels_xy]
+        blocks.append(star_loop("hot_pixels", ["rlnCoordinateX", "rlnCoordinateY"], xy))
+    write_star_file(path, star_text(blocks, comments=[f"written by framewatch; {note}"]))
     return {"motion_model_version": version, "polynomial_misfit_px": misfit, "note": note}
 
 
 def read_star(path: str | os.PathLike) -> dict[str, dict[str, list] | dict[str, str]]:
-    """Minimal STAR reader: ``{block: {label: [values...]}}`` for loops, ``{label: value}`` otherwise.
+    """STAR reader for framewatch's own files (and simple ones of other programs):
+    ``{block: {label: [values...]}}`` for loops, ``{label: value}`` otherwise.
 
-    Values stay strings; quoted strings are unquoted. Enough for framewatch's own files.
+    Values stay strings. Quoted values are unquoted the way :func:`star_value` writes them
+    (``""`` and ``''`` inside double quotes are one quote); single-quoted values are taken as they are.
     """
     blocks: dict = {}
     current = None
     labels: list[str] = []
     in_loop = False
-    for raw in Path(path).read_text().splitlines():
+    for raw in Path(path).read_text(encoding="utf-8").split("\n"):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -184,13 +249,42 @@ def read_star(path: str | os.PathLike) -> dict[str, dict[str, list] | dict[str, 
                 labels.append(label)
                 current[label] = []
             else:
-                current[label] = parts[1].strip('"') if len(parts) > 1 else ""
+                values = split_star_row(parts[1]) if len(parts) > 1 else [""]
+                current[label] = values[0] if values else ""
         elif in_loop and current is not None:
-            values = _split_star_row(line)
-            for label, value in zip(labels, values):
+            for label, value in zip(labels, split_star_row(line)):
                 current[label].append(value)
     return blocks
 
 
-def _split_star_row(line: str) -> list[str]:
-    return shlex.split(line, posix=True)
+def split_star_row(line: str) -> list[str]:
+    """The values of one STAR row (see :func:`read_star` for the quoting)."""
+    out: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        if line[i].isspace():
+            i += 1
+            continue
+        q = line[i]
+        if q in "\"'":
+            j = i + 1
+            buf = []
+            while j < n:
+                c = line[j]
+                if q == '"' and c in "\"'" and j + 1 < n and line[j + 1] == c:
+                    buf.append(c)  # a doubled quote
+                    j += 2
+                    continue
+                if c == q and (j + 1 == n or line[j + 1].isspace()):
+                    break
+                buf.append(c)
+                j += 1
+            out.append("".join(buf))
+            i = j + 1
+        else:
+            j = i
+            while j < n and not line[j].isspace():
+                j += 1
+            out.append(line[i:j])
+            i = j
+    return out

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from framewatch.core.dose import accumulated_dose_e_per_a2
-from framewatch.core.drift_stats import accumulated_motion
+from framewatch.core.drift_stats import accumulated_motion, tilt_motion
 from framewatch.core.frc import band_averaged_frc, frc_crossing_a, frc_curve
 from framewatch.core.peak import find_peak, gaussian_offset
 from framewatch.core.trajectory import regularise_trajectory
@@ -79,6 +79,18 @@ def test_accumulated_motion_equals_hand_computation():
     assert m.max_step_px == pytest.approx(5.0)
     # a later tilt (prior dose above the cutoff) has no early motion
     assert accumulated_motion(shifts, doses + 10).early_px == 0.0
+
+
+def test_tilt_motion_per_tilt_and_relion_by_hand():
+    """Per tilt: cutoff min(4, own dose / 3) from the start of the exposure; RELION: 4 with the prior."""
+    shifts = np.array([[0, 0], [3, 4], [3, 5], [4, 5], [4, 5], [4, 8]], dtype=float)  # steps 5, 1, 1, 0, 3
+    doses = accumulated_dose_e_per_a2(6, dose_per_frame_e_per_a2=1.2, prior_dose_e_per_a2=10.0)  # own: 1.2 ... 7.2
+    m = tilt_motion(shifts, doses, prior_dose_e_per_a2=10.0)
+    assert m.per_tilt_cutoff_e_per_a2 == pytest.approx(2.4)  # 7.2 / 3 < 4
+    assert (m.per_tilt.early_px, m.per_tilt.late_px) == (pytest.approx(5.0), pytest.approx(5.0))  # into frame 1 (2.4)
+    assert (m.relion.early_px, m.relion.late_px) == (0.0, pytest.approx(10.0))  # 11.2 > 4 already
+    big = accumulated_dose_e_per_a2(6, dose_per_frame_e_per_a2=3.0, prior_dose_e_per_a2=0.0)  # 18 e/A^2: RELION's 4
+    assert tilt_motion(shifts, big, prior_dose_e_per_a2=0.0).per_tilt_cutoff_e_per_a2 == 4.0
 
 
 def test_frc_of_image_with_itself_is_one_and_with_noise_matches_snr():

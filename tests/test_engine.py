@@ -10,7 +10,7 @@ import pytest
 from sim_helpers import quarter_band_frc, simulated, trajectory_rmse_px
 
 from framewatch.core.correct import correct_movie
-from framewatch.core.drift_stats import accumulated_motion
+from framewatch.core.drift_stats import accumulated_motion, tilt_motion
 
 TILT = dict(ny=2048, nx=2048, n_frames=10, pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3)
 OPTIONS = dict(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3)
@@ -42,7 +42,12 @@ def test_whole_frame_alignment_recovers_trajectory_and_image(trajectory):
     motion = accumulated_motion(result.shifts_px, result.accumulated_dose_e_per_a2)
     assert result.statistics.total_motion_px == pytest.approx(motion.total_px)
     assert result.statistics.total_motion_a == pytest.approx(motion.total_px * 1.5)
-    assert result.statistics.early_motion_px == pytest.approx(motion.total_px)  # 3 e/A^2 <= 4: all early
+    assert result.statistics.relion_early_motion_px == pytest.approx(motion.total_px)  # RELION: 3 e/A^2 <= 4, all early
+    # per tilt: early = steps into frames within min(4, 3/3) = 1.0 e/A^2 of this exposure (frames 1, 2)
+    steps = np.linalg.norm(np.diff(result.shifts_px, axis=0), axis=1)
+    assert result.statistics.early_dose_cutoff_e_per_a2 == pytest.approx(1.0)
+    assert result.statistics.early_motion_px == pytest.approx(steps[:2].sum())
+    assert result.statistics.late_motion_px == pytest.approx(steps[2:].sum())
 
 
 def test_strong_fixed_pattern_gain_does_not_pull_shifts_to_zero():
@@ -58,8 +63,18 @@ def test_prior_dose_changes_statistics_not_the_image():
     first = correct_movie(sim.frames, gain=sim.gain, **OPTIONS)
     later = correct_movie(sim.frames, gain=sim.gain, prior_dose_e_per_a2=30.0, **OPTIONS)
     np.testing.assert_allclose(later.accumulated_dose_e_per_a2, 30.0 + 0.3 * np.arange(1, 11))
-    assert first.statistics.early_motion_px > 0 and later.statistics.early_motion_px == 0.0
-    assert later.statistics.late_motion_px == pytest.approx(first.statistics.total_motion_px)
+    # RELION's rule counts the prior dose: a later tilt has no early motion
+    assert first.statistics.relion_early_motion_px > 0 and later.statistics.relion_early_motion_px == 0.0
+    assert later.statistics.relion_late_motion_px == pytest.approx(first.statistics.total_motion_px)
+    # per tilt (the live outputs): counted from the start of each exposure, the prior dose does not matter
+    assert first.statistics.early_motion_px > 0
+    assert later.statistics.early_motion_px == pytest.approx(first.statistics.early_motion_px)
+    # and it is the jump the simulator put at the start of the exposure (frames 0-2), within 0.2 px
+    own = 0.3 * np.arange(1, 11)
+    truth = tilt_motion(sim.shifts_px, 30.0 + own, prior_dose_e_per_a2=30.0)
+    assert truth.per_tilt.early_px > 2.0  # the 2.5 px jump and a little drift
+    assert later.statistics.early_motion_px == pytest.approx(truth.per_tilt.early_px, abs=0.2)
+    assert later.statistics.late_motion_px == pytest.approx(truth.per_tilt.late_px, abs=0.3)
     # with per-subset normalisation the prior dose is a common factor of every frame's weight
     np.testing.assert_allclose(later.dose_weighted_sum, first.dose_weighted_sum, rtol=1e-4, atol=1e-3)
 

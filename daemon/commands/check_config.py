@@ -40,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
           f"; state {cfg.output.state_dir or '(default)'}")
     print(f"  processing: pixel size {opts.pixel_size_a or '(from the mdoc)'} A, patches {_patches_text(opts.patches)}, "
           f"gain {opts.gain or 'none'}; settings hash {opts.settings_hash()}")
-    print(f"  workers {cfg.scheduler.workers}; metrics {cfg.metrics.address or 'off'}; plots {'on' if cfg.plots.enabled else 'off'}; "
+    o = cfg.output
+    axis = "from the mdoc title only" if o.tilt_axis_deg is None else f"{o.tilt_axis_deg:g} deg unless the mdoc title has one"
+    print(f"  outputs: per-tilt images {'on' if o.per_tilt_images else 'off'}; RELION project {o.relion_project_dir or '(OUT)'}; "
+          f"Cs {o.spherical_aberration_mm:g} mm, amplitude contrast {o.amplitude_contrast:g}, hand {o.tomo_hand}, "
+          f"tilt axis {axis}, optics group {o.optics_group or '(series name)'}")
+    print(f"  workers {cfg.scheduler.workers}; metrics {cfg.metrics.address or 'off'}; "
+          f"plots {'on' if cfg.plots.enabled else 'off'}; "
           f"disk warn < {cfg.disk.warn_below_gb:g} GB, floor {cfg.disk.floor_gb:g} GB")
     return 0
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+TARGET_DEFOCUS_UM = -3.5  # the mdoc's TargetDefocus (micrometres, negative = underfocus, as SerialEM writes it)
+
 
 def dose_symmetric_angles(n: int, step_deg: float = 3.0) -> list[float]:
     """0, +s, -s, -2s, +2s, +3s, -3s, ...: groups of two on alternating sides after the first."""
@@ -142,6 +144,7 @@ class Acquisition:
         lines += [
             f"PixelSpacing = {self.pixel_size_a * 4:g}",
             "Binning = 4",
+            f"TargetDefocus = {TARGET_DEFOCUS_UM:g}",
             f"SubFramePath = {win}",
             f"NumSubFrames = {m.n_frames}",
             f"DateTime = {when.strftime('%d-%b-%y  %H:%M:%S')}",

@@ -4,6 +4,10 @@ Follows ``OUT/framewatch.jsonl`` like ``tail -f`` (waits for it to appear, notic
 replacement); plain text with ANSI colours when stdout is a terminal, so it works over ssh.
 ``--once`` prints what is there and exits. Rows: ``tilt_corrected`` (flags in red when the tilt is
 flagged, green "ok" otherwise), ``movie_failed`` (red), and a line when a series completes.
+
+Text from the log (series and file names, reasons, flags) is printed with every control character,
+escape sequence, line separator and bidirectional-text control rendered visibly (``\\x1b``,
+``\\x0d``, ``\\u2028``), so a file name can neither split a row nor drive the terminal.
 """
 from __future__ import annotations
 
@@ -26,6 +30,20 @@ COLUMNS = (
     ("flags", 0, "<"),
 )
 RED, GREEN, YELLOW, DIM, RESET = "\033[31m", "\033[32m", "\033[33m", "\033[2m", "\033[0m"
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def visible(value) -> str:
+    """``str(value)`` with control characters (C0, DEL, C1), line and paragraph separators and
+    bidirectional controls as ``\\xHH`` / ``\\uHHHH``; a backslash stays as it is."""
+    out = []
+    for ch in str(value):
+        o = ord(ch)
+        if o < 0x20 or 0x7F <= o < 0xA0 or ch in "\u2028\u2029" or ch in _BIDI:
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def register(subparsers) -> None:
@@ -35,7 +53,8 @@ def register(subparsers) -> None:
         description="Follow OUT/framewatch.jsonl like `tail -f` and print one table row per tilt: series, "
         "section, angle, total/early/late motion, largest frame jump (Angstrom), FRC 0.143 crossing, flags.",
     )
-    p.add_argument("out", nargs="?", default=".", metavar="OUT", help="output directory of `framewatch watch` (or the .jsonl file)")
+    p.add_argument("out", nargs="?", default=".", metavar="OUT",
+                   help="output directory of `framewatch watch` (or the .jsonl file)")
     p.add_argument("--once", action="store_true", help="print the table so far and exit")
     p.add_argument("--no-color", action="store_true", help="no ANSI colours (default when not a terminal)")
     p.add_argument("--series", metavar="NAME", help="only this series")
@@ -48,7 +67,7 @@ def _num(v, fmt="{:.2f}") -> str:
     try:
         return fmt.format(float(v))
     except (TypeError, ValueError):
-        return str(v)
+        return visible(v)
 
 
 def header() -> str:
@@ -63,9 +82,9 @@ def format_line(ev: dict, *, color: bool) -> str | None:
         return f"{code}{text}{RESET}" if color else text
 
     if kind == "tilt_corrected":
-        flags = [f for f in ev.get("flags") or []]
+        flags = [visible(f) for f in ev.get("flags") or []]
         vals = (
-            str(ev.get("series", ""))[:12],
+            visible(ev.get("series", ""))[:12],
             _num(ev.get("z"), "{:.0f}"),
             _num(ev.get("tilt_angle_deg"), "{:.1f}"),
             _num(ev.get("total_motion_a")),
@@ -78,20 +97,23 @@ def format_line(ev: dict, *, color: bool) -> str | None:
         flag_text = paint("; ".join(flags), RED) if flags else paint("ok", GREEN)
         return "  ".join(cells + [flag_text])
     if kind == "movie_failed":
-        return paint(f"{str(ev.get('series') or '?')[:12]:<12}  failed: {Path(str(ev.get('movie'))).name}: {ev.get('reason')}", RED)
+        return paint(f"{visible(ev.get('series') or '?')[:12]:<12}  failed: {visible(Path(str(ev.get('movie'))).name)}: "
+                     f"{visible(ev.get('reason'))}", RED)
     if kind == "series_completed":
-        return paint(f"-- {ev.get('series')}: complete ({ev.get('reason')}), {ev.get('n_tilts')} tilts, sorted stack {ev.get('sorted_stack')}", YELLOW)
+        return paint(f"-- {visible(ev.get('series'))}: complete ({visible(ev.get('reason'))}), "
+                     f"{visible(ev.get('n_tilts'))} tilts, "
+                     f"sorted stack {visible(ev.get('sorted_stack'))}", YELLOW)
     if kind == "series_reopened":
-        return paint(f"-- {ev.get('series')}: a new tilt after completion; sorted outputs will be rewritten", YELLOW)
+        return paint(f"-- {visible(ev.get('series'))}: a new tilt after completion; sorted outputs will be rewritten", YELLOW)
     if kind == "disk_floor":
         return paint(f"-- PAUSED: output disk {_gb(ev.get('free_bytes'))} free, below the floor {_gb(ev.get('floor_bytes'))}: "
                      "no new movie is corrected until space returns", RED)
     if kind == "disk_resumed":
         return paint(f"-- resumed: output disk {_gb(ev.get('free_bytes'))} free", GREEN)
     if kind == "movie_abandoned":
-        return paint(f"-- {Path(str(ev.get('movie'))).name}: abandoned at shutdown, corrected at the next start", YELLOW)
+        return paint(f"-- {visible(Path(str(ev.get('movie'))).name)}: abandoned at shutdown, corrected at the next start", YELLOW)
     if kind == "daemon_unhealthy":
-        return paint(f"-- UNHEALTHY: {ev.get('reason')}", RED)
+        return paint(f"-- UNHEALTHY: {visible(ev.get('reason'))}", RED)
     return None
 
 

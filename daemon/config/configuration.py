@@ -60,6 +60,14 @@ class WatchOptions:
 class OutputOptions:
     dir: str = ""
     state_dir: str = ""
+    # the per-tilt images and RELION 5 tables (relion_tables.py); RELION's defaults
+    per_tilt_images: bool = True
+    relion_project_dir: str = ""  # "" = OUT itself
+    spherical_aberration_mm: float = 2.7
+    amplitude_contrast: float = 0.1
+    tomo_hand: int = -1
+    tilt_axis_deg: float | None = None  # None = not given: the mdoc title's "Tilt axis angle" only
+    optics_group: str = ""  # "" = the series name
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,8 @@ def _check_value(where: str, key: str, hint, v, src):
         if isinstance(v, bool) or not isinstance(v, int):
             raise bad("an integer")
         return v
+    if hint == (float | None):  # optional: leaving the key out means None
+        hint = float
     if hint is float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise bad("a number")
@@ -379,6 +389,17 @@ def validate(cfg: DaemonConfig) -> None:
     for name in _TABLES:  # plausible ranges (config_ranges.py)
         for f in fields(getattr(cfg, name)):
             check_range(name, f.name, getattr(getattr(cfg, name), f.name), src)
+    o = cfg.output
+    need(o.spherical_aberration_mm >= 0, "[output] spherical_aberration_mm", f"= {o.spherical_aberration_mm:g} must be >= 0 (mm)")
+    need(0 <= o.amplitude_contrast < 1, "[output] amplitude_contrast", f"= {o.amplitude_contrast:g} must be >= 0 and < 1 (a fraction)")
+    need(o.tomo_hand in (-1, 1), "[output] tomo_hand", f"= {o.tomo_hand} must be -1 or 1 (RELION's rlnTomoHand)")
+    need(o.tilt_axis_deg is None or -360 <= o.tilt_axis_deg <= 360, "[output] tilt_axis_deg",
+         f"= {o.tilt_axis_deg} must be an angle in degrees (-360 to 360)")
+    need(not any(c.isspace() for c in o.optics_group), "[output] optics_group", f"= {o.optics_group!r} must not contain spaces",
+         'e.g. optics_group = "opticsGroup1"')
+    if o.relion_project_dir:
+        need(Path(o.relion_project_dir).expanduser().is_dir(), "[output] relion_project_dir",
+             f"= {o.relion_project_dir!r}: no such directory", "create the RELION project directory first, or leave the key out (= OUT)")
     need(cfg.log.format in ("auto", "json", "console"), "[log] format", f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
     if cfg.metrics.address:
         from framewatch.daemon.service.metrics import parse_address

@@ -51,6 +51,11 @@ STAT_KEYS = (
     "local_evidence_gain_fraction",
     "local_field_rms_px",
     "local_field_uncertainty_px",
+    # RELION's early/late (prior dose included): the rlnAccumMotionEarly/Late columns of the RELION tables
+    "relion_early_motion_px",
+    "relion_late_motion_px",
+    "relion_early_motion_a",
+    "relion_late_motion_a",
 )
 
 TILT_KEYS = (
@@ -134,6 +139,7 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "dask_worker_left": ("worker", "worker_name"),
     "dask_task_resubmitted": ("movie", "reason"),
     "batch_finished": ("movies", "done", "already_done", "failed", "failed_movies", "duration_s"),
+    "tilt_image_removed": ("path", "reason"),
 }
 
 

@@ -1,9 +1,11 @@
 """The output files of one series in ``OUT/[settings-HASH/]SERIES/`` and how they change.
 
 ``SERIES.mrc``, ``SERIES_EVN.mrc``, ``SERIES_ODD.mrc`` grow by one section per tilt (stack.py);
-``SERIES.tilts.tsv`` and ``SERIES.rawtlt`` are rewritten from the journal after every append; when
-the series is complete ``SERIES_sorted.mrc`` (+ ``_EVN``/``_ODD``), ``SERIES.tlt`` and
-``SERIES.star`` are written from the growing stacks in angle order.
+``SERIES.tilts.tsv``, ``SERIES.rawtlt`` and the RELION 5 table ``SERIES.star`` are rewritten from
+the journal after every append (per-tilt images: tilt_images.py; RELION tables: relion_tables.py);
+when the series is complete ``SERIES_sorted.mrc`` (+ ``_EVN``/``_ODD``), ``SERIES.tlt`` and, for
+AreTomo and IMOD, ``SERIES_sorted_TLT.txt`` and ``SERIES_sorted.rawtlt`` are written from the
+growing stacks in angle order (angle_files.py).
 """
 from __future__ import annotations
 
@@ -12,17 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from framewatch.core.atomic_write import atomic_write_text
 from framewatch.daemon.outputs import stack
+from framewatch.daemon.outputs.angle_files import aretomo_tlt_text
 from framewatch.daemon.outputs.no_follow import check_not_link, check_real_dir, ensure_real_dir
-from framewatch.daemon.outputs.tilt_table import (
-    angles_text,
-    atomic_write_text,
-    mark_reacquired,
-    sorted_records,
-    star_text,
-    tilt_record,
-    tsv_text,
-)
+from framewatch.daemon.outputs.tilt_table import angles_text, mark_reacquired, sorted_records, tilt_record, tsv_text
 from framewatch.daemon.state import faults
 
 
@@ -95,6 +91,14 @@ class SeriesPaths:
     def star(self) -> Path:
         return self._p(".star")
 
+    @property
+    def sorted_tlt_txt(self) -> Path:
+        return self._p("_sorted_TLT.txt")
+
+    @property
+    def sorted_rawtlt(self) -> Path:
+        return self._p("_sorted.rawtlt")
+
 
 def append_tilt(paths: SeriesPaths, z_expected: int, images: tuple[np.ndarray, np.ndarray, np.ndarray], *, pixel_size_a: float) -> int:
     """Append the dose-weighted, even and odd sums as section ``z_expected`` of the three stacks."""
@@ -154,7 +158,7 @@ def rewrite_tables(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *
 
 
 def write_sorted(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *, pixel_size_a: float) -> int:
-    """Angle-sorted stacks, .tlt and .star from the growing stacks; returns the number of sections."""
+    """Angle-sorted stacks and their angle files from the growing stacks; returns the number of sections."""
     _, kept = records_of(rows, tolerance_deg)
     order = sorted_records(kept)
     if not order:
@@ -165,8 +169,6 @@ def write_sorted(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *, 
     for src, dst in zip(paths.stacks, (paths.sorted_stack, paths.sorted_evn, paths.sorted_odd)):
         stack.write_stack(dst, stack.iter_sections(src, zs), pixel_size_a=pixel_size_a, label=label)
     atomic_write_text(paths.tlt, angles_text(r["tilt_angle_deg"] for r in order))
-    atomic_write_text(
-        paths.star,
-        star_text(paths.name, order, sorted_stack=paths.sorted_stack.name, evn_stack=paths.sorted_evn.name, odd_stack=paths.sorted_odd.name),
-    )
+    atomic_write_text(paths.sorted_rawtlt, angles_text(r["tilt_angle_deg"] for r in order))
+    atomic_write_text(paths.sorted_tlt_txt, aretomo_tlt_text(order))
     return len(order)

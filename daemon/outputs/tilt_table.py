@@ -5,7 +5,13 @@
   value came from, every drift statistic, flags, and timings;
 - ``SERIES.rawtlt``: the angles in section order (IMOD);
 - ``SERIES.tlt``: the angles of ``SERIES_sorted.mrc`` (ascending);
-- ``SERIES.star``: RELION-5-style tilt-series table of the sorted stack, with ``rlnAccumMotion*``.
+- the RELION 5 tables (``SERIES.star``, ``tilt_series.star``) and the AreTomo/IMOD angle files of
+  the sorted stacks are written by relion_tables.py and sorted_angles.py.
+
+Values of the tilt table are escaped so that one row is one line whatever a file name holds: a
+backslash as ``\\\\``, tab ``\\t``, line feed ``\\n``, carriage return ``\\r``, and every other control
+character or line separator (U+0085, U+2028, U+2029, ...) as ``\\xHH`` / ``\\uHHHH``;
+:func:`read_tsv` undoes it. Rows are separated by ``\\n`` only.
 
 A re-acquired tilt (an angle within the tolerance of an earlier section's) keeps both sections in
 the growing stacks: the later is flagged ``reacquired``, the earlier ``superseded``; the sorted
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
+import re
 from pathlib import Path
 
 from framewatch.daemon.outputs.driftlog import STAT_KEYS
@@ -52,21 +58,6 @@ TSV_COLUMNS = (
     "latency_s",
     "movie_path",
 )
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open_file(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # e.g. the disk is full: the old file stays as it was
-        raise
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def _iso(t) -> str:
@@ -147,6 +138,34 @@ def sorted_records(kept: list[dict]) -> list[dict]:
     return sorted(kept, key=lambda r: (r["tilt_angle_deg"], r["z"]))
 
 
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_UNESCAPE = re.compile(r"\\(\\|t|n|r|x[0-9a-f]{2}|u[0-9a-f]{4})")
+
+
+def escape_field(text: str) -> str:
+    """One tilt-table value with backslash, tab, line breaks and other control characters escaped."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif o < 0x20 or 0x7F <= o < 0xA0 or ch in "\u2028\u2029":
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescape_field(text: str) -> str:
+    def one(m: re.Match) -> str:
+        code = m.group(1)
+        if code[0] in "xu":
+            return chr(int(code[1:], 16))
+        return {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}[code]
+
+    return _UNESCAPE.sub(one, text)
+
+
 def _fmt(v) -> str:
     if v is None:
         return ""
@@ -157,100 +176,39 @@ def _fmt(v) -> str:
             return ""
         return f"{v:.6g}"
     if isinstance(v, (list, tuple)):
-        return "; ".join(str(x) for x in v)
-    return str(v).replace("\t", " ").replace("\n", " ")
+        return escape_field("; ".join(str(x) for x in v))
+    return escape_field(str(v))
 
 
 def tsv_text(records: list[dict]) -> str:
     extra = sorted({k for r in records for k in r} - set(TSV_COLUMNS) - {"tilt_axis_angle_deg", "defocus_um"})
     cols = list(TSV_COLUMNS[:-1]) + extra + ["movie_path"]
-    lines = ["\t".join(cols)]
+    lines = ["\t".join(escape_field(c) for c in cols)]
     for r in sorted(records, key=lambda r: r["z"]):
         lines.append("\t".join(_fmt(r.get(c)) for c in cols))
     return "\n".join(lines) + "\n"
 
 
 def read_tsv(path: str | Path) -> list[dict]:
-    """The tilt table as a list of dicts of strings."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    head = lines[0].split("\t")
-    return [dict(zip(head, line.split("\t"))) for line in lines[1:] if line]
+    """The tilt table as a list of dicts of strings (escapes undone; rows split on ``\\n`` only)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        lines = f.read().split("\n")
+    head = [unescape_field(c) for c in lines[0].split("\t")]
+    return [dict(zip(head, (unescape_field(v) for v in line.split("\t")))) for line in lines[1:] if line]
 
 
 def angles_text(angles) -> str:
     return "".join(f"{a:.2f}\n" for a in angles)
 
 
-def star_text(series: str, sorted_recs: list[dict], *, sorted_stack: str, evn_stack: str, odd_stack: str) -> str:
-    cols = (
-        "rlnMicrographMovieName",
-        "rlnTomoTiltMovieFrameCount",
-        "rlnTomoNominalStageTiltAngle",
-        "rlnTomoNominalTiltAxisAngle",
-        "rlnMicrographPreExposure",
-        "rlnTomoNominalDefocus",
-        "rlnMicrographName",
-        "rlnMicrographNameEven",
-        "rlnMicrographNameOdd",
-        "rlnMicrographOriginalPixelSize",
-        "rlnAccumMotionTotal",
-        "rlnAccumMotionEarly",
-        "rlnAccumMotionLate",
-    )
-    out = [
-        "",
-        "# written by framewatch: one row per section of the angle-sorted stack;",
-        "# rlnMicrographName etc. are sections (1-based) of the sorted stacks; rlnAccumMotion* in Angstrom;",
-        "# rlnMicrographPreExposure is the dose (e/A^2) received before this tilt.",
-        "",
-        f"data_{series}",
-        "",
-        "loop_",
-    ]
-    out += [f"_{c} #{i + 1}" for i, c in enumerate(cols)]
-    for k, r in enumerate(sorted_recs, start=1):
-        vals = (
-            r["movie_path"],
-            r.get("n_frames"),
-            r.get("tilt_angle_deg"),
-            r.get("tilt_axis_angle_deg") if r.get("tilt_axis_angle_deg") is not None else 0.0,
-            r.get("prior_dose_e_per_a2"),
-            r.get("defocus_um") if r.get("defocus_um") is not None else 0.0,
-            f"{k:06d}@{sorted_stack}",
-            f"{k:06d}@{evn_stack}",
-            f"{k:06d}@{odd_stack}",
-            r.get("pixel_size_a"),
-            r.get("total_motion_a"),
-            r.get("early_motion_a"),
-            r.get("late_motion_a"),
-        )
-        out.append("  ".join(_star(v) for v in vals))
-    return "\n".join(out) + "\n\n"
+def read_star_loop(path: str | Path, block: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of one loop of a framewatch STAR file (the first loop, or ``block``)."""
+    from framewatch.core.star import read_star
 
-
-def _star(v) -> str:
-    if v is None:
-        return "0"
-    if isinstance(v, float):
-        return f"{v:.6f}" if math.isfinite(v) else "0"
-    s = str(v)
-    return f'"{s}"' if (not s or any(c.isspace() for c in s)) else s
-
-
-def read_star_loop(path: str | Path) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows of the single loop of a framewatch STAR file (for tests and users)."""
-    import shlex
-
-    cols, rows, in_loop = [], [], False
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        s = line.strip()
-        if s == "loop_":
-            in_loop = True
-            continue
-        if not in_loop or not s or s.startswith("#"):
-            continue
-        if s.startswith("_"):
-            cols.append(s.split()[0][1:])
-        else:
-            rows.append(shlex.split(s))
-    return cols, rows
+    blocks = read_star(path)
+    for name, content in blocks.items():
+        if (block is None or name == block) and content and all(isinstance(v, list) for v in content.values()):
+            cols = list(content)
+            n = len(content[cols[0]])
+            return cols, [[content[c][i] for c in cols] for i in range(n)]
+    return [], []

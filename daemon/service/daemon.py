@@ -46,6 +46,7 @@ from framewatch.daemon.intake.series_grouping import SeriesIndex
 from framewatch.daemon.intake.watcher import Watcher
 from framewatch.daemon.outputs.driftlog import DriftLog, operational_logger
 from framewatch.daemon.outputs.no_follow import LinkInOutputError
+from framewatch.daemon.outputs.interop_outputs import InteropOutputs
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, repair_stacks
 from framewatch.daemon.processing.pool_choice import describe_pool, make_pool
 from framewatch.daemon.processing.scheduler import ReadyQueue
@@ -71,9 +72,9 @@ def default_state_dir(out_dir: str | Path) -> Path:
     return base / slug
 
 
-class Daemon(Intake, Processing, Completion, Events, FileIsolation):
+class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutputs):
     """The daemon: set-up, start-up recovery, the main loop and a clean stop (the mixins hold the
-    steps of the loop: intake.py, processing.py, completion.py, events.py)."""
+    steps of the loop: intake.py, processing.py, completion.py, events.py, interop_outputs.py)."""
 
     def __init__(
         self,
@@ -205,6 +206,7 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation):
                         j.update(row["id"], state="seen", z=None, logged=0)
                         redo += 1
             rows = j.sections(s["id"])
+            self._tidy_tilt_images(paths, rows)  # a crash's temporaries; images of movies not done
             if rows:
                 self._write_tables(s, paths, rows)  # output disk full: written later (processing.py)
                 self._replot_stale(s, paths, rows)

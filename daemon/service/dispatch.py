@@ -20,6 +20,7 @@ from framewatch.core.errors import FramewatchError
 from framewatch.daemon.intake.movie_intake import Candidate
 from framewatch.daemon.outputs.no_follow import LinkInOutputError
 from framewatch.daemon.outputs.quality import flag_reasons
+from framewatch.daemon.outputs.tilt_images import remove_tilt_images, write_tilt_images
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, records_of, repair_stacks, rewrite_tables
 from framewatch.daemon.processing.gain_session import session_gain_orientation
 from framewatch.daemon.processing.scheduler import QueueItem
@@ -159,11 +160,15 @@ class Processing:
         z = self.journal.n_sections(s["id"])
         px = self._px(row)
         t0 = time.time()
+        images = (res["dose_weighted_sum"], res["even_sum"], res["odd_sum"])
         try:
-            append_tilt(paths, z, (res["dose_weighted_sum"], res["even_sum"], res["odd_sum"]), pixel_size_a=px)
+            if self.cfg.output.per_tilt_images:  # first: a tilt in the stacks always has its images
+                write_tilt_images(paths.dir, row["path"], images, pixel_size_a=px)
+            append_tilt(paths, z, images, pixel_size_a=px)
         except (OSError, ValueError, RuntimeError) as err:
             try:
                 repair_stacks(paths, z)
+                remove_tilt_images(paths.dir, row["path"])
             except OSError:
                 pass  # cut back at the next append (append_tilt repairs first) or start
             if transient(err):  # the movie is fine: corrected and appended again later
@@ -272,11 +277,12 @@ class Processing:
         self.__dict__.setdefault("_output_warned", set()).discard((s["id"], what))
 
     def _write_tables(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> list[dict]:
-        """Rewrite the tilt table and .rawtlt of a series; returns its records. When the output
+        """Rewrite the tilt table, .rawtlt and the RELION tables of a series; returns its records. When the output
         disk is full the series is remembered and :meth:`_retry_outputs` writes them later."""
         recs, _ = records_of(rows, self.cfg.series.angle_tolerance_deg)
         try:
             rewrite_tables(paths, rows, self.cfg.series.angle_tolerance_deg, series_name=s["name"])
+            self._write_relion_tables(s, paths, rows)  # interop_outputs.py
         except OSError as err:
             self._stale().add(s["id"])
             self._output_failed(s, "tables", err)

@@ -191,7 +191,7 @@ def add_section(acq, name, angle, index, frames=8):
 
     when = (acq.clock_start + datetime.timedelta(seconds=acq.tilt_period_s * index)).strftime("%d-%b-%y  %H:%M:%S")
     with open(acq.mdoc_path, "a") as f:
-        f.write(f"[ZValue = {acq._z}]\nTiltAngle = {angle}\nExposureDose = 3\nSubFramePath = D:\\x\\{name}\n"
+        f.write(f"[ZValue = {acq._z}]\nTiltAngle = {angle}\nExposureDose = 3\nTargetDefocus = -3.5\nSubFramePath = D:\\x\\{name}\n"
                 f"NumSubFrames = {frames}\nDateTime = {when}\n\n")
     acq._z += 1
 
@@ -268,7 +268,7 @@ def verify_series(d: DaemonProc, acq, good, *, dose_per_tilt: float, px: float =
     from framewatch.core.correct import correct_movie_file
     from framewatch.core.settings import CorrectionSettings
     from framewatch.daemon.outputs.driftlog import EVENT_KEYS, missing_keys
-    from framewatch.daemon.outputs.tilt_table import read_star_loop, read_tsv
+    from framewatch.daemon.outputs.tilt_table import read_tsv
 
     rows = read_journal(d.state)
     done = [r for r in rows if r["state"] == "done"]
@@ -296,7 +296,7 @@ def verify_series(d: DaemonProc, acq, good, *, dose_per_tilt: float, px: float =
             data[k] = m.data.reshape(-1, *m.data.shape[-2:]).copy()
             assert m.voxel_size.x == pytest.approx(px)
         assert data[k].shape[0] == len(good)
-    assert not list(out_dir.glob(".*"))  # no working or temporary names left
+    assert not list(out_dir.glob(".*")) and not list(out_dir.glob("tilts/.*"))  # no working or temporary names left
     # sections equal correct_movie_file of the same movie with the same settings
     if compare_sections:
         for r in done:
@@ -328,13 +328,8 @@ def verify_series(d: DaemonProc, acq, good, *, dose_per_tilt: float, px: float =
             np.testing.assert_array_equal(sorted_data[k], data[""][z])
     for k in ("_sorted_EVN", "_sorted_ODD"):
         assert mrcfile.validate(str(out_dir / f"{series}{k}.mrc"), print_file=io.StringIO())
-    cols, star = read_star_loop(out_dir / f"{series}.star")
-    assert len(star) == len(kept)
-    assert [float(r[cols.index("rlnTomoNominalStageTiltAngle")]) for r in star] == pytest.approx(tlt, abs=0.006)
     tsv_by_z = {int(t["z"]): t for t in tsv}
-    for r, (_, z) in zip(star, kept):
-        assert float(r[cols.index("rlnAccumMotionTotal")]) == pytest.approx(float(tsv_by_z[z]["total_motion_a"]), rel=1e-4)
-        assert float(r[cols.index("rlnMicrographPreExposure")]) == pytest.approx(float(tsv_by_z[z]["prior_dose_e_per_a2"]), rel=1e-4)
+    check_interop_outputs(d.out, series, done, kept, tsv_by_z, data)
     # the drift log parses and has the documented keys
     events = d.events()
     for ev in events:
@@ -351,6 +346,50 @@ def verify_series(d: DaemonProc, acq, good, *, dose_per_tilt: float, px: float =
     for r in done:
         lat[r["path"]] = (r["done_at"] - writer[r["path"]].completed, (r["timings"] or {}).get("correct_s"))
     return {"latency": lat, "events": events, "rows": rows, "tsv": tsv}
+
+
+def check_interop_outputs(out: Path, series: str, done: list[dict], kept: list[tuple[float, int]], tsv_by_z: dict,
+                          data: dict) -> None:
+    """The next programs' view of a finished series, read as they read it: RELION 5 (starfile from
+    the project directory = OUT: tilt_series.star -> data_global -> SERIES.star -> every image opens
+    as one 2D image equal to its section), AreTomo3 (``_sorted_TLT.txt``) and IMOD (``_sorted.rawtlt``)."""
+    import numpy as np
+    import starfile
+
+    from framewatch.daemon.outputs.relion_tables import tomo_name
+
+    here = os.getcwd()
+    os.chdir(out)  # RELION's jobs run in the project directory
+    try:
+        glob = starfile.read("tilt_series.star", always_dict=True)["global"]
+        g = glob[glob["rlnTomoName"] == tomo_name(series)].iloc[0]
+        assert g["rlnVoltage"] == 300.0 and g["rlnTomoTiltSeriesPixelSize"] == pytest.approx(1.5)
+        df = starfile.read(g["rlnTomoTiltSeriesStarFile"], always_dict=True)[g["rlnTomoName"]]
+        kept_z = sorted(z for _, z in kept)  # acquisition order = z order here
+        assert len(df) == len(kept_z)
+        assert list(df["rlnTomoNominalStageTiltAngle"]) == pytest.approx([float(tsv_by_z[z]["tilt_angle_deg"]) for z in kept_z], abs=1e-4)
+        assert list(df["rlnMicrographPreExposure"]) == pytest.approx([float(tsv_by_z[z]["prior_dose_e_per_a2"]) for z in kept_z], rel=1e-5)
+        assert list(df["rlnAccumMotionTotal"]) == pytest.approx([float(tsv_by_z[z]["total_motion_a"]) for z in kept_z], rel=1e-4)
+        assert list(df["rlnAccumMotionEarly"]) == pytest.approx([float(tsv_by_z[z]["relion_early_motion_a"]) for z in kept_z], rel=1e-4)
+        if any((r["info"]["tilt"] or {}).get("mdoc_path") for r in done):
+            assert set(df["rlnTomoNominalTiltAxisAngle"]) == {85.3}  # the mdoc title of the simulated acquisition
+        assert "rlnTomoNominalDefocus" not in df or (df["rlnTomoNominalDefocus"] != 0).all()
+        for col, key in (("rlnMicrographName", ""), ("rlnMicrographNameEven", "_EVN"), ("rlnMicrographNameOdd", "_ODD")):
+            for p, z in zip(df[col], kept_z):
+                assert not os.path.isabs(p) and "@" not in p
+                with mrcfile.open(p) as m:
+                    assert m.data.ndim == 2
+                    np.testing.assert_array_equal(m.data, data[key][z])
+    finally:
+        os.chdir(here)
+    out_dir = out / series
+    tlt = [line.split() for line in (out_dir / f"{series}_sorted_TLT.txt").read_text().splitlines() if line.strip()]
+    assert [float(t[0]) for t in tlt] == pytest.approx([a for a, _ in kept], abs=0.006)
+    assert sorted(int(t[1]) for t in tlt) == list(range(1, len(kept) + 1))
+    assert [float(t[2]) for t in tlt] == pytest.approx([float(tsv_by_z[z]["dose_e_per_a2"]) for _, z in kept], rel=1e-3)
+    with mrcfile.open(out_dir / f"{series}_sorted.mrc") as m:
+        n_sorted = m.data.reshape(-1, *m.data.shape[-2:]).shape[0]
+    assert len((out_dir / f"{series}_sorted.rawtlt").read_text().split()) == n_sorted
 
 
 def latency_breakdown(rows, good) -> list[tuple]:

@@ -5,9 +5,9 @@ import errno
 import numpy as np
 import pytest
 
-from framewatch.daemon.outputs import tilt_table
+from framewatch.core import atomic_write
+from framewatch.core.atomic_write import atomic_write_text
 from framewatch.daemon.outputs.stack import write_stack
-from framewatch.daemon.outputs.tilt_table import atomic_write_text
 
 
 def no_room(*_a, **_k):
@@ -32,7 +32,7 @@ def test_sorted_stack_that_does_not_fit(tmp_path):
 def test_table_that_does_not_fit(tmp_path, monkeypatch):
     path = tmp_path / "TS_01.tilts.tsv"
     atomic_write_text(path, "old\n")
-    monkeypatch.setattr(tilt_table.os, "fsync", no_room)
+    monkeypatch.setattr(atomic_write.os, "fsync", no_room)
     with pytest.raises(OSError):
         atomic_write_text(path, "new\n")
     assert path.read_text() == "old\n"

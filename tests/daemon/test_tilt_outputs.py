@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from framewatch.daemon.config.configuration import Thresholds
-from framewatch.daemon.outputs.quality import flag_reasons
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables, write_sorted
-from framewatch.daemon.outputs.tilt_table import read_star_loop, read_tsv
+from framewatch.daemon.outputs.quality import flag_reasons
+from framewatch.daemon.outputs.tilt_table import read_tsv
 
 
 def row(z, angle, *, stats=None):
@@ -71,16 +71,39 @@ def test_sorted_outputs_agree(series):
         with mrcfile.open(p) as m:
             assert [float(m.data[k, 0, 0]) - add for k in range(5)] == expect_z
             assert m.voxel_size.x == pytest.approx(1.5)
-    cols, star_rows = read_star_loop(paths.star)
-    assert {"rlnAccumMotionTotal", "rlnAccumMotionEarly", "rlnAccumMotionLate", "rlnMicrographPreExposure", "rlnTomoNominalStageTiltAngle"} <= set(cols)
-    ang = [float(r[cols.index("rlnTomoNominalStageTiltAngle")]) for r in star_rows]
-    assert ang == tlt
-    names = [r[cols.index("rlnMicrographName")] for r in star_rows]
-    assert names == [f"{k:06d}@TS_01_sorted.mrc" for k in range(1, 6)]
-    tot = [float(r[cols.index("rlnAccumMotionTotal")]) for r in star_rows]
-    assert tot == [1.0 + z for z in expect_z]
-    pre = [float(r[cols.index("rlnMicrographPreExposure")]) for r in star_rows]
-    assert pre == [3.0 * z for z in expect_z]
+    assert not paths.star.exists()  # the RELION tables are written with the tilt table (test_relion_tables.py)
+
+
+def read_aretomo_tlt(path):
+    """``_TLT.txt`` the way AreTomo3 reads it (``sscanf("%f %d")`` per line), plus the third column."""
+    rows = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if parts:
+            rows.append((float(parts[0]), int(parts[1]), float(parts[2])))
+    return rows
+
+
+def test_aretomo_and_imod_angle_files(series):
+    """SERIES_sorted_TLT.txt: three columns, angles ascending, 1-based acquisition indices 1..n, the
+    dose of each tilt; SERIES_sorted.rawtlt: one angle per section of the sorted stack."""
+    paths, rows = series
+    n = write_sorted(paths, rows, 0.2, pixel_size_a=1.5)
+    tlt = read_aretomo_tlt(paths.sorted_tlt_txt)
+    assert len(tlt) == n == 5
+    angles = [a for a, _, _ in tlt]
+    assert angles == sorted(angles) == [-6.0, -3.0, 0.0, 3.0, 6.0]
+    # kept sections z = 3, 2, 0, 4, 5 in angle order; acquired (z order) 0, 2, 3, 4, 5 -> ranks 1..5
+    assert [i for _, i, _ in tlt] == [3, 2, 1, 4, 5]
+    assert sorted(i for _, i, _ in tlt) == list(range(1, n + 1))
+    assert [d for _, _, d in tlt] == [3.0] * 5
+    rawtlt = [float(a) for a in paths.sorted_rawtlt.read_text().split()]
+    with mrcfile.open(paths.sorted_stack) as m:
+        assert len(rawtlt) == m.data.shape[0] == n
+    assert rawtlt == angles
+    # the growing stack keeps its own .rawtlt (acquisition order)
+    rewrite_tables(paths, rows, 0.2)
+    assert [float(a) for a in paths.rawtlt.read_text().split()] == ANGLES
 
 
 def test_repair_keeps_three_stacks_equal(series):

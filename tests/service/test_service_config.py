@@ -72,6 +72,16 @@ BAD = [
     ("[processing]\ngain_flip = \"z\"\n", "[processing] gain_flip = 'z'"),
     ("watch = 3\n", "[watch] must be a table"),
     ("not toml [", "not valid TOML"),
+    ("[output]\ntomo_hand = 0\n", "[output] tomo_hand = 0 must be -1 or 1"),
+    ("[output]\namplitude_contrast = 1.5\n", "[output] amplitude_contrast = 1.5 must be >= 0 and < 1"),
+    ("[output]\nspherical_aberration_mm = -1\n", "[output] spherical_aberration_mm = -1 must be >= 0"),
+    ("[output]\ntilt_axis_deg = \"85\"\n", "[output] tilt_axis_deg = '85': expected a number"),
+    ("[output]\ntilt_axis_deg = 400\n", "[output] tilt_axis_deg = 400.0 must be an angle"),
+    ("[output]\nrelion_project_dir = \"/no/such/project\"\n",
+     "[output] relion_project_dir = '/no/such/project': no such directory"),
+    ("[output]\noptics_group = \"a b\"\n", "[output] optics_group = 'a b' must not contain spaces"),
+    ("[output]\nper_tilt_images = \"no\"\n", "[output] per_tilt_images = 'no': expected true or false"),
+    ("[outputs]\nper_tilt_images = false\n", "unknown table [outputs]; did you mean 'output'?"),
 ]
 
 
@@ -104,6 +114,7 @@ def test_check_config_ok(tmp_path, capsys):
     assert main(["check-config", str(p)]) == 0
     out = capsys.readouterr().out
     assert f"{p}: OK" in out and "pixel size 1.08 A" in out
+    assert "per-tilt images on; RELION project (OUT); Cs 2.7 mm, amplitude contrast 0.1, hand -1" in out
 
 
 class TestReload:

@@ -331,6 +331,8 @@ class Summary:
     out_of_order: int = 0
     series: int = 0
     stacks_checked: int = 0
+    tilt_images_checked: int = 0
+    interop_tables_checked: int = 0
     live_checks: int = 0
     live_races: int = 0
     daemon_running_at_end: bool = False
@@ -354,6 +356,8 @@ class Summary:
             f"lost {self.lost}, duplicated {self.duplicated}, out of order {self.out_of_order}",
             f"stacks passing mrcfile.validate: {self.stacks_checked} files; live reader checks during the run: {self.live_checks} "
             f"(+ {self.live_races} reads that overlapped an append, not counted)",
+            f"per-tilt images whole and equal to their sections: {self.tilt_images_checked} files; RELION/AreTomo/IMOD tables "
+            f"agreeing with the journal: {self.interop_tables_checked} series",
             f"daemon running at the end: {'yes' if self.daemon_running_at_end else 'NO'}; exit code after SIGTERM: {self.exit_code}",
         ]
         for s in self.skipped:
@@ -841,10 +845,13 @@ class Torture:
         self.summary.problems.append(f"not everything final and every series complete {timeout:.0f} s after the acquisition")
 
     # ----------------------------------------------------------------------------- checking
+    def _verify_interop(self, name, ser, done, tsv, data, order) -> None:
+        _verify_interop_outputs(self, name, ser, done, tsv, data, order)
+
     def verify(self) -> None:
         from framewatch.core.correct import correct_movie_file
         from framewatch.core.settings import CorrectionSettings
-        from framewatch.daemon.outputs.tilt_table import read_star_loop, read_tsv
+        from framewatch.daemon.outputs.tilt_table import read_tsv
 
         S = self.summary
         problems = S.problems
@@ -983,9 +990,7 @@ class Torture:
             tlt = [float(a) for a in (self.d.out / ser["out_rel"] / f"{name}.tlt").read_text().split()]
             if len(tlt) != len(order) or any(abs(a - float(tsv[z]["tilt_angle_deg"])) > 0.01 for a, z in zip(tlt, order)):
                 problems.append(f"{name}.tlt disagrees with the tilt table")
-            _, star = read_star_loop(self.d.out / ser["out_rel"] / f"{name}.star")
-            if len(star) != len(order):
-                problems.append(f"{name}.star has {len(star)} rows, want {len(order)}")
+            self._verify_interop(name, ser, done, tsv, data, order)
             left = [p.name for p in (self.d.out / ser["out_rel"]).iterdir() if p.name.startswith(".")]
             if left:
                 problems.append(f"{name}: working files left: {left}")
@@ -999,6 +1004,70 @@ class Torture:
             problems.append(f"{len(S.unexpected_exits)} unexpected daemon exit(s)")
         if S.kills < self.min_restarts:
             problems.append(f"only {S.kills} SIGKILL restarts, wanted {self.min_restarts}")
+
+
+def _verify_interop_outputs(t: "Torture", name: str, ser: dict, done: list[dict], tsv: list[dict], data: dict,
+                            order: list[int]) -> None:
+    """The new files of issue 13 after the run: every done tilt has its three per-tilt images, whole
+    and equal to its sections (no half-written image after a SIGKILL, none of a movie not done, no
+    temporary left); SERIES.star (read with starfile from OUT, the default RELION project), the
+    global tilt_series.star, _sorted_TLT.txt and _sorted.rawtlt agree with the tilt table and journal."""
+    import starfile
+
+    from framewatch.daemon.outputs.relion_tables import tomo_name
+    from framewatch.daemon.outputs.tilt_images import tilt_image_paths
+
+    S, problems = t.summary, t.summary.problems
+    sdir = t.d.out / ser["out_rel"]
+    expected = set()
+    for r in done:
+        for k, p in zip(("", "_EVN", "_ODD"), tilt_image_paths(sdir, r["path"])):
+            expected.add(p.name)
+            try:
+                with mrcfile.open(p) as m:
+                    img = m.data.copy()
+            except (OSError, ValueError) as err:
+                problems.append(f"{name}: per-tilt image {p.name} unreadable: {err}")
+                continue
+            if img.ndim != 2 or (k in data and r["z"] < len(data[k]) and not np.array_equal(img, data[k][r["z"]])):
+                problems.append(f"{name}: per-tilt image {p.name} is not section z={r['z']} of the stack")
+            S.tilt_images_checked += 1
+    tilts = sdir / "tilts"
+    present = {p.name for p in tilts.iterdir()} if tilts.is_dir() else set()
+    if present - expected:
+        problems.append(f"{name}: files in tilts/ of no done movie (or half-written): {sorted(present - expected)[:5]}")
+    here = os.getcwd()
+    os.chdir(t.d.out)
+    try:
+        glob = starfile.read(Path(ser["out_rel"]).parent / "tilt_series.star", always_dict=True)["global"]
+        g = glob[glob["rlnTomoName"] == tomo_name(name)]
+        if len(g) != 1:
+            problems.append(f"tilt_series.star lists {name} {len(g)} times")
+            return
+        df = starfile.read(g["rlnTomoTiltSeriesStarFile"].iloc[0], always_dict=True)[tomo_name(name)]
+        by_z = sorted(range(len(done)), key=lambda i: (done[i]["acq_index"], done[i]["z"]))
+        want_angles = [done[i]["angle_deg"] for i in by_z]
+        if len(df) != len(done) or not np.allclose(df["rlnTomoNominalStageTiltAngle"], want_angles, atol=1e-4):
+            problems.append(f"{name}.star angles {list(df['rlnTomoNominalStageTiltAngle'])} != journal {want_angles}")
+        elif not np.allclose(df["rlnMicrographPreExposure"], [float(tsv[i]["prior_dose_e_per_a2"]) for i in by_z], rtol=1e-5):
+            problems.append(f"{name}.star rlnMicrographPreExposure disagrees with the tilt table")
+        elif not np.allclose(df["rlnAccumMotionTotal"], [float(tsv[i]["total_motion_a"]) for i in by_z], rtol=1e-4):
+            problems.append(f"{name}.star rlnAccumMotionTotal disagrees with the tilt table")
+        elif [os.path.basename(p) for p in df["rlnMicrographName"]] != [tilt_image_paths(sdir, done[i]["path"])[0].name for i in by_z]:
+            problems.append(f"{name}.star rlnMicrographName does not name the per-tilt images in acquisition order")
+    except (OSError, KeyError, ValueError, IndexError) as err:
+        problems.append(f"{name}: RELION tables unreadable: {type(err).__name__}: {err}")
+        return
+    finally:
+        os.chdir(here)
+    tlt = [line.split() for line in (sdir / f"{name}_sorted_TLT.txt").read_text().splitlines() if line.strip()]
+    want = [float(tsv[z]["tilt_angle_deg"]) for z in order]
+    if [round(float(x[0]), 2) for x in tlt] != [round(a, 2) for a in want] or sorted(int(x[1]) for x in tlt) != list(range(1, len(order) + 1)):
+        problems.append(f"{name}_sorted_TLT.txt disagrees with the sorted stack")
+    rawtlt = [float(a) for a in (sdir / f"{name}_sorted.rawtlt").read_text().split()]
+    if len(rawtlt) != len(order) or any(abs(a - w) > 0.01 for a, w in zip(rawtlt, want)):
+        problems.append(f"{name}_sorted.rawtlt disagrees with the sorted stack")
+    S.interop_tables_checked += 1
 
 
 def _has_disk_options() -> bool:

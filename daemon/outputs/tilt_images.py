@@ -1,0 +1,78 @@
+"""Per-tilt images: one single-section MRC per tilt, with its even and odd halves, the layout
+RELION 5's MotionCorr job writes and its later tomography jobs read one by one::
+
+    OUT/SERIES/tilts/<movie stem, dots -> underscores>.mrc, ..._EVN.mrc, ..._ODD.mrc
+
+Characters other than letters, digits, ``_``, ``+`` and ``-`` in the stem also become ``_``, so the
+names are safe in the shell scripts and symlinks RELION makes from them. Each file is written
+atomically (core/atomic_write.py): a reader never sees half an image. The header is the MRC2014
+header of the growing stacks (mode 2, pixel size in the cell), one section.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from framewatch.core.atomic_write import atomic_write_bytes, remove_leftovers
+
+from framewatch.daemon.intake.naming import movie_stem
+from framewatch.daemon.outputs.stack import Stats, make_header
+
+TILTS_DIR = "tilts"
+SUFFIXES = ("", "_EVN", "_ODD")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_+-]")
+
+
+def tilt_image_stem(movie: str | Path) -> str:
+    """``TS_01_003_-6.0.tif`` -> ``TS_01_003_-6_0`` (RELION MotionCorr's naming, shell-safe)."""
+    return _UNSAFE.sub("_", movie_stem(movie)) or "tilt"
+
+
+def tilt_image_paths(series_dir: str | Path, movie: str | Path) -> tuple[Path, Path, Path]:
+    """(dose-weighted, even, odd) image paths of one movie."""
+    d = Path(series_dir) / TILTS_DIR
+    stem = tilt_image_stem(movie)
+    return tuple(d / f"{stem}{s}.mrc" for s in SUFFIXES)  # type: ignore[return-value]
+
+
+def mrc_image_bytes(image: np.ndarray, *, pixel_size_a: float, label: str = "framewatch") -> bytes:
+    """A whole MRC file holding the 2D ``image`` ``(ny, nx)`` as float32."""
+    a = np.ascontiguousarray(image, dtype="<f4")
+    if a.ndim != 2:
+        raise ValueError(f"a per-tilt image must be 2D (ny, nx), got shape {a.shape}")
+    stats = Stats()
+    stats.add(a)
+    header = make_header(nx=a.shape[1], ny=a.shape[0], nz=1, pixel_size_a=pixel_size_a, stats=stats, label=label)
+    return header.tobytes() + a.tobytes()
+
+
+def write_tilt_images(series_dir: str | Path, movie: str | Path, images, *, pixel_size_a: float) -> tuple[Path, Path, Path]:
+    """Write the dose-weighted, even and odd images ``(ny, nx)`` of one movie atomically."""
+    paths = tilt_image_paths(series_dir, movie)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    label = f"framewatch: {Path(movie).name}"
+    for path, image in zip(paths, images):
+        atomic_write_bytes(path, mrc_image_bytes(image, pixel_size_a=pixel_size_a, label=label))
+    return paths
+
+
+def remove_tilt_images(series_dir: str | Path, movie: str | Path) -> None:
+    for p in tilt_image_paths(series_dir, movie):
+        p.unlink(missing_ok=True)
+
+
+def tidy_tilt_images(series_dir: str | Path, movies) -> list[Path]:
+    """At start-up: remove the temporaries a crash left and images of movies not in ``movies``
+    (the done movies of the series: one that failed after its images were written leaves none)."""
+    d = Path(series_dir) / TILTS_DIR
+    if not d.is_dir():
+        return []
+    removed = remove_leftovers(d)
+    keep = {p.name for m in movies for p in tilt_image_paths(series_dir, m)}
+    for p in d.iterdir():
+        if p.is_file() and not p.name.startswith(".") and p.suffix == ".mrc" and p.name not in keep:
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
