@@ -6,10 +6,9 @@ A mixin of :class:`framewatch.daemon.pipeline.Daemon`.
 """
 from __future__ import annotations
 
-from framewatch.core.atomic_write import atomic_write_text
-
-from framewatch.daemon.outputs.series_outputs import SeriesPaths, records_of
+from framewatch.daemon.outputs.no_follow import atomic_write_text
 from framewatch.daemon.outputs.relion_tables import GLOBAL_TABLE, GlobalRow, RelionSettings, global_table, series_table
+from framewatch.daemon.outputs.series_outputs import SeriesPaths, records_of
 from framewatch.daemon.outputs.tilt_images import tidy_tilt_images
 
 

@@ -24,6 +24,8 @@ import os
 import stat
 from pathlib import Path
 
+from framewatch.core import atomic_write as core_atomic_write
+
 __all__ = ["LinkInOutputError", "check_not_link", "check_real_dir", "ensure_real_dir", "open_fd", "open_file"]
 
 
@@ -74,6 +76,7 @@ def ensure_real_dir(root: str | os.PathLike, directory: str | os.PathLike, *, mo
     rel = directory.relative_to(root)
     if ".." in rel.parts:
         raise ValueError(f"{directory} is not inside {root}")
+    root.mkdir(parents=True, exist_ok=True)  # OUT itself is the operator's choice
     here = root
     for part in rel.parts:
         here = here / part
@@ -107,3 +110,19 @@ def open_file(path: str | os.PathLike, mode: str, **kwargs):
     flags = {"rb": os.O_RDONLY, "r+b": os.O_RDWR, "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
              "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}[mode]
     return os.fdopen(open_fd(path, flags), mode, **kwargs)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """:func:`framewatch.core.atomic_write.atomic_write_bytes`, with a link planted at the working
+    name reported as :class:`LinkInOutputError` (the core writer opens it with ``O_NOFOLLOW``)."""
+    try:
+        core_atomic_write.atomic_write_bytes(path, data)
+    except OSError as err:
+        if err.errno == errno.ELOOP and not isinstance(err, LinkInOutputError):
+            raise LinkInOutputError(core_atomic_write.temp_name(path)) from None
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """UTF-8 text through :func:`atomic_write_bytes` (no newline translation)."""
+    atomic_write_bytes(path, text.encode("utf-8"))

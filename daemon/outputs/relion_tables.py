@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framewatch.core.star import star_loop, star_text
-
 from framewatch.daemon.outputs.tilt_images import tilt_image_paths
 
 GLOBAL_TABLE = "tilt_series.star"

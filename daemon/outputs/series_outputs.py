@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from framewatch.core.atomic_write import atomic_write_text
 from framewatch.daemon.outputs import stack
 from framewatch.daemon.outputs.angle_files import aretomo_tlt_text
-from framewatch.daemon.outputs.no_follow import check_not_link, check_real_dir, ensure_real_dir
+from framewatch.daemon.outputs.no_follow import atomic_write_text, check_not_link, check_real_dir, ensure_real_dir
 from framewatch.daemon.outputs.tilt_table import angles_text, mark_reacquired, sorted_records, tilt_record, tsv_text
 from framewatch.daemon.state import faults
 

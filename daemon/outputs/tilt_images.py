@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from framewatch.core.atomic_write import atomic_write_bytes, remove_leftovers
-
+from framewatch.core.atomic_write import remove_leftovers
 from framewatch.daemon.intake.naming import movie_stem
+from framewatch.daemon.outputs.no_follow import atomic_write_bytes, ensure_real_dir
+from framewatch.daemon.outputs.output_names import fit_name
 from framewatch.daemon.outputs.stack import Stats, make_header
 
 TILTS_DIR = "tilts"
@@ -27,7 +28,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_+-]")
 
 def tilt_image_stem(movie: str | Path) -> str:
     """``TS_01_003_-6.0.tif`` -> ``TS_01_003_-6_0`` (RELION MotionCorr's naming, shell-safe)."""
-    return _UNSAFE.sub("_", movie_stem(movie)) or "tilt"
+    # short enough for ".STEM_EVN.mrc.tmp" within a file system's 255-byte names (output_names.py)
+    return fit_name(_UNSAFE.sub("_", movie_stem(movie)) or "tilt", max_bytes=MAX_STEM_BYTES)
+
+
+MAX_STEM_BYTES = 200
 
 
 def tilt_image_paths(series_dir: str | Path, movie: str | Path) -> tuple[Path, Path, Path]:
@@ -51,7 +56,7 @@ def mrc_image_bytes(image: np.ndarray, *, pixel_size_a: float, label: str = "fra
 def write_tilt_images(series_dir: str | Path, movie: str | Path, images, *, pixel_size_a: float) -> tuple[Path, Path, Path]:
     """Write the dose-weighted, even and odd images ``(ny, nx)`` of one movie atomically."""
     paths = tilt_image_paths(series_dir, movie)
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    ensure_real_dir(series_dir, paths[0].parent)  # never through a link planted in OUT (no_follow.py)
     label = f"framewatch: {Path(movie).name}"
     for path, image in zip(paths, images):
         atomic_write_bytes(path, mrc_image_bytes(image, pixel_size_a=pixel_size_a, label=label))

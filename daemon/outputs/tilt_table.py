@@ -25,8 +25,6 @@ import re
 from pathlib import Path
 
 from framewatch.daemon.outputs.driftlog import STAT_KEYS
-from framewatch.daemon.outputs.no_follow import open_file
-from framewatch.daemon.outputs.stack import fsync_dir
 from framewatch.daemon.state.name_escape import shown
 
 TSV_COLUMNS = (

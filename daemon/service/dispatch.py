@@ -163,6 +163,7 @@ class Processing:
         images = (res["dose_weighted_sum"], res["even_sum"], res["odd_sum"])
         try:
             if self.cfg.output.per_tilt_images:  # first: a tilt in the stacks always has its images
+                paths.make_dir()  # OUT/SERIES checked for links first (no_follow.py)
                 write_tilt_images(paths.dir, row["path"], images, pixel_size_a=px)
             append_tilt(paths, z, images, pixel_size_a=px)
         except (OSError, ValueError, RuntimeError) as err:

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 
-from framewatch.daemon import cmd_tail
-from framewatch.daemon.cli import main
-from framewatch.daemon.plots import load_series
+from framewatch.daemon.commands import tail as cmd_tail
+from framewatch.daemon.commands.cli import main
+from framewatch.daemon.outputs.plots import load_series
 from framewatch.daemon.outputs.tilt_table import escape_field, read_tsv, tsv_text, unescape_field
 
 NAMES = ['q"x y_001_0.0.tif', "\x1b[2J\rTS_01_002_-3.0.tif", "tab\there_003_3.0.tif", "line\nfeed_004_6.0.tif",

@@ -12,8 +12,8 @@ import pytest
 import starfile
 
 from framewatch.core.atomic_write import atomic_write_text
-from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, records_of, write_sorted
 from framewatch.daemon.outputs.relion_tables import GLOBAL_TABLE, GlobalRow, RelionSettings, global_table, series_table, tomo_name
+from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, records_of, write_sorted
 from framewatch.daemon.outputs.tilt_images import tilt_image_paths, write_tilt_images
 
 ANGLES = [0.0, 3.0, -3.0, -6.0, 3.0, 6.0]  # z=4 re-acquires +3

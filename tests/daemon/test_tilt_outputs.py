@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from framewatch.daemon.config.configuration import Thresholds
-from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables, write_sorted
 from framewatch.daemon.outputs.quality import flag_reasons
+from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, repair_stacks, rewrite_tables, write_sorted
 from framewatch.daemon.outputs.tilt_table import read_tsv
 
 
