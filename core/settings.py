@@ -129,8 +129,10 @@ class CorrectionSettings:
             if self.patches != "auto":
                 raise SettingsError(f"patches {self.patches!r} is not 'auto' or two counts", fix=_PATCHES_FIX)
         else:
-            if len(self.patches) != 2 or not all(ranges.PATCHES_PER_AXIS.contains(p) for p in self.patches) or any(int(p) != p for p in self.patches):
-                raise SettingsError(f"patches {self.patches} must be two counts NX NY in {ranges.PATCHES_PER_AXIS.text()}", fix=_PATCHES_FIX)
+            if (len(self.patches) != 2 or not all(ranges.PATCHES_PER_AXIS.contains(p) for p in self.patches)
+                    or any(int(p) != p for p in self.patches)):
+                raise SettingsError(f"patches {self.patches} must be two counts NX NY in {ranges.PATCHES_PER_AXIS.text()}",
+                                    fix=_PATCHES_FIX)
             object.__setattr__(self, "patches", (int(self.patches[0]), int(self.patches[1])))
             if 1 in self.patches and max(self.patches) > 1:
                 raise SettingsError(f"patches {self.patches}: one patch along an axis measures no deformation there",

@@ -51,7 +51,8 @@ def test_every_gain_orientation_round_trips(tmp_path, rot, flip):
     sim = simulated(**SMALL, gain_rms=0.3)
     orientation = GainOrientation(rotate_ccw_90=rot, flip=flip)
     paths = write_simulation(sim, tmp_path / "m", movie_format="mrc", gain_orientation=orientation)
-    got = correct_movie_file(paths["movie"], settings=dataclasses.replace(SETTINGS, gain_orientation=orientation), gain=paths["gain"])
+    got = correct_movie_file(paths["movie"], settings=dataclasses.replace(SETTINGS, gain_orientation=orientation),
+                             gain=paths["gain"])
     want = correct_movie(sim.frames, gain=sim.gain, settings=SETTINGS)
     np.testing.assert_allclose(got.dose_weighted_sum, want.dose_weighted_sum, rtol=1e-5, atol=1e-4)
 

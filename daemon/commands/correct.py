@@ -29,7 +29,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("movie", metavar="MOVIE", help="movie file (.mrc, .mrcs, .tif, .tiff)")
-    p.add_argument("--out", required=True, metavar="PREFIX", help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
+    p.add_argument("--out", required=True, metavar="PREFIX",
+                   help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
     add_processing_arguments(p)
     p.add_argument("--unweighted", action="store_true", help="also write PREFIX_noDW.mrc, the plain aligned sum")
     p.add_argument("--star", action="store_true",

@@ -68,10 +68,13 @@ def run(args: argparse.Namespace, *, stream=None) -> int:
     cfg = base / "framewatch.toml"
     cfg.write_text(CONFIG.format(px=px, quiet=max(3.0, 2 * args.tilt_interval)))
     print(f"framewatch demo in {base}", file=stream)
-    print(f"  acquisition: {acq_dir}  (simulated: {args.tilts} tilts, {args.frames} frames of {args.size} x {args.size} px)", file=stream)
-    print(f"  daemon:      framewatch watch {acq_dir} --out {out_dir} --state {state_dir} --config {cfg}", file=stream, flush=True)
+    print(f"  acquisition: {acq_dir}  (simulated: {args.tilts} tilts, {args.frames} frames of {args.size} x {args.size} px)",
+          file=stream)
+    print(f"  daemon:      framewatch watch {acq_dir} --out {out_dir} --state {state_dir} --config {cfg}",
+          file=stream, flush=True)
     log_file = open(base / "daemon.log", "ab")
-    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(acq_dir), "--out", str(out_dir), "--state", str(state_dir), "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(acq_dir), "--out", str(out_dir),
+           "--state", str(state_dir), "--config", str(cfg)]
     daemon = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     acq = Acquisition(acq_dir, n_tilts=args.tilts, step_deg=args.step, shape=(args.size, args.size), n_frames=args.frames,
                       pixel_size_a=px, frame_interval_s=args.frame_interval, tilt_interval_s=args.tilt_interval)

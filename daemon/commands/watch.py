@@ -20,17 +20,24 @@ def register(subparsers) -> None:
         "WATCH_DIR and OUT may come from the configuration ([watch] dir, [output] dir). "
         "Signals: TERM/INT stop cleanly (exit 0), HUP reloads the configuration.",
     )
-    p.add_argument("watch_dir", nargs="?", metavar="WATCH_DIR", help="directory the acquisition software writes movies to (default: [watch] dir)")
+    p.add_argument("watch_dir", nargs="?", metavar="WATCH_DIR",
+                   help="directory the acquisition software writes movies to (default: [watch] dir)")
     p.add_argument("--out", metavar="OUT", help="output directory (default: [output] dir)")
-    p.add_argument("--state", metavar="STATE", help="journal directory (default: [output] state_dir, else $STATE_DIRECTORY, else ~/.local/state/framewatch/<OUT>)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration (every option: config.example.toml; check it with `framewatch check-config FILE`)")
+    p.add_argument("--state", metavar="STATE",
+                   help="journal directory (default: [output] state_dir, else $STATE_DIRECTORY, "
+                        "else ~/.local/state/framewatch/<OUT>)")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML configuration (every option: config.example.toml; check it with `framewatch check-config FILE`)")
     g = p.add_argument_group("watching and scheduling (override the configuration)")
     g.add_argument("--scan-period", type=float, metavar="S", help="seconds between full scans (default 3)")
     g.add_argument("--no-inotify", action="store_true", default=None, help="scan only (e.g. on network shares)")
-    g.add_argument("--settle", type=float, metavar="S", help="seconds a file must stay unchanged when no other signal says it is complete (default 10)")
+    g.add_argument("--settle", type=float, metavar="S",
+                   help="seconds a file must stay unchanged when no other signal says it is complete (default 10)")
     g.add_argument("--workers", type=int, metavar="N", help="worker processes (default 1)")
-    g.add_argument("--newest-first", type=int, metavar="N", help="take the newest movie first when more than N wait (default: off)")
-    g.add_argument("--series-idle", type=float, metavar="S", help="a series with no new tilt for S seconds is complete (default 300)")
+    g.add_argument("--newest-first", type=int, metavar="N",
+                   help="take the newest movie first when more than N wait (default: off)")
+    g.add_argument("--series-idle", type=float, metavar="S",
+                   help="a series with no new tilt for S seconds is complete (default 300)")
     g.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics here (default: [metrics] address; off)")
     g.add_argument("--dask-address", metavar="ADDRESS",
                    help="correct on the Dask cluster of this scheduler (tcp://HOST:8786): sets [scheduler] backend = \"dask\" "

@@ -391,7 +391,8 @@ def validate(cfg: DaemonConfig) -> None:
             check_range(name, f.name, getattr(getattr(cfg, name), f.name), src)
     o = cfg.output
     need(o.spherical_aberration_mm >= 0, "[output] spherical_aberration_mm", f"= {o.spherical_aberration_mm:g} must be >= 0 (mm)")
-    need(0 <= o.amplitude_contrast < 1, "[output] amplitude_contrast", f"= {o.amplitude_contrast:g} must be >= 0 and < 1 (a fraction)")
+    need(0 <= o.amplitude_contrast < 1, "[output] amplitude_contrast",
+         f"= {o.amplitude_contrast:g} must be >= 0 and < 1 (a fraction)")
     need(o.tomo_hand in (-1, 1), "[output] tomo_hand", f"= {o.tomo_hand} must be -1 or 1 (RELION's rlnTomoHand)")
     need(o.tilt_axis_deg is None or -360 <= o.tilt_axis_deg <= 360, "[output] tilt_axis_deg",
          f"= {o.tilt_axis_deg} must be an angle in degrees (-360 to 360)")
@@ -399,8 +400,10 @@ def validate(cfg: DaemonConfig) -> None:
          'e.g. optics_group = "opticsGroup1"')
     if o.relion_project_dir:
         need(Path(o.relion_project_dir).expanduser().is_dir(), "[output] relion_project_dir",
-             f"= {o.relion_project_dir!r}: no such directory", "create the RELION project directory first, or leave the key out (= OUT)")
-    need(cfg.log.format in ("auto", "json", "console"), "[log] format", f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
+             f"= {o.relion_project_dir!r}: no such directory",
+             "create the RELION project directory first, or leave the key out (= OUT)")
+    need(cfg.log.format in ("auto", "json", "console"), "[log] format",
+         f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
     if cfg.metrics.address:
         from framewatch.daemon.service.metrics import parse_address
 

@@ -116,7 +116,8 @@ class Intake:
                 return
             if row["state"] == "done":
                 if fin is None or fin != ident:
-                    self.log.event("movie_changed_after_done", level="warning", movie=path, series=self._series_name(row), z=row["z"],
+                    self.log.event("movie_changed_after_done", level="warning", movie=path, series=self._series_name(row),
+                                   z=row["z"],
                                    note="not processed again; its section stays as it was")
                 self.final[path] = ident
                 return
@@ -193,7 +194,8 @@ class Intake:
         if d.state == "broken":
             del self.cands[cand.path]
             sid = self._series_of_unready(path, st)
-            self.journal.update(cand.row_id, state="failed", error=d.reason, size=st.st_size, mtime_ns=st.st_mtime_ns, series_id=sid, complete_at=None)
+            self.journal.update(cand.row_id, state="failed", error=d.reason, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                series_id=sid, complete_at=None)
             self._log_failed(self.journal.get(cand.row_id), "readiness", d.reason)
             self.final[cand.path] = (st.st_size, st.st_mtime_ns)
             return

@@ -86,7 +86,8 @@ def probe_mrc(path: Path, size: int, *, root=None) -> Probe:
     if nz == 0:
         return Probe("mrc", size, n_frames=0, header_frames=0, problem="MRC header says 0 frames")
     if size > expected:
-        return Probe("mrc", size, n_frames=min(present, nz), header_frames=nz, problem=f"file is {size - expected} bytes longer than its header's {nz} frames")
+        return Probe("mrc", size, n_frames=min(present, nz), header_frames=nz,
+                     problem=f"file is {size - expected} bytes longer than its header's {nz} frames")
     return Probe("mrc", size, n_frames=min(present, nz), header_frames=nz, complete_by_format=size == expected,
                  problem=None if size == expected else f"truncated: the header says {nz} frames, the file holds {present}")
 
@@ -217,7 +218,8 @@ def decide(
     fm, fm_frames, fm_problem = frame_mdoc if frame_mdoc is not None else frame_mdoc_frames(path)
     # (a) frame mdoc
     if fm is not None and fm_frames is not None:
-        if probe.n_frames == fm_frames and probe.problem is None and probe.last_page_ok is not False and (probe.fmt != "mrc" or probe.complete_by_format):
+        if (probe.n_frames == fm_frames and probe.problem is None and probe.last_page_ok is not False
+                and (probe.fmt != "mrc" or probe.complete_by_format)):
             return Decision("ready", "frame_mdoc", n_frames=probe.n_frames)
         if settled:
             why = probe.problem or f"the file has {probe.n_frames} frames, {fm.name} says NumSubFrames = {fm_frames}"
@@ -228,7 +230,9 @@ def decide(
         if probe.complete_by_format:
             if expected_frames is not None and probe.n_frames != expected_frames:
                 if settled:
-                    return Decision("broken", reason=f"the file has {probe.n_frames} frames, the {expected_source} says {expected_frames}", n_frames=probe.n_frames)
+                    return Decision("broken",
+                                    reason=f"the file has {probe.n_frames} frames, the {expected_source} says {expected_frames}",
+                                    n_frames=probe.n_frames)
                 return Decision("wait", reason="frame count differs from the mdoc")
             return Decision("ready", "mrc_size", n_frames=probe.n_frames)
         if settled:
@@ -240,9 +244,12 @@ def decide(
             if probe.n_frames == expected_frames:
                 return Decision("ready", "tiff_expected_pages", n_frames=probe.n_frames)
             if settled:
-                return Decision("broken", reason=f"the file has {probe.n_frames} frames, the {expected_source} says {expected_frames}", n_frames=probe.n_frames)
+                return Decision("broken",
+                                reason=f"the file has {probe.n_frames} frames, the {expected_source} says {expected_frames}",
+                                n_frames=probe.n_frames)
             return Decision("wait", reason=f"{probe.n_frames} of {expected_frames} pages")
-        if good and obs.pages_since is not None and now - obs.pages_since >= tiff_stable_s and obs.stable_for(now) >= tiff_stable_s:
+        if (good and obs.pages_since is not None and now - obs.pages_since >= tiff_stable_s
+                and obs.stable_for(now) >= tiff_stable_s):
             return Decision("ready", "tiff_pages_stable", n_frames=probe.n_frames)
         if settled:
             if good:

@@ -87,7 +87,8 @@ TILT_KEYS = (
 )
 
 EVENT_KEYS: dict[str, tuple[str, ...]] = {
-    "daemon_started": ("version", "pid", "watch_dir", "out_dir", "state_dir", "backend", "scan_period_s", "workers", "settings_hash", "output_dir"),
+    "daemon_started": ("version", "pid", "watch_dir", "out_dir", "state_dir", "backend", "scan_period_s", "workers",
+                       "settings_hash", "output_dir"),
     "daemon_ready": ("warmup_s", "known_movies", "resumed_movies", "backend", "scan_period_s"),
     "daemon_stopping": ("reason", "in_flight"),
     "daemon_stopped": ("reason", "uptime_s"),

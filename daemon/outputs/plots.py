@@ -119,7 +119,8 @@ def load_series(series_dir: str | Path, *, log_path: str | Path | None = None) -
     series_dir = Path(series_dir)
     tsv = series_dir / f"{series_dir.name}.tilts.tsv"
     if not tsv.is_file():
-        raise FramewatchError("no tilt table here", path=tsv, fix="give a series directory OUT/SERIES written by `framewatch watch`")
+        raise FramewatchError("no tilt table here", path=tsv,
+                              fix="give a series directory OUT/SERIES written by `framewatch watch`")
     records = [normalise_record(r) for r in read_tsv(tsv)]
     log = Path(log_path) if log_path else _find_log(series_dir)
     trajectories = trajectories_from_log(log, series_dir) if log is not None and log.is_file() else {}
@@ -150,7 +151,8 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     angle = np.array([r["tilt_angle_deg"] for r in recs])
     order = np.array([r["acquisition_index"] if math.isfinite(r["acquisition_index"]) else r["z"] for r in recs])
     flagged = np.array([bool(r["flags"]) for r in recs], dtype=bool)
-    series = (("total_motion_a", "total", "C0", "o"), ("early_motion_a", "early", "C1", "s"), ("late_motion_a", "late", "C2", "^"))
+    series = (("total_motion_a", "total", "C0", "o"), ("early_motion_a", "early", "C1", "s"),
+              ("late_motion_a", "late", "C2", "^"))
     limits = {"total_motion_a": "total_motion_a", "early_motion_a": "early_motion_a", "late_motion_a": "late_motion_a"}
 
     for ax, x, xlabel, join in ((ax_angle, angle, "tilt angle (deg)", False), (ax_order, order, "acquisition order", True)):

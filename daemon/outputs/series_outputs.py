@@ -99,7 +99,8 @@ class SeriesPaths:
         return self._p("_sorted.rawtlt")
 
 
-def append_tilt(paths: SeriesPaths, z_expected: int, images: tuple[np.ndarray, np.ndarray, np.ndarray], *, pixel_size_a: float) -> int:
+def append_tilt(paths: SeriesPaths, z_expected: int, images: tuple[np.ndarray, np.ndarray, np.ndarray], *,
+                pixel_size_a: float) -> int:
     """Append the dose-weighted, even and odd sums as section ``z_expected`` of the three stacks."""
     paths.make_dir()
     for path in paths.stacks:

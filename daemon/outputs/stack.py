@@ -182,7 +182,8 @@ def _write_stack_file(tmp: Path, sections, pixel_size_a: float, label: str) -> i
     return nz
 
 
-def append_section(path: str | Path, image: np.ndarray, *, pixel_size_a: float, label: str = "framewatch", grace_s: float = 0.0) -> int:
+def append_section(path: str | Path, image: np.ndarray, *, pixel_size_a: float, label: str = "framewatch",
+                   grace_s: float = 0.0) -> int:
     """Append one (ny, nx) section; returns its 0-based z. Crash-safe as the module describes."""
     return append_sections([(Path(path), image)], pixel_size_a=pixel_size_a, label=label, grace_s=grace_s)[0]
 

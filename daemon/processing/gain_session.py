@@ -63,7 +63,8 @@ class SessionGainOrientation:
             saved = daemon.journal.meta(self.key)
             if saved:
                 o = json.loads(saved)["orientation"]
-                self.orientation = GainOrientation(rotate_ccw_90=int(o["rotate_ccw_90"]), flip=o["flip"], invert=bool(o["invert"]))
+                self.orientation = GainOrientation(rotate_ccw_90=int(o["rotate_ccw_90"]), flip=o["flip"],
+                                                   invert=bool(o["invert"]))
 
     @property
     def key(self) -> str:

@@ -121,10 +121,12 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         fmt = self.cfg.log.format
         self.oplog = operational_logger(self._stdout, json=None if fmt == "auto" else fmt == "json")
         try:
-            self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog, spill=self.state_dir / "framewatch.jsonl.pending")
+            self.log = DriftLog(self.out_dir / "framewatch.jsonl", echo=self.oplog,
+                                spill=self.state_dir / "framewatch.jsonl.pending")
         except OSError as err:  # e.g. a link planted at OUT/framewatch.jsonl (opened with O_NOFOLLOW)
             raise FramewatchError(f"cannot open the drift log: {err.strerror}", path=self.out_dir / "framewatch.jsonl",
-                                  fix="it must be a regular file written by framewatch (remove a link or anything else there)") from None
+                                  fix="it must be a regular file written by framewatch "
+                                      "(remove a link or anything else there)") from None
         self._setup_service()
         self.hash = self.opts.settings_hash()
         self.out_set, new_set = self.journal.output_set(self.hash, self.opts.identity())
@@ -172,7 +174,8 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
             output_dir=str(self.set_dir),
         )
         self.log.event("output_set", settings_hash=self.hash, output_dir=str(self.set_dir), new=new_set,
-                       **({"note": "settings differ from the first run: outputs go to this separate directory"} if self.out_set else {}))
+                       **({"note": "settings differ from the first run: outputs go to this separate directory"}
+                          if self.out_set else {}))
 
     def _recover(self) -> int:
         """Resume after a restart; returns the number of movies to redo."""
@@ -181,7 +184,8 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         for row in j.in_state("processing", settings_hash=self.hash):
             n = row["interruptions"] + 1
             if n >= self.cfg.watch.max_interruptions:
-                j.update(row["id"], state="failed", interruptions=n, error=f"interrupted {n} times while being processed (daemon killed or crashed)")
+                j.update(row["id"], state="failed", interruptions=n,
+                         error=f"interrupted {n} times while being processed (daemon killed or crashed)")
                 self._log_failed(row, "processing", f"interrupted {n} times while being processed (daemon killed or crashed)")
             else:
                 j.update(row["id"], state="seen", interruptions=n)
@@ -199,7 +203,8 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
                 continue
             for path, count, what in actions:
                 if what not in ("ok",):
-                    self.log.event("stack_repaired", level="warning", series=s["name"], stack=str(path), sections=count, action=what)
+                    self.log.event("stack_repaired", level="warning", series=s["name"], stack=str(path), sections=count,
+                                   action=what)
             if n_now < n:
                 for row in j.sections(s["id"]):
                     if row["z"] >= n_now:
@@ -435,7 +440,8 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         if service is not None:
             service.close()
         if hasattr(self, "log"):
-            self.log.event("daemon_stopped", reason=getattr(self, "_stop_reason", "signal"), uptime_s=round(time.time() - self.started, 3))
+            self.log.event("daemon_stopped", reason=getattr(self, "_stop_reason", "signal"),
+                           uptime_s=round(time.time() - self.started, 3))
             self.log.close()
         if hasattr(self, "journal"):
             self.journal.close()

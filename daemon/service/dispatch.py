@@ -111,7 +111,8 @@ class Processing:
                 if res.get("retryable") and attempts < self.cfg.watch.max_attempts:
                     delay = self.cfg.watch.retry_backoff_s * 2 ** (attempts - 1)
                     self.journal.update(mid, state="seen", attempts=attempts, error=res["error"])
-                    self.log.event("movie_retry", level="warning", movie=row["path"], attempt=attempts, retry_in_s=delay, reason=res["error"])
+                    self.log.event("movie_retry", level="warning", movie=row["path"], attempt=attempts, retry_in_s=delay,
+                                   reason=res["error"])
                     self._retrack(row, now, delay=delay)
                 else:
                     self.journal.update(mid, state="failed", attempts=attempts, error=res["error"])
@@ -271,7 +272,8 @@ class Processing:
             note = ("written again as soon as there is room" if no_room(err) else
                     "written again as soon as the output directory is writable" if transient(err) else
                     "not written until the cause is removed")
-            self.log.event("output_write_failed", level="warning", series=s["name"], what=what, reason=f"{type(err).__name__}: {err}",
+            self.log.event("output_write_failed", level="warning", series=s["name"], what=what,
+                           reason=f"{type(err).__name__}: {err}",
                            note=note)
 
     def _output_ok(self, s: dict, what: str) -> None:

@@ -17,14 +17,16 @@ class Events:
         return self.journal.series(row["series_id"])["name"]
 
     def _log_series_started(self, s: dict, info) -> None:
-        self.log.event("series_started", series=s["name"], output_dir=str(self.out_dir / s["out_rel"]), grouping=info.grouping, mdoc=info.mdoc_path)
+        self.log.event("series_started", series=s["name"], output_dir=str(self.out_dir / s["out_rel"]), grouping=info.grouping,
+                       mdoc=info.mdoc_path)
 
     def _log_failed(self, row: dict, stage: str, reason: str, *, replayed: bool = False) -> None:
         """The ``movie_failed`` line of a movie the journal has just recorded failed; the journal
         notes the stage first and that the line is written after (see :meth:`_replay_lost_lines`)."""
         self.journal.update(row["id"], fail_stage=stage)
         faults.checkpoint("before_failed_logged")
-        self.log.event("movie_failed", level="error", movie=row["path"], series=self._series_name(row), stage=stage, reason=reason,
+        self.log.event("movie_failed", level="error", movie=row["path"], series=self._series_name(row), stage=stage,
+                       reason=reason,
                        attempts=row.get("attempts", 0), **({"replayed": True} if replayed else {}))
         faults.checkpoint("after_failed_logged")
         self.journal.update(row["id"], logged=1)
@@ -75,7 +77,8 @@ class Events:
             dose_per_frame_e_per_a2=res["dose_per_frame_e_per_a2"],
             prior_dose_e_per_a2=res["prior_dose_e_per_a2"],
             prior_dose_rule=res["prior_dose_rule"],
-            sources={**res["sources"], "tilt_angle": row["info"]["tilt"]["angle_source"], "acquisition_order": row["info"]["tilt"]["order_source"]},
+            sources={**res["sources"], "tilt_angle": row["info"]["tilt"]["angle_source"],
+                     "acquisition_order": row["info"]["tilt"]["order_source"]},
             **{k: stats.get(k) for k in dict.fromkeys([*STAT_KEYS, *stats])},
             max_frame_shift_a=rec["max_frame_shift_a"],
             flags=flags,
@@ -95,7 +98,8 @@ class Events:
         self.log.event("tilt_corrected", **kw)
         threshold_flags = [f for f in (row.get("flags") or []) if f not in ("angle_unknown",)]
         if threshold_flags or reacquired:
-            self.log.event("tilt_flagged", level="warning", series=s["name"], output_dir=str(paths.dir), z=row["z"], movie=row["path"],
+            self.log.event("tilt_flagged", level="warning", series=s["name"], output_dir=str(paths.dir), z=row["z"],
+                           movie=row["path"],
                            tilt_angle_deg=row["angle_deg"], reasons=[f for f in flags if f != "angle_unknown"])
 
     def _log_mdoc_warnings(self) -> None:

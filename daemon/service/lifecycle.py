@@ -155,7 +155,8 @@ class Service:
         if self.unhealthy:
             parts.append(f"UNHEALTHY: {self.unhealthy}")
         if self.disk.paused and self.disk.last is not None:
-            parts.append(f"PAUSED: output disk {_fmt_gb(self.disk.last.free_bytes)} free < floor {_fmt_gb(self.disk.floor_bytes)}")
+            parts.append(f"PAUSED: output disk {_fmt_gb(self.disk.last.free_bytes)} free "
+                         f"< floor {_fmt_gb(self.disk.floor_bytes)}")
         parts.append(f"{queued} queued, {processing} processing, {watching} watching")
         parts.append(self.last_tilt or "no tilt yet")
         return "; ".join(parts)

@@ -79,7 +79,8 @@ def parse_address(text: str) -> tuple[str, int]:
             ipaddress.ip_address(host)
         except ValueError:
             raise SettingsError(f"[metrics] address {text!r}: {host!r} is not an IP address",
-                                fix="give 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or an address of this machine") from None
+                                fix="give 127.0.0.1 (this machine only), 0.0.0.0 (every interface) "
+                                    "or an address of this machine") from None
     return host, port
 
 
@@ -122,7 +123,8 @@ class Metrics:
                      buckets=LAG_BUCKETS_S, registry=reg)
         self.correction = H("framewatch_correction_seconds", "Time a worker spent on one movie (read and correct).",
                             buckets=CORRECTION_BUCKETS_S, registry=reg)
-        self.series_tilts = G("framewatch_series_tilts_done", "Sections in the stacks of a tilt series.", ["series"], registry=reg)
+        self.series_tilts = G("framewatch_series_tilts_done", "Sections in the stacks of a tilt series.", ["series"],
+                              registry=reg)
         self.last_total = G("framewatch_last_tilt_total_motion_angstrom", "Total motion of the last tilt appended.", registry=reg)
         self.last_early = G("framewatch_last_tilt_early_motion_angstrom", "Early motion of the last tilt appended.", registry=reg)
         self.last_frc = G("framewatch_last_tilt_frc_0_143_angstrom",

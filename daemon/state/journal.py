@@ -265,11 +265,13 @@ class Journal:
 
     def sections(self, series_id: int) -> list[dict]:
         """Done movies of a series in section order."""
-        rows = self.db.execute("SELECT * FROM movies WHERE series_id = ? AND state = 'done' AND z IS NOT NULL ORDER BY z", (series_id,))
+        rows = self.db.execute("SELECT * FROM movies WHERE series_id = ? AND state = 'done' AND z IS NOT NULL ORDER BY z",
+                               (series_id,))
         return [_row(r) for r in rows]
 
     def n_sections(self, series_id: int) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM movies WHERE series_id = ? AND state = 'done' AND z IS NOT NULL", (series_id,)).fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM movies WHERE series_id = ? AND state = 'done' AND z IS NOT NULL",
+                               (series_id,)).fetchone()[0]
 
     def series_movies(self, series_id: int) -> list[dict]:
         return [_row(r) for r in self.db.execute("SELECT * FROM movies WHERE series_id = ? ORDER BY id", (series_id,))]
@@ -278,7 +280,8 @@ class Journal:
         """One transaction: the movie is done with section ``z``."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.update(movie_id, state="done", z=z, stats_json=stats, flags_json=flags, timings_json=timings, info_json=info, done_at=now, error=None)
+            self.update(movie_id, state="done", z=z, stats_json=stats, flags_json=flags, timings_json=timings, info_json=info,
+                        done_at=now, error=None)
             sid = self.get(movie_id)["series_id"]
             self.db.execute("UPDATE series SET last_tilt_at = ? WHERE id = ?", (now, sid))
             self.db.execute("COMMIT")

@@ -74,7 +74,8 @@ class DaemonProc:
             env["FRAMEWATCH_PAUSE_DIR"] = str(self.base / "pause")
         self.runs += 1
         stdout = open(self.base / f"daemon-{self.runs}.out", "wb")
-        cmd = [*self.prefix, sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(self.acq), "--out", str(self.out),
+        cmd = [*self.prefix, sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(self.acq),
+               "--out", str(self.out),
                "--state", str(self.state), "--config", str(self.config), *extra]
         self.proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT, env=env, preexec_fn=self.preexec_fn)
         stdout.close()
@@ -191,7 +192,8 @@ def add_section(acq, name, angle, index, frames=8):
 
     when = (acq.clock_start + datetime.timedelta(seconds=acq.tilt_period_s * index)).strftime("%d-%b-%y  %H:%M:%S")
     with open(acq.mdoc_path, "a") as f:
-        f.write(f"[ZValue = {acq._z}]\nTiltAngle = {angle}\nExposureDose = 3\nTargetDefocus = -3.5\nSubFramePath = D:\\x\\{name}\n"
+        f.write(f"[ZValue = {acq._z}]\nTiltAngle = {angle}\nExposureDose = 3\nTargetDefocus = -3.5\n"
+                f"SubFramePath = D:\\x\\{name}\n"
                 f"NumSubFrames = {frames}\nDateTime = {when}\n\n")
     acq._z += 1
 
@@ -214,7 +216,8 @@ def mount_tmpfs(directory: Path, size_mb: int) -> str | None:
     """Mount a tmpfs of ``size_mb`` on ``directory`` (a small output disk); None when done, else
     why it could not be (not root, no mount in a container ...)."""
     directory.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(directory)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(directory)], capture_output=True,
+                       text=True)
     return None if r.returncode == 0 else f"mount -t tmpfs failed: {(r.stderr or r.stdout).strip()[:200]}"
 
 
@@ -311,7 +314,8 @@ def verify_series(d: DaemonProc, acq, good, *, dose_per_tilt: float, px: float =
     assert [int(t["z"]) for t in tsv] == list(range(len(good)))
     for t, m in zip(tsv, by_index):
         assert float(t["prior_dose_e_per_a2"]) == pytest.approx(dose_per_tilt * m.index)
-        assert t["prior_dose_rule"] in ("sum of earlier ExposureDose", "mdoc PriorRecordDose", "acquisition index x dose per tilt")
+        assert t["prior_dose_rule"] in ("sum of earlier ExposureDose", "mdoc PriorRecordDose",
+                                        "acquisition index x dose per tilt")
         assert float(t["dose_e_per_a2"]) == pytest.approx(dose_per_tilt)
         assert float(t["tilt_angle_deg"]) == pytest.approx(m.angle_deg, abs=0.01)
         assert t["movie"] == m.path.name
@@ -367,10 +371,13 @@ def check_interop_outputs(out: Path, series: str, done: list[dict], kept: list[t
         df = starfile.read(g["rlnTomoTiltSeriesStarFile"], always_dict=True)[g["rlnTomoName"]]
         kept_z = sorted(z for _, z in kept)  # acquisition order = z order here
         assert len(df) == len(kept_z)
-        assert list(df["rlnTomoNominalStageTiltAngle"]) == pytest.approx([float(tsv_by_z[z]["tilt_angle_deg"]) for z in kept_z], abs=1e-4)
-        assert list(df["rlnMicrographPreExposure"]) == pytest.approx([float(tsv_by_z[z]["prior_dose_e_per_a2"]) for z in kept_z], rel=1e-5)
+        assert list(df["rlnTomoNominalStageTiltAngle"]) == pytest.approx([float(tsv_by_z[z]["tilt_angle_deg"]) for z in kept_z],
+                                                                          abs=1e-4)
+        assert list(df["rlnMicrographPreExposure"]) == pytest.approx([float(tsv_by_z[z]["prior_dose_e_per_a2"]) for z in kept_z],
+                                                                      rel=1e-5)
         assert list(df["rlnAccumMotionTotal"]) == pytest.approx([float(tsv_by_z[z]["total_motion_a"]) for z in kept_z], rel=1e-4)
-        assert list(df["rlnAccumMotionEarly"]) == pytest.approx([float(tsv_by_z[z]["relion_early_motion_a"]) for z in kept_z], rel=1e-4)
+        assert list(df["rlnAccumMotionEarly"]) == pytest.approx([float(tsv_by_z[z]["relion_early_motion_a"]) for z in kept_z],
+                                                                 rel=1e-4)
         if any((r["info"]["tilt"] or {}).get("mdoc_path") for r in done):
             assert set(df["rlnTomoNominalTiltAxisAngle"]) == {85.3}  # the mdoc title of the simulated acquisition
         assert "rlnTomoNominalDefocus" not in df or (df["rlnTomoNominalDefocus"] != 0).all()

@@ -91,7 +91,8 @@ def test_check_config_validates_series_patterns_as_start_up_does(tmp_path, capsy
     assert "[series] patterns[0]" in err and expect in err, err
     # start-up says the same, without a traceback
     (tmp_path / "w").mkdir()
-    p = subprocess.run([sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(tmp_path / "w"), "--out", str(tmp_path / "o"),
+    p = subprocess.run([sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(tmp_path / "w"),
+                        "--out", str(tmp_path / "o"),
                         "--state", str(tmp_path / "s"), "--config", str(tmp_path / "fw.toml")],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and expect in p.stderr and "Traceback" not in p.stderr, p.stderr[-2000:]

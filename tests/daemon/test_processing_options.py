@@ -77,7 +77,8 @@ def test_missing_values_explained(argv):
 
 
 def test_config_and_precedence():
-    cfg = {"processing": {"pixel_size_a": 2.0, "dose_per_tilt_e_per_a2": 4.0, "voltage_kv": 200, "patches": [3, 3], "gain_flip": "y"}}
+    cfg = {"processing": {"pixel_size_a": 2.0, "dose_per_tilt_e_per_a2": 4.0, "voltage_kv": 200, "patches": [3, 3],
+                          "gain_flip": "y"}}
     o = processing_options_from_args(parse(), cfg)
     assert o.pixel_size_a == 2.0 and o.dose_per_frame_for(8) == pytest.approx(0.5) and o.patches == (3, 3)
     assert o.source_of("pixel_size_a") == "config"
@@ -89,7 +90,8 @@ def test_config_and_precedence():
 
 @pytest.mark.parametrize(
     "table",
-    [{"pixel_size": 1}, {"pixel_size_a": -1}, {"dose_per_frame_e_per_a2": 0}, {"dose_per_frame_e_per_a2": 1, "dose_per_tilt_e_per_a2": 2},
+    [{"pixel_size": 1}, {"pixel_size_a": -1}, {"dose_per_frame_e_per_a2": 0},
+     {"dose_per_frame_e_per_a2": 1, "dose_per_tilt_e_per_a2": 2},
      {"threads": -1}, {"gain_rot": 5}, {"gain_flip": "z"}, {"pixel_size_a": "abc"}],
 )
 def test_bad_config(table):

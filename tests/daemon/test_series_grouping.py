@@ -98,13 +98,15 @@ def test_acquisition_order_by_datetime_not_zvalue(tmp_path):
     assert r.dose_per_frame_e_per_a2 == pytest.approx(0.2) and r.sources["dose"] == "mdoc ExposureDose"
     assert r.voltage_kv == 200 and r.sources["voltage_kv"] == "mdoc"
     # explicit wins over the mdoc; --prior-dose is the dose before the series
-    r = resolve(idx.tilt_info(tmp_path / "a.tif", mtime=0.0), opts("--pixel-size-a", "1", "--dose-per-frame", "0.5", "--voltage-kv", "300", "--prior-dose", "10"), n_frames=10)
+    r = resolve(idx.tilt_info(tmp_path / "a.tif", mtime=0.0),
+                opts("--pixel-size-a", "1", "--dose-per-frame", "0.5", "--voltage-kv", "300", "--prior-dose", "10"), n_frames=10)
     assert r.dose_per_frame_e_per_a2 == 0.5 and r.voltage_kv == 300 and r.sources["voltage_kv"] == "command line"
     assert r.prior_dose_e_per_a2 == pytest.approx(17.0) and r.prior_dose_rule == RULE_SUM + " + --prior-dose"
 
 
 def test_prior_record_dose_wins(tmp_path):
-    write_mdoc(tmp_path / "ts.mdoc", [sec("a.tif", 0, "14-Mar-25  09:00:00", dose=3, prior=0), sec("b.tif", 3, "14-Mar-25  09:01:00", dose=3, prior=5.5)])
+    write_mdoc(tmp_path / "ts.mdoc", [sec("a.tif", 0, "14-Mar-25  09:00:00", dose=3, prior=0),
+                                      sec("b.tif", 3, "14-Mar-25  09:01:00", dose=3, prior=5.5)])
     idx = SeriesIndex()
     idx.note_mdoc(tmp_path / "ts.mdoc", 0.0)
     r = resolve(idx.tilt_info(tmp_path / "b.tif", mtime=0.0), opts("--pixel-size-a", "1"), n_frames=10)

@@ -16,14 +16,17 @@ def test_rows():
     assert row.split() == ["TS_01", "3", "-6.0", "7.12", "0.00", "7.12", "2.50", "8.4", "ok"]
     flagged = cmd_tail.format_line({**TILT, "flags": ["total motion 20.00 A > 15 A"]}, color=True)
     assert "\033[31mtotal motion 20.00 A > 15 A\033[0m" in flagged
-    assert "failed" in cmd_tail.format_line({"event": "movie_failed", "movie": "/a/b.tif", "reason": "empty file", "series": "TS_01"}, color=False)
-    assert "complete" in cmd_tail.format_line({"event": "series_completed", "series": "TS_01", "reason": "mdoc", "n_tilts": 3}, color=False)
+    assert "failed" in cmd_tail.format_line({"event": "movie_failed", "movie": "/a/b.tif", "reason": "empty file",
+                                             "series": "TS_01"}, color=False)
+    assert "complete" in cmd_tail.format_line({"event": "series_completed", "series": "TS_01", "reason": "mdoc", "n_tilts": 3},
+                                              color=False)
     assert cmd_tail.format_line({"event": "backlog"}, color=False) is None
 
 
 def test_once_via_cli(tmp_path, capsys):
     log = tmp_path / "framewatch.jsonl"
-    log.write_text(json.dumps({"event": "daemon_ready"}) + "\n" + json.dumps(TILT) + "\n" + '{"event": "tilt_corr')  # torn last line
+    # torn last line
+    log.write_text(json.dumps({"event": "daemon_ready"}) + "\n" + json.dumps(TILT) + "\n" + '{"event": "tilt_corr')
     assert main(["tail", str(tmp_path), "--once"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:3] == ["series", "z", "angle"]

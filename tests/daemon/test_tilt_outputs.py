@@ -18,13 +18,15 @@ def row(z, angle, *, stats=None):
         "acq_time": 1.7e9 + 45 * z,
         "n_frames": 8,
         "info": {
-            "tilt": {"angle_source": "mdoc", "order_source": "mdoc DateTime", "index_source": "mdoc DateTime", "tilt_axis_angle_deg": 85.3, "defocus_um": -4.0},
+            "tilt": {"angle_source": "mdoc", "order_source": "mdoc DateTime", "index_source": "mdoc DateTime",
+                     "tilt_axis_angle_deg": 85.3, "defocus_um": -4.0},
             "resolved": {"dose_e_per_a2": 3.0, "dose_per_frame_e_per_a2": 0.375, "prior_dose_e_per_a2": 3.0 * z,
                          "prior_dose_rule": "sum of earlier ExposureDose", "pixel_size_a": 1.5, "voltage_kv": 300.0,
                          "sources": {"dose": "mdoc ExposureDose", "pixel_size_a": "config", "voltage_kv": "mdoc"}},
             "complete_signal": "mrc_size",
         },
-        "stats": stats or {"total_motion_a": 1.0 + z, "early_motion_a": 0.5, "late_motion_a": 0.5 + z, "max_frame_shift_px": 0.4, "frc_0_143_a": 7.0, "new_statistic_px": 9.0},
+        "stats": stats or {"total_motion_a": 1.0 + z, "early_motion_a": 0.5, "late_motion_a": 0.5 + z, "max_frame_shift_px": 0.4,
+                           "frc_0_143_a": 7.0, "new_statistic_px": 9.0},
         "flags": [],
         "timings": {"wait_s": 0.01, "correct_s": 0.3, "append_s": 0.02, "latency_s": 0.35},
     }

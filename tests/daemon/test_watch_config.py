@@ -30,7 +30,8 @@ def test_full_file(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ["[watch]\nbogus = 1\n", "[nope]\n", "[watch]\nscan_period_s = 0\n", "[watch]\ninotify = 'yes'\n", "not toml [", "[scheduler]\nworkers = 0\n"],
+    ["[watch]\nbogus = 1\n", "[nope]\n", "[watch]\nscan_period_s = 0\n", "[watch]\ninotify = 'yes'\n", "not toml [",
+     "[scheduler]\nworkers = 0\n"],
 )
 def test_bad_files(tmp_path, text):
     p = tmp_path / "f.toml"

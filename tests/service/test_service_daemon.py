@@ -128,7 +128,8 @@ def test_second_instance_is_refused(tmp_path):
     try:
         first = d.start()
         d.wait_ready()
-        cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(d.acq), "--out", str(d.out), "--state", str(d.state),
+        cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(d.acq), "--out", str(d.out),
+               "--state", str(d.state),
                "--config", str(d.config)]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert p.returncode == 2

@@ -21,7 +21,8 @@ def write_series(out, name="TS_01", n=6, *, shifts=True):
         log.write('{"event": "daemon_ready"}\n')
         for z in range(n):
             total = 2.0 + z
-            recs.append(dict(z=z, movie=f"{name}_{z:03d}.tif", movie_path=f"/acq/{name}_{z:03d}.tif", tilt_angle_deg=3.0 * ((z + 1) // 2) * (-1) ** z,
+            recs.append(dict(z=z, movie=f"{name}_{z:03d}.tif", movie_path=f"/acq/{name}_{z:03d}.tif",
+                             tilt_angle_deg=3.0 * ((z + 1) // 2) * (-1) ** z,
                              acquisition_index=z, total_motion_a=total, early_motion_a=total / 3, late_motion_a=2 * total / 3,
                              max_frame_shift_a=total / 4, frc_0_143_a=5.0, pixel_size_a=1.5,
                              flags=["total motion 7.00 A > 6 A"] if total > 6 else []))

@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--restarts", type=int, help="at least this many SIGKILL restarts (default: the profile's)")
     p.add_argument("--dir", type=Path, help="work here (default: a temporary directory, removed unless --keep)")
     p.add_argument("--keep", action="store_true", help="keep the working directory")
-    p.add_argument("--disk-method", choices=["tmpfs", "rlimit"], help="how to make the output disk full (default: tmpfs, else rlimit)")
+    p.add_argument("--disk-method", choices=["tmpfs", "rlimit"],
+                   help="how to make the output disk full (default: tmpfs, else rlimit)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON here")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     args = p.parse_args(argv)

@@ -178,7 +178,8 @@ PROFILES = {
                      mid_append_fraction=0.2, frame_interval_s=0.03, tilt_interval_s=0.15, tmpfs_mb=96, final_timeout_s=90.0),
     "long": Profile("long", n_series=4, tilts=14, size=320, frames=8, restarts=22, fault_repeats=2, half_written=3,
                     mdoc_junk=2, disk_full=2, kill_after_s=(2.2, 5.0), early_kill_s=(0.3, 1.6), early_fraction=0.2,
-                    mid_append_fraction=0.25, frame_interval_s=0.04, tilt_interval_s=0.3, tmpfs_mb=400, final_timeout_s=180.0, workers=2),
+                    mid_append_fraction=0.25, frame_interval_s=0.04, tilt_interval_s=0.3, tmpfs_mb=400, final_timeout_s=180.0,
+                    workers=2),
 }
 
 
@@ -348,17 +349,21 @@ class Summary:
             f"{self.workers} worker(s), "
             f"{self.duration_s:.0f} s on {os.cpu_count()} cores",
             f"faults injected: {kinds}",
-            f"restarts: {self.restarts} ({self.kills} after SIGKILL at random moments, {self.restarts - self.kills} after SIGTERM); "
+            f"restarts: {self.restarts} ({self.kills} after SIGKILL at random moments, "
+            f"{self.restarts - self.kills} after SIGTERM); "
             f"unexpected daemon exits: {len(self.unexpected_exits)}",
             f"movies: good {self.good}, bad {self.bad}",
-            f"good movies in their stacks exactly once, in acquisition order, equal to correct_movie_file: {self.good_ok}/{self.good}",
+            "good movies in their stacks exactly once, in acquisition order, equal to correct_movie_file: "
+            f"{self.good_ok}/{self.good}",
             f"bad movies with exactly one failure record (journal + movie_failed) and their reason: {self.bad_ok}/{self.bad}",
             f"lost {self.lost}, duplicated {self.duplicated}, out of order {self.out_of_order}",
-            f"stacks passing mrcfile.validate: {self.stacks_checked} files; live reader checks during the run: {self.live_checks} "
+            f"stacks passing mrcfile.validate: {self.stacks_checked} files; "
+            f"live reader checks during the run: {self.live_checks} "
             f"(+ {self.live_races} reads that overlapped an append, not counted)",
             f"per-tilt images whole and equal to their sections: {self.tilt_images_checked} files; RELION/AreTomo/IMOD tables "
             f"agreeing with the journal: {self.interop_tables_checked} series",
-            f"daemon running at the end: {'yes' if self.daemon_running_at_end else 'NO'}; exit code after SIGTERM: {self.exit_code}",
+            f"daemon running at the end: {'yes' if self.daemon_running_at_end else 'NO'}; "
+            f"exit code after SIGTERM: {self.exit_code}",
         ]
         for s in self.skipped:
             lines.append(f"skipped: {s}")
@@ -421,7 +426,8 @@ class Torture:
         self.acqs = {}
         for k, name in enumerate(sorted({s.series for s in self.plan})):
             # two series to a directory, as PACEtomo writes them (frames/ shared, one mdoc each)
-            acq = Acquisition(self.d.acq / f"grid{k // 2 + 1}", series=name, n_tilts=profile.tilts, shape=(profile.size, profile.size),
+            acq = Acquisition(self.d.acq / f"grid{k // 2 + 1}", series=name, n_tilts=profile.tilts,
+                              shape=(profile.size, profile.size),
                               n_frames=profile.frames, dose_per_tilt_e_per_a2=DOSE_PER_TILT, pixel_size_a=PIXEL_SIZE_A,
                               frame_interval_s=profile.frame_interval_s, tilt_interval_s=0.0, seed=seed * 100 + k)
             self.acqs[name] = acq
@@ -559,7 +565,8 @@ class Torture:
             elif kind == "truncated":
                 p = self._path(slot, "mrc")
                 k = self.rng.randrange(1, n)
-                write_mrc_frame_by_frame(p, self._frames(slot), self.prof.frame_interval_s, pixel_size_a=PIXEL_SIZE_A, n_written=k)
+                write_mrc_frame_by_frame(p, self._frames(slot), self.prof.frame_interval_s, pixel_size_a=PIXEL_SIZE_A,
+                                         n_written=k)
                 add_section(acq, p.name, slot.angle, slot.index, frames=n)
                 slot.path, slot.note = str(p), f"{k} of {n} frames"
             elif kind == "zero_byte":
@@ -691,7 +698,8 @@ class Torture:
     def _disk_full_at_completion(self, keep_open: threading.Event) -> None:
         """Full while the series complete (their sorted stacks cannot be written), then room again."""
         if self.disk.method != "tmpfs":
-            self.summary.skipped.append("disk_full_completion: needs the tmpfs (RLIMIT_FSIZE cannot stop the sorted stacks alone)")
+            self.summary.skipped.append("disk_full_completion: needs the tmpfs "
+                                        "(RLIMIT_FSIZE cannot stop the sorted stacks alone)")
             return
         # the mdocs keep changing (a blank line every 0.5 s) until every movie is done or failed, so
         # no series can complete before the disk is full
@@ -896,14 +904,16 @@ class Torture:
                     S.duplicated += 1
                     problems.append(f"DUPLICATED {where}: {len(done)} done rows")
                 if failed or failed_lines.get(s.path):
-                    problems.append(f"{where}: failure records {[r['error'] for r in failed]} / {[e['reason'] for e in failed_lines.get(s.path, [])]}")
+                    problems.append(f"{where}: failure records {[r['error'] for r in failed]} / "
+                                    f"{[e['reason'] for e in failed_lines.get(s.path, [])]}")
                 if tilt_lines[s.path] != 1:
                     problems.append(f"{where}: {tilt_lines[s.path]} tilt_corrected lines in the drift log")
             else:
                 if done:
                     problems.append(f"{where}: a bad movie was appended (z={[r['z'] for r in done]})")
                 if len(failed) != 1:
-                    problems.append(f"{where}: {len(failed)} failed journal rows (want 1) {[(r['state'], r['error']) for r in rs]}")
+                    problems.append(f"{where}: {len(failed)} failed journal rows (want 1) "
+                                    f"{[(r['state'], r['error']) for r in rs]}")
                 elif s.reason.lower() not in (failed[0]["error"] or "").lower():
                     problems.append(f"{where}: journal reason {failed[0]['error']!r} lacks {s.reason!r}")
                 lines = failed_lines.get(s.path, [])
@@ -965,7 +975,8 @@ class Torture:
                 s = slot_of.get(r["path"])
                 want = (Path(r["path"]).name, s.angle if s else None, DOSE_PER_TILT * s.index if s else None)
                 got = (t["movie"], float(t["tilt_angle_deg"]), float(t["prior_dose_e_per_a2"]))
-                if got[0] != want[0] or abs(got[1] - want[1]) > 0.01 or abs(got[2] - want[2]) > 1e-6 or abs(float(t["tilt_angle_deg"]) - r["angle_deg"]) > 1e-3:
+                if (got[0] != want[0] or abs(got[1] - want[1]) > 0.01 or abs(got[2] - want[2]) > 1e-6
+                        or abs(float(t["tilt_angle_deg"]) - r["angle_deg"]) > 1e-3):
                     problems.append(f"{name}.tilts.tsv z={t['z']}: {got} != {want} (journal angle {r['angle_deg']})")
             rawtlt = [float(a) for a in (self.d.out / ser["out_rel"] / f"{name}.rawtlt").read_text().split()]
             if len(rawtlt) != len(tsv) or any(abs(a - float(t["tilt_angle_deg"])) > 0.01 for a, t in zip(rawtlt, tsv)):
@@ -1053,7 +1064,8 @@ def _verify_interop_outputs(t: "Torture", name: str, ser: dict, done: list[dict]
             problems.append(f"{name}.star rlnMicrographPreExposure disagrees with the tilt table")
         elif not np.allclose(df["rlnAccumMotionTotal"], [float(tsv[i]["total_motion_a"]) for i in by_z], rtol=1e-4):
             problems.append(f"{name}.star rlnAccumMotionTotal disagrees with the tilt table")
-        elif [os.path.basename(p) for p in df["rlnMicrographName"]] != [tilt_image_paths(sdir, done[i]["path"])[0].name for i in by_z]:
+        elif ([os.path.basename(p) for p in df["rlnMicrographName"]]
+              != [tilt_image_paths(sdir, done[i]["path"])[0].name for i in by_z]):
             problems.append(f"{name}.star rlnMicrographName does not name the per-tilt images in acquisition order")
     except (OSError, KeyError, ValueError, IndexError) as err:
         problems.append(f"{name}: RELION tables unreadable: {type(err).__name__}: {err}")
@@ -1062,7 +1074,8 @@ def _verify_interop_outputs(t: "Torture", name: str, ser: dict, done: list[dict]
         os.chdir(here)
     tlt = [line.split() for line in (sdir / f"{name}_sorted_TLT.txt").read_text().splitlines() if line.strip()]
     want = [float(tsv[z]["tilt_angle_deg"]) for z in order]
-    if [round(float(x[0]), 2) for x in tlt] != [round(a, 2) for a in want] or sorted(int(x[1]) for x in tlt) != list(range(1, len(order) + 1)):
+    if ([round(float(x[0]), 2) for x in tlt] != [round(a, 2) for a in want]
+            or sorted(int(x[1]) for x in tlt) != list(range(1, len(order) + 1))):
         problems.append(f"{name}_sorted_TLT.txt disagrees with the sorted stack")
     rawtlt = [float(a) for a in (sdir / f"{name}_sorted.rawtlt").read_text().split()]
     if len(rawtlt) != len(order) or any(abs(a - w) > 0.01 for a, w in zip(rawtlt, want)):
