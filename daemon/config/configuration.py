@@ -33,7 +33,6 @@ from framewatch.core.decode_limits import (
 )
 from framewatch.core.errors import SettingsError
 from framewatch.daemon.config.config_ranges import check_range
-
 from framewatch.daemon.config.dask_options import BACKENDS, DaskOptions, dask_options_from_table
 
 DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.mrc", "*.eer")

@@ -45,8 +45,8 @@ from framewatch.daemon.intake.naming import patterns_from_config
 from framewatch.daemon.intake.series_grouping import SeriesIndex
 from framewatch.daemon.intake.watcher import Watcher
 from framewatch.daemon.outputs.driftlog import DriftLog, operational_logger
-from framewatch.daemon.outputs.no_follow import LinkInOutputError
 from framewatch.daemon.outputs.interop_outputs import InteropOutputs
+from framewatch.daemon.outputs.no_follow import LinkInOutputError
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, repair_stacks
 from framewatch.daemon.processing.pool_choice import describe_pool, make_pool
 from framewatch.daemon.processing.scheduler import ReadyQueue

@@ -20,8 +20,8 @@ from framewatch.core.errors import FramewatchError
 from framewatch.daemon.intake.movie_intake import Candidate
 from framewatch.daemon.outputs.no_follow import LinkInOutputError
 from framewatch.daemon.outputs.quality import flag_reasons
-from framewatch.daemon.outputs.tilt_images import remove_tilt_images, write_tilt_images
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, records_of, repair_stacks, rewrite_tables
+from framewatch.daemon.outputs.tilt_images import remove_tilt_images, write_tilt_images
 from framewatch.daemon.processing.gain_session import session_gain_orientation
 from framewatch.daemon.processing.scheduler import QueueItem
 from framewatch.daemon.state import faults
