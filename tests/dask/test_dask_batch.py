@@ -145,7 +145,7 @@ def test_batch_failed_movie_exit_1_and_listed(tmp_path):
 
 
 def test_scheduler_goes_away_mid_session_and_comes_back(tmp_path, cluster):
-    """The scheduler is SIGKILLed after the first tilt lands: nothing fails, the daemon reconnects
+    """The scheduler is SIGKILLed while a worker corrects a movie: nothing fails, the daemon reconnects
     with back-off when a scheduler is back on the same address, the lost tasks are sent again."""
     acq = finished_session(tmp_path / "session", n_tilts=6, size=320, n_frames=8, seed=2)
     out, state = tmp_path / "out", tmp_path / "state"
@@ -153,13 +153,18 @@ def test_scheduler_goes_away_mid_session_and_comes_back(tmp_path, cluster):
     config = tmp_path / "fw.toml"
     config.write_text("[scheduler]\nbacklog_log_s = 0.5\n\n[dask]\nconnect_timeout_s = 1.0\nreconnect_max_s = 2.0\n\n"
                       "[disk]\nwarn_below_gb = 0\nfloor_gb = 0\nresume_margin_gb = 0\n")
+    hold = tmp_path / "hold"  # w1 holds one movie at `worker_reading` (faults.py): it is in flight for sure
+    hold.mkdir()
+    (hold / "worker_reading.hold").write_text(acq.written[3].path.name)
     cluster.start_scheduler()
-    cluster.start_worker("w1")
+    cluster.start_worker("w1", env_extra={"FRAMEWATCH_HOLD_DIR": str(hold)})
     proc = run_batch(acq.directory, out, state, "--dask-address", cluster.address, config=config)
     try:
-        _wait_event(out, lambda e: e["event"] == "tilt_corrected", proc, what="the first tilt")
-        _wait_processing(cluster.address)  # a movie is being corrected when the scheduler dies
-        cluster.scheduler.kill()
+        deadline = time.monotonic() + 240
+        while not (hold / "worker_reading.held").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "w1 never reached the held movie"
+            time.sleep(0.05)
+        cluster.scheduler.kill()  # while w1 holds a movie: its task is lost with the scheduler
         cluster.scheduler.wait(10)
         cluster.kill_worker("w1")
         _wait_event(out, lambda e: e["event"] == "dask_unreachable", proc, what="dask_unreachable after the loss")
