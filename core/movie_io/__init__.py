@@ -59,7 +59,6 @@ the file, what is wrong and what to do.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 from pathlib import Path
@@ -68,6 +67,7 @@ from typing import Iterator
 import numpy as np
 from numba import njit
 
+from ..atomic_write import atomic_path
 from ..decode_limits import DecodeLimits, check_decoded_size, check_tiff_storage
 from ..errors import MovieFormatError
 
@@ -596,30 +596,6 @@ def open_movie(
     return _TiffReader(path, check_values=check_values, limits=limits)
 
 
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _as_stack(frames) -> np.ndarray:
     stack = np.asarray(frames)
     if stack.ndim == 2:
@@ -690,7 +666,7 @@ def _write_mrc_movie(path: Path, stack: np.ndarray, *, mrc_mode: int | None, pix
 
     target = _mrc_target_dtype(stack.dtype, mrc_mode)
     stats = _RunningStats()
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with mrcfile.new_mmap(tmp, shape=stack.shape, mrc_mode=_DTYPE_TO_MRC_MODE[target.name], overwrite=True) as mrc:
             data = mrc.data.view(np.uint8) if target == np.uint8 else mrc.data
             for i in range(stack.shape[0]):
@@ -723,7 +699,7 @@ def _write_tiff_movie(path: Path, stack: np.ndarray, *, tiff_compression: str | 
         per_cm = _ANGSTROM_PER_CM / float(pixel_size_a)
         options.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
     bigtiff = stack.nbytes > 2**32 - 2**26
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=bigtiff) as writer:
             for i in range(stack.shape[0]):
                 # rows flipped in Y, the TIFF convention of IMOD, SerialEM, MotionCor2 and RELION
@@ -778,7 +754,7 @@ def write_image_mrc(path: str | os.PathLike, image, *, pixel_size_a: float) -> N
     if not (pixel_size_a > 0):
         raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
     data = np.ascontiguousarray(data, dtype=np.float32)
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(data)
             if data.ndim == 3:

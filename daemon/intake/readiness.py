@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framewatch.core.decode_limits import DecodeLimits, check_decoded_size, check_tiff_storage
 from framewatch.daemon.intake.mdoc import frame_mdoc_for, read_mdoc
 from framewatch.daemon.intake.safe_open import open_regular
 
@@ -106,6 +107,7 @@ def probe_tiff(path: Path, size: int, fmt: str = "tiff", *, decode_last: bool = 
                 ok = None
                 if decode_last and n and fmt == "tiff":
                     page = tif.pages[n - 1]
+                    _check_page_limits(path, page, size)  # a decompression bomb is refused, never decoded here
                     page.asarray()
                     ok = True
         if decode_last and n and fmt == "eer":
@@ -115,6 +117,19 @@ def probe_tiff(path: Path, size: int, fmt: str = "tiff", *, decode_last: bool = 
     if n == 0:
         return Probe(fmt, size, n_frames=0, problem="TIFF has no pages")
     return Probe(fmt, size, n_frames=n, last_page_ok=ok)
+
+
+def _check_page_limits(path: Path, page, file_bytes: int, limits: DecodeLimits = DecodeLimits()) -> None:
+    """Raise DecodeLimitError before the daemon's own process decodes a TIFF page that declares more
+    than the decode limits allow, or more than its stored bytes can hold (core.decode_limits; the
+    defaults: a worker applies the configured ``[limits]`` when it reads the whole movie)."""
+    shape = tuple(int(v) for v in page.shape)
+    itemsize = np.dtype(page.dtype).itemsize
+    check_decoded_size(path=path, frame_shape=shape[-2:], n_frames=int(np.prod(shape[:-2], dtype=np.int64)),
+                       itemsize=itemsize, limits=limits)
+    stored = min(sum(int(c) for c in page.databytecounts), file_bytes)
+    check_tiff_storage(path=path, page_decoded_bytes=[int(np.prod(shape, dtype=np.int64)) * itemsize],
+                       page_compressions=[int(page.compression)], file_bytes=stored, limits=limits)
 
 
 def _last_eer_frame_decodes(path: Path) -> int:

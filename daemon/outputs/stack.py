@@ -31,6 +31,7 @@ import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
 from mrcfile.utils import machine_stamp_from_byte_order
 
+from framewatch.core.atomic_write import fsync_dir
 from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.state import faults
 
@@ -41,19 +42,6 @@ _DTYPE = np.dtype("<f4")
 
 def hidden_name(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.name}.{suffix}")
-
-
-def fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 @dataclass

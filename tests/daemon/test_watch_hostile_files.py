@@ -15,6 +15,7 @@ import time
 import mrcfile
 import numpy as np
 from daemon_helpers import TEST_CONFIG, DaemonProc
+from tiff_bombs import deflate_bomb_tiff
 
 from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
@@ -90,6 +91,8 @@ def _run(daemon, tmp_path):
     junk.write_bytes(np.random.default_rng(7).integers(0, 256, 5_000_000, dtype=np.uint8).tobytes())
     shutil.copy(first.path, w / "TS_again_001_0.0.tif")  # "gain" only inside a word: a movie
     shutil.copy(first.path, w / "TS_01_gain.tif")  # a gain reference: ignored, said once
+    # a 16 kB deflate bomb declaring one 30208 x 30000 uint16 page (1.8 GB): refused unread
+    deflate_bomb_tiff(w / "bomb_000_0.0.tif", width=30208, height=30000, n_pages=1)
     # --- then the good movies of the series
     acq.write_tilt(1)
     acq.write_tilt(2)
@@ -131,6 +134,8 @@ def _run(daemon, tmp_path):
     assert "FIFO" in text["m_000_0.0.tif.mdoc"] and "/dev/zero" in text["z_000_0.0.tif.mdoc"]
     assert sum(e["mdoc"].endswith("/m_000_0.0.tif.mdoc") for e in warns) == 1  # said once
     assert "link.mrc.mdoc" not in text  # a link out of the root is never followed (not even read to warn)
+    bomb = [e for e in events if e["event"] == "movie_failed" and e["movie"].endswith("bomb_000_0.0.tif")]
+    assert len(bomb) == 1 and ("nothing was decoded" in bomb[0]["reason"] or "need at least" in bomb[0]["reason"]), bomb
     rejected = {os.path.basename(e["path"]) for e in events if e["event"] == "file_rejected"}
     assert "p_000_0.0.tif" in rejected and "s_000_0.0.mrc" in rejected
     # the junk mdoc: one bounded line per change (at most 10 samples of at most 200 characters)
