@@ -77,6 +77,7 @@ import mrcfile
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "daemon"))  # the daemon tests' helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tiff_bombs
 from daemon_helpers import (  # noqa: E402
     DaemonProc,
     StackWatcher,
@@ -87,6 +88,7 @@ from daemon_helpers import (  # noqa: E402
     read_journal,
     unmount,
 )
+from tiff_bombs import deflate_bomb_tiff  # noqa: E402
 
 from framewatch.daemon.commands.simulated_acquisition import (  # noqa: E402
     Acquisition,
@@ -396,6 +398,7 @@ class Torture:
         self.stopping = False
         self.writer_done = threading.Event()
         self._keep_open = threading.Event()
+        self.bombs: list[str] = []  # decompression bombs planted beside good movies (issue 14)
         self.scratch = self.base / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.hold_dir = self.base / "hold"
@@ -676,6 +679,10 @@ class Torture:
         (acq.directory / f"dated_{tag}.mrc.mdoc").write_text(
             f"[ZValue = 0]\nTiltAngle = 0\nSubFramePath = D:\\x\\nowhere_{tag}_000_0.0.tif\nDateTime = 01-Jan-0001  00:00:01\n\n")
         self.summary.faults["hostile_bad_date"] += 1
+        bomb = movie.parent / f"bomb_{tag}_000_0.0.tif"  # 16 kB declaring one 30208 x 30000 uint16 page (1.8 GB)
+        deflate_bomb_tiff(bomb, width=30208, height=30000, n_pages=1)
+        self.bombs.append(str(bomb))
+        self.summary.faults["hostile_memory_bomb"] += 1
         slot.note += " hostile files beside it"
 
     def _mdoc_rewrite(self, slot: Slot) -> None:
@@ -872,6 +879,10 @@ class Torture:
             by_path[r["path"]].append(r)
             if r["state"] not in ("done", "failed"):
                 problems.append(f"journal: {Path(r['path']).name} left in state {r['state']}")
+        for bomb in self.bombs:  # refused unread: one failure record naming the decode limit
+            rs = by_path.get(bomb, [])
+            if [r["state"] for r in rs] != ["failed"] or "decoded" not in (rs[0]["error"] or ""):
+                problems.append(f"memory bomb {Path(bomb).name}: journal {[(r['state'], r['error']) for r in rs]}")
         events, bad_lines = [], 0
         for k, line in enumerate(self.d.log.read_text(errors="replace").splitlines()):
             if not line.strip():
