@@ -35,7 +35,7 @@ class InteropOutputs:
             res = rows[0]["info"]["resolved"]
             px = float(res["pixel_size_a"])
             entries.append(GlobalRow(series=s["name"], series_star=paths.star, voltage_kv=float(res["voltage_kv"]),
-                                     pixel_size_a=px, tilt_series_pixel_size_a=px))
+                                     pixel_size_a=px, tilt_series_pixel_size_a=px * self.opts.fourier_bin))
         if entries:
             atomic_write_text(self.set_dir / GLOBAL_TABLE, global_table(entries, self._relion_settings()))
 

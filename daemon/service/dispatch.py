@@ -151,7 +151,8 @@ class Processing:
         self.final[row["path"]] = (row["size"], row["mtime_ns"])
 
     def _px(self, row: dict) -> float:
-        return float(row["info"]["resolved"]["pixel_size_a"])
+        """Pixel size of the outputs: the movie's, times the Fourier binning (``--bin``)."""
+        return float(row["info"]["resolved"]["pixel_size_a"]) * self.opts.fourier_bin
 
     def _append(self, mid: int, res: dict) -> bool:
         """Append one result; False when the output disk had no room (the movie is queued again)."""
