@@ -1,7 +1,6 @@
 """The worker pool on a Dask cluster: each movie's correction is one Dask task.
 
-The same interface as the local pool (``start``, ``warm_up``, ``has_room``, ``submit``,
-``finished``, ``abandon``, ``shutdown``, ``in_flight``, ``started_at``), so the daemon's loop does
+The :class:`framewatch.daemon.processing.pool.WorkerPool` interface, as the local pool, so the daemon's loop does
 not know where corrections run. The daemon stays the only writer of stacks, tables and journal:
 a task reads its movie from the shared file system and returns the three sums and the statistics
 (see benchmarks/RESULTS.md for why arrays are returned rather than written to a staging folder).
@@ -34,6 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from framewatch.daemon.config.dask_options import DaskOptions, map_path
+from framewatch.daemon.processing.pool import WorkerPool
 
 ROSTER_PERIOD_S = 0.5
 FIRST_BACKOFF_S = 1.0
@@ -61,7 +61,7 @@ class WorkerState:
     report: dict = field(default_factory=dict)
 
 
-class DaskPool:
+class DaskPool(WorkerPool):
     """Corrections as tasks on a Dask cluster; see the module docstring."""
 
     backend = "dask"

@@ -1,17 +1,18 @@
 """Which worker pool corrects the movies: ``[scheduler] backend``.
 
 ``"local"`` (the default): ``[scheduler] workers`` processes on this machine
-(:class:`daemon.processing.scheduler.WorkerPool`). ``"dask"``: tasks on a Dask cluster
+(:class:`daemon.processing.scheduler.LocalProcessPool`). ``"dask"``: tasks on a Dask cluster
 (:class:`daemon.processing.dask_pool.DaskPool`, the ``framewatch[dask]`` extra); dask is imported only then,
 so the default install and the local backend never import it.
 """
 from __future__ import annotations
 
 from framewatch.core.errors import SettingsError
-from framewatch.daemon.processing.scheduler import WorkerPool
+from framewatch.daemon.processing.pool import WorkerPool
+from framewatch.daemon.processing.scheduler import LocalProcessPool
 
 
-def make_pool(cfg, *, on_done=None):
+def make_pool(cfg, *, on_done=None) -> WorkerPool:
     """The pool for the configuration ``cfg`` (a DaemonConfig); ``on_done()`` wakes the daemon's loop."""
     if cfg.scheduler.backend == "dask":
         try:
@@ -22,10 +23,9 @@ def make_pool(cfg, *, on_done=None):
         from framewatch.daemon.processing.dask_pool import DaskPool
 
         return DaskPool(cfg.dask, on_done=on_done, warmup=cfg.service.warmup)
-    return WorkerPool(cfg.scheduler.workers, on_done=on_done)
+    return LocalProcessPool(cfg.scheduler.workers, on_done=on_done)
 
 
-def describe_pool(pool) -> str:
+def describe_pool(pool: WorkerPool) -> str:
     """``local`` or ``dask tcp://host:8786`` for the ``daemon_started`` line."""
-    describe = getattr(pool, "describe", None)
-    return describe() if describe is not None else "local"
+    return pool.describe()

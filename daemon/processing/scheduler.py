@@ -12,10 +12,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import signal
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from framewatch.daemon.processing import worker
+from framewatch.daemon.processing.pool import WorkerPool
 
 
 @dataclass(order=True)
@@ -59,26 +62,62 @@ class ReadyQueue:
         self._items = [i for i in self._items if i.movie_id != movie_id]
 
 
-class WorkerPool:
-    """``workers`` spawned processes; ``submit`` only when ``has_room``."""
+class LocalProcessPool(WorkerPool):
+    """``workers`` spawned processes on this machine; ``submit`` only when ``has_room``.
+
+    Implements :class:`framewatch.daemon.processing.pool.WorkerPool` with public means only: a
+    broken pool is known from a job's ``BrokenProcessPool`` exception or from a worker process that
+    is gone; the worker pids come from the workers themselves (``worker.init_worker`` puts
+    ``os.getpid()`` on a queue), and their liveness from ``/proc``.
+    """
+
+    backend = "local"
 
     def __init__(self, workers: int, *, on_done=None):
         self.workers = workers
         self._on_done = on_done
         self._ctx = multiprocessing.get_context("spawn")
         self._pool: cf.ProcessPoolExecutor | None = None
+        self._pid_queue = None  # workers report their pid here (a fresh queue per executor)
+        self._pids: set[int] = set()
+        self._broken_seen = False
         self.in_flight: dict[int, cf.Future] = {}
         self.started_at: dict[int, float] = {}
 
     def start(self) -> None:
+        self._pid_queue = self._ctx.SimpleQueue()
+        self._pids = set()
+        self._broken_seen = False
         self._pool = cf.ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=self._ctx, initializer=worker.init_worker, initargs=(os.getpid(),)
+            max_workers=self.workers, mp_context=self._ctx, initializer=worker.init_worker,
+            initargs=(os.getpid(), self._pid_queue),
         )
+
+    def describe(self) -> str:
+        return "local"
+
+    def notes(self) -> list[tuple[str, dict]]:
+        return []  # the daemon logs everything about local workers itself
+
+    def _track(self, fut: cf.Future) -> cf.Future:
+        fut.add_done_callback(self._note_broken)
+        return fut
+
+    def _note_broken(self, fut: cf.Future) -> None:
+        if not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool):
+            self._broken_seen = True
+
+    def worker_pids(self) -> set[int]:
+        """The pids of the worker processes started so far (those that reported in)."""
+        q = self._pid_queue
+        while q is not None and not q.empty():
+            self._pids.add(q.get())
+        return set(self._pids)
 
     def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *, should_stop=None) -> list[dict] | None:
         """Run the warm-up in every worker (in parallel); returns their reports, or None when
         ``should_stop()`` became true meanwhile (a stop requested during start-up)."""
-        futs = [self._pool.submit(worker.warm_up, tmp_dir) for _ in range(self.workers)]
+        futs = [self._track(self._pool.submit(worker.warm_up, tmp_dir)) for _ in range(self.workers)]
         deadline = time.monotonic() + timeout_s
         while True:
             done, _ = cf.wait(futs, timeout=0.2)
@@ -93,7 +132,7 @@ class WorkerPool:
         return len(self.in_flight) < self.workers
 
     def submit(self, movie_id: int, job: dict) -> None:
-        fut = self._pool.submit(worker.correct, job)
+        fut = self._track(self._pool.submit(worker.correct, job))
         self.in_flight[movie_id] = fut
         self.started_at[movie_id] = time.time()
         if self._on_done is not None:
@@ -113,22 +152,29 @@ class WorkerPool:
         return out
 
     def broken(self) -> bool:
-        return self._pool is not None and getattr(self._pool, "_broken", False)
+        """A job ended with ``BrokenProcessPool``, or a worker process is gone (killed while idle:
+        the executor refuses new jobs then)."""
+        if self._pool is None:
+            return False
+        return self._broken_seen or any(not _alive_child(pid) for pid in self.worker_pids())
 
     def abandon(self, join_s: float = 5.0) -> list[int]:
         """Stop every worker process now (their movies are dropped: the caller journals them);
         returns the movie ids that were in flight."""
         mids = list(self.in_flight)
-        procs = list(getattr(self._pool, "_processes", {}).values()) if self._pool is not None else []
+        pids = self.worker_pids() if self._pool is not None else set()
         self.in_flight.clear()
         self.started_at.clear()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join(join_s)
-            if p.is_alive():
-                p.kill()
-                p.join(join_s)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            live = [p for p in pids if _alive_child(p)]
+            for pid in live:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + join_s
+            while any(_alive_child(p) for p in live) and time.monotonic() < deadline:
+                time.sleep(0.02)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -142,3 +188,15 @@ class WorkerPool:
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=cancel)
             self._pool = None
+
+
+def _alive_child(pid: int) -> bool:
+    """True when ``pid`` is a running (not zombie) child of this process, read from ``/proc/<pid>/stat``
+    (a pid reused by another process is not our worker)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+    return fields[0] != b"Z" and int(fields[1]) == os.getpid()

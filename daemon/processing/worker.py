@@ -22,7 +22,9 @@ _PR_SET_PDEATHSIG = 1
 _gain_cache: dict = {}
 
 
-def init_worker(parent_pid: int) -> None:
+def init_worker(parent_pid: int, pid_queue=None) -> None:
+    """Set up a worker process; it reports ``os.getpid()`` on ``pid_queue`` (a multiprocessing
+    SimpleQueue) so the pool knows its processes without reading executor internals."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -32,6 +34,8 @@ def init_worker(parent_pid: int) -> None:
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if pid_queue is not None:
+        pid_queue.put(os.getpid())
 
 
 def warm_up(tmp_dir: str | None = None, patches: tuple[int, int] = (2, 2)) -> dict:

@@ -87,7 +87,7 @@ class Processing:
         if self.log.pending:
             self.log.flush()  # lines the full output disk held back
         finished = self.pool.finished()
-        for name, kw in getattr(self.pool, "notes", list)():  # the Dask pool's connection and worker lines
+        for name, kw in self.pool.notes():  # the Dask pool's connection and worker lines
             self.log.event(name, **kw)
         broken = False
         for mid, res in finished:

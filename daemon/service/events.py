@@ -118,11 +118,9 @@ class Events:
         if total == 0 and not self._backlog_nonzero:
             return
         self._backlog_nonzero = total > 0
-        oldest = self.queue.oldest_ready_at()
-        if oldest is None and self.pool.started_at:
-            oldest = min(self.pool.started_at.values())
+        wait_s = self._oldest_wait_s(now)
         self.log.event("backlog", queued=queued, processing=processing, watching=len(self.cands),
-                       oldest_wait_s=None if oldest is None else round(now - oldest, 3))
+                       oldest_wait_s=None if wait_s is None else round(wait_s, 3))
 
 
 def _epoch(timestamp) -> float:
