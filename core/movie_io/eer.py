@@ -87,7 +87,7 @@ from numba import njit
 
 from ..decode_limits import DecodeLimits, check_decoded_size, check_eer_streams
 from ..errors import MovieFormatError, SettingsError
-from ..movie_io import MovieReader, tiff_pages
+from .base import MovieReader, tiff_pages
 
 __all__ = [
     "EER_SUFFIXES",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 from framewatch.core.errors import FramewatchError
+from framewatch.daemon.version import framewatch_version
 
 # Each module has ``register(subparsers)`` which adds its parser and sets ``func(args) -> int``.
 COMMAND_MODULES = (
@@ -19,13 +19,6 @@ COMMAND_MODULES = (
     "framewatch.daemon.commands.check_config",
     "framewatch.daemon.commands.plot",
 )
-
-
-def framewatch_version() -> str:
-    try:
-        return version("framewatch")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,8 @@ from framewatch.core.errors import FramewatchError
 from framewatch.core.movie_io import open_movie, write_image_mrc
 from framewatch.core.result import result_summary
 from framewatch.core.star import write_motion_star
-from framewatch.daemon.commands.cli import framewatch_version
 from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
+from framewatch.daemon.version import framewatch_version
 
 
 def register(subparsers) -> None:

@@ -404,7 +404,7 @@ def validate(cfg: DaemonConfig) -> None:
     need(cfg.log.format in ("auto", "json", "console"), "[log] format",
          f"= {cfg.log.format!r}: expected \"auto\", \"json\" or \"console\"")
     if cfg.metrics.address:
-        from framewatch.daemon.service.metrics import parse_address
+        from framewatch.daemon.config.addresses import parse_address
 
         try:
             parse_address(cfg.metrics.address)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from framewatch.daemon.intake.readiness import Observation, decide, frame_mdoc_count, refresh_probe, stat_key
 from framewatch.daemon.intake.series_grouping import resolve
-from framewatch.daemon.outputs.output_names import series_out_name
-from framewatch.daemon.processing.scheduler import QueueItem
+from framewatch.daemon.state.output_names import series_out_name
+from framewatch.daemon.state.records import QueueItem
 
 TICK_S = 0.25
 HOT_DIR_S = 300.0

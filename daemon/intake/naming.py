@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from framewatch.core.errors import SettingsError
-
-MOVIE_EXTENSIONS = (".tif", ".tiff", ".mrc", ".eer", ".mrcs")
+from framewatch.daemon.state.output_names import MOVIE_EXTENSIONS, movie_stem  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -62,16 +61,6 @@ class NameInfo:
     acquisition_index: int | None
     tilt_angle_deg: float | None
     pattern: str
-
-
-def movie_stem(path: str | Path) -> str:
-    """The file name without the movie extension (``.tif``, ``.mrc``, ...) and a ``.gz`` etc."""
-    name = Path(path).name
-    low = name.lower()
-    for ext in MOVIE_EXTENSIONS:
-        if low.endswith(ext):
-            return name[: -len(ext)]
-    return Path(name).stem
 
 
 def parse_movie_name(path: str | Path, patterns: tuple[NamePattern, ...] = DEFAULT_PATTERNS) -> NameInfo | None:

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from framewatch.core.atomic_write import remove_leftovers
-from framewatch.daemon.intake.naming import movie_stem
 from framewatch.daemon.outputs.no_follow import atomic_write_bytes, ensure_real_dir
-from framewatch.daemon.outputs.output_names import fit_name
 from framewatch.daemon.outputs.stack import Stats, make_header
+from framewatch.daemon.state.output_names import fit_name, movie_stem
 
 TILTS_DIR = "tilts"
 SUFFIXES = ("", "_EVN", "_ODD")

@@ -33,16 +33,12 @@ PLUGIN_NAME = "framewatch"
 
 def versions() -> dict[str, str]:
     """The versions a worker must share with the daemon."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import numba
     import numpy
 
-    try:
-        fw = version("framewatch")
-    except PackageNotFoundError:
-        fw = "0+unknown"
-    return {"framewatch": fw, "numba": numba.__version__, "numpy": numpy.__version__,
+    from framewatch.daemon.version import framewatch_version
+
+    return {"framewatch": framewatch_version(), "numba": numba.__version__, "numpy": numpy.__version__,
             "python": ".".join(platform.python_version_tuple()[:2])}
 
 

@@ -15,18 +15,10 @@ import os
 import signal
 import time
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 
 from framewatch.daemon.processing import worker
 from framewatch.daemon.processing.pool import WorkerPool
-
-
-@dataclass(order=True)
-class QueueItem:
-    acq_time: float
-    movie_id: int
-    ready_at: float = field(compare=False)
-    series_id: int = field(compare=False)
+from framewatch.daemon.state.records import QueueItem
 
 
 class ReadyQueue:

@@ -57,6 +57,7 @@ from framewatch.daemon.service.series_completion import Completion
 from framewatch.daemon.state.instance_lock import InstanceLock
 from framewatch.daemon.state.journal import Journal
 from framewatch.daemon.state.output_lock import OutputLock
+from framewatch.daemon.version import framewatch_version
 
 COMPLETION_CHECK_S = 1.0
 
@@ -157,8 +158,6 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         self._last_completion_check = 0.0
         self._last_backlog = 0.0
         self._backlog_nonzero = False
-        from framewatch.daemon.commands.cli import framewatch_version
-
         self.log.event(
             "daemon_started",
             version=framewatch_version(),

@@ -23,8 +23,8 @@ from framewatch.daemon.outputs.quality import flag_reasons
 from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, records_of, repair_stacks, rewrite_tables
 from framewatch.daemon.outputs.tilt_images import remove_tilt_images, write_tilt_images
 from framewatch.daemon.processing.gain_session import session_gain_orientation
-from framewatch.daemon.processing.scheduler import QueueItem
 from framewatch.daemon.state import faults
+from framewatch.daemon.state.records import QueueItem
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 # an output directory that is not writable for a while: permissions changed under the daemon, a

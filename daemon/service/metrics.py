@@ -38,50 +38,20 @@ message saying how to install it.
 """
 from __future__ import annotations
 
-import ipaddress
 import math
 import threading
 import time
 from collections import OrderedDict
 
 from framewatch.core.errors import SettingsError
+from framewatch.daemon.config.addresses import parse_address  # noqa: F401 - the metrics endpoint binds with it
 
 __all__ = ["Metrics", "NullMetrics", "create_metrics", "parse_address"]
 
-DEFAULT_HOST = "127.0.0.1"
 MAX_SERIES_LABELS = 50
 MAX_WORKER_LABELS = 200  # a batch-system cluster's workers come and go (a new address per job)
 CORRECTION_BUCKETS_S = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 300)
 LAG_BUCKETS_S = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600, 1800)
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``"PORT"``, ``":PORT"``, ``"HOST:PORT"`` or ``"[IPv6]:PORT"`` → (host, port); the host
-    defaults to 127.0.0.1. Raises SettingsError naming ``[metrics] address``."""
-    s = str(text).strip()
-    host, port_s = DEFAULT_HOST, s
-    if s.startswith("["):
-        end = s.find("]")
-        if end < 0 or not s[end + 1 :].startswith(":"):
-            raise SettingsError(f"[metrics] address {text!r} is not [IPv6]:PORT", fix='e.g. address = "[::1]:9750"')
-        host, port_s = s[1:end], s[end + 2 :]
-    elif ":" in s:
-        host, port_s = s.rsplit(":", 1)
-        host = host or DEFAULT_HOST
-    try:
-        port = int(port_s)
-    except ValueError:
-        raise SettingsError(f"[metrics] address {text!r} has no valid port", fix='e.g. address = "127.0.0.1:9750"') from None
-    if not 0 <= port <= 65535:
-        raise SettingsError(f"[metrics] address {text!r}: port {port} is outside 0-65535")
-    if host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise SettingsError(f"[metrics] address {text!r}: {host!r} is not an IP address",
-                                fix="give 127.0.0.1 (this machine only), 0.0.0.0 (every interface) "
-                                    "or an address of this machine") from None
-    return host, port
 
 
 def _import_prometheus():

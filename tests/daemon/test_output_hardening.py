@@ -20,8 +20,8 @@ from daemon_helpers import read_journal
 from framewatch.daemon.commands.simulated_acquisition import Acquisition
 from framewatch.daemon.outputs import stack
 from framewatch.daemon.outputs.no_follow import LinkInOutputError, atomic_write_text, ensure_real_dir
-from framewatch.daemon.outputs.output_names import NAME_MAX_BYTES, SERIES_NAME_MAX_BYTES, fit_name, series_out_name
 from framewatch.daemon.outputs.tilt_table import read_tsv
+from framewatch.daemon.state.output_names import NAME_MAX_BYTES, SERIES_NAME_MAX_BYTES, fit_name, series_out_name
 
 
 def chattr(flag: str, path: Path) -> str | None:

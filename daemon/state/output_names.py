@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 NAME_MAX_BYTES = 255  # NAME_MAX of Linux file systems (pathconf PC_NAME_MAX)
 HIDDEN_OVERHEAD_BYTES = len(".") + len(".appending")  # the longest working name around an output name
@@ -24,6 +25,7 @@ LONGEST_SUFFIX_BYTES = 24  # "_sorted_EVN.mrc" is 15; room for longer outputs ot
 DEDUPE_BYTES = 4  # "_2" ... "_999": the journal's suffix for the same series name from another directory
 SERIES_NAME_MAX_BYTES = NAME_MAX_BYTES - HIDDEN_OVERHEAD_BYTES - LONGEST_SUFFIX_BYTES - DEDUPE_BYTES  # 216
 HASH_HEX = 12
+MOVIE_EXTENSIONS = (".tif", ".tiff", ".mrc", ".eer", ".mrcs")  # stripped from a movie name for output stems
 
 
 def name_bytes(name: str) -> int:
@@ -61,3 +63,13 @@ def fit_name(name: str, *, max_bytes: int) -> str:
 def series_out_name(series: str) -> str:
     """The directory and file-name stem of a series' outputs (``OUT/STEM/STEM.mrc`` ...)."""
     return fit_name(series, max_bytes=SERIES_NAME_MAX_BYTES)
+
+
+def movie_stem(path: str | Path) -> str:
+    """The file name without the movie extension (``.tif``, ``.mrc``, ...) and a ``.gz`` etc."""
+    name = Path(path).name
+    low = name.lower()
+    for ext in MOVIE_EXTENSIONS:
+        if low.endswith(ext):
+            return name[: -len(ext)]
+    return Path(name).stem
