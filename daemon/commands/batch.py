@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from framewatch.daemon.commands.watch import check_series_patterns
 from framewatch.daemon.config.configuration import load_config, with_overrides
 from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
 from framewatch.daemon.service.batch import BatchRun, Progress, batch_config, summary_text
@@ -43,6 +44,7 @@ def load(args: argparse.Namespace):
         dask__address=args.dask_address,
         scheduler__backend="dask" if args.dask_address else None,
     )
+    check_series_patterns(cfg)  # as `watch` checks them: a bad pattern stops here, naming the file
     return batch_config(cfg), processing_options_from_args(args, cfg.raw)
 
 
