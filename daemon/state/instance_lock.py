@@ -16,6 +16,7 @@ from pathlib import Path
 from framewatch.core.errors import FramewatchError
 
 LOCK_NAME = "framewatch.lock"
+BUSY_ERRNOS = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # flock(LOCK_NB): another process holds it
 
 
 class InstanceLockedError(FramewatchError):
@@ -58,7 +59,7 @@ class InstanceLock:
         except OSError as err:
             holder = _read_pid(fd)
             os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if err.errno in BUSY_ERRNOS:
                 raise InstanceLockedError(self.state_dir, holder) from None
             raise FramewatchError(f"cannot lock: {err.strerror}", path=self.path) from None
         os.ftruncate(fd, 0)
@@ -71,12 +72,7 @@ class InstanceLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        try:
-            os.ftruncate(fd, 0)  # no pid of a process that no longer holds it
-        except OSError:
-            pass
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        release_lock_fd(fd)
 
     def __enter__(self) -> "InstanceLock":
         return self.acquire()
@@ -103,3 +99,13 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text else None
     except (OSError, ValueError):
         return None
+
+
+def release_lock_fd(fd: int) -> None:
+    """Empty a held lock file (no pid of a process that no longer holds it), unlock and close it."""
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from framewatch.core.errors import FramewatchError
+from framewatch.daemon.state.instance_lock import BUSY_ERRNOS, release_lock_fd
 
 OUT_LOCK_NAME = ".framewatch.lock"
 
@@ -79,7 +80,7 @@ class OutputLock:
         except OSError as err:
             pid, state = _read_holder(fd)
             os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            if err.errno in BUSY_ERRNOS:
                 raise OutputLockedError(self.out_dir, pid, state) from None
             raise FramewatchError(f"cannot lock: {err.strerror}", path=self.path) from None
         try:
@@ -97,12 +98,7 @@ class OutputLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        try:
-            os.ftruncate(fd, 0)
-        except OSError:
-            pass
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        release_lock_fd(fd)
 
     def __enter__(self) -> "OutputLock":
         return self.acquire()
