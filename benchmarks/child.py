@@ -26,11 +26,17 @@ REPEATS = 2  # steady state: the best of two runs in one process (a service corr
 
 
 def floor(movie: str, threads: int) -> dict:
-    """Read and decode every frame and do one float32 rfft2 per frame: what any corrector must do."""
+    """Read and decode every frame and do one float32 rfft2 per frame: what any corrector must do.
+
+    With the same allocator setting as a correction (``core.memory_reuse``: freed frame buffers are
+    reused), so the ratio compares the work, not page faults."""
     import numpy as np
     import scipy.fft
 
+    from framewatch.core.memory_reuse import keep_freed_memory
     from framewatch.core.movie_io import open_movie
+
+    keep_freed_memory()
 
     times = []
     for _ in range(REPEATS):

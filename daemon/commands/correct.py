@@ -12,6 +12,7 @@ import numpy as np
 
 from framewatch.core.correct import correct_movie_file
 from framewatch.core.errors import FramewatchError
+from framewatch.core.memory_reuse import keep_freed_memory
 from framewatch.core.movie_io import open_movie, write_image_mrc
 from framewatch.core.result import result_summary
 from framewatch.core.star import write_motion_star
@@ -41,6 +42,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    keep_freed_memory()  # frame-sized buffers are freed and allocated again frame after frame
     movie = Path(args.movie)
     options = processing_options_from_args(args)
     movie_dose = options.dose_per_tilt_e_per_a2

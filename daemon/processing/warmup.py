@@ -45,6 +45,7 @@ class WarmupReport:
     seconds: float
     steps_s: dict = field(default_factory=dict)  # e.g. {"whole_frame uint8": 1.2, "patches 2x2": 3.4}
     cache: CacheStatus | None = None
+    memory_reuse: str | None = None  # core.memory_reuse: whether freed frame buffers are kept
 
     def as_dict(self) -> dict:
         return {
@@ -52,6 +53,7 @@ class WarmupReport:
             "steps_s": {k: round(v, 3) for k, v in self.steps_s.items()},
             "numba_cache_dir": None if self.cache is None else str(self.cache.directory),
             "numba_cache_writable": None if self.cache is None else self.cache.writable,
+            "memory_reuse": self.memory_reuse,
         }
 
 
@@ -101,9 +103,11 @@ def warm_up(*, patches: tuple[int, int] = (2, 2), dtypes: tuple[str, ...] = MOVI
     pass (numba specialises on types, not sizes, so 2 x 2 compiles what any grid needs);
     ``fourier_bin`` > 1 also compiles the binning path. Raises what the engine raises."""
     from framewatch.core.correct import correct_movie
+    from framewatch.core.memory_reuse import keep_freed_memory
     from framewatch.core.settings import CorrectionSettings
     from framewatch.core.simulate import SimulationSpec, simulate_movie
 
+    reuse = keep_freed_memory()  # this process corrects movie after movie: reuse frame buffers
     status = cache_status()
     t_all = time.perf_counter()
     steps: dict[str, float] = {}
@@ -141,7 +145,7 @@ def warm_up(*, patches: tuple[int, int] = (2, 2), dtypes: tuple[str, ...] = MOVI
         step(f"dtype_{name}", lambda typed=typed: correct_movie(typed, settings=base, gain=sim.gain))
     step("unpack_4bit", _warm_4bit)
     step("eer_decode", _warm_eer)
-    return WarmupReport(time.perf_counter() - t_all, steps, status)
+    return WarmupReport(time.perf_counter() - t_all, steps, status, reuse.reason)
 
 
 def _smooth_field(nx: int, ny: int, n_frames: int):
