@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from .fourier import irfft2, shift_spectrum
+from .fourier import shift_spectrum
 from .global_align import bfactor_filter, correlation_rms, loo_cross_power
 from .peak import find_peak, offset_mask
 
@@ -116,10 +116,12 @@ def patch_trajectory(
                    for i, spec in enumerate(spectra)]
         total = np.sum(shifted, axis=0)
         new = pos.copy()
+        xps = np.stack([loo_cross_power(shifted[i], total, filt) for i in range(n)])
+        # one batched inverse transform: patches are small, so per-call overhead would dominate
+        ccs = scipy.fft.irfft2(xps, s=shape, axes=(-2, -1), workers=threads, overwrite_x=True)
         for i in range(n):
-            xp = loo_cross_power(shifted[i], total, filt)
-            dx, dy, height = find_peak(irfft2(xp, shape, threads=threads), mask)
-            sig[i] = height / max(correlation_rms(xp, shape), 1e-30)
+            dx, dy, height = find_peak(ccs[i], mask)
+            sig[i] = height / max(correlation_rms(xps[i], shape), 1e-30)
             new[i] = pos[i] + (dx, dy)
         pos = new - new.mean(axis=0)
     return pos, sig
@@ -169,12 +171,10 @@ def measure_patches(
     mask = offset_mask((size, size), max(2.0, MAX_LOCAL_SHIFT_PX / bin_factor))
     iterations = max(1, min(options.max_iterations, PATCH_ITERATIONS))
     for p, (x0, y0) in enumerate(grid.corners):
-        spectra = []
-        for a, b in bounds:
-            block = aligned[a:b, y0 : y0 + size, x0 : x0 + size].sum(axis=0, dtype=np.float32)
-            block -= block.mean()
-            block *= window
-            spectra.append(scipy.fft.rfft2(block, workers=options.threads))
+        blocks = np.stack([aligned[a:b, y0 : y0 + size, x0 : x0 + size].sum(axis=0, dtype=np.float32) for a, b in bounds])
+        blocks -= blocks.mean(axis=(1, 2), keepdims=True)
+        blocks *= window
+        spectra = list(scipy.fft.rfft2(blocks, axes=(-2, -1), workers=options.threads, overwrite_x=True))
         pos, sig = patch_trajectory(spectra, shape=(size, size), filt=filt, mask=mask, iterations=iterations,
                                     threads=options.threads)
         shifts[p] = (pos - pos[0]) * bin_factor
