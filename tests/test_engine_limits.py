@@ -73,7 +73,7 @@ def test_values_near_float32_max_are_refused_not_returned_as_nan():
 
 def test_a_non_finite_image_is_never_returned(monkeypatch):
     """The last guard, independent of the input checks: an image with NaN raises instead of returning."""
-    import framewatch.core.correct as correct_module
+    import framewatch.core.movie_correction as correct_module
 
     sim = simulated(ny=96, nx=96, n_frames=4, seed=5)
     real_irfft2 = correct_module.irfft2

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from framewatch.core.correct import apply_gain, sum_frames
 from framewatch.core.dose import (
     accumulate_weighted,
     critical_exposure_e_per_a2,
@@ -12,6 +11,7 @@ from framewatch.core.dose import (
     half_inverse_critical_exposure,
 )
 from framewatch.core.fourier import fourier_crop, shift_phase_vectors, shift_spectrum
+from framewatch.core.frame_arithmetic import apply_gain, sum_frames
 from framewatch.core.global_align import bfactor_filter, loo_cross_power
 from framewatch.core.peak import correlation_at
 

@@ -1,0 +1,352 @@
+"""The correction pipeline on decoded frames (:class:`MovieCorrection`), behind
+:func:`framewatch.core.correct.correct_movie` and ``correct_movie_file``.
+
+Steps: gain and value checks, defects (bad gain, the defect file, dead and hot pixels on the
+movie's sum), the first pass (gain, defect replacement and a forward transform per frame, a
+Fourier-cropped copy for alignment), whole-frame alignment, local motion when asked for (patches on
+the registered alignment copy, the evidence rule, the pooled fit; when applied, a second pass warps
+each decoded frame and transforms it again), dose-weighted full and half sums, inverse transforms,
+statistics.
+
+Memory: the decoded frames are kept in their native dtype (uint8 counts are a quarter of float32)
+until hot pixels are known; each is then gain-corrected, transformed and released (kept when local
+motion may need the second pass), so the peak is about the native movie plus the float32-sized set
+of half spectra.
+"""
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+
+from .content_checks import check_gain_defects, check_movie_signal, check_value_magnitude, require_finite_images
+from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels
+from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
+from .drift_stats import tilt_motion
+from .errors import GainError, MovieFormatError, SettingsError
+from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors, shift_spectrum
+from .frame_arithmetic import apply_gain, sum_frames
+from .frame_size import require_alignable_shape
+from .frc import frc_crossing_a, frc_curve
+from .global_align import GlobalAlignment, align_frames
+from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
+from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
+from .resample import field_grid_shape, warp_image
+from .result import DriftStatistics, MovieResult
+from .settings import CorrectionSettings
+
+__all__ = ["MovieCorrection"]
+
+
+class MovieCorrection:
+    """One run of the pipeline on decoded frames; holds the settings and derived geometry.
+
+    ``MovieCorrection(settings, shape, movie_path).run(raw, gain, defect_mask, read_s=...)``:
+    ``raw`` is a list of ``(ny, nx)`` frames in any real dtype; entries are released (set to
+    ``None``) as they are used."""
+
+    def __init__(self, settings: CorrectionSettings, shape: tuple[int, int], movie_path):
+        self.cfg = settings
+        self.movie_shape = (int(shape[0]), int(shape[1]))
+        require_alignable_shape(self.movie_shape, path=movie_path)
+        self.input_notes: list[str] = []  # what the input checks replaced or noticed
+        fb = settings.fourier_bin
+        if fb > 1 and (shape[0] % (2 * fb) or shape[1] % (2 * fb)):
+            raise SettingsError(
+                f"a {shape[1]} x {shape[0]} movie cannot be binned by {fb} to an even size", path=movie_path,
+                fix="use --bin 1, or crop the movie",
+            )
+        self.shape = (self.movie_shape[0] // fb, self.movie_shape[1] // fb)  # output (and alignment) geometry
+        self.pixel_size_a = settings.pixel_size_a * fb
+        self.path = movie_path if movie_path is not None else "movie"
+        self.threads = resolve_threads(settings.threads)
+        numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
+        if settings.align_pixel_size_a is not None:
+            bin_factor = max(1.0, settings.align_pixel_size_a / self.pixel_size_a)
+        else:
+            bin_factor = max(1.0, max(self.shape) / settings.align_max_size_px)
+        self.align_shape = crop_shape(self.shape, bin_factor=bin_factor)
+        # the exact factor after rounding to even sizes (x and y may differ by a hair; use the mean)
+        self.bin_factor = 0.5 * (self.shape[0] / self.align_shape[0] + self.shape[1] / self.align_shape[1])
+
+    @property
+    def local(self) -> bool:
+        """Patches are measured: ``patches="auto"`` or both counts at least 2."""
+        return self.cfg.local_requested
+
+    def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None, known_local=None) -> MovieResult:
+        timings = {"read_s": read_s}
+        n = len(raw)
+        gain = self._checked_gain(gain)
+        check_value_magnitude(raw, gain, path=self.path)
+        t = time.perf_counter()
+        replacer = self._defects(raw, gain, defect_mask)
+        timings["defects_s"] = time.perf_counter() - t
+        doses = accumulated_dose_e_per_a2(
+            n, dose_per_frame_e_per_a2=self.cfg.dose_per_frame_e_per_a2, prior_dose_e_per_a2=self.cfg.prior_dose_e_per_a2
+        )
+
+        def corrected(i: int) -> np.ndarray:
+            image = apply_gain(raw[i], gain)
+            replacer.apply(image, i)
+            return image
+
+        alignment, spectra, local = self._motion(raw, corrected, timings, known_shifts_px, known_local)
+        t = time.perf_counter()
+        sums = self._sums(spectra, n, alignment.shifts_px, doses)
+        timings["sum_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        freq, frc = frc_curve(sums["even_spec"], sums["odd_spec"], self.shape)
+        images = {
+            key: irfft2(sums[key + "_spec"], self.shape, threads=self.threads)
+            for key in ("full", "even", "odd", "plain")
+            if sums.get(key + "_spec") is not None
+        }
+        timings["inverse_fft_s"] = time.perf_counter() - t
+        require_finite_images(images, path=self.path)
+        timings["total_s"] = sum(timings.values())
+        px = self.pixel_size_a
+        return MovieResult(
+            dose_weighted_sum=images["full"],
+            even_sum=images["even"],
+            odd_sum=images["odd"],
+            unweighted_sum=images.get("plain"),
+            shifts_px=alignment.shifts_px,
+            accumulated_dose_e_per_a2=doses,
+            statistics=self._statistics(alignment, local, doses, freq, frc),
+            replaced_pixels=replacer.coordinates_xy,
+            settings=self.cfg,
+            timings_s=timings,
+            frc_curve=np.column_stack([freq / px, frc]),
+            local_motion=local,
+            notes=self._notes(alignment, local),
+        )
+
+    def _checked_gain(self, gain) -> np.ndarray | None:
+        """The gain as float32 ``(ny, nx)``; it must match the movie's frame size."""
+        if gain is None:
+            return None
+        gain = np.asarray(gain, dtype=np.float32)
+        if gain.shape != self.movie_shape:
+            ms = self.movie_shape
+            raise GainError(
+                f"gain reference is {gain.shape[1]} x {gain.shape[0]} but the movie is {ms[1]} x {ms[0]}",
+                path=self.path,
+                fix="use the gain reference of this camera mode, or check --gain-rot",
+            )
+        return gain
+
+    def _motion(self, raw: list, corrected, timings: dict, known_shifts_px, known_local):
+        """Whole-frame alignment, then local motion if asked for: ``(alignment, spectra, local)``.
+
+        ``spectra``: the output-size spectra to sum (a list, or an iterator of warped frames'
+        spectra when local motion is applied: a second pass over the decoded frames)."""
+        n = len(raw)
+        if self.local and known_local is not None:
+            alignment = self._global([None] * n, self.shape, 1.0, known_shifts_px)
+            local = LocalMotion(KnownDisplacement(known_local), None, None, None, 0.0, None, decision="given",
+                                reason="given by the caller")
+            return alignment, self._warped_spectra(raw, corrected, alignment, local, timings), local
+        alignment, spectra, cropped = self._align_whole_frame(raw, corrected, known_shifts_px, timings,
+                                                              keep_raw=self.local)
+        local = None
+        if self.local:
+            local = self._local_motion(cropped, alignment, timings)
+            if local.model is not None:  # a second pass: warp every frame, transform it again
+                spectra = self._warped_spectra(raw, corrected, alignment, local, timings)
+        return alignment, spectra, local
+
+    def _statistics(self, alignment: GlobalAlignment, local, doses: np.ndarray, freq, frc) -> DriftStatistics:
+        both = tilt_motion(alignment.shifts_px, doses, prior_dose_e_per_a2=self.cfg.prior_dose_e_per_a2)
+        motion, relion = both.per_tilt, both.relion
+        px = self.pixel_size_a
+        return DriftStatistics(
+            total_motion_px=motion.total_px,
+            early_motion_px=motion.early_px,
+            late_motion_px=motion.late_px,
+            total_motion_a=motion.total_px * px,
+            early_motion_a=motion.early_px * px,
+            late_motion_a=motion.late_px * px,
+            max_frame_shift_px=motion.max_step_px,
+            alignment_residual_px=alignment.residual_px,
+            frc_0_5_a=frc_crossing_a(freq, frc, 0.5, pixel_size_a=px),
+            frc_0_25_a=frc_crossing_a(freq, frc, 0.25, pixel_size_a=px),
+            frc_0_143_a=frc_crossing_a(freq, frc, 0.143, pixel_size_a=px),
+            early_dose_cutoff_e_per_a2=both.per_tilt_cutoff_e_per_a2,
+            patch_residual_mean_px=None if local is None else local.residual_mean_px,
+            patch_residual_max_px=None if local is None else local.residual_max_px,
+            patches_rejected_fraction=None if local is None else local.rejected_fraction,
+            relion_early_motion_px=relion.early_px,
+            relion_late_motion_px=relion.late_px,
+            relion_early_motion_a=relion.early_px * px,
+            relion_late_motion_a=relion.late_px * px,
+            **(local.statistics() if local is not None else {"local_motion": "off (--patches 0 0)"}),
+        )
+
+    def _notes(self, alignment: GlobalAlignment, local) -> tuple[str, ...]:
+        notes = list(self.input_notes)
+        if not alignment.converged:
+            notes.append(f"alignment stopped after {alignment.iterations} iterations without reaching {self.cfg.tolerance_px} px")
+        if alignment.outlier_frames:
+            notes.append(f"outlier frames placed by their neighbours: {list(alignment.outlier_frames)}")
+        if local is not None and local.decision in ("declined", "off"):
+            notes.append(f"local_motion: {local.label}; whole-frame only")
+        elif local is not None and local.decision == "forced":
+            notes.append(f"local_motion: {local.label}")
+        return tuple(notes)
+
+    def _global(self, spectra: list, shape: tuple[int, int], bin_factor: float, known_shifts_px) -> GlobalAlignment:
+        cfg = self.cfg
+        if known_shifts_px is not None:
+            known = np.asarray(known_shifts_px, dtype=np.float64)
+            return GlobalAlignment(
+                shifts_px=known - known[0], iterations=0, converged=True, residual_px=0.0, outlier_frames=(),
+                peak_heights=np.zeros(len(spectra)),
+            )
+        return align_frames(
+            spectra,
+            shape=shape,
+            bin_factor=bin_factor,
+            dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+            bfactor_px2=cfg.bfactor_px2,
+            max_iterations=cfg.max_iterations,
+            tolerance_px=cfg.tolerance_px,
+            max_shift_px=cfg.max_shift_a / self.pixel_size_a,
+            threads=self.threads,
+        )
+
+    def _align_whole_frame(self, raw: list, corrected, known_shifts_px, timings: dict, *, keep_raw: bool = False):
+        """One pass: transform every frame once, keep its spectrum, align on Fourier-cropped copies.
+
+        Returns the alignment, the output-size spectra and the Fourier-cropped alignment spectra.
+        ``keep_raw``: keep the decoded frames (a local warp may need a second pass)."""
+        t = time.perf_counter()
+        spectra, cropped = [], []
+        for i in range(len(raw)):
+            image = corrected(i)
+            if not keep_raw:
+                raw[i] = None  # release the decoded frame
+            spec = self._to_output(rfft2(image, threads=self.threads))
+            spectra.append(spec)
+            cropped.append(fourier_crop(spec, self.shape, self.align_shape))
+        timings["fft_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        alignment = self._global(cropped, self.align_shape, self.bin_factor, known_shifts_px)
+        timings["align_s"] = time.perf_counter() - t
+        return alignment, spectra, cropped
+
+    def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict) -> LocalMotion:
+        """Patches on the registered alignment copy (the cropped spectra shifted by the whole-frame
+        trajectory), the evidence rule and the pooled fit (:mod:`framewatch.core.local_motion`)."""
+        cfg = self.cfg
+        t = time.perf_counter()
+        patches = cfg.patches
+        if patches == "auto":
+            significance = alignment.peak_significance
+            whole_sig = float(np.median(significance)) if significance is not None and len(significance) else 0.0
+            choice = choose_patch_grid(self.align_shape, bin_factor=self.bin_factor, whole_frame_significance=whole_sig,
+                                       overlap=cfg.patch_overlap)
+            if choice.patches == (0, 0):
+                timings["local_align_s"] = time.perf_counter() - t
+                return local_motion_off(f"--patches auto: {choice.reason}")
+            patches = choice.patches
+        shape = self.align_shape
+        registered = np.stack([
+            irfft2(shift_spectrum(spec, shape, *(-alignment.shifts_px[i] / self.bin_factor)), shape, threads=self.threads)
+            for i, spec in enumerate(cropped)
+        ])
+        local = estimate_local_motion(
+            registered,
+            bin_factor=float(self.bin_factor),
+            image_shape=self.shape,
+            pixel_size_a=self.pixel_size_a,
+            dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+            options=PatchOptions(
+                patches=patches,
+                overlap=cfg.patch_overlap,
+                bfactor_px2=cfg.patch_bfactor_px2,
+                max_iterations=cfg.max_iterations,
+                tolerance_px=cfg.tolerance_px,
+                threads=self.threads,
+            ),
+            force=cfg.local_force,
+        )
+        timings["local_align_s"] = time.perf_counter() - t
+        return local
+
+    def _warped_spectra(self, raw: list, corrected, alignment: GlobalAlignment, local, timings: dict):
+        """Yield each frame's spectrum after warping it by the local model (second pass)."""
+        n = len(raw)
+        middle = alignment.shifts_px[n // 2]
+        step = LOCAL_FIELD_GRID_PX
+        fb = self.cfg.fourier_bin
+        grid_ny, grid_nx = field_grid_shape(self.movie_shape, step)
+        gy, gx = np.mgrid[0:grid_ny, 0:grid_nx] * float(step)
+        # the warp runs on movie pixels; the model and shifts are in output pixels
+        gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
+        warp_s = 0.0
+        for i in range(n):
+            image = corrected(i)
+            raw[i] = None
+            if local.model is not None:
+                w = time.perf_counter()
+                gdx, gdy = alignment.shifts_px[i] - middle
+                # the model is in registered coordinates; this frame's pixel u + G_t shows point u
+                fdx, fdy = local.model.displacement(gx - gdx, gy - gdy, float(i))
+                image = warp_image(
+                    image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step
+                )
+                warp_s += time.perf_counter() - w
+            yield self._to_output(rfft2(image, threads=self.threads))
+        timings["warp_s"] = warp_s
+
+
+    def _to_output(self, spectrum: np.ndarray) -> np.ndarray:
+        """Fourier-crop a movie-size spectrum to the output size (``fourier_bin``); else unchanged."""
+        if self.cfg.fourier_bin == 1:
+            return spectrum
+        return fourier_crop(spectrum, self.movie_shape, self.shape)
+
+    def _defects(self, raw: list, gain, defect_mask) -> PixelReplacer:
+        """Mask of pixels to replace: bad gain, known defects, hot and dead pixels on the movie sum."""
+        total = sum_frames(raw)
+        check_movie_signal(total, path=self.path)
+        bad = np.zeros(self.movie_shape, dtype=bool)
+        if gain is not None:
+            bad |= bad_gain_mask(gain)
+            note = check_gain_defects(bad, path=self.path)
+            self.input_notes += [note] if note else []
+            total *= np.where(bad, 0.0, gain).astype(np.float32)
+        if defect_mask is not None:
+            if defect_mask.shape != self.movie_shape:
+                raise MovieFormatError(
+                    f"defect mask {defect_mask.shape} does not match the movie {self.movie_shape}", path=self.path
+                )
+            bad |= defect_mask
+        bad |= detect_dead_pixels(total, exclude=bad)  # first, so a dead column's neighbours are not called hot
+        bad |= detect_hot_pixels(total, threshold_sigma=self.cfg.hot_pixel_sigma, exclude=bad)
+        return PixelReplacer(bad)
+
+    def _sums(self, spectra, n: int, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
+        """Shift every frame to the middle frame's position and accumulate even/odd weighted sums.
+
+        ``spectra``: a list (entries are released as they are used) or an iterator of ``n`` spectra.
+        """
+        cfg, shape = self.cfg, self.shape
+        inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=self.pixel_size_a, voltage_kv=cfg.voltage_kv)
+        spec_shape = inv2ne.shape
+        acc = [np.zeros(spec_shape, np.complex64), np.zeros(spec_shape, np.complex64)]
+        plain = np.zeros(spec_shape, np.complex64) if cfg.unweighted_sum else None
+        middle = shifts_px[n // 2]
+        is_list = isinstance(spectra, list)
+        for i, spec in enumerate(spectra):
+            dx, dy = shifts_px[i] - middle
+            py, px = shift_phase_vectors(shape, -dx, -dy)
+            accumulate_weighted(
+                spec, phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=doses[i], acc=acc[i % 2], plain=plain
+            )
+            if is_list:
+                spectra[i] = None
+        full, even, odd = finalize_weighted_sums(acc[0], acc[1], inv2ne=inv2ne, doses_e_per_a2=doses)
+        return {"full_spec": full, "even_spec": even, "odd_spec": odd, "plain_spec": plain}
