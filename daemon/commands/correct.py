@@ -1,4 +1,10 @@
-"""``framewatch correct``: correct one movie file and write its sums and a JSON report."""
+"""``framewatch correct``: correct movie files and write each one's sums and a JSON report.
+
+One movie: ``--out PREFIX``. Several: ``--out-dir DIR`` (each movie's outputs are named after its
+file name without the suffix). Kernels are compiled once per call and the next movie is read while
+this one is corrected (:mod:`framewatch.core.movie_sequence`). A movie that fails gets one line on
+stderr; the others are still corrected, and the exit status says that one failed.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,28 +16,34 @@ from pathlib import Path
 
 import numpy as np
 
-from framewatch.core.correct import correct_movie_file
 from framewatch.core.errors import FramewatchError
 from framewatch.core.memory_reuse import keep_freed_memory
 from framewatch.core.movie_io import open_movie, write_image_mrc
+from framewatch.core.movie_sequence import MovieJob, correct_movie_files
 from framewatch.core.result import result_summary
 from framewatch.core.star import write_motion_star
 from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
+from framewatch.daemon.state.output_names import movie_stem
 from framewatch.daemon.version import framewatch_version
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "correct",
-        help="correct one movie: gain, defects, alignment, dose-weighted sum and even/odd half sums",
-        description="Correct one movie and write PREFIX.mrc (dose-weighted sum), PREFIX_EVN.mrc and "
+        help="correct movies: gain, defects, alignment, dose-weighted sum and even/odd half sums",
+        description="Correct movies and write, per movie, PREFIX.mrc (dose-weighted sum), PREFIX_EVN.mrc and "
         "PREFIX_ODD.mrc (even/odd 0-based frames, each dose-weighted with its own normalisation) and "
-        "PREFIX.json (shifts, drift statistics, settings, replaced pixels, timings).",
+        "PREFIX.json (shifts, drift statistics, settings, replaced pixels, timings). With several movies the "
+        "next is read while this one is corrected.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("movie", metavar="MOVIE", help="movie file (.mrc, .mrcs, .tif, .tiff)")
-    p.add_argument("--out", required=True, metavar="PREFIX",
-                   help="output prefix: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
+    p.add_argument("movies", nargs="+", metavar="MOVIE", help="movie file(s) (.mrc, .mrcs, .tif, .tiff, .eer)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", metavar="PREFIX",
+                     help="output prefix of one movie: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
+    out.add_argument("--out-dir", metavar="DIR",
+                     help="output directory for any number of movies: DIR/NAME.mrc, ... with NAME the movie's file "
+                          "name without its suffix")
     add_processing_arguments(p)
     p.add_argument("--unweighted", action="store_true", help="also write PREFIX_noDW.mrc, the plain aligned sum")
     p.add_argument("--star", action="store_true",
@@ -43,21 +55,73 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     keep_freed_memory()  # frame-sized buffers are freed and allocated again frame after frame
-    movie = Path(args.movie)
+    movies = [Path(m) for m in args.movies]
+    prefixes = output_prefixes(movies, out=args.out, out_dir=args.out_dir)
     options = processing_options_from_args(args)
     movie_dose = options.dose_per_tilt_e_per_a2
     open_kwargs = options.reading_options(movie_dose)
-    with open_movie(movie, **open_kwargs) as reader:
-        n_frames = reader.n_frames
-    settings = dataclasses.replace(options.settings(n_frames=n_frames), unweighted_sum=args.unweighted)
-    if options.gain_orientation_auto:
-        settings = dataclasses.replace(
-            settings, gain_orientation=auto_gain_orientation(movie, options, open_kwargs=open_kwargs)
-        )
-    result = correct_movie_file(
-        movie, settings=settings, gain=options.gain, defects_path=options.defects, movie_dose_e_per_a2=movie_dose
-    )
-    prefix = Path(args.out)
+    single = len(movies) == 1
+    failed: list[FramewatchError | OSError] = []
+
+    def failure(err: FramewatchError | OSError) -> None:
+        if single:
+            raise err
+        failed.append(err)
+        print(f"framewatch correct: error: {err}", file=sys.stderr)
+
+    orientation = auto_gain_orientation(movies, options, open_kwargs=open_kwargs) if options.gain_orientation_auto else None
+    jobs = []
+    for movie in movies:
+        try:
+            with open_movie(movie, **open_kwargs) as reader:
+                n_frames = reader.n_frames
+        except (FramewatchError, OSError) as err:
+            failure(err)
+            continue
+        settings = dataclasses.replace(options.settings(n_frames=n_frames), unweighted_sum=args.unweighted)
+        if orientation is not None:
+            settings = dataclasses.replace(settings, gain_orientation=orientation)
+        jobs.append(MovieJob(path=movie, settings=settings, gain=options.gain, defects_path=options.defects,
+                             movie_dose_e_per_a2=movie_dose))
+    for outcome in correct_movie_files(jobs):
+        try:
+            if outcome.error is not None:
+                raise outcome.error
+            written = write_outputs(prefixes[outcome.job.path], outcome.result, movie=outcome.job.path, options=options,
+                                    star=args.star)
+        except (FramewatchError, OSError) as err:
+            failure(err)
+            continue
+        for path in written:
+            print(path)
+    if failed:
+        return max(getattr(err, "exit_status", 2) for err in failed)  # as a single failing movie (cli.main)
+    return 0
+
+
+def output_prefixes(movies: list[Path], *, out: str | None, out_dir: str | None) -> dict[Path, Path]:
+    """The output prefix of each movie: ``--out`` (one movie) or ``--out-dir/NAME`` (checked up front)."""
+    if out is not None:
+        if len(movies) > 1:
+            raise FramewatchError(f"--out names the outputs of one movie, but {len(movies)} were given",
+                                  fix="use --out-dir DIR for several movies")
+        return {movies[0]: Path(out)}
+    directory = Path(out_dir)
+    if not directory.is_dir():
+        raise FramewatchError("output directory does not exist", path=directory, fix="create it or choose another --out-dir")
+    prefixes: dict[Path, Path] = {}
+    for movie in movies:
+        prefix = directory / movie_stem(movie.name)
+        twin = next((m for m, p in prefixes.items() if p == prefix), None)
+        if twin is not None:
+            raise FramewatchError(f"{twin} and {movie} would both write {prefix}.mrc",
+                                  fix="correct them in two calls with different --out-dir")
+        prefixes[movie] = prefix
+    return prefixes
+
+
+def write_outputs(prefix: Path, result, *, movie: Path, options, star: bool) -> list[Path]:
+    """Write the sums, the JSON report (and the STAR file); all or nothing. Returns the paths written."""
     outputs = {
         prefix.with_name(prefix.name + ".mrc"): result.dose_weighted_sum,
         prefix.with_name(prefix.name + "_EVN.mrc"): result.even_sum,
@@ -66,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if result.unweighted_sum is not None:
         outputs[prefix.with_name(prefix.name + "_noDW.mrc")] = result.unweighted_sum
     report = result_summary(result)
-    star_path = prefix.with_name(prefix.name + ".star") if args.star else None
+    star_path = prefix.with_name(prefix.name + ".star") if star else None
     report.update(
         framewatch_version=framewatch_version(),
         movie=str(movie.resolve()),
@@ -93,9 +157,7 @@ def run(args: argparse.Namespace) -> int:
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    for path in written:
-        print(path)
-    return 0
+    return written
 
 
 def write_result_star(path: Path, result, *, movie: Path, gain, defects) -> dict:
@@ -129,22 +191,25 @@ def write_result_star(path: Path, result, *, movie: Path, gain, defects) -> dict
     )
 
 
-def auto_gain_orientation(movie: Path, options, *, open_kwargs: dict):
-    """Choose the gain orientation from this movie's raw sum, or stop with the reason."""
+def auto_gain_orientation(movies: list[Path], options, *, open_kwargs: dict, max_movies: int = 5):
+    """Choose the gain orientation from the raw sums of up to ``max_movies`` of the movies, or stop
+    with the reason (one orientation for the whole call: the movies come from one camera)."""
     from framewatch.core.gain import read_gain
     from framewatch.core.gain_auto import OrientationAccumulator, orientation_hint_from_movie
 
     if options.gain is None:
         raise FramewatchError("--gain-orientation auto needs a gain reference", fix="give --gain FILE")
-    acc = OrientationAccumulator(max_movies=1)
-    acc.add(movie, **open_kwargs)
+    used = movies[:max_movies]
+    acc = OrientationAccumulator(max_movies=len(used))
+    for movie in used:
+        acc.add(movie, **open_kwargs)
     choice = acc.choose(
-        read_gain(options.gain), hint=orientation_hint_from_movie(movie), invert=options.gain_orientation.invert,
+        read_gain(options.gain), hint=orientation_hint_from_movie(used[0]), invert=options.gain_orientation.invert,
         allow_resample=True,
     )
     if not choice.accepted:
-        raise FramewatchError(f"automatic gain orientation refused: {choice.reason}", path=movie)
+        raise FramewatchError(f"automatic gain orientation refused: {choice.reason}", path=used[0])
     o = choice.orientation
-    print(f"gain orientation: rot {o.rotate_ccw_90} flip {o.flip} (margin {choice.margin:.1f} standard errors)",
-          file=sys.stderr)
+    print(f"gain orientation: rot {o.rotate_ccw_90} flip {o.flip} (margin {choice.margin:.1f} standard errors, "
+          f"{len(used)} movie(s))", file=sys.stderr)
     return o
