@@ -3,6 +3,7 @@
     python -m benchmarks.child floor MOVIE THREADS
     python -m benchmarks.child correct MOVIE THREADS PIXEL_A DOSE_PER_FRAME [PATCHES_X PATCHES_Y]
     python -m benchmarks.child compile THREADS
+    python -m benchmarks.child sequence MOVIE THREADS PIXEL_A DOSE_PER_FRAME COPIES READ_AHEAD(0|1)
 """
 from __future__ import annotations
 
@@ -75,6 +76,37 @@ def correct(movie: str, threads: int, pixel_a: float, dose: float, patches=(0, 0
             "local_motion": decision}
 
 
+def sequence(movie: str, threads: int, pixel_a: float, dose: float, copies: int, read_ahead: bool) -> dict:
+    """``framewatch correct`` of ``copies`` movies in one call (whole-frame): core.movie_sequence,
+    each copy a hard link to the same file under another name. Per-movie wall times in order."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from framewatch.core.movie_sequence import MovieJob, correct_movie_files
+    from framewatch.core.settings import CorrectionSettings
+
+    settings = CorrectionSettings(pixel_size_a=pixel_a, dose_per_frame_e_per_a2=dose, threads=threads, patches=(0, 0))
+    warm_up(threads)
+    with tempfile.TemporaryDirectory(dir=Path(movie).parent) as tmp:
+        paths = []
+        for k in range(copies):
+            link = Path(tmp) / f"copy{k}{Path(movie).suffix}"
+            os.link(movie, link)
+            paths.append(link)
+        jobs = [MovieJob(path=p, settings=settings) for p in paths]
+        times, waited = [], []
+        start = time.perf_counter()
+        for outcome in correct_movie_files(jobs, read_ahead=read_ahead):
+            if outcome.error is not None:
+                raise outcome.error
+            now = time.perf_counter()
+            times.append(now - start)
+            waited.append(outcome.waited_s)
+            start = now
+    return {"per_movie_s": times, "waited_s": waited, "after_first_mean_s": sum(times[1:]) / max(1, len(times) - 1)}
+
+
 def warm_up(threads: int, patches=(0, 0)) -> None:
     from framewatch.daemon.processing.warmup import warm_up
 
@@ -90,6 +122,8 @@ def main(argv: list[str]) -> None:
         if len(argv) > 5 and argv[5] == "auto":
             patches = "auto"
         out = correct(argv[1], int(argv[2]), float(argv[3]), float(argv[4]), patches)
+    elif kind == "sequence":
+        out = sequence(argv[1], int(argv[2]), float(argv[3]), float(argv[4]), int(argv[5]), argv[6] == "1")
     elif kind == "compile":
         start = time.perf_counter()
         warm_up(int(argv[1]))
