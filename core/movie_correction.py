@@ -77,12 +77,21 @@ class MovieCorrection:
 
     def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None, known_local=None) -> MovieResult:
         timings = {"read_s": read_s}
-        n = len(raw)
-        gain = self._checked_gain(gain)
+        gain = self.checked_gain(gain)
         check_value_magnitude(raw, gain, path=self.path)
         t = time.perf_counter()
-        replacer = self._defects(raw, gain, defect_mask)
+        total = sum_frames(raw)
+        replacer = PixelReplacer(self.bad_mask(total, gain, defect_mask))
         timings["defects_s"] = time.perf_counter() - t
+        return self.finish(raw, gain, replacer, timings, known_shifts_px=known_shifts_px, known_local=known_local)
+
+    def finish(self, raw: list, gain, replacer: PixelReplacer, timings: dict, *, first_pass: list | None = None,
+               known_shifts_px=None, known_local=None) -> MovieResult:
+        """Everything after the defect mask: first pass, alignment, local motion, sums, statistics.
+
+        ``first_pass``: per frame ``(spectrum, cropped)`` already computed with this ``replacer``
+        and ``gain`` (streaming), or ``None`` for a frame to transform here; ``None``: all of them."""
+        n = len(raw)
         doses = accumulated_dose_e_per_a2(
             n, dose_per_frame_e_per_a2=self.cfg.dose_per_frame_e_per_a2, prior_dose_e_per_a2=self.cfg.prior_dose_e_per_a2
         )
@@ -92,7 +101,8 @@ class MovieCorrection:
             replacer.apply(image, i)
             return image
 
-        alignment, spectra, local = self._motion(raw, corrected, timings, known_shifts_px, known_local)
+        alignment, spectra, local = self._motion(raw, corrected, timings, known_shifts_px, known_local,
+                                                 first_pass=first_pass)
         t = time.perf_counter()
         sums = self._sums(spectra, n, alignment.shifts_px, doses)
         timings["sum_s"] = time.perf_counter() - t
@@ -123,7 +133,7 @@ class MovieCorrection:
             notes=self._notes(alignment, local),
         )
 
-    def _checked_gain(self, gain) -> np.ndarray | None:
+    def checked_gain(self, gain) -> np.ndarray | None:
         """The gain as float32 ``(ny, nx)``; it must match the movie's frame size."""
         if gain is None:
             return None
@@ -137,7 +147,7 @@ class MovieCorrection:
             )
         return gain
 
-    def _motion(self, raw: list, corrected, timings: dict, known_shifts_px, known_local):
+    def _motion(self, raw: list, corrected, timings: dict, known_shifts_px, known_local, *, first_pass=None):
         """Whole-frame alignment, then local motion if asked for: ``(alignment, spectra, local)``.
 
         ``spectra``: the output-size spectra to sum (a list, or an iterator of warped frames'
@@ -149,7 +159,7 @@ class MovieCorrection:
                                 reason="given by the caller")
             return alignment, self._warped_spectra(raw, corrected, alignment, local, timings), local
         alignment, spectra, cropped = self._align_whole_frame(raw, corrected, known_shifts_px, timings,
-                                                              keep_raw=self.local)
+                                                              keep_raw=self.local, first_pass=first_pass)
         local = None
         if self.local:
             local = self._local_motion(cropped, alignment, timings)
@@ -216,25 +226,32 @@ class MovieCorrection:
             threads=self.threads,
         )
 
-    def _align_whole_frame(self, raw: list, corrected, known_shifts_px, timings: dict, *, keep_raw: bool = False):
+    def _align_whole_frame(self, raw: list, corrected, known_shifts_px, timings: dict, *, keep_raw: bool = False,
+                           first_pass: list | None = None):
         """One pass: transform every frame once, keep its spectrum, align on Fourier-cropped copies.
 
         Returns the alignment, the output-size spectra and the Fourier-cropped alignment spectra.
-        ``keep_raw``: keep the decoded frames (a local warp may need a second pass)."""
+        ``keep_raw``: keep the decoded frames (a local warp may need a second pass). ``first_pass``:
+        see :meth:`finish`."""
         t = time.perf_counter()
         spectra, cropped = [], []
         for i in range(len(raw)):
-            image = corrected(i)
+            done = first_pass[i] if first_pass is not None else None
+            spec, crop = done if done is not None else self.first_pass_frame(corrected(i))
             if not keep_raw:
                 raw[i] = None  # release the decoded frame
-            spec = self._to_output(rfft2(image, threads=self.threads))
             spectra.append(spec)
-            cropped.append(fourier_crop(spec, self.shape, self.align_shape))
+            cropped.append(crop)
         timings["fft_s"] = time.perf_counter() - t
         t = time.perf_counter()
         alignment = self._global(cropped, self.align_shape, self.bin_factor, known_shifts_px)
         timings["align_s"] = time.perf_counter() - t
         return alignment, spectra, cropped
+
+    def first_pass_frame(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A corrected float32 frame -> its output-size spectrum and the Fourier-cropped alignment copy."""
+        spec = self._to_output(rfft2(image, threads=self.threads))
+        return spec, fourier_crop(spec, self.shape, self.align_shape)
 
     def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict) -> LocalMotion:
         """Patches on the registered alignment copy (the cropped spectra shifted by the whole-frame
@@ -308,15 +325,17 @@ class MovieCorrection:
             return spectrum
         return fourier_crop(spectrum, self.movie_shape, self.shape)
 
-    def _defects(self, raw: list, gain, defect_mask) -> PixelReplacer:
-        """Mask of pixels to replace: bad gain, known defects, hot and dead pixels on the movie sum."""
-        total = sum_frames(raw)
-        check_movie_signal(total, path=self.path)
+    def bad_mask(self, total: np.ndarray, gain, defect_mask, *, final: bool = True) -> np.ndarray:
+        """Pixels to replace ``(ny, nx)`` bool: bad gain, known defects, dead and hot pixels on ``total``
+        (the float32 sum of the raw frames; scaled in place by the gain). ``final=False``: a provisional
+        mask on a partial sum (streaming): no signal check and no note."""
+        if final:
+            check_movie_signal(total, path=self.path)
         bad = np.zeros(self.movie_shape, dtype=bool)
         if gain is not None:
             bad |= bad_gain_mask(gain)
             note = check_gain_defects(bad, path=self.path)
-            self.input_notes += [note] if note else []
+            self.input_notes += [note] if note and final else []
             total *= np.where(bad, 0.0, gain).astype(np.float32)
         if defect_mask is not None:
             if defect_mask.shape != self.movie_shape:
@@ -326,7 +345,7 @@ class MovieCorrection:
             bad |= defect_mask
         bad |= detect_dead_pixels(total, exclude=bad)  # first, so a dead column's neighbours are not called hot
         bad |= detect_hot_pixels(total, threshold_sigma=self.cfg.hot_pixel_sigma, exclude=bad)
-        return PixelReplacer(bad)
+        return bad
 
     def _sums(self, spectra, n: int, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
         """Shift every frame to the middle frame's position and accumulate even/odd weighted sums.
