@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["apply_gain", "sum_frames"]
+__all__ = ["add_frame", "apply_gain", "sum_frames"]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
@@ -60,5 +60,12 @@ def sum_frames(frames: list) -> np.ndarray:
     """float32 ``(ny, nx)`` sum of ``(ny, nx)`` frames of any real dtype."""
     total = np.zeros(np.shape(frames[0]), dtype=np.float32)
     for frame in frames:
-        _add_kernel(_kernel_input(frame), total)
+        add_frame(total, frame)
     return total
+
+
+def add_frame(total: np.ndarray, frame: np.ndarray) -> None:
+    """``total += frame`` in place: ``total`` float32 ``(ny, nx)``, ``frame`` any real dtype, same shape."""
+    if total.dtype != np.float32 or np.shape(frame) != total.shape:
+        raise ValueError(f"total {total.dtype} {total.shape} and frame {np.shape(frame)} do not match")
+    _add_kernel(_kernel_input(frame), total)
