@@ -43,7 +43,7 @@ def test_warm_up_compiles_the_kernels():
     assert {"whole_frame", "patches_2x2", "patches_2x2_warp", "dtype_uint16", "eer_decode"} <= set(report.steps_s)
     assert report.seconds >= sum(report.steps_s.values()) * 0.99
     top_level = {  # kernels called from Python (helpers inlined into them have no entry of their own)
-        ("correct", "_gain_kernel"), ("correct", "_convert_kernel"), ("correct", "_add_kernel"),
+        ("frame_arithmetic", "_gain_kernel"), ("frame_arithmetic", "_convert_kernel"), ("frame_arithmetic", "_add_kernel"),
         ("defects", "_hot_zscore_kernel"), ("defects", "_dead_runs_kernel"), ("defects", "_replace_kernel"),
         ("dose", "_accumulate_kernel"), ("dose", "_finalize_kernel"), ("fourier", "_apply_phase_kernel"),
         ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"), ("resample", "_prefilter_kernel"),
