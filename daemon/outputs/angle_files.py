@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import math
 
+from framewatch.daemon.state.records import TiltRecord
 
-def acquisition_ranks(records: list[dict]) -> dict[int, int]:
+
+def acquisition_ranks(records: list[TiltRecord]) -> dict[int, int]:
     """z -> 1-based rank of each record in acquisition order (acquisition index, then z)."""
     def key(r):
-        idx = r.get("acquisition_index")
-        return (math.inf if idx is None else idx, r["z"])
+        idx = r.acquisition_index
+        return (math.inf if idx is None else idx, r.z)
 
-    return {r["z"]: k for k, r in enumerate(sorted(records, key=key), start=1)}
+    return {r.z: k for k, r in enumerate(sorted(records, key=key), start=1)}
 
 
-def aretomo_tlt_text(sorted_recs: list[dict]) -> str:
+def aretomo_tlt_text(sorted_recs: list[TiltRecord]) -> str:
     """The ``_TLT.txt`` lines of the records in sorted-stack order."""
     ranks = acquisition_ranks(sorted_recs)
     lines = []
     for r in sorted_recs:
-        dose = r.get("dose_e_per_a2")
+        dose = r.dose_e_per_a2
         dose = 0.0 if dose is None or not math.isfinite(dose) else float(dose)
-        lines.append(f"{float(r['tilt_angle_deg']):8.2f}  {ranks[r['z']]:4d}  {dose:8.3f}\n")
+        lines.append(f"{float(r.tilt_angle_deg):8.2f}  {ranks[r.z]:4d}  {dose:8.3f}\n")
     return "".join(lines)

@@ -27,46 +27,14 @@ from pathlib import Path
 import structlog
 
 from framewatch.daemon.state.name_escape import shown
+from framewatch.daemon.state.records import STAT_KEYS, TILT_PLACE_KEYS
 
-# the drift statistics of core.result.DriftStatistics, as they appear in tilt events
-STAT_KEYS = (
-    "total_motion_px",
-    "early_motion_px",
-    "late_motion_px",
-    "total_motion_a",
-    "early_motion_a",
-    "late_motion_a",
-    "max_frame_shift_px",
-    "alignment_residual_px",
-    "frc_0_5_a",
-    "frc_0_25_a",
-    "frc_0_143_a",
-    "early_dose_cutoff_e_per_a2",
-    "patch_residual_mean_px",
-    "patch_residual_max_px",
-    "patches_rejected_fraction",
-    "local_motion",  # "applied" / "forced (...)" / "declined (reason)" / "off (reason)" (core.local_motion)
-    "local_patches",
-    "local_evidence_z",
-    "local_evidence_gain_fraction",
-    "local_field_rms_px",
-    "local_field_uncertainty_px",
-    # RELION's early/late (prior dose included): the rlnAccumMotionEarly/Late columns of the RELION tables
-    "relion_early_motion_px",
-    "relion_late_motion_px",
-    "relion_early_motion_a",
-    "relion_late_motion_a",
-)
+__all__ = ["EVENT_KEYS", "STAT_KEYS", "TILT_KEYS", "DriftLog", "missing_keys", "operational_logger"]
 
 TILT_KEYS = (
     "series",
     "output_dir",
-    "z",
-    "movie",
-    "tilt_angle_deg",
-    "acquisition_index",
-    "acquisition_time",
-    "n_frames",
+    *TILT_PLACE_KEYS,
     "pixel_size_a",
     "voltage_kv",
     "dose_e_per_a2",

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from framewatch.core.star import star_loop, star_text
 from framewatch.daemon.outputs.tilt_images import tilt_image_paths
+from framewatch.daemon.state.records import TiltRecord
 
 GLOBAL_TABLE = "tilt_series.star"
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -80,20 +81,20 @@ def _num(v, default: float = 0.0) -> float:
     return f if math.isfinite(f) else default
 
 
-def _acquisition_order(records: list[dict]) -> list[dict]:
-    return sorted(records, key=lambda r: (math.inf if r.get("acquisition_index") is None else r["acquisition_index"], r["z"]))
+def _acquisition_order(records: list[TiltRecord]) -> list[TiltRecord]:
+    return sorted(records, key=lambda r: (math.inf if r.acquisition_index is None else r.acquisition_index, r.z))
 
 
-def series_table(series: str, series_dir: str | Path, kept: list[dict], settings: RelionSettings) -> str:
-    """The text of ``SERIES.star`` for the kept records (tilt_table.tilt_record dicts)."""
+def series_table(series: str, series_dir: str | Path, kept: list[TiltRecord], settings: RelionSettings) -> str:
+    """The text of ``SERIES.star`` for the kept records (tilt_table.mark_reacquired)."""
     rows_in = _acquisition_order(kept)
     notes = []
-    axes = [r.get("tilt_axis_angle_deg") if r.get("tilt_axis_angle_deg") is not None else settings.tilt_axis_deg for r in rows_in]
+    axes = [r.tilt_axis_angle_deg if r.tilt_axis_angle_deg is not None else settings.tilt_axis_deg for r in rows_in]
     with_axis = all(a is not None for a in axes)
     if not with_axis:
         notes.append("rlnTomoNominalTiltAxisAngle left out: the mdoc title has no 'Tilt axis angle' "
                      "and [output] tilt_axis_deg is not set")
-    defoci = [r.get("defocus_um") for r in rows_in]
+    defoci = [r.defocus_um for r in rows_in]
     with_defocus = all(d is not None and math.isfinite(d) and d != 0 for d in defoci)
     if not with_defocus:
         notes.append("rlnTomoNominalDefocus left out: not every tilt has a mdoc TargetDefocus (or Defocus) other than 0")
@@ -107,17 +108,18 @@ def series_table(series: str, series_dir: str | Path, kept: list[dict], settings
     labels += ["rlnAccumMotionTotal", "rlnAccumMotionEarly", "rlnAccumMotionLate"]
     rows = []
     for r, axis, defocus in zip(rows_in, axes, defoci):
-        early = r.get("relion_early_motion_a")
-        late = r.get("relion_late_motion_a")
+        stats = r.statistics
+        early = stats.get("relion_early_motion_a")
+        late = stats.get("relion_late_motion_a")
         if early is None or late is None:  # a tilt journalled before both counts existed: early_* was RELION's
-            early, late = r.get("early_motion_a"), r.get("late_motion_a")
-        row = [project_path(r["movie_path"], settings.project_dir), int(r.get("n_frames") or 0), _num(r.get("tilt_angle_deg"))]
+            early, late = stats.get("early_motion_a"), stats.get("late_motion_a")
+        row = [project_path(r["movie_path"], settings.project_dir), int(r.n_frames or 0), _num(r.tilt_angle_deg)]
         row += [float(axis)] if with_axis else []
-        row += [_num(r.get("prior_dose_e_per_a2"))]
+        row += [_num(r.prior_dose_e_per_a2)]
         row += [float(defocus)] if with_defocus else []
         if settings.per_tilt_images:
             row += [project_path(p, settings.project_dir) for p in tilt_image_paths(series_dir, r["movie_path"])]
-        row += [_num(r.get("total_motion_a")), _num(early), _num(late)]
+        row += [_num(stats.get("total_motion_a")), _num(early), _num(late)]
         rows.append(row)
     comments = [f"written by framewatch: the tilts of {series} kept in the sorted stacks, in acquisition order;",
                 f"paths relative to {settings.project_dir}; rlnAccumMotion* in Angstrom (early/late: RELION's rule,",

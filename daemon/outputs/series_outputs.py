@@ -9,6 +9,7 @@ growing stacks in angle order (angle_files.py).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from framewatch.daemon.outputs.angle_files import aretomo_tlt_text
 from framewatch.daemon.outputs.no_follow import atomic_write_text, check_not_link, check_real_dir, ensure_real_dir
 from framewatch.daemon.outputs.tilt_table import angles_text, mark_reacquired, sorted_records, tilt_record, tsv_text
 from framewatch.daemon.state import faults
+from framewatch.daemon.state.records import TiltRecord
 
 
 @dataclass(frozen=True)
@@ -138,22 +140,21 @@ def repair_stacks(paths: SeriesPaths, n_expected: int) -> tuple[int, list[tuple[
     return n_min, actions
 
 
-def records_of(rows: list[dict], tolerance_deg: float) -> tuple[list[dict], list[dict]]:
+def records_of(rows: list[dict], tolerance_deg: float) -> tuple[list[TiltRecord], list[TiltRecord]]:
     """(all records in z order with reacquisition flags, the records kept for sorted outputs)."""
-    recs = [tilt_record(r) for r in rows]
-    kept = mark_reacquired(recs, tolerance_deg)
-    return sorted(recs, key=lambda r: r["z"]), kept
+    return mark_reacquired([tilt_record(r) for r in rows], tolerance_deg)
 
 
-def rewrite_tables(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *, series_name: str | None = None) -> list[dict]:
+def rewrite_tables(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *,
+                   series_name: str | None = None) -> list[TiltRecord]:
     """``SERIES.tilts.tsv`` and ``SERIES.rawtlt``; ``series_name`` (the series' own name, which the
     output names may shorten: output_names.py) goes into the table's ``series`` column."""
     paths.make_dir()
     recs, _ = records_of(rows, tolerance_deg)
     if series_name is not None:
-        recs = [dict(r, series=series_name) for r in recs]
+        recs = [dataclasses.replace(r, series=series_name) for r in recs]
     atomic_write_text(paths.tsv, tsv_text(recs))
-    atomic_write_text(paths.rawtlt, angles_text(r["tilt_angle_deg"] for r in recs))
+    atomic_write_text(paths.rawtlt, angles_text(r.tilt_angle_deg for r in recs))
     return recs
 
 
@@ -163,12 +164,12 @@ def write_sorted(paths: SeriesPaths, rows: list[dict], tolerance_deg: float, *, 
     order = sorted_records(kept)
     if not order:
         return 0
-    zs = [r["z"] for r in order]
+    zs = [r.z for r in order]
     paths.make_dir()
     label = f"framewatch: {paths.name} sorted by tilt angle"
     for src, dst in zip(paths.stacks, (paths.sorted_stack, paths.sorted_evn, paths.sorted_odd)):
         stack.write_stack(dst, stack.iter_sections(src, zs), pixel_size_a=pixel_size_a, label=label)
-    atomic_write_text(paths.tlt, angles_text(r["tilt_angle_deg"] for r in order))
-    atomic_write_text(paths.sorted_rawtlt, angles_text(r["tilt_angle_deg"] for r in order))
+    atomic_write_text(paths.tlt, angles_text(r.tilt_angle_deg for r in order))
+    atomic_write_text(paths.sorted_rawtlt, angles_text(r.tilt_angle_deg for r in order))
     atomic_write_text(paths.sorted_tlt_txt, aretomo_tlt_text(order))
     return len(order)

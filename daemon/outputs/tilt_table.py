@@ -19,21 +19,15 @@ outputs hold only the latest acquisition of each angle.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
-from framewatch.daemon.outputs.driftlog import STAT_KEYS
-from framewatch.daemon.state.name_escape import shown
+from framewatch.daemon.state.records import STAT_KEYS, TILT_PLACE_KEYS, TiltRecord
 
 TSV_COLUMNS = (
-    "z",
-    "movie",
-    "tilt_angle_deg",
-    "acquisition_index",
-    "acquisition_time",
-    "n_frames",
+    *TILT_PLACE_KEYS,
     "dose_e_per_a2",
     "dose_per_frame_e_per_a2",
     "prior_dose_e_per_a2",
@@ -58,82 +52,39 @@ TSV_COLUMNS = (
 )
 
 
-def _iso(t) -> str:
-    if t is None:
-        return ""
-    return _dt.datetime.fromtimestamp(float(t)).isoformat(timespec="seconds")
+def tilt_record(row: Mapping) -> TiltRecord:
+    """The record of a done journal row (its flat view has the keys of TSV_COLUMNS and a few more)."""
+    return TiltRecord.from_row(row)
 
 
-def tilt_record(row: dict) -> dict:
-    """A flat record of a done journal row (the keys of TSV_COLUMNS and a few more)."""
-    info = row.get("info") or {}
-    tilt = info.get("tilt", {})
-    res = info.get("resolved", {})
-    sources = res.get("sources", {})
-    stats = row.get("stats") or {}
-    timings = row.get("timings") or {}
-    rec = {
-        "z": row.get("z"),
-        "movie": shown(Path(row["path"]).name),  # undecodable bytes as \xNN (name_escape.py)
-        "movie_path": shown(row["path"]),
-        "tilt_angle_deg": row.get("angle_deg"),
-        "acquisition_index": row.get("acq_index"),
-        "acquisition_time": _iso(row.get("acq_time")),
-        "n_frames": row.get("n_frames"),
-        "dose_e_per_a2": res.get("dose_e_per_a2"),
-        "dose_per_frame_e_per_a2": res.get("dose_per_frame_e_per_a2"),
-        "prior_dose_e_per_a2": res.get("prior_dose_e_per_a2"),
-        "prior_dose_rule": res.get("prior_dose_rule"),
-        "pixel_size_a": res.get("pixel_size_a"),
-        "voltage_kv": res.get("voltage_kv"),
-        "angle_source": tilt.get("angle_source"),
-        "order_source": tilt.get("order_source"),
-        "index_source": tilt.get("index_source"),
-        "dose_source": sources.get("dose"),
-        "pixel_size_source": sources.get("pixel_size_a"),
-        "voltage_source": sources.get("voltage_kv"),
-        "tilt_axis_angle_deg": tilt.get("tilt_axis_angle_deg"),
-        "defocus_um": tilt.get("defocus_um"),
-        "flags": list(row.get("flags") or []),
-        "complete_signal": info.get("complete_signal"),
-        **{k: timings.get(k) for k in ("wait_s", "correct_s", "append_s", "latency_s")},
-    }
-    for k in STAT_KEYS:
-        rec[k] = stats.get(k)
-    for k, v in stats.items():  # statistics added to the engine later appear too
-        rec.setdefault(k, v)
-    px = rec["pixel_size_a"]
-    mfs = stats.get("max_frame_shift_px")
-    rec["max_frame_shift_a"] = None if mfs is None or px is None else mfs * px
-    return rec
-
-
-def mark_reacquired(records: list[dict], tolerance_deg: float) -> list[dict]:
-    """Add ``superseded`` / ``reacquired`` flags (in place) and return the records kept for sorted
-    outputs: the latest section of each angle."""
-    by_z = sorted(records, key=lambda r: r["z"])
-    keep: list[dict] = []
+def mark_reacquired(records: list[TiltRecord], tolerance_deg: float) -> tuple[list[TiltRecord], list[TiltRecord]]:
+    """The records in z order with ``superseded`` / ``reacquired`` flags, and those kept for the
+    sorted outputs: the latest section of each angle."""
+    by_z = sorted(records, key=lambda r: r.z)
+    marked: list[TiltRecord] = []
+    keep: list[TiltRecord] = []
     for i, r in enumerate(by_z):
         later = [q for q in by_z[i + 1 :] if _same_angle(q, r, tolerance_deg)]
         earlier = [q for q in by_z[:i] if _same_angle(q, r, tolerance_deg)]
-        flags = [f for f in r["flags"] if not f.startswith(("superseded", "reacquired"))]
+        flags = [f for f in r.flags if not f.startswith(("superseded", "reacquired"))]
         if earlier:
-            flags.append(f"reacquired (earlier z={','.join(str(q['z']) for q in earlier)})")
+            flags.append(f"reacquired (earlier z={','.join(str(q.z) for q in earlier)})")
         if later:
-            flags.append(f"superseded (by z={later[-1]['z']})")
-        else:
+            flags.append(f"superseded (by z={later[-1].z})")
+        r = r.with_flags(flags)
+        marked.append(r)
+        if not later:
             keep.append(r)
-        r["flags"] = flags
-    return keep
+    return marked, keep
 
 
-def _same_angle(a: dict, b: dict, tol: float) -> bool:
-    x, y = a.get("tilt_angle_deg"), b.get("tilt_angle_deg")
+def _same_angle(a: TiltRecord, b: TiltRecord, tol: float) -> bool:
+    x, y = a.tilt_angle_deg, b.tilt_angle_deg
     return x is not None and y is not None and abs(x - y) <= tol
 
 
-def sorted_records(kept: list[dict]) -> list[dict]:
-    return sorted(kept, key=lambda r: (r["tilt_angle_deg"], r["z"]))
+def sorted_records(kept: list[TiltRecord]) -> list[TiltRecord]:
+    return sorted(kept, key=lambda r: (r.tilt_angle_deg, r.z))
 
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
@@ -178,7 +129,8 @@ def _fmt(v) -> str:
     return escape_field(str(v))
 
 
-def tsv_text(records: list[dict]) -> str:
+def tsv_text(records: list[TiltRecord] | list[dict]) -> str:
+    """The tilt table of the records (TiltRecords, or dicts with the same keys)."""
     extra = sorted({k for r in records for k in r} - set(TSV_COLUMNS) - {"tilt_axis_angle_deg", "defocus_um"})
     cols = list(TSV_COLUMNS[:-1]) + extra + ["movie_path"]
     lines = ["\t".join(escape_field(c) for c in cols)]

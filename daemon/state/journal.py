@@ -276,6 +276,66 @@ class Journal:
     def series_movies(self, series_id: int) -> list[dict]:
         return [_row(r) for r in self.db.execute("SELECT * FROM movies WHERE series_id = ? ORDER BY id", (series_id,))]
 
+    # -- named transitions (seen -> ready -> processing -> done | failed; back to seen) -----------
+    def mark_ready(self, movie_id: int, *, ready_at: float | None = None, error: str | None = None,
+                   after_append: bool = False) -> None:
+        """Queued. ``ready_at``: first queued by intake; ``after_append``: put back at the front of
+        the queue because the output disk had no room (``error`` says so; no longer in a worker)."""
+        if after_append:
+            self.update(movie_id, state="ready", started_at=None, error=error)
+        else:
+            self.update(movie_id, state="ready", ready_at=ready_at)
+
+    def mark_processing(self, movie_id: int, *, started_at: float) -> None:
+        """Handed to a worker at ``started_at`` (s since the epoch)."""
+        self.update(movie_id, state="processing", started_at=started_at)
+
+    def mark_failed(self, movie_id: int, *, error: str, **fields) -> None:
+        """Failed for good with ``error``; ``fields``: counters or file identity to record with it
+        (``attempts``, ``interruptions``, ``size``, ``mtime_ns``, ``series_id``, ``complete_at``)."""
+        self.update(movie_id, state="failed", error=error, **fields)
+
+    def mark_retry(self, movie_id: int, *, attempts: int, error: str) -> None:
+        """Back to ``seen`` after an error that may go away (read again later)."""
+        self.update(movie_id, state="seen", attempts=attempts, error=error)
+
+    def mark_interrupted(self, movie_id: int, *, interruptions: int) -> None:
+        """Back to ``seen``: its worker (or the daemon) died while it was being processed."""
+        self.update(movie_id, state="seen", interruptions=interruptions)
+
+    def requeue(self, movie_id: int, *, left_worker: bool = False) -> None:
+        """Back to ``seen`` (watched again); ``left_worker``: it was taken from a worker (abandoned,
+        or held back while stopping) and its start time is cleared."""
+        if left_worker:
+            self.update(movie_id, state="seen", started_at=None)
+        else:
+            self.update(movie_id, state="seen")
+
+    def mark_section_lost(self, movie_id: int) -> None:
+        """A done movie whose section a crash cut from the stacks: back to ``seen``, corrected again."""
+        self.update(movie_id, state="seen", z=None, logged=0)
+
+    def forget_unready(self, movie_id: int) -> None:
+        """Delete a ``seen`` row whose file went before it was complete (it was never a movie)."""
+        self.db.execute("DELETE FROM movies WHERE id = ? AND state = 'seen'", (movie_id,))
+
+    def record_complete(self, movie_id: int, **fields) -> None:
+        """What intake found when the movie was complete: identity, series, angle, order, frames,
+        ``info_json`` and ``complete_at`` (the state is unchanged)."""
+        self.update(movie_id, **fields)
+
+    def set_frames(self, movie_id: int, n_frames: int) -> None:
+        """The frame count the worker found (EER: fractions, not raw frames)."""
+        self.update(movie_id, n_frames=n_frames)
+
+    def note_fail_stage(self, movie_id: int, stage: str) -> None:
+        """The stage a movie failed at, noted before its ``movie_failed`` line is written."""
+        self.update(movie_id, fail_stage=stage)
+
+    def mark_logged(self, movie_id: int) -> None:
+        """Its final drift-log line (``tilt_corrected`` or ``movie_failed``) is written."""
+        self.update(movie_id, logged=1)
+
     def mark_done(self, movie_id: int, *, z: int, stats: dict, flags: list, timings: dict, info: dict, now: float) -> None:
         """One transaction: the movie is done with section ``z``."""
         self.db.execute("BEGIN IMMEDIATE")
