@@ -11,7 +11,8 @@ loop looks at it is caught here and becomes that file's record, and the loop goe
   only when it changes;
 - an mdoc: one ``mdoc_warning``, once per version.
 
-A mixin of :class:`framewatch.daemon.pipeline.Daemon` (``self.cands``, ``self.journal``, ``self.log``).
+:class:`FileIsolation` is a part of the movie intake (movie_intake.py), which hands it the way to
+record a watched movie failed.
 """
 from __future__ import annotations
 
@@ -37,7 +38,16 @@ def _reason(err: BaseException) -> str:
 
 
 class FileIsolation:
-    def _guarded(self, path: str, stage: str, fn, *args, mdoc: bool = False):
+    """Guards every look at one file; remembers the rejected versions of paths."""
+
+    def __init__(self, *, log, fail_candidate):
+        """``log``: the drift log; ``fail_candidate(path, stage, reason) -> bool`` records a watched movie
+        failed and returns True, or returns False when ``path`` is not a watched movie."""
+        self._log = log
+        self._fail_candidate = fail_candidate
+        self._rejected: dict[str, tuple | None] = {}  # path -> version rejected
+
+    def guarded(self, path: str, stage: str, fn, *args, mdoc: bool = False):
         """``fn(*args)``; an exception becomes the record of ``path`` (see the module)."""
         try:
             return fn(*args)
@@ -51,17 +61,13 @@ class FileIsolation:
             version = version_of(path)
             if self._rejected.get(path) != version:
                 self._remember_rejected(path, version)
-                self.log.event("mdoc_warning", level="warning", mdoc=path, warnings=[f"not read: {reason}"], n_warnings=1)
+                self._log.event("mdoc_warning", level="warning", mdoc=path, warnings=[f"not read: {reason}"], n_warnings=1)
             return
-        cand = self.cands.pop(path, None)
-        if cand is not None:
-            try:
-                self.journal.update(cand.row_id, state="failed", error=f"could not be taken in: {reason}")
-                self._log_failed(self.journal.get(cand.row_id), stage, f"could not be taken in: {reason}")
-                self.final[path] = (lambda v: None if v is None else v[:2])(version_of(path))
+        try:
+            if self._fail_candidate(path, stage, f"could not be taken in: {reason}"):
                 return
-            except Exception as err2:  # noqa: BLE001 - the journal itself refused: reject the path below
-                reason += f"; recording it failed too: {type(err2).__name__}: {err2}"[:300]
+        except Exception as err2:  # noqa: BLE001 - the journal itself refused: reject the path below
+            reason += f"; recording it failed too: {type(err2).__name__}: {err2}"[:300]
         self.reject_file(path, stage, reason)
 
     def reject_file(self, path: str, stage: str, reason: str) -> None:
@@ -70,7 +76,7 @@ class FileIsolation:
         if self._rejected.get(path) == version:
             return
         self._remember_rejected(path, version)
-        self.log.event("file_rejected", level="warning", path=path, stage=stage, reason=reason)
+        self._log.event("file_rejected", level="warning", path=path, stage=stage, reason=reason)
 
     def _remember_rejected(self, path: str, version) -> None:
         if len(self._rejected) >= REJECTED_MAX:

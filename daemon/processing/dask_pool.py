@@ -26,6 +26,7 @@ a task reads its movie from the shared file system and returns the three sums an
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 
 from framewatch.daemon.config.dask_options import DaskOptions, map_path
 from framewatch.daemon.processing.pool import WorkerPool
+from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
 ROSTER_PERIOD_S = 0.5
 FIRST_BACKOFF_S = 1.0
@@ -42,7 +44,7 @@ RESULT_TIMEOUT_S = 120.0
 
 @dataclass
 class _Task:
-    job: dict
+    job: CorrectionJob  # the daemon's, its paths as the workers see them (path_map)
     future: object = None  # a distributed.Future; None while waiting to be (re)submitted
     workers: frozenset = frozenset()
     client: object = None
@@ -133,14 +135,14 @@ class DaskPool(WorkerPool):
         return f"dask {self.options.describe()}"
 
     # ------------------------------------------------------------------------------- the work
-    def submit(self, movie_id: int, job: dict) -> None:
+    def submit(self, job: CorrectionJob) -> None:
         pm = self.options.path_map
-        mapped = dict(job, movie=map_path(job["movie"], pm), gain=map_path(job.get("gain"), pm),
-                      defects=map_path(job.get("defects"), pm))
+        mapped = dataclasses.replace(job, movie=map_path(job.movie, pm), gain=map_path(job.gain, pm),
+                                     defects=map_path(job.defects, pm))
         task = _Task(mapped)
-        self.in_flight[movie_id] = task
-        self.started_at[movie_id] = time.time()
-        self._send(movie_id, task)
+        self.in_flight[job.movie_id] = task
+        self.started_at[job.movie_id] = time.time()
+        self._send(job.movie_id, task)
 
     def _send(self, movie_id: int, task: _Task) -> None:
         from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker
@@ -161,9 +163,9 @@ class DaskPool(WorkerPool):
         if self._on_done is not None:
             fut.add_done_callback(lambda _f: self._on_done())
 
-    def finished(self) -> list[tuple[int, dict | BaseException]]:
-        """Results of finished tasks: (movie id, result dict or the exception); also sends again
-        the tasks a lost connection or lost workers took away."""
+    def finished(self) -> list[CorrectionOutcome]:
+        """Outcomes of finished tasks (a task whose workers all died: ``interrupted``); also sends
+        again the tasks a lost connection or lost workers took away."""
         out = []
         alive = set(self.ready_workers())
         for mid, task in list(self.in_flight.items()):
@@ -173,7 +175,7 @@ class DaskPool(WorkerPool):
                     task.lost = "the connection to the scheduler was lost"
                 if self.connected() and alive:
                     if task.lost:
-                        self._note("dask_task_resubmitted", movie=task.job["movie"], reason=task.lost)
+                        self._note("dask_task_resubmitted", movie=task.job.movie, reason=task.lost)
                         task.resubmissions += 1
                         task.lost = None
                     self._send(mid, task)
@@ -185,19 +187,19 @@ class DaskPool(WorkerPool):
                 except Exception as err:  # noqa: BLE001 - the worker holding it died: Dask recomputes it
                     if fut.status in ("pending", "lost"):
                         continue
-                    res = err
+                    res = CorrectionOutcome.lost(task.job, err)
                 self._take(mid)
-                out.append((mid, res))
+                out.append(res)
             elif status == "error":
                 self._take(mid)
-                out.append((mid, fut.exception()))
+                out.append(CorrectionOutcome.lost(task.job, fut.exception()))
             elif status in ("cancelled", "lost"):
                 task.future = None  # the connection went: sent again once it is back
                 task.lost = "the connection to the scheduler was lost"
             elif alive and not (task.workers & alive):
                 # every worker it may run on is gone (not refused ones: those never get tasks)
                 fut.cancel()
-                self._note("dask_task_resubmitted", movie=task.job["movie"],
+                self._note("dask_task_resubmitted", movie=task.job.movie,
                            reason="every worker it was sent to has left the cluster")
                 task.future = None
                 task.resubmissions += 1

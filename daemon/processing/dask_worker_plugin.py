@@ -21,11 +21,14 @@ on the others.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
 
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
 EVENT_TOPIC = "framewatch-worker"
 PLUGIN_NAME = "framewatch"
@@ -89,7 +92,7 @@ class FramewatchWorkerPlugin(WorkerPlugin):
         worker.log_event(EVENT_TOPIC, report)
 
 
-def correct_on_worker(job: dict) -> dict:
+def correct_on_worker(job: CorrectionJob) -> CorrectionOutcome:
     """The correction task: ``daemon.processing.worker.correct`` with the worker's address in ``worker``."""
     from distributed import get_worker
 
@@ -99,13 +102,11 @@ def correct_on_worker(job: dict) -> dict:
         where = get_worker().address
     except ValueError:  # run outside a worker (a test calling it directly)
         where = f"local:{os.getpid()}"
-    movie = job["movie"]
+    movie = job.movie
     if not os.path.exists(movie):
         visible = os.path.isdir(os.path.dirname(movie))
         why = ("the file is not there" if visible else f"its directory {os.path.dirname(movie)} is not there either")
-        return {"error": f"the Dask worker {where} cannot see the movie {movie} ({why}): mount the microscope's share on the "
-                         "workers at the same path, or map it with [dask] path_map", "kind": "MovieNotVisible", "retryable": True,
-                "worker": where}
-    res = local_worker.correct(job)
-    res["worker"] = where
-    return res
+        return CorrectionOutcome.failed(job, f"the Dask worker {where} cannot see the movie {movie} ({why}): mount the "
+                                             "microscope's share on the workers at the same path, or map it with [dask] path_map",
+                                        "MovieNotVisible", retryable=True, worker=where)
+    return dataclasses.replace(local_worker.correct(job), worker=where)

@@ -35,23 +35,24 @@ MAX_MOVIES = 3
 STAGE = "gain_orientation"
 
 
-def session_gain_orientation(daemon) -> "SessionGainOrientation":
-    """The daemon's session object (made on first use)."""
-    gs = daemon.__dict__.get("_gain_session")
-    if gs is None or gs.hash != daemon.hash:
-        gs = daemon.__dict__["_gain_session"] = SessionGainOrientation(daemon)
-    return gs
-
-
 def _finite(x) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), 3)
 
 
 class SessionGainOrientation:
-    def __init__(self, daemon):
-        self.d = daemon
-        self.hash = daemon.hash
-        self.auto = bool(getattr(daemon.opts, "gain_orientation_auto", False))
+    """The session's gain orientation (module docstring); the dispatcher asks :meth:`ready` before it
+    hands movies to the workers and :meth:`apply` to each movie's settings."""
+
+    def __init__(self, *, journal, log, queue, opts, settings_hash: str, fail):
+        """``journal`` (state/journal.py), ``log`` (the drift log), ``queue`` (scheduler.ReadyQueue),
+        ``opts`` (ProcessingOptions), ``fail(movie_id, stage, reason)`` records a queued movie failed."""
+        self._journal = journal
+        self._log = log
+        self._queue = queue
+        self._opts = opts
+        self._fail = fail
+        self.hash = settings_hash
+        self.auto = bool(getattr(opts, "gain_orientation_auto", False))
         self.orientation: GainOrientation | None = None
         self.refused: str | None = None
         self.tried: set[int] = set()  # movie ids summed (or unreadable)
@@ -60,7 +61,7 @@ class SessionGainOrientation:
         self.hint: GainOrientation | None = None
         self.hint_checked = False
         if self.auto:
-            saved = daemon.journal.meta(self.key)
+            saved = journal.meta(self.key)
             if saved:
                 o = json.loads(saved)["orientation"]
                 self.orientation = GainOrientation(rotate_ccw_90=int(o["rotate_ccw_90"]), flip=o["flip"],
@@ -82,7 +83,7 @@ class SessionGainOrientation:
         if self.refused is not None:
             self._fail_queued()
             return False
-        for item in sorted(self.d.queue._items):
+        for item in self._queue.items():
             if item.movie_id not in self.tried:
                 self._sum(item.movie_id)
                 break
@@ -94,16 +95,16 @@ class SessionGainOrientation:
         from framewatch.core.movie_io import open_movie
 
         self.tried.add(mid)
-        row = self.d.journal.get(mid)
+        row = self._journal.get(mid)
         path = row["path"]
         if self.acc is None:
             self.acc = OrientationAccumulator(max_movies=MAX_MOVIES)
         try:
             # all raw frames are summed, whatever the EER grouping: the default grouping needs no dose
-            with open_movie(path, eer_upsampling=self.d.opts.eer_upsampling) as reader:
+            with open_movie(path, eer_upsampling=self._opts.eer_upsampling) as reader:
                 self.acc.add(reader)
         except (FramewatchError, OSError, ValueError) as err:
-            self.d.log.event("gain_orientation_skipped", level="warning", movie=path,
+            self._log.event("gain_orientation_skipped", level="warning", movie=path,
                              reason=f"cannot sum it for the gain orientation: {err}")
             return
         self.members.append(mid)
@@ -115,7 +116,7 @@ class SessionGainOrientation:
     def _decide(self) -> None:
         from framewatch.core.gain import read_gain
 
-        opts = self.d.opts
+        opts = self._opts
         try:
             choice = self.acc.choose(read_gain(opts.gain), hint=self.hint, invert=opts.gain_orientation.invert,
                                      allow_resample=True)
@@ -128,11 +129,11 @@ class SessionGainOrientation:
             self.orientation = o
             record = {"orientation": dataclasses.asdict(o), "margin": _finite(choice.margin), "best_z": _finite(choice.best_z),
                       "n_movies": n}
-            self.d.journal.set_meta(self.key, json.dumps(record))
-            self.d.log.event("gain_orientation_chosen", orientation=dataclasses.asdict(o), margin=_finite(choice.margin),
+            self._journal.set_meta(self.key, json.dumps(record))
+            self._log.event("gain_orientation_chosen", orientation=dataclasses.asdict(o), margin=_finite(choice.margin),
                              best_z=_finite(choice.best_z), n_movies=n, reason=choice.reason,
                              hint=None if self.hint is None else dataclasses.asdict(self.hint),
-                             movies=[self.d.journal.get(m)["path"] for m in self.members])
+                             movies=[self._journal.get(m)["path"] for m in self.members])
         elif self.acc.full:
             self._refuse(choice.reason, choice.best_z, choice.margin)
 
@@ -141,16 +142,12 @@ class SessionGainOrientation:
         if "--gain-rot" not in why:
             why += "; give --gain-rot/--gain-flip (gain_rot/gain_flip in [processing]) instead of gain_orientation auto"
         self.refused = why
-        self.d.log.event("gain_orientation_refused", level="error", reason=why, n_movies=self.acc.n_movies if self.acc else 0,
+        self._log.event("gain_orientation_refused", level="error", reason=why, n_movies=self.acc.n_movies if self.acc else 0,
                          best_z=_finite(best_z), margin=_finite(margin),
-                         movies=[self.d.journal.get(m)["path"] for m in self.members])
+                         movies=[self._journal.get(m)["path"] for m in self.members])
         self._fail_queued()
 
     def _fail_queued(self) -> None:
-        d = self.d
-        for item in list(d.queue._items):
-            d.queue.remove(item.movie_id)
-            row = d.journal.get(item.movie_id)
-            d.journal.update(item.movie_id, state="failed", error=self.refused)
-            d._log_failed(d.journal.get(item.movie_id), STAGE, self.refused)
-            d._finish_path(row)
+        for item in self._queue.items():
+            self._queue.remove(item.movie_id)
+            self._fail(item.movie_id, STAGE, self.refused)

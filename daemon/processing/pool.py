@@ -9,12 +9,14 @@ class with these members; nothing else in the daemon changes.
 
 What goes in and out:
 
-- a **job** (``submit``) is the dict :func:`framewatch.daemon.processing.worker.correct` takes:
-  the movie path, its resolved acquisition values and the correction settings (plain data, picklable);
-- a **result** (``finished``) is ``(movie_id, outcome)``: ``outcome`` is the worker's dict -- the three
-  sums as ``(ny, nx)`` float32 arrays, the frame shifts ``(n_frames, 2)`` px and the statistics -- or
-  ``{"error": str, "kind": str, "retryable": bool}`` for a movie the worker could not correct, or the
-  exception (``BrokenProcessPool``, ``KilledWorker``, ...) when the place the movie ran in died;
+- a **job** (``submit``) is a :class:`framewatch.daemon.state.records.CorrectionJob`, what
+  :func:`framewatch.daemon.processing.worker.correct` takes: the movie id and path, the correction
+  settings, gain and defect files (plain data, picklable);
+- an **outcome** (``finished``) is a :class:`framewatch.daemon.state.records.CorrectionOutcome`
+  holding its job: the three sums as ``(ny, nx)`` float32 arrays, the frame shifts ``(n_frames, 2)``
+  px and the statistics; or ``error``, ``kind`` and ``retryable`` for a movie the worker could not
+  correct; or ``interrupted`` (with the exception's class as ``kind``) when the place the movie ran
+  in died (``BrokenProcessPool``, ``KilledWorker``, ...);
 - ``in_flight`` maps movie id -> an opaque handle (only its keys and length are read);
   ``started_at`` maps movie id -> the submission time (``time.time()``, s).
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
+
+from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
 
 @runtime_checkable
@@ -42,11 +46,11 @@ class WorkerPool(Protocol):
     def has_room(self) -> bool:
         """True when one more movie may be submitted now."""
 
-    def submit(self, movie_id: int, job: dict) -> None:
+    def submit(self, job: CorrectionJob) -> None:
         """Start correcting one movie (only when :meth:`has_room`); ``job`` as in the module docstring."""
 
-    def finished(self) -> list[tuple[int, dict | BaseException]]:
-        """The results that arrived since the last call, each once; their movies leave ``in_flight``."""
+    def finished(self) -> list[CorrectionOutcome]:
+        """The outcomes that arrived since the last call, each once; their movies leave ``in_flight``."""
 
     def notes(self) -> list[tuple[str, dict]]:
         """Log lines ``(event, fields)`` the pool wants in the drift log (the daemon is its only writer)."""

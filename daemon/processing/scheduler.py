@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from framewatch.daemon.processing import worker
 from framewatch.daemon.processing.pool import WorkerPool
-from framewatch.daemon.state.records import QueueItem
+from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome, QueueItem
 
 
 class ReadyQueue:
@@ -46,6 +46,10 @@ class ReadyQueue:
         if self.newest_first_backlog and len(self._items) > self.newest_first_backlog:
             return self._items.pop()
         return self._items.pop(0)
+
+    def items(self) -> list[QueueItem]:
+        """The queued items, oldest acquisition first (a copy)."""
+        return list(self._items)
 
     def oldest_ready_at(self) -> float | None:
         return min((i.ready_at for i in self._items), default=None)
@@ -75,6 +79,7 @@ class LocalProcessPool(WorkerPool):
         self._broken_seen = False
         self.in_flight: dict[int, cf.Future] = {}
         self.started_at: dict[int, float] = {}
+        self._jobs: dict[int, CorrectionJob] = {}
 
     def start(self) -> None:
         self._pid_queue = self._ctx.SimpleQueue()
@@ -123,24 +128,26 @@ class LocalProcessPool(WorkerPool):
     def has_room(self) -> bool:
         return len(self.in_flight) < self.workers
 
-    def submit(self, movie_id: int, job: dict) -> None:
+    def submit(self, job: CorrectionJob) -> None:
         fut = self._track(self._pool.submit(worker.correct, job))
-        self.in_flight[movie_id] = fut
-        self.started_at[movie_id] = time.time()
+        self.in_flight[job.movie_id] = fut
+        self.started_at[job.movie_id] = time.time()
+        self._jobs[job.movie_id] = job
         if self._on_done is not None:
             fut.add_done_callback(lambda _f: self._on_done())
 
-    def finished(self) -> list[tuple[int, dict | BaseException]]:
-        """Results of finished jobs: (movie id, result dict or the exception)."""
+    def finished(self) -> list[CorrectionOutcome]:
+        """Outcomes of finished jobs (a dead worker process: ``interrupted``)."""
         out = []
         for mid, fut in list(self.in_flight.items()):
             if fut.done():
                 del self.in_flight[mid]
                 self.started_at.pop(mid, None)
+                job = self._jobs.pop(mid)
                 try:
-                    out.append((mid, fut.result()))
+                    out.append(fut.result())
                 except BaseException as err:  # noqa: BLE001 - BrokenProcessPool etc.
-                    out.append((mid, err))
+                    out.append(CorrectionOutcome.lost(job, err))
         return out
 
     def broken(self) -> bool:
@@ -157,6 +164,7 @@ class LocalProcessPool(WorkerPool):
         pids = self.worker_pids() if self._pool is not None else set()
         self.in_flight.clear()
         self.started_at.clear()
+        self._jobs.clear()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             live = [p for p in pids if _alive_child(p)]
             for pid in live:

@@ -3,7 +3,7 @@
 Workers are started with the ``spawn`` method (the daemon has threads), die with the daemon
 (``PR_SET_PDEATHSIG``), ignore SIGINT (the daemon drains them), and compile the numba kernels on a
 tiny movie before the daemon reports ready. Errors come back as data, never as an exception that
-might not pickle: ``{"error": ..., "kind": ..., "retryable": bool}``. Retryable errors are
+might not pickle: a :class:`CorrectionOutcome` with ``error``, ``kind`` and ``retryable``. Retryable errors are
 those of reading the movie (it may still be changing); settings, gain and defect errors are not.
 """
 from __future__ import annotations
@@ -12,11 +12,11 @@ import ctypes
 import os
 import signal
 import time
-from pathlib import Path
 
 import numpy as np
 
 from framewatch.daemon.state import faults
+from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
 _PR_SET_PDEATHSIG = 1
 _gain_cache: dict = {}
@@ -60,51 +60,52 @@ def _gain(path, orientation, shape, movie):
     return g
 
 
-def correct(job: dict) -> dict:
-    """``job``: movie, settings (CorrectionSettings), gain, defects. Returns sums + statistics."""
+def correct(job: CorrectionJob) -> CorrectionOutcome:
+    """Correct ``job.movie`` with its settings, gain and defects; the outcome holds the three sums
+    (``(ny, nx)`` float32), the statistics and the frame shifts, or the error as data."""
     from framewatch.core.correct import correct_movie_file, movie_reading_options
     from framewatch.core.errors import DefectFileError, GainError, MovieContentError, MovieFormatError, SettingsError
     from framewatch.core.movie_io import open_movie
 
     t0 = time.perf_counter()
-    movie = job["movie"]
-    settings = job["settings"]
+    movie = job.movie
+    settings = job.settings
     try:
-        movie_dose = job.get("movie_dose_e_per_a2")  # EER: the dose of the whole movie
+        movie_dose = job.movie_dose_e_per_a2  # EER: the dose of the whole movie
         with open_movie(movie, **movie_reading_options(settings, movie_dose)) as reader:
             n_frames = getattr(reader, "n_raw_frames", reader.n_frames)  # EER: the raw frames (TIFF pages)
             shape = reader.shape
             reader.read_frame(0)
             faults.checkpoint("worker_reading", movie)
-        if job.get("expected_frames") is not None and n_frames != job["expected_frames"]:
-            return {"error": f"the movie now has {n_frames} frames, {job['expected_frames']} when it was found complete",
-                    "kind": "FrameCountChanged", "retryable": True}
+        if job.expected_frames is not None and n_frames != job.expected_frames:
+            return CorrectionOutcome.failed(job, f"the movie now has {n_frames} frames, {job.expected_frames} when it was "
+                                                 "found complete", "FrameCountChanged", retryable=True)
         gain = None
-        if job.get("gain"):
-            gain = _gain(job["gain"], settings.gain_orientation, shape, movie)
-        result = correct_movie_file(movie, settings=settings, gain=gain, defects_path=job.get("defects"),
+        if job.gain:
+            gain = _gain(job.gain, settings.gain_orientation, shape, movie)
+        result = correct_movie_file(movie, settings=settings, gain=gain, defects_path=job.defects,
                                     movie_dose_e_per_a2=movie_dose)
     except (SettingsError, GainError, DefectFileError, MovieContentError) as err:  # the same file fails again
-        return {"error": str(err), "kind": type(err).__name__, "retryable": False}
+        return CorrectionOutcome.failed(job, str(err), type(err).__name__, retryable=False)
     except (MovieFormatError, OSError, ValueError, IndexError) as err:
-        return {"error": str(err), "kind": type(err).__name__, "retryable": True}
+        return CorrectionOutcome.failed(job, str(err), type(err).__name__, retryable=True)
     except Exception as err:  # noqa: BLE001 - a decoder error etc.: report, never kill the worker
-        return {"error": f"{type(err).__name__}: {err}", "kind": type(err).__name__, "retryable": True}
+        return CorrectionOutcome.failed(job, f"{type(err).__name__}: {err}", type(err).__name__, retryable=True)
     faults.checkpoint("worker_corrected")
-    return {
-        "dose_weighted_sum": np.ascontiguousarray(result.dose_weighted_sum, dtype=np.float32),
-        "even_sum": np.ascontiguousarray(result.even_sum, dtype=np.float32),
-        "odd_sum": np.ascontiguousarray(result.odd_sum, dtype=np.float32),
-        "statistics": result.statistics.as_dict(),
-        "shifts_px": [[float(x), float(y)] for x, y in result.shifts_px],
-        "n_frames": result.n_frames,
-        "n_raw_frames": n_frames if n_frames != result.n_frames else None,  # EER: raw frames grouped into n_frames
-        "dose_per_frame_e_per_a2": float(result.settings.dose_per_frame_e_per_a2),  # EER: the dose per fraction
-        "n_replaced_pixels": int(len(result.replaced_pixels)),
-        "engine_timings_s": {k: float(v) for k, v in result.timings_s.items()},
-        "notes": list(result.notes),
-        "worker_s": time.perf_counter() - t0,
-        "pid": os.getpid(),
-        "worker": f"local:{os.getpid()}",  # where it ran (a Dask task replaces it with the worker's address)
-        "movie": str(Path(movie)),
-    }
+    return CorrectionOutcome(
+        job,
+        dose_weighted_sum=np.ascontiguousarray(result.dose_weighted_sum, dtype=np.float32),
+        even_sum=np.ascontiguousarray(result.even_sum, dtype=np.float32),
+        odd_sum=np.ascontiguousarray(result.odd_sum, dtype=np.float32),
+        statistics=result.statistics.as_dict(),
+        shifts_px=[[float(x), float(y)] for x, y in result.shifts_px],
+        n_frames=result.n_frames,
+        n_raw_frames=n_frames if n_frames != result.n_frames else None,  # EER: raw frames grouped into n_frames
+        dose_per_frame_e_per_a2=float(result.settings.dose_per_frame_e_per_a2),  # EER: the dose per fraction
+        n_replaced_pixels=int(len(result.replaced_pixels)),
+        engine_timings_s={k: float(v) for k, v in result.timings_s.items()},
+        notes=tuple(result.notes),
+        worker_s=time.perf_counter() - t0,
+        pid=os.getpid(),
+        worker=f"local:{os.getpid()}",  # where it ran (a Dask task replaces it with the worker's address)
+    )

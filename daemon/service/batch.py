@@ -128,10 +128,10 @@ class BatchRun(Daemon):
             self._already = sum(1 for r in rows if r["state"] in ("done", "failed"))
             self._failed_before = sum(1 for r in rows if r["state"] == "failed")
             self._already_done = self._already - self._failed_before
-            self._total = self._already + len(self.cands)
+            self._total = self._already + self.intake.watching
             self._show()
         super()._step(now)
-        if not (self.cands or len(self.queue) or self.pool.in_flight or self.held):
+        if not (self.intake.watching or len(self.queue) or self.dispatcher.busy):
             self._finish(time.time())
 
     def _rows(self) -> list[dict]:
@@ -150,7 +150,7 @@ class BatchRun(Daemon):
             movies = self.journal.series_movies(s["id"])
             done = [m for m in movies if m["state"] == "done"]
             if done:
-                self._complete_series(s, done, "batch", now)
+                self.completion.complete(s, done, "batch", now)
         rows = self._rows()
         failed = tuple(sorted((r["path"], r["error"] or "") for r in rows if r["state"] == "failed"))
         self.summary = BatchSummary(movies=len(rows), done=self._done_now, already_done=self._already_done, failed=failed,

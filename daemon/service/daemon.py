@@ -39,24 +39,26 @@ from framewatch.core.errors import FramewatchError, SettingsError
 from framewatch.daemon.config.configuration import DaemonConfig, reload_merge
 from framewatch.daemon.config.directory_roles import check_directory_roles
 from framewatch.daemon.config.processing_options import ProcessingOptions
-from framewatch.daemon.intake.file_isolation import FileIsolation
-from framewatch.daemon.intake.movie_intake import TICK_S, Candidate, Intake
+from framewatch.daemon.intake.movie_intake import TICK_S, MovieIntake
 from framewatch.daemon.intake.naming import patterns_from_config
 from framewatch.daemon.intake.series_grouping import SeriesIndex
 from framewatch.daemon.intake.watcher import Watcher
 from framewatch.daemon.outputs.driftlog import DriftLog, operational_logger
-from framewatch.daemon.outputs.interop_outputs import InteropOutputs
-from framewatch.daemon.outputs.no_follow import LinkInOutputError
-from framewatch.daemon.outputs.series_outputs import SeriesPaths, repair_stacks
+from framewatch.daemon.outputs.output_warnings import OutputWarnings
+from framewatch.daemon.outputs.series_tables import SeriesTables
 from framewatch.daemon.processing.pool_choice import describe_pool, make_pool
 from framewatch.daemon.processing.scheduler import ReadyQueue
-from framewatch.daemon.service.dispatch import Processing
-from framewatch.daemon.service.events import Events
+from framewatch.daemon.service.dispatch import Dispatcher
+from framewatch.daemon.service.events import EventLog
+from framewatch.daemon.service.kernel_warmup import KernelWarmup
 from framewatch.daemon.service.lifecycle import Service, SignalInbox
-from framewatch.daemon.service.series_completion import Completion
+from framewatch.daemon.service.series_completion import SeriesCompletion
+from framewatch.daemon.service.startup_recovery import StartupRecovery
+from framewatch.daemon.service.tilt_appender import PlotRefresh, TiltAppender
 from framewatch.daemon.state.instance_lock import InstanceLock
 from framewatch.daemon.state.journal import Journal
 from framewatch.daemon.state.output_lock import OutputLock
+from framewatch.daemon.state.run_context import LiveConfig, RunContext
 from framewatch.daemon.version import framewatch_version
 
 COMPLETION_CHECK_S = 1.0
@@ -73,9 +75,12 @@ def default_state_dir(out_dir: str | Path) -> Path:
     return base / slug
 
 
-class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutputs):
-    """The daemon: set-up, start-up recovery, the main loop and a clean stop (the mixins hold the
-    steps of the loop: intake.py, processing.py, completion.py, events.py, interop_outputs.py)."""
+class Daemon:
+    """The daemon: it builds its parts (:meth:`_setup`), resumes from the journal, runs the main
+    loop and stops cleanly. The parts own their state and get their collaborators when they are
+    built: :class:`MovieIntake` (watching, readiness, queueing), :class:`Dispatcher` (the pool, the
+    results, their order), :class:`TiltAppender` (stacks, journal, tables, line, plot),
+    :class:`SeriesCompletion`, :class:`EventLog`, :class:`StartupRecovery`, :class:`KernelWarmup`."""
 
     def __init__(
         self,
@@ -99,7 +104,7 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         self.out_dir = Path(out_dir).resolve()
         self.state_dir = Path(state_dir).resolve() if state_dir else default_state_dir(self.out_dir)
         check_directory_roles(watch_dir=self.watch_dir, out_dir=self.out_dir, state_dir=self.state_dir)
-        self.cfg = config or DaemonConfig()
+        self.config = LiveConfig(config or DaemonConfig())
         self.opts = options or ProcessingOptions()
         for name, p in (("gain", self.opts.gain), ("defects", self.opts.defects)):
             if p is not None and not Path(p).is_file():
@@ -112,13 +117,32 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         self._disk_probe = disk_probe
         self.inbox = SignalInbox()
         self._abandon_now = False
-        self.warmup_reports: list[dict] = []
+        self._stop_reason = "signal"
+        self._lock: InstanceLock | None = None
+        self._last_completion_check = 0.0
+        self._last_backlog = 0.0
+        self.journal = self.log = self.watcher = self.pool = self.service = None
+        self.warmup: KernelWarmup | None = None
+
+    @property
+    def cfg(self) -> DaemonConfig:
+        """The configuration now (SIGHUP may replace it)."""
+        return self.config.now
+
+    @property
+    def hash(self) -> str:
+        """The settings hash of this run (journal rows and series carry it)."""
+        return self.run_context.settings_hash
+
+    @property
+    def warmup_reports(self) -> list[dict]:
+        return [] if self.warmup is None else self.warmup.reports
 
     # ------------------------------------------------------------------------------------ set-up
     def _setup(self) -> None:
         logging.getLogger("tifffile").setLevel(logging.ERROR)  # partial files are expected here
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(self.state_dir, self.out_dir, lock=getattr(self, "_lock", None))
+        self.journal = Journal(self.state_dir, self.out_dir, lock=self._lock)
         fmt = self.cfg.log.format
         self.oplog = operational_logger(self._stdout, json=None if fmt == "auto" else fmt == "json")
         try:
@@ -129,9 +153,11 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
                                   fix="it must be a regular file written by framewatch "
                                       "(remove a link or anything else there)") from None
         self._setup_service()
-        self.hash = self.opts.settings_hash()
-        self.out_set, new_set = self.journal.output_set(self.hash, self.opts.identity())
-        self.set_dir = self.out_dir / self.out_set if self.out_set else self.out_dir
+        settings_hash = self.opts.settings_hash()
+        out_set, new_set = self.journal.output_set(settings_hash, self.opts.identity())
+        self.run_context = RunContext(watch_dir=self.watch_dir, out_dir=self.out_dir, state_dir=self.state_dir,
+                                      settings_hash=settings_hash, out_set=out_set,
+                                      set_dir=self.out_dir / out_set if out_set else self.out_dir, opts=self.opts)
         w = self.cfg.watch
         self.watcher = Watcher(
             self.watch_dir,
@@ -144,20 +170,10 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         self.inbox.wake = self.watcher.wake
         self.index = SeriesIndex(patterns_from_config(list(self.cfg.series.patterns)), root=self.watch_dir,
                                  mdoc_max_bytes=int(w.mdoc_max_mb * 1e6))
-        self._rejected: dict[str, tuple | None] = {}  # path -> version rejected (file_isolation.py)
         q = self.cfg.scheduler
         self.queue = ReadyQueue(q.queue_size, q.newest_first_backlog)
         self.pool = make_pool(self.cfg, on_done=self.watcher.wake.set)
-        self.cands: dict[str, Candidate] = {}
-        self.final: dict[str, tuple[int, int]] = {}
-        self.held: dict[int, dict] = {}
-        self.busy_paths: set[str] = set()
-        self._order: dict[int, tuple[int, int]] = {}
-        self._dispatch_order = 0
-        self.hot_dirs: dict[str, float] = {}
-        self._last_completion_check = 0.0
-        self._last_backlog = 0.0
-        self._backlog_nonzero = False
+        self._build_parts()
         self.log.event(
             "daemon_started",
             version=framewatch_version(),
@@ -169,55 +185,30 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
             scan_period_s=w.scan_period_s,
             workers=q.workers,
             processing_backend=describe_pool(self.pool),
-            settings_hash=self.hash,
-            output_dir=str(self.set_dir),
+            settings_hash=settings_hash,
+            output_dir=str(self.run_context.set_dir),
         )
-        self.log.event("output_set", settings_hash=self.hash, output_dir=str(self.set_dir), new=new_set,
+        self.log.event("output_set", settings_hash=settings_hash, output_dir=str(self.run_context.set_dir), new=new_set,
                        **({"note": "settings differ from the first run: outputs go to this separate directory"}
-                          if self.out_set else {}))
+                          if out_set else {}))
 
-    def _recover(self) -> int:
-        """Resume after a restart; returns the number of movies to redo."""
-        j = self.journal
-        redo = 0
-        for row in j.in_state("processing", settings_hash=self.hash):
-            n = row["interruptions"] + 1
-            if n >= self.cfg.watch.max_interruptions:
-                j.update(row["id"], state="failed", interruptions=n,
-                         error=f"interrupted {n} times while being processed (daemon killed or crashed)")
-                self._log_failed(row, "processing", f"interrupted {n} times while being processed (daemon killed or crashed)")
-            else:
-                j.update(row["id"], state="seen", interruptions=n)
-                self.log.event("movie_interrupted", movie=row["path"], interruptions=n, redo=True)
-                redo += 1
-        for row in j.in_state("ready", settings_hash=self.hash):
-            j.update(row["id"], state="seen")
-        for s in j.all_series(self.hash):
-            paths = SeriesPaths.of(self.out_dir, s["out_rel"])
-            n = j.n_sections(s["id"])
-            try:
-                n_now, actions = repair_stacks(paths, n)
-            except LinkInOutputError as err:  # a link planted in OUT: the series is left alone (no_follow.py)
-                self._output_failed(s, "stacks", err)
-                continue
-            for path, count, what in actions:
-                if what not in ("ok",):
-                    self.log.event("stack_repaired", level="warning", series=s["name"], stack=str(path), sections=count,
-                                   action=what)
-            if n_now < n:
-                for row in j.sections(s["id"]):
-                    if row["z"] >= n_now:
-                        j.update(row["id"], state="seen", z=None, logged=0)
-                        redo += 1
-            rows = j.sections(s["id"])
-            self._tidy_tilt_images(paths, rows)  # a crash's temporaries; images of movies not done
-            if rows:
-                self._write_tables(s, paths, rows)  # output disk full: written later (processing.py)
-                self._replot_stale(s, paths, rows)
-                if s["complete"] and not paths.sorted_stack.exists() and self._write_sorted(s, paths, rows) is None:
-                    j.update_series(s["id"], complete=0)  # completed (and written) again once there is room
-        self._replay_lost_lines()  # tilt_corrected / movie_failed lines a crash kept from the log (events.py)
-        return redo
+    def _build_parts(self) -> None:
+        """The parts of the loop, each with its collaborators (see the class docstring)."""
+        common = dict(journal=self.journal, log=self.log, run=self.run_context, config=self.config)
+        self.events = EventLog(**common)
+        warnings = OutputWarnings(self.log)
+        tables = SeriesTables(**common, warnings=warnings)
+        plots = PlotRefresh(service=self.service, config=self.config)
+        self.intake = MovieIntake(**common, events=self.events, watcher=self.watcher, index=self.index, queue=self.queue,
+                                  metrics=self.service.metrics)
+        appender = TiltAppender(**common, events=self.events, tables=tables, plots=plots, intake=self.intake)
+        self.dispatcher = Dispatcher(**common, pool=self.pool, queue=self.queue, events=self.events, intake=self.intake,
+                                     appender=appender, stop_event=self.stop_event)
+        self.completion = SeriesCompletion(**common, index=self.index, intake=self.intake, tables=tables, warnings=warnings)
+        self.recovery = StartupRecovery(**common, events=self.events, tables=tables, warnings=warnings, plots=plots,
+                                        completion=self.completion)
+        self.warmup = KernelWarmup(pool=self.pool, log=self.log, service=self.service, config=self.config,
+                                   state_dir=self.state_dir)
 
     def _setup_service(self) -> None:
         from framewatch.daemon.outputs.plots import PlotWorker
@@ -247,38 +238,7 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
             raise
         try:
             self._setup()
-            resumed = self._recover()
-            _numba_cache_dir(self.state_dir)
-            self._log_cache()
-            if self.watcher.inotify_error:
-                self.log.event("inotify_unavailable", level="warning", reason=self.watcher.inotify_error)
-            self.pool.start()
-            warm = self._warm_up()
-            if warm is None:  # stopped during the warm-up: no movie was taken yet
-                self.pool.abandon()
-                self._drain()
-                return 0
-            self._scan(time.time())
-            self.service.initial_disk_check()
-            self.log.event("daemon_ready", warmup_s=round(warm, 3), known_movies=len(self.cands) + len(self.final),
-                           resumed_movies=resumed, backend=self.watcher.backend, scan_period_s=self.cfg.watch.scan_period_s)
-            self.service.ready(self._status())
-            next_scan = time.time() + self.cfg.watch.scan_period_s
-            while not self.stop_event.is_set():
-                self._signals()
-                if self.stop_event.is_set():
-                    break
-                now = time.time()
-                self._hints(now)
-                if now >= next_scan:
-                    self._scan(now)
-                    next_scan = now + self.cfg.watch.scan_period_s
-                self._step(now)
-                self._tick()
-                self.watcher.wake.wait(TICK_S)
-                self.watcher.wake.clear()
-            self._drain()
-            return 0
+            return self._run_loop()
         finally:
             try:
                 self._shutdown()
@@ -286,48 +246,48 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
                 out_lock.release()
                 lock.release()
 
-    def _log_cache(self) -> None:
-        from framewatch.daemon.processing.warmup import cache_status
-
-        c = cache_status()
-        self.log.event("numba_cache", level="info" if c.writable else "warning", directory=str(c.directory),
-                       source=c.source, writable=c.writable, message=c.message)
-
-    def _warm_up(self) -> float | None:
-        """Compile the kernels in every worker before READY; returns the seconds (None: stopped)."""
-        if not self.cfg.service.warmup:
-            return 0.0
-        self.service.starting("compiling kernels (warm-up)")
-        t0 = time.perf_counter()
-
-        def should_stop() -> bool:
+    def _run_loop(self) -> int:
+        resumed = self.recovery.recover()
+        self.warmup.prepare_cache()
+        if self.watcher.inotify_error:
+            self.log.event("inotify_unavailable", level="warning", reason=self.watcher.inotify_error)
+        self.pool.start()
+        warm = self.warmup.warm_up(should_stop=self._should_stop)
+        if warm is None:  # stopped during the warm-up: no movie was taken yet
+            self.pool.abandon()
+            self._drain()
+            return 0
+        self.intake.scan(time.time())
+        self.service.initial_disk_check()
+        self.log.event("daemon_ready", warmup_s=round(warm, 3), known_movies=self.intake.watching + self.intake.n_final,
+                       resumed_movies=resumed, backend=self.watcher.backend, scan_period_s=self.cfg.watch.scan_period_s)
+        self.service.ready(self._status())
+        next_scan = time.time() + self.cfg.watch.scan_period_s
+        while not self.stop_event.is_set():
             self._signals()
-            return self.stop_event.is_set()
+            if self.stop_event.is_set():
+                break
+            now = time.time()
+            self.intake.hints(now)
+            if now >= next_scan:
+                self.intake.scan(now)
+                next_scan = now + self.cfg.watch.scan_period_s
+            self._step(now)
+            self._tick()
+            self.watcher.wake.wait(TICK_S)
+            self.watcher.wake.clear()
+        self._drain()
+        return 0
 
-        try:
-            reports = self.pool.warm_up(str(self.state_dir), should_stop=should_stop)
-        except Exception as err:  # noqa: BLE001 - warm-up failure is not fatal: movies compile on first use
-            self.log.event("warmup_failed", level="warning", reason=f"{type(err).__name__}: {err}")
-            if self.pool.broken():
-                self.pool.restart()
-            return time.perf_counter() - t0
-        if reports is None:
-            return None
-        warm = time.perf_counter() - t0
-        self.warmup_reports = reports
-        if reports:  # none: a Dask scheduler not reachable yet (its workers warm up when they join)
-            slowest = max(reports, key=lambda r: r["warmup_s"])
-            self.log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
-                           numba_cache_dir=slowest.get("numba_cache_dir"))
-        return warm
+    def _should_stop(self) -> bool:
+        self._signals()
+        return self.stop_event.is_set()
 
     def stop(self, reason: str = "signal") -> None:
         self._stop_reason = reason
         self.stop_event.set()
-        try:
+        if self.watcher is not None:
             self.watcher.wake.set()
-        except AttributeError:
-            pass
 
     def _signals(self) -> None:
         """Act on the signals the handlers recorded (they do nothing else)."""
@@ -357,7 +317,7 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         cfg, applied, restart = reload_merge(self.cfg, new_cfg)
         if new_opts.settings_hash() != self.hash and "processing" not in restart:
             restart.append("processing")
-        self.cfg = cfg
+        self.config.replace(cfg)
         self.queue.newest_first_backlog = cfg.scheduler.newest_first_backlog
         self.service.apply_config(cfg.disk, cfg.service)
         self.log.event("config_reloaded", config=new_cfg.source, changed=applied, needs_restart=restart,
@@ -371,88 +331,54 @@ class Daemon(Intake, Processing, Completion, Events, FileIsolation, InteropOutpu
         return None if oldest is None else now - oldest
 
     def _status(self) -> str:
-        return self.service.status_text(len(self.queue), len(self.pool.in_flight), len(self.cands))
+        return self.service.status_text(len(self.queue), len(self.pool.in_flight), self.intake.watching)
 
     def _tick(self) -> None:
         now = time.time()
-        self.service.tick(queued=len(self.queue), processing=len(self.pool.in_flight), watching=len(self.cands),
+        self.service.tick(queued=len(self.queue), processing=len(self.pool.in_flight), watching=self.intake.watching,
                           oldest_wait_s=self._oldest_wait_s(now), pool_broken=self.pool.broken(),
                           in_flight_since=self.pool.started_at, now=now)
 
     def _step(self, now: float) -> None:
-        ready = []
-        for cand in list(self.cands.values()):
-            if now >= cand.next_check:
-                r = self._guarded(cand.path, "readiness", self._evaluate, cand, now)
-                if r is not None:
-                    ready.append(r)
-        if ready:
-            self._admit(ready, now)
-        self._collect(time.time())
+        self.intake.step(now)
+        self.dispatcher.collect(time.time())
         if not self.service.paused:  # below the disk floor: keep watching and journaling, start nothing
-            self._dispatch(time.time())
-        self._log_mdoc_warnings()
+            self.dispatcher.dispatch(time.time())
+        self.events.mdoc_warnings(self.index)
         if now - self._last_completion_check >= COMPLETION_CHECK_S:
             self._last_completion_check = now
-            self._check_series(now)
+            self.completion.check(now)
         if now - self._last_backlog >= self.cfg.scheduler.backlog_log_s:
             self._last_backlog = now
-            self._log_backlog(now)
+            self.events.backlog(queued=len(self.queue), processing=len(self.pool.in_flight), watching=self.intake.watching,
+                                oldest_wait_s=self._oldest_wait_s(now))
 
     def _drain(self) -> None:
         """Stop taking movies; finish those in the workers within the shutdown timeout, else abandon."""
-        reason = getattr(self, "_stop_reason", "signal")
+        reason = self._stop_reason
         self.log.event("daemon_stopping", reason=reason, in_flight=len(self.pool.in_flight))
         self.service.stopping(reason, len(self.pool.in_flight))
         deadline = time.time() + self.cfg.service.shutdown_timeout_s
-        while (self.pool.in_flight or self.held) and time.time() < deadline and not self._abandon_now:
-            self._collect(time.time())
+        while self.dispatcher.busy and time.time() < deadline and not self._abandon_now:
+            self.dispatcher.collect(time.time())
             self._signals()
-            if self.pool.in_flight or self.held:
+            if self.dispatcher.busy:
                 time.sleep(0.05)
         if self.pool.in_flight:
-            self._abandon_in_flight("a second stop signal" if self._abandon_now else
-                                    f"still being corrected after shutdown_timeout_s = {self.cfg.service.shutdown_timeout_s:g} s")
-            self._collect(time.time())  # results that waited for an abandoned, earlier movie
-
-    def _abandon_in_flight(self, reason: str) -> None:
-        now = time.time()
-        started = dict(self.pool.started_at)
-        for mid in self.pool.abandon():
-            self._order.pop(mid, None)
-            row = self.journal.get(mid)
-            # back to "seen" (not an interruption): nothing of it is in the stacks, the next start corrects it
-            self.journal.update(mid, state="seen", started_at=None)
-            self.log.event("movie_abandoned", level="warning", movie=row["path"], series=self._series_name(row),
-                           in_worker_s=round(now - started.get(mid, now), 3), reason=reason,
-                           note="nothing of it was appended; the next start corrects it")
+            self.dispatcher.abandon_in_flight("a second stop signal" if self._abandon_now else
+                                              f"still being corrected after shutdown_timeout_s = "
+                                              f"{self.cfg.service.shutdown_timeout_s:g} s")
+            self.dispatcher.collect(time.time())  # results that waited for an abandoned, earlier movie
 
     def _shutdown(self) -> None:
-        for name in ("watcher",):
-            obj = getattr(self, name, None)
-            if obj is not None:
-                obj.stop()
-        pool = getattr(self, "pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel=True)
-        service = getattr(self, "service", None)
-        if service is not None:
-            service.close()
-        if hasattr(self, "log"):
-            self.log.event("daemon_stopped", reason=getattr(self, "_stop_reason", "signal"),
-                           uptime_s=round(time.time() - self.started, 3))
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel=True)
+        if self.service is not None:
+            self.service.close()
+        if self.log is not None:
+            self.log.event("daemon_stopped", reason=self._stop_reason, uptime_s=round(time.time() - self.started, 3))
             self.log.close()
-        if hasattr(self, "journal"):
+        if self.journal is not None:
             self.journal.close()
-
-
-def _numba_cache_dir(state_dir: Path) -> None:
-    """numba's ``cache=True`` needs a writable cache: the package's own ``__pycache__`` when it is
-    writable, else ``STATE/numba-cache`` (e.g. under a hardened systemd unit), unless
-    ``NUMBA_CACHE_DIR`` is set. Worker processes inherit the environment."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    import framewatch.core as core
-
-    if not os.access(Path(core.__file__).parent, os.W_OK):
-        os.environ["NUMBA_CACHE_DIR"] = str(state_dir / "numba-cache")

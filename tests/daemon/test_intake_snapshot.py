@@ -25,15 +25,15 @@ def test_ready_movie_keeps_its_mdoc_line(tmp_path):
     d._setup()
     try:
         now = time.time()
-        d._scan(now)
-        ready = d._evaluate(d.cands[str(movie)], now)
+        d.intake.scan(now)
+        ready = d.intake.evaluate(d.intake.cands[str(movie)], now)
         assert ready is not None and ready[2].signal == "tiff_expected_pages"
         # the acquisition software rewrites the mdoc; another movie's check reads it half-written
         text = acq.mdoc_path.read_text()
         acq.mdoc_path.write_text(text[: text.index("[ZValue = 0]")])
         d.index.note_mdoc(acq.mdoc_path, time.time())
         assert d.index.entry_for(movie) is None
-        d._admit([ready], time.time())
+        d.intake.admit([ready], time.time())
         row = d.journal.latest(str(movie), d.hash)
         assert row["state"] == "ready", row["error"]
         assert row["info"]["tilt"]["grouping"] == "mdoc" and row["info"]["resolved"]["dose_e_per_a2"] == 3.0
@@ -62,20 +62,20 @@ def test_complete_time_counts_from_the_last_change(tmp_path):
                stdout=io.StringIO())
     d._setup()
     try:
-        d._scan(time.time())
-        cand = d.cands[str(movie)]
-        assert d._evaluate(cand, time.time()) is None  # first look
+        d.intake.scan(time.time())
+        cand = d.intake.cands[str(movie)]
+        assert d.intake.evaluate(cand, time.time()) is None  # first look
         time.sleep(0.3)
-        assert d._evaluate(cand, time.time()) is None  # 7 pages, stable: complete, but waits for its line
+        assert d.intake.evaluate(cand, time.time()) is None  # 7 pages, stable: complete, but waits for its line
         assert cand.complete_since is not None
         time.sleep(0.05)
         last_write = time.time()
         write_tiff_frame_by_frame(movie, frames[7:], 0.0)  # the writer goes on
         add_section(acq, movie.name, 0.0, 0, frames=8)
         d.index.note_mdoc(acq.mdoc_path, time.time())
-        ready = d._evaluate(cand, time.time())
+        ready = d.intake.evaluate(cand, time.time())
         assert ready is not None and ready[2].n_frames == 8
-        d._admit([ready], time.time())
+        d.intake.admit([ready], time.time())
         row = d.journal.latest(str(movie), d.hash)
         assert row["state"] == "ready" and row["complete_at"] >= last_write
     finally:
@@ -103,14 +103,14 @@ def test_movie_waits_for_the_rest_of_its_mdoc_line(tmp_path):
                stdout=io.StringIO())
     d._setup()
     try:
-        d._scan(time.time())
-        cand = d.cands[str(m.path)]
+        d.intake.scan(time.time())
+        cand = d.intake.cands[str(m.path)]
         assert d.index.entry_for(m.path) is not None  # its line is there, without DateTime yet
-        assert d._evaluate(cand, time.time()) is None  # waits for the rest of its line
+        assert d.intake.evaluate(cand, time.time()) is None  # waits for the rest of its line
         with open(acq.mdoc_path, "a") as f:
             f.write(section[cut:])
         d.index.note_mdoc(acq.mdoc_path, time.time())
-        ready = d._evaluate(cand, time.time())
+        ready = d.intake.evaluate(cand, time.time())
         assert ready is not None
         info = ready[3]
         assert info.order_source == "mdoc DateTime" and info.acquisition_index == 2

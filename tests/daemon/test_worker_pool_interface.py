@@ -13,6 +13,7 @@ from framewatch.daemon.config.dask_options import DaskOptions
 from framewatch.daemon.processing.dask_pool import DaskPool
 from framewatch.daemon.processing.pool import WorkerPool
 from framewatch.daemon.processing.scheduler import LocalProcessPool, _alive_child
+from framewatch.daemon.state.records import CorrectionJob
 
 PROTOCOL_METHODS = [n for n, v in vars(WorkerPool).items() if callable(v) and not n.startswith("_")]
 
@@ -60,15 +61,15 @@ def _wait(cond, timeout_s=60.0):
 
 def test_local_pool_pids_broken_restart_and_abandon(tmp_path):
     """A real spawned worker: it reports its pid; a job on a missing movie comes back as a retryable
-    error dict; SIGKILL of the idle worker makes the pool broken (as the executor refuses jobs then);
+    error outcome; SIGKILL of the idle worker makes the pool broken (as the executor refuses jobs then);
     restart gives a healthy pool; abandon stops the worker that holds a job."""
     pool = LocalProcessPool(1)
     pool.start()
     try:
-        pool.submit(1, {"movie": str(tmp_path / "missing.mrc"), "settings": None})
+        pool.submit(CorrectionJob(1, str(tmp_path / "missing.mrc")))
         assert _wait(lambda: pool.in_flight[1].done())
-        [(mid, res)] = pool.finished()
-        assert mid == 1 and res["retryable"] is True and not pool.in_flight
+        [res] = pool.finished()
+        assert res.job.movie_id == 1 and res.retryable is True and not pool.in_flight
         [pid] = pool.worker_pids()
         assert pid != os.getpid() and _alive_child(pid) and not pool.broken()
 
@@ -77,7 +78,7 @@ def test_local_pool_pids_broken_restart_and_abandon(tmp_path):
 
         pool.restart()
         assert not pool.broken()
-        pool.submit(2, {"movie": str(tmp_path / "missing.mrc"), "settings": None})
+        pool.submit(CorrectionJob(2, str(tmp_path / "missing.mrc")))
         assert _wait(lambda: len(pool.worker_pids()) == 1)
         [pid2] = pool.worker_pids()
         assert pid2 != pid

@@ -10,6 +10,7 @@ from framewatch.daemon.config.configuration import config_from_dict, with_overri
 from framewatch.daemon.config.dask_options import dask_options_from_table, map_path
 from framewatch.daemon.processing.dask_cluster import job_script, jobqueue_kwargs
 from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker, version_mismatch, versions
+from framewatch.daemon.state.records import CorrectionJob
 
 SLURM = {"cluster": "slurm", "jobqueue": {"cores": 8, "memory": "32GB", "walltime": "08:00:00", "queue": "cryoem",
                                           "account": "facility", "job_extra_directives": ["--constraint=avx2", "--exclusive"],
@@ -82,9 +83,9 @@ def test_version_mismatch_names_both_versions():
 
 
 def test_a_movie_the_worker_cannot_see_fails_with_that_reason(tmp_path):
-    res = correct_on_worker({"movie": str(tmp_path / "nowhere" / "TS_01_000_0.0.tif"), "settings": None})
-    assert res["retryable"] and res["kind"] == "MovieNotVisible"
-    assert "cannot see the movie" in res["error"] and "path_map" in res["error"] and "is not there either" in res["error"]
+    res = correct_on_worker(CorrectionJob(1, str(tmp_path / "nowhere" / "TS_01_000_0.0.tif")))
+    assert res.retryable and res.kind == "MovieNotVisible"
+    assert "cannot see the movie" in res.error and "path_map" in res.error and "is not there either" in res.error
 
 
 def test_default_import_paths_do_not_import_dask():

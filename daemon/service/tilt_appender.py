@@ -1,0 +1,148 @@
+"""Appending one corrected movie to its series: the per-tilt images and the three stacks, then the
+journal (``done`` with its section index), the tables, the ``tilt_corrected`` line and the plot.
+
+An append that fails is undone (the stacks are cut back to the journal's count, the images go). A
+transient error (no room, not writable for now: output_warnings.py) is handed back to the
+dispatcher, which queues the movie again; any other error fails the movie (stage ``append``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from framewatch.daemon.outputs.output_warnings import transient
+from framewatch.daemon.outputs.quality import flag_reasons
+from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, records_of, repair_stacks
+from framewatch.daemon.outputs.tilt_images import remove_tilt_images, write_tilt_images
+from framewatch.daemon.state import faults
+from framewatch.daemon.state.records import CorrectionOutcome, TiltRecord
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """``appended``: the movie is in its stacks and done. ``retry_error``: the output was not writable
+    for now; nothing of it was kept, ``row`` is its journal row (the movie is corrected again later)."""
+
+    appended: bool
+    retry_error: OSError | None = None
+    row: dict | None = None
+
+
+class PlotRefresh:
+    """Redraws a series' drift plot in the background (lifecycle.Service's plot worker)."""
+
+    def __init__(self, *, service, config):
+        """``service``: the lifecycle Service (``tilt_appended``); ``config``: state/run_context.LiveConfig."""
+        self._service = service
+        self._config = config
+
+    def replot(self, paths: SeriesPaths, rows: list[dict], recs: list[TiltRecord]) -> None:
+        """Redraw the series' drift plot (in the background)."""
+        cfg = self._config.now
+        if cfg.plots.enabled:
+            traj = {r["z"]: np.asarray(r["info"]["worker"]["shifts_px"]) for r in rows
+                    if (r.get("info") or {}).get("worker", {}).get("shifts_px")}
+            self._service.tilt_appended(paths.dir, recs, traj, cfg.thresholds, cfg.plots.latest_trajectories)
+
+    def replot_stale(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> None:
+        """At start-up: redraw a plot that misses the series' latest tilt, or whose drawing was cut
+        short (the daemon died before the plot thread finished it; found by the torture run)."""
+        cfg = self._config.now
+        if not (cfg.plots.enabled and rows):
+            return
+        from framewatch.daemon.outputs.plots import plot_path
+
+        plot = plot_path(paths.dir)
+        tmp = plot.with_name(f".{plot.name}.tmp")
+        try:
+            drawn = plot.stat().st_mtime
+        except OSError:
+            drawn = 0.0
+        if tmp.exists() or drawn < (s["last_tilt_at"] or 0.0):
+            tmp.unlink(missing_ok=True)
+            self.replot(paths, rows, records_of(rows, cfg.series.angle_tolerance_deg)[0])
+
+
+class TiltAppender:
+    """Appends corrections to their series (module docstring)."""
+
+    def __init__(self, *, journal, log, events, tables, plots: PlotRefresh, intake, run, config):
+        """``journal`` (state/journal.py), ``log`` (the drift log), ``events`` (events.EventLog),
+        ``tables`` (outputs/series_tables.SeriesTables), ``intake`` (intake/movie_intake.MovieIntake:
+        ``finish``), ``run`` (state/run_context.RunContext), ``config`` (state/run_context.LiveConfig)."""
+        self._journal = journal
+        self._log = log
+        self._events = events
+        self._tables = tables
+        self._plots = plots
+        self._intake = intake
+        self._run = run
+        self._config = config
+
+    def append(self, mid: int, out: CorrectionOutcome) -> AppendResult:
+        """Append one correction as the next section of its series' stacks."""
+        j = self._journal
+        row = j.get(mid)
+        s = j.series(row["series_id"])
+        paths = SeriesPaths.of(self._run.out_dir, s["out_rel"])
+        z = j.n_sections(s["id"])
+        px = self._run.output_pixel_size_a(row)
+        t0 = time.time()
+        images = out.sums
+        try:
+            if self._config.now.output.per_tilt_images:  # first: a tilt in the stacks always has its images
+                paths.make_dir()  # OUT/SERIES checked for links first (no_follow.py)
+                write_tilt_images(paths.dir, row["path"], images, pixel_size_a=px)
+            append_tilt(paths, z, images, pixel_size_a=px)
+        except (OSError, ValueError, RuntimeError) as err:
+            try:
+                repair_stacks(paths, z)
+                remove_tilt_images(paths.dir, row["path"])
+            except OSError:
+                pass  # cut back at the next append (append_tilt repairs first) or start
+            if transient(err):  # the movie is fine: corrected and appended again later
+                return AppendResult(False, retry_error=err, row=row)
+            j.mark_failed(mid, error=f"append failed: {err}")
+            self._events.movie_failed(row, "append", f"{type(err).__name__}: {err}")
+            self._intake.finish(row)
+            return AppendResult(False)
+        self._record_done(row, s, paths, z, out, t0=t0, px=px)
+        return AppendResult(True)
+
+    def _record_done(self, row: dict, s: dict, paths: SeriesPaths, z: int, out: CorrectionOutcome, *, t0: float,
+                     px: float) -> None:
+        """The journal (done, section ``z``), the tables, the ``tilt_corrected`` line, the plot."""
+        j = self._journal
+        mid = row["id"]
+        done = time.time()
+        stats = dict(out.statistics)
+        flags = list(row["info"]["tilt"].get("flags") or []) + flag_reasons(stats, self._config.now.thresholds, pixel_size_a=px)
+        complete_at = row["complete_at"] or row["ready_at"] or t0
+        timings = {
+            "wait_s": round((row["started_at"] or t0) - complete_at, 4),
+            "correct_s": round(out.worker_s, 4),
+            "append_s": round(done - t0, 4),
+            "latency_s": round(done - complete_at, 4),
+            "engine": dict(out.engine_timings_s),
+        }
+        info = dict(row["info"])
+        info["worker"] = {"pid": out.pid, "where": out.worker or f"local:{out.pid}", "n_replaced_pixels": out.n_replaced_pixels,
+                          "notes": list(out.notes), "shifts_px": out.shifts_px}
+        if out.n_raw_frames:  # EER: raw frames grouped into fractions, the dose per frame is per fraction
+            info["resolved"] = dict(info["resolved"], dose_per_frame_e_per_a2=out.dose_per_frame_e_per_a2,
+                                    n_raw_frames=out.n_raw_frames)
+            j.set_frames(mid, out.n_frames)
+        faults.checkpoint("before_journal_done")
+        j.mark_done(mid, z=z, stats=stats, flags=flags, timings=timings, info=info, now=done)
+        if s["complete"]:
+            j.update_series(s["id"], complete=0)
+            self._log.event("series_reopened", series=s["name"], output_dir=str(paths.dir), n_tilts=z + 1)
+        rows = j.sections(s["id"])
+        recs = self._tables.write(s, paths, rows)
+        self._events.tilt_corrected(j.get(mid), rows=rows)
+        faults.checkpoint("after_tilt_logged")
+        j.mark_logged(mid)
+        self._plots.replot(paths, rows, recs)
+        self._intake.finish(j.get(mid))
