@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from framewatch.core.atomic_write import atomic_write_text
 from framewatch.core.errors import FramewatchError
 from framewatch.core.memory_reuse import keep_freed_memory
 from framewatch.core.movie_io import open_movie, write_image_mrc
@@ -149,9 +149,7 @@ def write_outputs(prefix: Path, result, *, movie: Path, options, star: bool) -> 
             report["star"] = write_result_star(star_path, result, movie=movie, gain=options.gain, defects=options.defects)
             written.append(star_path)
         json_path = prefix.with_name(prefix.name + ".json")
-        tmp = json_path.with_name(json_path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
-        os.replace(tmp, json_path)
+        atomic_write_text(json_path, json.dumps(report, indent=1) + "\n")
         written.append(json_path)
     except BaseException:
         for path in written:

@@ -15,13 +15,14 @@ scheme (0, +s, -s, -2s, +2s, +3s, -3s, ...; Hagen et al. 2017).
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from framewatch.core.atomic_write import atomic_write_text
 
 TARGET_DEFOCUS_UM = -3.5  # the mdoc's TargetDefocus (micrometres, negative = underfocus, as SerialEM writes it)
 
@@ -247,7 +248,5 @@ def write_frame_mdoc(movie: Path, num_sub_frames: int, *, angle: float, pixel_si
         f"DateTime = {when}\n"
     )
     p = movie.with_name(movie.name + ".mdoc")
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, p)
+    atomic_write_text(p, text)
     return p

@@ -31,7 +31,7 @@ import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
 from mrcfile.utils import machine_stamp_from_byte_order
 
-from framewatch.core.atomic_write import fsync_dir
+from framewatch.core.atomic_write import atomic_path, fsync_dir
 from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.state import faults
 
@@ -132,16 +132,14 @@ def write_stack(path: str | Path, sections: Iterable[np.ndarray], *, pixel_size_
     ``path`` itself (a working name already hidden from readers).
     """
     path = Path(path)
-    tmp = hidden_name(path, "tmp") if publish else path
+    if publish:  # the one atomic writer (core/atomic_write.py): .NAME.tmp, fsync, rename, fsync of the directory
+        with atomic_path(path) as tmp:
+            return _write_stack_file(tmp, sections, pixel_size_a, label)
     try:
-        nz = _write_stack_file(tmp, sections, pixel_size_a, label)
+        return _write_stack_file(path, sections, pixel_size_a, label)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
+        path.unlink(missing_ok=True)  # e.g. the disk is full: leave nothing half-written behind
         raise
-    if publish:
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    return nz
 
 
 def _write_stack_file(tmp: Path, sections, pixel_size_a: float, label: str) -> int:
