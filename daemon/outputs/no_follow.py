@@ -41,14 +41,27 @@ class LinkInOutputError(OSError):
         return self.strerror
 
 
-def check_not_link(path: str | os.PathLike) -> None:
-    """Raise :class:`LinkInOutputError` when ``path`` is a symbolic link (a missing path is fine)."""
+def _lstat(path: str | os.PathLike) -> os.stat_result | None:
+    """``os.lstat``, or None when nothing is there."""
     try:
-        st = os.lstat(path)
+        return os.lstat(path)
     except FileNotFoundError:
-        return
+        return None
+
+
+def _refuse_link(path: str | os.PathLike, st: os.stat_result, *, directory: bool) -> None:
+    """Raise :class:`LinkInOutputError` when ``st`` is a link (or, ``directory``: not a directory)."""
     if stat.S_ISLNK(st.st_mode):
         raise LinkInOutputError(path)
+    if directory and not stat.S_ISDIR(st.st_mode):
+        raise LinkInOutputError(path, "is not a directory")
+
+
+def check_not_link(path: str | os.PathLike) -> None:
+    """Raise :class:`LinkInOutputError` when ``path`` is a symbolic link (a missing path is fine)."""
+    st = _lstat(path)
+    if st is not None:
+        _refuse_link(path, st, directory=False)
 
 
 def check_real_dir(root: str | os.PathLike, directory: str | os.PathLike) -> None:
@@ -58,14 +71,10 @@ def check_real_dir(root: str | os.PathLike, directory: str | os.PathLike) -> Non
     here = root
     for part in directory.relative_to(root).parts:
         here = here / part
-        try:
-            st = os.lstat(here)
-        except FileNotFoundError:
+        st = _lstat(here)
+        if st is None:
             return
-        if stat.S_ISLNK(st.st_mode):
-            raise LinkInOutputError(here)
-        if not stat.S_ISDIR(st.st_mode):
-            raise LinkInOutputError(here, "is not a directory")
+        _refuse_link(here, st, directory=True)
 
 
 def ensure_real_dir(root: str | os.PathLike, directory: str | os.PathLike, *, mode: int = 0o755) -> Path:
@@ -80,18 +89,14 @@ def ensure_real_dir(root: str | os.PathLike, directory: str | os.PathLike, *, mo
     here = root
     for part in rel.parts:
         here = here / part
-        try:
-            st = os.lstat(here)
-        except FileNotFoundError:
+        st = _lstat(here)
+        if st is None:
             try:
                 os.mkdir(here, mode)
             except FileExistsError:
                 pass  # made meanwhile: checked below
             st = os.lstat(here)
-        if stat.S_ISLNK(st.st_mode):
-            raise LinkInOutputError(here)
-        if not stat.S_ISDIR(st.st_mode):
-            raise LinkInOutputError(here, "is not a directory")
+        _refuse_link(here, st, directory=True)
     return directory
 
 

@@ -23,6 +23,11 @@ from framewatch.daemon.state import faults
 from framewatch.daemon.state.records import TiltRecord
 
 
+def _series_file(suffix: str, what: str) -> property:
+    """The path ``DIR/NAME<suffix>`` of a series' file (a read-only property of SeriesPaths)."""
+    return property(lambda self: self._p(suffix), doc=f"``NAME{suffix}``: {what}")
+
+
 @dataclass(frozen=True)
 class SeriesPaths:
     dir: Path
@@ -48,57 +53,22 @@ class SeriesPaths:
     def _p(self, suffix: str) -> Path:
         return self.dir / f"{self.name}{suffix}"
 
-    @property
-    def stack(self) -> Path:
-        return self._p(".mrc")
-
-    @property
-    def evn(self) -> Path:
-        return self._p("_EVN.mrc")
-
-    @property
-    def odd(self) -> Path:
-        return self._p("_ODD.mrc")
+    stack = _series_file(".mrc", "the growing dose-weighted stack")
+    evn = _series_file("_EVN.mrc", "the growing even-frame stack")
+    odd = _series_file("_ODD.mrc", "the growing odd-frame stack")
+    tsv = _series_file(".tilts.tsv", "the tilt table")
+    rawtlt = _series_file(".rawtlt", "the angles of the growing stack")
+    sorted_stack = _series_file("_sorted.mrc", "the angle-sorted stack")
+    sorted_evn = _series_file("_sorted_EVN.mrc", "the angle-sorted even stack")
+    sorted_odd = _series_file("_sorted_ODD.mrc", "the angle-sorted odd stack")
+    tlt = _series_file(".tlt", "the angles of the sorted stack")
+    star = _series_file(".star", "the RELION 5 table of the series")
+    sorted_tlt_txt = _series_file("_sorted_TLT.txt", "the AreTomo angle file of the sorted stack")
+    sorted_rawtlt = _series_file("_sorted.rawtlt", "the IMOD angle file of the sorted stack")
 
     @property
     def stacks(self) -> tuple[Path, Path, Path]:
         return self.stack, self.evn, self.odd
-
-    @property
-    def tsv(self) -> Path:
-        return self._p(".tilts.tsv")
-
-    @property
-    def rawtlt(self) -> Path:
-        return self._p(".rawtlt")
-
-    @property
-    def sorted_stack(self) -> Path:
-        return self._p("_sorted.mrc")
-
-    @property
-    def sorted_evn(self) -> Path:
-        return self._p("_sorted_EVN.mrc")
-
-    @property
-    def sorted_odd(self) -> Path:
-        return self._p("_sorted_ODD.mrc")
-
-    @property
-    def tlt(self) -> Path:
-        return self._p(".tlt")
-
-    @property
-    def star(self) -> Path:
-        return self._p(".star")
-
-    @property
-    def sorted_tlt_txt(self) -> Path:
-        return self._p("_sorted_TLT.txt")
-
-    @property
-    def sorted_rawtlt(self) -> Path:
-        return self._p("_sorted.rawtlt")
 
 
 def append_tilt(paths: SeriesPaths, z_expected: int, images: tuple[np.ndarray, np.ndarray, np.ndarray], *,
