@@ -32,17 +32,39 @@ class InstanceLockedError(FramewatchError):
         )
 
 
-class InstanceLock:
+class HeldLock:
+    """What a lock on a file descriptor (``self._fd``, None when not held) shares: release and the
+    ``with`` statement around :meth:`acquire`."""
+
+    _fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self):  # pragma: no cover - each lock acquires its own way
+        raise NotImplementedError
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        release_lock_fd(fd)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class InstanceLock(HeldLock):
     """``with InstanceLock(state_dir):`` (or :meth:`acquire` / :meth:`release`)."""
 
     def __init__(self, state_dir: str | Path):
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / LOCK_NAME
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self) -> "InstanceLock":
         """Take the lock or raise :class:`InstanceLockedError` at once (never waits)."""
@@ -67,18 +89,6 @@ class InstanceLock:
         os.fsync(fd)
         self._fd = fd
         return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        release_lock_fd(fd)
-
-    def __enter__(self) -> "InstanceLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 def holder_pid(state_dir: str | Path) -> int | None:

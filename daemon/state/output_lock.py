@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from framewatch.core.errors import FramewatchError
-from framewatch.daemon.state.instance_lock import BUSY_ERRNOS, release_lock_fd
+from framewatch.daemon.state.instance_lock import BUSY_ERRNOS, HeldLock
 
 OUT_LOCK_NAME = ".framewatch.lock"
 
@@ -48,7 +48,7 @@ def _not_writable(out_dir: Path, what: str, err: OSError) -> OutputNotWritableEr
             "and whether the file system is mounted read-only")
 
 
-class OutputLock:
+class OutputLock(HeldLock):
     """``OutputLock(out_dir, state_dir=...).acquire()`` ... ``release()``."""
 
     def __init__(self, out_dir: str | Path, *, state_dir: str | Path | None = None):
@@ -56,10 +56,6 @@ class OutputLock:
         self.path = self.out_dir / OUT_LOCK_NAME
         self.state_dir = None if state_dir is None else str(state_dir)
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self) -> "OutputLock":
         """Create OUT if needed and take its lock, or raise at once (never waits)."""
@@ -93,18 +89,6 @@ class OutputLock:
             raise _not_writable(self.out_dir, "written", err) from None
         self._fd = fd
         return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        release_lock_fd(fd)
-
-    def __enter__(self) -> "OutputLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 def _read_holder(fd: int) -> tuple[int | None, str | None]:
