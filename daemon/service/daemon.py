@@ -1,28 +1,29 @@
 """The daemon's main loop: watch -> ready -> group -> journal -> worker -> append -> log.
 
 One thread (this loop) owns the journal, the output files and the drift log; the inotify observer
-only wakes it, and worker processes only compute. Per turn of the loop:
+only wakes it, and worker processes only compute. The loop's steps are parts that the daemon builds
+at set-up, each owning its state. Per turn of the loop:
 
-1. take inotify hints and, every ``scan_period_s``, a full scan of the watch root;
+1. take inotify hints and, every ``scan_period_s``, a full scan of the watch root (``MovieIntake``);
 2. look at every watched movie: stat, probe when changed, decide completeness (readiness.py);
-   a complete movie is grouped (series.py), recorded ``ready`` in the journal and queued, as long
-   as the bounded queue has room;
-3. hand queued movies to free workers (``processing``);
-4. take finished results: append the three sections, mark the movie ``done`` with its section
-   index, rewrite the tilt table, log ``tilt_corrected``; errors are retried with back-off or
-   recorded ``failed``;
+   a complete movie is grouped (series_grouping.py), recorded ``ready`` in the journal and queued,
+   as long as the bounded queue has room (``MovieIntake``);
+3. hand queued movies to free workers as ``CorrectionJob``\ s (``Dispatcher``);
+4. take their outcomes: append the three sections, mark the movie ``done`` with its section
+   index, rewrite the tilt table, log ``tilt_corrected`` (``TiltAppender``); errors are retried
+   with back-off or recorded ``failed`` (``Dispatcher``);
 5. complete series whose mdoc is fully processed and quiet, or that saw no new tilt for
-   ``idle_s``: write the angle-sorted stacks, ``.tlt`` and ``.star``;
-6. log the backlog now and then.
+   ``idle_s``: write the angle-sorted stacks, ``.tlt`` and ``.star`` (``SeriesCompletion``);
+6. log the backlog now and then (``EventLog``).
 
-Start-up resumes from the journal: movies interrupted while ``processing`` are redone (once by
-default), stacks are repaired to the journal's section counts, tables are rewritten.
+Start-up resumes from the journal (``StartupRecovery``): movies interrupted while ``processing``
+are redone (once by default), stacks are repaired to the journal's section counts, tables are rewritten.
 
-As a service (service.py): the lock on the state directory is taken before anything else; the
-kernels are compiled before ``READY=1``; every turn sends ``STATUS=`` and, while healthy,
-``WATCHDOG=1``; no new movie goes to a worker while the output disk is below its floor. Signals
-are only recorded by their handlers (:class:`SignalInbox`) and handled here: SIGTERM/SIGINT stop
-taking movies, let the one in a worker finish for up to ``[service] shutdown_timeout_s`` (or
+As a service (lifecycle.py): the lock on the state directory is taken before anything else; the
+kernels are compiled before ``READY=1`` (``KernelWarmup``); every turn sends ``STATUS=`` and, while
+healthy, ``WATCHDOG=1``; no new movie goes to a worker while the output disk is below its floor.
+Signals are only recorded by their handlers (:class:`SignalInbox`) and handled here: SIGTERM/SIGINT
+stop taking movies, let the one in a worker finish for up to ``[service] shutdown_timeout_s`` (or
 abandon it: it is journalled as not done and redone at the next start), flush and exit 0; SIGHUP
 reloads the configuration when it validates and keeps the old one otherwise.
 """
