@@ -8,7 +8,7 @@ at set-up, each owning its state. Per turn of the loop:
 2. look at every watched movie: stat, probe when changed, decide completeness (readiness.py);
    a complete movie is grouped (series_grouping.py), recorded ``ready`` in the journal and queued,
    as long as the bounded queue has room (``MovieIntake``);
-3. hand queued movies to free workers as ``CorrectionJob``\ s (``Dispatcher``);
+3. hand queued movies to free workers as jobs (``CorrectionJob``, ``Dispatcher``);
 4. take their outcomes: append the three sections, mark the movie ``done`` with its section
    index, rewrite the tilt table, log ``tilt_corrected`` (``TiltAppender``); errors are retried
    with back-off or recorded ``failed`` (``Dispatcher``);
