@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .motion_model import _axis_basis
+from .spline_axis import axis_basis, second_difference
 
 __all__ = ["SeparableMotionModel", "SeparableFit", "SeparableFitOptions", "fit_separable_motion"]
 
@@ -85,8 +85,8 @@ class SeparableMotionModel:
         """``U(x, y)`` ``(dx, dy)`` at movie-pixel positions (broadcast together)."""
         xb, yb = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
         ny, nx = self.coeffs_x.shape
-        by = _axis_basis(yb.ravel(), ny, float(self.image_shape[0] - 1))
-        bx = _axis_basis(xb.ravel(), nx, float(self.image_shape[1] - 1))
+        by = axis_basis(yb.ravel(), ny, float(self.image_shape[0] - 1))
+        bx = axis_basis(xb.ravel(), nx, float(self.image_shape[1] - 1))
         out = []
         for c, mean in zip((self.coeffs_x, self.coeffs_y), self.field_mean_xy):
             out.append((np.einsum("mj,ji,mi->m", by, c, bx) - mean).reshape(xb.shape))
@@ -150,8 +150,8 @@ class SeparableFit:
 def spatial_design(centres_px: np.ndarray, *, image_shape: tuple[int, int], spatial_shape: tuple[int, int]) -> np.ndarray:
     """``(n_points, n_y * n_x)`` B-spline basis of ``U`` at ``centres_px`` ``(n_points, 2)`` (x, y)."""
     ny, nx = spatial_shape
-    by = _axis_basis(centres_px[:, 1], ny, float(image_shape[0] - 1))
-    bx = _axis_basis(centres_px[:, 0], nx, float(image_shape[1] - 1))
+    by = axis_basis(centres_px[:, 1], ny, float(image_shape[0] - 1))
+    bx = axis_basis(centres_px[:, 0], nx, float(image_shape[1] - 1))
     return (by[:, :, None] * bx[:, None, :]).reshape(len(centres_px), -1)
 
 
@@ -167,9 +167,7 @@ def _second_differences(spatial_shape: tuple[int, int]) -> np.ndarray:
     ny, nx = spatial_shape
     blocks = []
     for n, left, right in ((ny, None, np.eye(nx)), (nx, np.eye(ny), None)):
-        d = np.zeros((max(n - 2, 0), n))
-        for r in range(n - 2):
-            d[r, r : r + 3] = (1.0, -2.0, 1.0)
+        d = second_difference(n)
         blocks.append(np.kron(d, right) if left is None else np.kron(left, d))
     return np.vstack(blocks) if any(b.size for b in blocks) else np.zeros((0, ny * nx))
 
