@@ -41,78 +41,20 @@ Replacement (:class:`PixelReplacer`)
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 from numba import njit, prange
 
-from .errors import DefectFileError, FramewatchError
+from .defect_files import read_defect_file
+from .errors import FramewatchError
 
 _SIGMA_SAMPLE_SIZE = 2**18
 _MAD_TO_SIGMA = 1.4826
 _CLIP_SIGMA = 5.0
 
-
-# ------------------------------------------------------------------------------------ defect files
-
-
-def read_defect_file(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
-    """Read a MotionCor-style defect list into a bool ``shape`` ``(ny, nx)`` mask.
-
-    One rectangle per line: ``x y w h`` (first column, first row, 0-based movie pixels; width and
-    height in pixels), separated by spaces, tabs or commas. Blank lines and ``#`` comments are
-    ignored. A malformed line or a rectangle reaching outside the frame raises
-    :class:`DefectFileError` naming the line.
-    """
-    path = Path(path)
-    ny, nx = (int(v) for v in shape)
-    if not path.is_file():
-        raise DefectFileError("defect file not found", path=path, fix="check the --defects path")
-    mask = np.zeros((ny, nx), dtype=bool)
-    text = path.read_text(encoding="utf-8", errors="replace")
-    for number, line in enumerate(text.splitlines(), start=1):
-        content = line.split("#", 1)[0].replace(",", " ").split()
-        if not content:
-            continue
-        if len(content) != 4:
-            raise DefectFileError(
-                f"line {number}: expected 4 numbers 'x y w h', found {len(content)} fields",
-                path=path,
-                fix="write one rectangle per line as: first-column first-row width height (0-based pixels)",
-            )
-        x, y, w, h = (_whole_number(token, number, path) for token in content)
-        if w < 1 or h < 1:
-            raise DefectFileError(
-                f"line {number}: width {w} and height {h} must be at least 1", path=path, fix="fix the rectangle"
-            )
-        if x < 0 or y < 0 or x + w > nx or y + h > ny:
-            raise DefectFileError(
-                f"line {number}: rectangle x={x} y={y} w={w} h={h} reaches outside the {nx} x {ny} frame",
-                path=path,
-                fix="defect coordinates are 0-based movie pixels; check the list was made for this camera mode "
-                "(super-resolution vs. counting) and orientation",
-            )
-        mask[y : y + h, x : x + w] = True
-    return mask
+__all__ = ["read_defect_file", "bad_gain_mask", "detect_hot_pixels", "detect_dead_pixels", "PixelReplacer"]
 
 
-def _whole_number(token: str, number: int, path: Path) -> int:
-    try:
-        return int(token)
-    except ValueError:
-        pass
-    try:
-        value = float(token)
-    except ValueError:
-        raise DefectFileError(
-            f"line {number}: {token!r} is not a number", path=path, fix="each line must be four whole numbers 'x y w h'"
-        ) from None
-    if not value.is_integer():
-        raise DefectFileError(
-            f"line {number}: {token!r} is not a whole number", path=path, fix="defect coordinates are whole pixels"
-        )
-    return int(value)
+# ------------------------------------------------------------------------------------ known bad pixels
 
 
 def bad_gain_mask(gain: np.ndarray) -> np.ndarray:
@@ -259,6 +201,27 @@ def _median_small(values, n):
     return 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
+@njit(cache=True, inline="always")
+def _reference_across(image, exclude, y, x, dy, dx, scratch):
+    """Median of the non-excluded pixels at ``(y + k dy, x + k dx)``, ``k = -2, -1, 1, 2``, inside the
+    image (across a run along the other axis); 0.0 when there is none. ``scratch``: 4 float64."""
+    ny, nx = image.shape
+    n = 0
+    for k in (-2, -1, 1, 2):
+        yy = y + k * dy
+        xx = x + k * dx
+        if 0 <= yy < ny and 0 <= xx < nx and exclude[yy, xx] == 0:
+            scratch[n] = image[yy, xx]
+            n += 1
+    return _median_small(scratch, n) if n > 0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def _run_is_dead(expected, length, min_expected, min_level):
+    """A run of ``length`` zeros whose neighbours predict ``expected`` counts in all is dead."""
+    return expected >= min_expected and expected >= min_level * length
+
+
 @njit(cache=True)
 def _dead_runs_kernel(image, exclude, min_expected, min_level, dead):
     """Mark runs of zeros along columns and rows whose neighbours predict >= min_expected counts."""
@@ -269,22 +232,14 @@ def _dead_runs_kernel(image, exclude, min_expected, min_level, dead):
     col_expected = np.zeros(nx, dtype=np.float64)
     for y in range(ny + 1):
         for x in range(nx):
-            is_zero = y < ny and exclude[y, x] == 0 and image[y, x] == 0
-            if is_zero:
-                n = 0
-                for dx in (-2, -1, 1, 2):
-                    xx = x + dx
-                    if 0 <= xx < nx and exclude[y, xx] == 0:
-                        scratch[n] = image[y, xx]
-                        n += 1
-                ref = _median_small(scratch, n) if n > 0 else 0.0
+            if y < ny and exclude[y, x] == 0 and image[y, x] == 0:
+                ref = _reference_across(image, exclude, y, x, 0, 1, scratch)
                 if col_start[x] < 0:
                     col_start[x] = y
                     col_expected[x] = 0.0
                 col_expected[x] += ref
             elif col_start[x] >= 0:
-                length = y - col_start[x]
-                if col_expected[x] >= min_expected and col_expected[x] >= min_level * length:
+                if _run_is_dead(col_expected[x], y - col_start[x], min_expected, min_level):
                     for yy in range(col_start[x], y):
                         dead[yy, x] = 1
                 col_start[x] = -1
@@ -293,22 +248,14 @@ def _dead_runs_kernel(image, exclude, min_expected, min_level, dead):
         start = -1
         expected = 0.0
         for x in range(nx + 1):
-            is_zero = x < nx and exclude[y, x] == 0 and image[y, x] == 0
-            if is_zero:
-                n = 0
-                for dy in (-2, -1, 1, 2):
-                    yy = y + dy
-                    if 0 <= yy < ny and exclude[yy, x] == 0:
-                        scratch[n] = image[yy, x]
-                        n += 1
-                ref = _median_small(scratch, n) if n > 0 else 0.0
+            if x < nx and exclude[y, x] == 0 and image[y, x] == 0:
+                ref = _reference_across(image, exclude, y, x, 1, 0, scratch)
                 if start < 0:
                     start = x
                     expected = 0.0
                 expected += ref
             elif start >= 0:
-                length = x - start
-                if expected >= min_expected and expected >= min_level * length:
+                if _run_is_dead(expected, x - start, min_expected, min_level):
                     for xx in range(start, x):
                         dead[y, xx] = 1
                 start = -1
