@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .resample import field_grid_shape
+from .image_warp import field_grid_shape
 from .spline_axis import axis_basis, axis_description, second_difference
 
 __all__ = ["LocalFitOptions", "LocalMotionModel", "ModelFit", "default_control_shape", "fit_local_motion"]
