@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .image_warp import field_grid_shape
+from .robust_scale import mad_sigma
 from .spline_axis import axis_basis, axis_description, second_difference
 
 __all__ = ["LocalFitOptions", "LocalMotionModel", "ModelFit", "default_control_shape", "fit_local_motion"]
@@ -63,7 +64,6 @@ _MAX_FITS = 5  # least-squares solves in the robust loop
 _SIGMA_FLOOR_PX = 0.1  # floor of the robust residual scale
 _REJECT_FLOOR_PX = 1.0  # residuals below this are never rejected
 _REJECT_SIGMAS = 4.0  # Tukey cut-off in robust sigmas
-_MAD_TO_SIGMA = 1.4826
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,9 +259,7 @@ def _solve(a: np.ndarray, b: np.ndarray, w: np.ndarray, penalty: np.ndarray, smo
 
 def _robust_scale(resid: np.ndarray, active: np.ndarray) -> float:
     """``max(1.4826 * MAD, floor)`` of the residual components of the active observations."""
-    comps = resid[active].ravel()
-    mad = float(np.median(np.abs(comps - np.median(comps))))
-    return max(_MAD_TO_SIGMA * mad, _SIGMA_FLOOR_PX)
+    return max(mad_sigma(resid[active].ravel()), _SIGMA_FLOOR_PX)
 
 
 @dataclass(frozen=True, kw_only=True)
