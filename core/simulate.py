@@ -100,7 +100,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .simulated_counts import frame_key, poisson_frame
+from .simulated_counts import _poisson_frame, frame_key
 from .simulated_detector import add_defects, detector_gains
 from .simulated_local_motion import (
     field_mean,
@@ -112,7 +112,7 @@ from .simulated_local_motion import (
 )
 from .simulated_specimen import BLOB_SIGMA_RANGE_PX, BLOB_TRUNCATION_SIGMAS, blob_table, damage_density, render_density
 from .simulated_trajectory import global_trajectory
-from .simulated_transmission import density_to_counts, kernel_constants, solve_transmission
+from .simulated_transmission import _density_to_counts, kernel_constants, solve_transmission
 from .simulation_spec import DTYPE_MAX_COUNT, SHIFT_CONVENTION, SimulatedMovie, SimulationSpec
 from .simulation_truth import oracle_correction, quarter_band_frc, truth_dict, write_simulation
 
@@ -139,7 +139,7 @@ def render_expected(sim: SimulatedMovie, frame_index: int) -> np.ndarray:
         raise IndexError(f"frame {frame_index} of a {n}-frame simulation")
     buf = np.empty((sim.spec.ny, sim.spec.nx), dtype=np.float64)
     render_density(sim, int(frame_index) % n, buf)
-    density_to_counts(buf, *kernel_constants(sim))
+    _density_to_counts(buf, *kernel_constants(sim))
     return buf.astype(np.float32)
 
 
@@ -217,7 +217,7 @@ def _with_transmission(sim: SimulatedMovie) -> tuple[SimulatedMovie, np.ndarray]
     density = render_density(sim, spec.n_frames // 2, np.empty((spec.ny, spec.nx), dtype=np.float64))
     c, beta = solve_transmission(density, spec.contrast_rms)
     sim = dataclasses.replace(sim, contrast_scale=c, density_offset=beta)
-    density_to_counts(density, *kernel_constants(sim))
+    _density_to_counts(density, *kernel_constants(sim))
     return sim, density.astype(np.float32)
 
 
@@ -237,7 +237,7 @@ def _render_frames(sim: SimulatedMovie, sens: np.ndarray, counts_seed: int, fram
         render_density(sim, t, buf)
         if spec.radiation_damage:
             damage_density(buf, spec, t)
-        return int(poisson_frame(buf, *constants, sens, frame_key(counts_seed, t), frames[t], max_count))
+        return int(_poisson_frame(buf, *constants, sens, frame_key(counts_seed, t), frames[t], max_count))
 
     if n_workers <= 1:
         return sum(one_frame(t) for t in range(spec.n_frames))

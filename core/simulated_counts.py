@@ -13,7 +13,7 @@ from numba import njit
 
 from .simulated_transmission import _counts_of_density
 
-__all__ = ["poisson_frame", "frame_key"]
+__all__ = ["frame_key"]
 
 
 @njit(cache=True, inline="always")
@@ -33,7 +33,7 @@ def _unit(z):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def poisson_frame(density, c, beta, scale, sens, key, out, max_count):  # pragma: no cover - compiled
+def _poisson_frame(density, c, beta, scale, sens, key, out, max_count):  # pragma: no cover - compiled
     """out[j, i] ~ Poisson(counts(density[j, i]) * sens[j, i]), clipped to ``max_count``; returns #clipped.
 
     Uniforms come from a counter-based stream per pixel (SplitMix64 of ``key`` and the pixel

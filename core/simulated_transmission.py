@@ -15,7 +15,7 @@ from numba import njit
 
 from .errors import SettingsError
 
-__all__ = ["TRANSMISSION_FLOOR", "TRANSMISSION_KNEE", "transmission", "solve_transmission", "density_to_counts",
+__all__ = ["TRANSMISSION_FLOOR", "TRANSMISSION_KNEE", "transmission", "solve_transmission",
            "kernel_constants"]
 
 TRANSMISSION_FLOOR = 0.3
@@ -38,7 +38,7 @@ def _counts_of_density(d, c, beta, scale):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def density_to_counts(buf, c, beta, scale):  # pragma: no cover - compiled
+def _density_to_counts(buf, c, beta, scale):  # pragma: no cover - compiled
     """In place: projected density (ny, nx) float64 -> expected counts per pixel."""
     ny, nx = buf.shape
     for j in range(ny):

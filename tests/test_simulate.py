@@ -18,7 +18,7 @@ from framewatch.core.simulate import (
     truth_dict,
     write_simulation,
 )
-from framewatch.core.simulated_counts import poisson_frame
+from framewatch.core.simulated_counts import _poisson_frame
 from framewatch.core.simulated_specimen import _splat_blobs
 
 SMALL = dict(ny=256, nx=320, n_frames=10)
@@ -190,7 +190,7 @@ def test_poisson_kernel_statistics():
     sens = np.ones((300, 400), np.float32)
     for mu in (0.05, 0.7, 3.5, 9.9, 10.0, 25.0, 80.0):
         out = np.empty((300, 400), np.float32)
-        clipped = poisson_frame(density, 0.0, 0.0, mu, sens, np.uint64(rng.integers(2**63)), out, np.inf)
+        clipped = _poisson_frame(density, 0.0, 0.0, mu, sens, np.uint64(rng.integers(2**63)), out, np.inf)
         assert clipped == 0
         n = out.size
         assert abs(out.mean() - mu) < 4 * math.sqrt(mu / n)
@@ -203,7 +203,7 @@ def test_poisson_kernel_statistics():
         assert scipy.stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4, mu
     # neighbouring pixels are independent
     out = np.empty((300, 400), np.float32)
-    poisson_frame(density, 0.0, 0.0, 2.0, sens, np.uint64(7), out, np.inf)
+    _poisson_frame(density, 0.0, 0.0, 2.0, sens, np.uint64(7), out, np.inf)
     assert abs(np.corrcoef(out[:, :-1].ravel(), out[:, 1:].ravel())[0, 1]) < 0.015
 
 
