@@ -47,7 +47,8 @@ def test_warm_up_compiles_the_kernels():
         ("defects", "_hot_zscore_kernel"), ("defects", "_dead_runs_kernel"), ("defects", "_replace_kernel"),
         ("dose", "_accumulate_kernel"), ("dose", "_finalize_kernel"), ("fourier", "_apply_phase_kernel"),
         ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"), ("resample", "_prefilter_kernel"),
-        ("resample", "_warp_kernel"), ("mrc", "_unpack_4bit_kernel"), ("eer_decode", "_parse_frames"), ("eer_decode", "_scatter_blocks"),
+        ("resample", "_warp_kernel"), ("mrc", "_unpack_4bit_kernel"),
+        ("eer_decode", "_parse_frames"), ("eer_decode", "_scatter_blocks"),
     }
     found = {}
     for m in pkgutil.walk_packages(core.__path__, prefix="framewatch.core."):
