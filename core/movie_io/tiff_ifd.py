@@ -170,7 +170,7 @@ def chain_progress(n_frames: int, stop_reason: str | None, frames_expected: int 
     if stop_reason is not None:
         return incomplete(stop_reason, frames_readable=n_frames, frames_expected=frames_expected)
     if frames_expected is not None and n_frames != frames_expected:
-        return incomplete(f"{n_frames} frames are on disk, {frames_expected} are expected",
-                          frames_readable=n_frames, frames_expected=frames_expected)
+        told = f"{n_frames} of {frames_expected}" if n_frames < frames_expected else f"{n_frames}, not {frames_expected},"
+        return incomplete(f"{told} frames on disk", frames_readable=n_frames, frames_expected=frames_expected)
     return FileProgress(complete=True, frames_readable=n_frames, frames_expected=frames_expected,
                         reason=f"all {n_frames} frames are on disk")
