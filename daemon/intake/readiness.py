@@ -10,7 +10,12 @@
     EER files are TIFFs with one page per raw frame and no frame count to trust while written, so
     the same TIFF rules apply with "decodes" meaning the last raw frame's electron events decode
     (framewatch's EER decoder) and the frame count being the raw frame (page) count;
-(c) ``settled``: size, mtime and ctime unchanged for ``settle_s`` (formats without a self-check).
+(c) ``settled``: size, mtime and ctime unchanged for ``settle_s`` (files of no registered format, and
+    of a registered format without a rule here, once its probe says complete).
+
+The structure of a movie (MRC header and size, TIFF/EER page directory) is read by core's probes
+through the format registry (:func:`framewatch.core.movie_io.probe_file`); decoding the last TIFF
+page or EER raw frame, and the rules above, are the daemon's.
 
 A file whose size has been unchanged for ``settle_s`` but whose check still fails (empty, MRC
 shorter than its header says, TIFF page that does not decode, frame count different from the mdoc)
@@ -79,7 +84,10 @@ def probe_movie(path: str | Path, *, size: int | None = None, root=None) -> Prob
             return Probe(fmt, size, n_frames=progress.frames_readable or None, problem=progress.reason, last_page_ok=False)
         if fmt == "tiff":
             return _last_tiff_page_probe(p, fh, size, progress.frames_readable)
-    return _last_eer_frame_probe(p, size)
+    if fmt == "eer":
+        return _last_eer_frame_probe(p, size)
+    # another registered format: its probe's word, then the settle time (decide, rule c)
+    return Probe(fmt, size, n_frames=progress.frames_readable, last_page_ok=True)
 
 
 def _mrc_probe(progress: FileProgress, size: int) -> Probe:
