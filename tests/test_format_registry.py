@@ -2,7 +2,8 @@
 
 For each format a file written frame by frame reports the frames written so far and is complete
 only at the end; truncated and garbage files are incomplete with a reason and never raise; the
-daemon's suffix lists derive from the registry; a ``.st`` file is a movie to readiness.
+daemon's suffix lists derive from the registry; an ``.ecc`` file is an EER movie to readiness
+(``.st``/``.mrcs`` MRC movies: tests/daemon/test_readiness_rules.py).
 """
 import os
 import struct
@@ -29,7 +30,7 @@ from framewatch.core.movie_io import (
 from framewatch.core.movie_io.registry import gain_suffixes
 from framewatch.daemon.config.configuration import DEFAULT_PATTERNS
 from framewatch.daemon.intake.mdoc import STACK_SUFFIXES, series_name_from_mdoc_path
-from framewatch.daemon.intake.readiness import Observation, decide, probe_movie, refresh_probe, stat_key
+from framewatch.daemon.intake.readiness import probe_movie
 from framewatch.daemon.state.output_names import MOVIE_EXTENSIONS, movie_stem
 
 N = 5
@@ -225,32 +226,6 @@ def test_each_suffix_opens_with_its_format(tmp_path):
             with open_movie(p) as reader:
                 assert reader.format == fmt.name
             assert probe_file(p).complete
-
-
-def _observe(path, obs, now):
-    key = stat_key(Path(path).stat())
-    if obs is None:
-        obs = Observation(key, now)
-    else:
-        obs.observe(key, now)
-    refresh_probe(Path(path), obs, now)
-    return obs
-
-
-@pytest.mark.parametrize("name", ["TS_01_000_0.0.st", "TS_01_000_0.0.mrcs", "TS_01_000_0.0.MRC"])
-def test_readiness_treats_st_files_as_mrc_movies(tmp_path, name):
-    """Regression: ``.st``/``.mrcs`` were "other" files that settled only by time."""
-    data = mrc_bytes(tmp_path)
-    p = tmp_path / name
-    p.write_bytes(data[: 1024 + 2 * FRAMES[0].nbytes])
-    assert probe_movie(p).fmt == "mrc"
-    obs = _observe(p, None, 0.0)
-    d = decide(p, obs, 0.0, settle_s=10.0, tiff_stable_s=2.0)
-    assert d.state == "wait" and "truncated" in d.reason and obs.probe.n_frames == 2
-    p.write_bytes(data)
-    obs = _observe(p, obs, 0.5)
-    d = decide(p, obs, 0.5, settle_s=10.0, tiff_stable_s=2.0)
-    assert (d.state, d.signal, d.n_frames) == ("ready", "mrc_size", N)
 
 
 def test_readiness_treats_ecc_files_as_eer_movies(tmp_path):
