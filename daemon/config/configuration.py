@@ -32,10 +32,11 @@ from framewatch.core.decode_limits import (
     DecodeLimits,
 )
 from framewatch.core.errors import SettingsError
+from framewatch.core.movie_io.registry import watch_patterns
 from framewatch.daemon.config.config_ranges import check_range
 from framewatch.daemon.config.dask_options import BACKENDS, DaskOptions, dask_options_from_table
 
-DEFAULT_PATTERNS = ("*.tif", "*.tiff", "*.mrc", "*.eer")
+DEFAULT_PATTERNS = watch_patterns()  # every movie suffix of core's format registry
 
 
 @dataclass(frozen=True)

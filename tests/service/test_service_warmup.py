@@ -47,7 +47,8 @@ def test_warm_up_compiles_the_kernels():
         ("defects", "_hot_zscore_kernel"), ("defects", "_dead_runs_kernel"), ("pixel_replacement", "_replace_kernel"),
         ("dose", "_accumulate_kernel"), ("dose", "_finalize_kernel"), ("fourier", "_apply_phase_kernel"),
         ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"), ("bspline_prefilter", "_prefilter_kernel"),
-        ("image_warp", "_warp_kernel"), ("movie_io", "_unpack_4bit_kernel"), ("eer", "_parse_frames"), ("eer", "_scatter_blocks"),
+        ("image_warp", "_warp_kernel"), ("mrc", "_unpack_4bit_kernel"),
+        ("eer_decode", "_parse_frames"), ("eer_decode", "_scatter_blocks"),
     }
     found = {}
     for m in pkgutil.walk_packages(core.__path__, prefix="framewatch.core."):
