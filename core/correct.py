@@ -22,7 +22,7 @@ from .gain import load_gain_for_movie
 from .movie_correction import MovieCorrection
 from .movie_io import open_movie
 from .result import MovieResult
-from .settings import CorrectionSettings, GainOrientation
+from .settings import CorrectionSettings, GainOrientation, movie_reading_options
 
 __all__ = ["DecodedMovie", "correct_decoded_movie", "correct_movie", "correct_movie_file", "movie_reading_options",
            "read_movie"]
@@ -149,14 +149,3 @@ def correct_movie_file(
     """
     movie = read_movie(path, settings=settings, movie_dose_e_per_a2=movie_dose_e_per_a2)
     return correct_decoded_movie(movie, gain=gain, defects_path=defects_path)
-
-
-def movie_reading_options(settings: CorrectionSettings, movie_dose_e_per_a2: float | None) -> dict:
-    """Keyword options of :func:`open_movie` for ``settings`` (they matter only for EER)."""
-    return {
-        "eer_fraction_dose_e_per_a2": None if settings.eer_group_frames else settings.eer_fraction_dose_e_per_a2,
-        "eer_group_frames": settings.eer_group_frames,
-        "eer_upsampling": settings.eer_upsampling,
-        "eer_total_dose_e_per_a2": movie_dose_e_per_a2,
-        "limits": settings.decode_limits,
-    }

@@ -32,7 +32,7 @@ Dead-pixel rule (:func:`detect_dead_pixels`)
     (default 20: a Poisson chance of e**-20 ~ 2e-9) and ``mean(ref) >= min_level_counts`` (default 3).
     A whole dead column at 3 counts per pixel or more is found; a lone zero needs ~20 expected counts.
 
-Replacement (:class:`PixelReplacer`)
+Replacement (:class:`PixelReplacer`, :mod:`framewatch.core.pixel_replacement`)
     Every bad pixel takes the value of a good pixel drawn at random from the ``(2 radius + 1)**2``
     window around it, a fresh draw per frame from a generator seeded with ``(seed, frame_index)``
     (RELION does the same with a 5 x 5 window; MotionCor3 with 31 x 31). A bad pixel with no good
@@ -41,78 +41,20 @@ Replacement (:class:`PixelReplacer`)
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 from numba import njit, prange
 
-from .errors import DefectFileError, FramewatchError
+from .defect_files import read_defect_file
+from .pixel_replacement import PixelReplacer
 
 _SIGMA_SAMPLE_SIZE = 2**18
 _MAD_TO_SIGMA = 1.4826
 _CLIP_SIGMA = 5.0
 
-
-# ------------------------------------------------------------------------------------ defect files
-
-
-def read_defect_file(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
-    """Read a MotionCor-style defect list into a bool ``shape`` ``(ny, nx)`` mask.
-
-    One rectangle per line: ``x y w h`` (first column, first row, 0-based movie pixels; width and
-    height in pixels), separated by spaces, tabs or commas. Blank lines and ``#`` comments are
-    ignored. A malformed line or a rectangle reaching outside the frame raises
-    :class:`DefectFileError` naming the line.
-    """
-    path = Path(path)
-    ny, nx = (int(v) for v in shape)
-    if not path.is_file():
-        raise DefectFileError("defect file not found", path=path, fix="check the --defects path")
-    mask = np.zeros((ny, nx), dtype=bool)
-    text = path.read_text(encoding="utf-8", errors="replace")
-    for number, line in enumerate(text.splitlines(), start=1):
-        content = line.split("#", 1)[0].replace(",", " ").split()
-        if not content:
-            continue
-        if len(content) != 4:
-            raise DefectFileError(
-                f"line {number}: expected 4 numbers 'x y w h', found {len(content)} fields",
-                path=path,
-                fix="write one rectangle per line as: first-column first-row width height (0-based pixels)",
-            )
-        x, y, w, h = (_whole_number(token, number, path) for token in content)
-        if w < 1 or h < 1:
-            raise DefectFileError(
-                f"line {number}: width {w} and height {h} must be at least 1", path=path, fix="fix the rectangle"
-            )
-        if x < 0 or y < 0 or x + w > nx or y + h > ny:
-            raise DefectFileError(
-                f"line {number}: rectangle x={x} y={y} w={w} h={h} reaches outside the {nx} x {ny} frame",
-                path=path,
-                fix="defect coordinates are 0-based movie pixels; check the list was made for this camera mode "
-                "(super-resolution vs. counting) and orientation",
-            )
-        mask[y : y + h, x : x + w] = True
-    return mask
+__all__ = ["read_defect_file", "bad_gain_mask", "detect_hot_pixels", "detect_dead_pixels", "PixelReplacer"]
 
 
-def _whole_number(token: str, number: int, path: Path) -> int:
-    try:
-        return int(token)
-    except ValueError:
-        pass
-    try:
-        value = float(token)
-    except ValueError:
-        raise DefectFileError(
-            f"line {number}: {token!r} is not a number", path=path, fix="each line must be four whole numbers 'x y w h'"
-        ) from None
-    if not value.is_integer():
-        raise DefectFileError(
-            f"line {number}: {token!r} is not a whole number", path=path, fix="defect coordinates are whole pixels"
-        )
-    return int(value)
+# ------------------------------------------------------------------------------------ known bad pixels
 
 
 def bad_gain_mask(gain: np.ndarray) -> np.ndarray:
@@ -259,6 +201,27 @@ def _median_small(values, n):
     return 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
+@njit(cache=True, inline="always")
+def _reference_across(image, exclude, y, x, dy, dx, scratch):
+    """Median of the non-excluded pixels at ``(y + k dy, x + k dx)``, ``k = -2, -1, 1, 2``, inside the
+    image (across a run along the other axis); 0.0 when there is none. ``scratch``: 4 float64."""
+    ny, nx = image.shape
+    n = 0
+    for k in (-2, -1, 1, 2):
+        yy = y + k * dy
+        xx = x + k * dx
+        if 0 <= yy < ny and 0 <= xx < nx and exclude[yy, xx] == 0:
+            scratch[n] = image[yy, xx]
+            n += 1
+    return _median_small(scratch, n) if n > 0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def _run_is_dead(expected, length, min_expected, min_level):
+    """A run of ``length`` zeros whose neighbours predict ``expected`` counts in all is dead."""
+    return expected >= min_expected and expected >= min_level * length
+
+
 @njit(cache=True)
 def _dead_runs_kernel(image, exclude, min_expected, min_level, dead):
     """Mark runs of zeros along columns and rows whose neighbours predict >= min_expected counts."""
@@ -269,22 +232,14 @@ def _dead_runs_kernel(image, exclude, min_expected, min_level, dead):
     col_expected = np.zeros(nx, dtype=np.float64)
     for y in range(ny + 1):
         for x in range(nx):
-            is_zero = y < ny and exclude[y, x] == 0 and image[y, x] == 0
-            if is_zero:
-                n = 0
-                for dx in (-2, -1, 1, 2):
-                    xx = x + dx
-                    if 0 <= xx < nx and exclude[y, xx] == 0:
-                        scratch[n] = image[y, xx]
-                        n += 1
-                ref = _median_small(scratch, n) if n > 0 else 0.0
+            if y < ny and exclude[y, x] == 0 and image[y, x] == 0:
+                ref = _reference_across(image, exclude, y, x, 0, 1, scratch)
                 if col_start[x] < 0:
                     col_start[x] = y
                     col_expected[x] = 0.0
                 col_expected[x] += ref
             elif col_start[x] >= 0:
-                length = y - col_start[x]
-                if col_expected[x] >= min_expected and col_expected[x] >= min_level * length:
+                if _run_is_dead(col_expected[x], y - col_start[x], min_expected, min_level):
                     for yy in range(col_start[x], y):
                         dead[yy, x] = 1
                 col_start[x] = -1
@@ -293,22 +248,14 @@ def _dead_runs_kernel(image, exclude, min_expected, min_level, dead):
         start = -1
         expected = 0.0
         for x in range(nx + 1):
-            is_zero = x < nx and exclude[y, x] == 0 and image[y, x] == 0
-            if is_zero:
-                n = 0
-                for dy in (-2, -1, 1, 2):
-                    yy = y + dy
-                    if 0 <= yy < ny and exclude[yy, x] == 0:
-                        scratch[n] = image[yy, x]
-                        n += 1
-                ref = _median_small(scratch, n) if n > 0 else 0.0
+            if x < nx and exclude[y, x] == 0 and image[y, x] == 0:
+                ref = _reference_across(image, exclude, y, x, 1, 0, scratch)
                 if start < 0:
                     start = x
                     expected = 0.0
                 expected += ref
             elif start >= 0:
-                length = x - start
-                if expected >= min_expected and expected >= min_level * length:
+                if _run_is_dead(expected, x - start, min_expected, min_level):
                     for xx in range(start, x):
                         dead[y, xx] = 1
                 start = -1
@@ -332,109 +279,3 @@ def detect_dead_pixels(
     dead = np.zeros(image.shape, dtype=np.uint8)
     _dead_runs_kernel(image, excl, float(min_expected_counts), float(min_level_counts), dead)
     return dead.view(bool)
-
-
-# --------------------------------------------------------------------------------------- replacement
-
-
-@njit(cache=True)
-def _replace_kernel(frame_flat, bad_flat, candidate_ptr, candidate_flat, draws):
-    """frame[bad[i]] = frame[candidates of i][draws[i]] for every bad pixel i (candidates are good)."""
-    for i in range(bad_flat.shape[0]):
-        frame_flat[bad_flat[i]] = frame_flat[candidate_flat[candidate_ptr[i] + draws[i]]]
-
-
-def _window_candidates(centre_y, centre_x, bad, offsets, *, chunk=65536):
-    """Good pixels in the window (given offsets) around each centre: (counts (n,), flat indices grouped by centre)."""
-    ny, nx = bad.shape
-    counts = np.zeros(centre_y.size, dtype=np.int64)
-    flats = []
-    for start in range(0, centre_y.size, chunk):
-        stop = min(start + chunk, centre_y.size)
-        yy = centre_y[start:stop, None] + offsets[None, :, 0]
-        xx = centre_x[start:stop, None] + offsets[None, :, 1]
-        valid = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
-        valid[valid] = ~bad[yy[valid], xx[valid]]
-        counts[start:stop] = valid.sum(axis=1)
-        flats.append((yy * nx + xx)[valid])
-    flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.int64)
-    return counts, flat.astype(np.int64)
-
-
-class PixelReplacer:
-    """Replaces the bad pixels of every frame by random good neighbours (module docstring).
-
-    Built once per movie from the final bad mask ``(ny, nx)``; :meth:`apply` works in place on
-    each float32 frame. ``coordinates_xy`` is ``(n, 2)`` int64 (x, y) of the bad pixels, in row-major
-    order.
-    """
-
-    def __init__(self, bad_mask: np.ndarray, *, radius: int = 2, seed: int = 0) -> None:
-        bad = np.asarray(bad_mask, dtype=bool)
-        if bad.ndim != 2:
-            raise ValueError(f"bad_mask must be 2-D, got shape {bad.shape}")
-        if radius < 1:
-            raise ValueError(f"radius must be at least 1, got {radius}")
-        self.shape = bad.shape
-        self.radius = int(radius)
-        self.seed = int(seed)
-        ys, xs = np.nonzero(bad)
-        self.coordinates_xy = np.stack([xs, ys], axis=1).astype(np.int64)
-        self._bad_flat = (ys.astype(np.int64) * bad.shape[1] + xs).astype(np.int64)
-        if ys.size and bad.all():
-            raise FramewatchError(
-                "every pixel of the frame is marked bad", fix="check the gain reference and the defect list"
-            )
-        self._candidate_ptr, self._candidate_flat, self._counts = self._build_candidates(bad, ys, xs)
-
-    @property
-    def n_bad(self) -> int:
-        return int(self._bad_flat.size)
-
-    def _build_candidates(self, bad, ys, xs):
-        r = self.radius
-        grid = np.stack(np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij"), axis=-1).reshape(-1, 2)
-        around = grid[np.any(grid != 0, axis=1)]
-        counts, flat = _window_candidates(ys, xs, bad, around)
-        lonely = np.flatnonzero(counts == 0)
-        if lonely.size:
-            from scipy import ndimage
-
-            _, (near_y, near_x) = ndimage.distance_transform_edt(bad, return_indices=True)
-            cy, cx = near_y[ys[lonely], xs[lonely]], near_x[ys[lonely], xs[lonely]]
-            extra_counts, extra_flat = _window_candidates(cy.astype(np.int64), cx.astype(np.int64), bad, grid)
-            counts1 = counts.copy()
-            counts[lonely] = extra_counts
-            ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            merged = np.empty(int(ptr[-1]), dtype=np.int64)
-            # candidates of the first pass keep their order, those of the second go to the lonely pixels
-            owner1 = np.repeat(np.arange(counts1.size), counts1)
-            within1 = np.arange(flat.size) - np.concatenate([[0], np.cumsum(counts1)])[owner1]
-            merged[ptr[owner1] + within1] = flat
-            owner2 = np.repeat(lonely, extra_counts)
-            within2 = np.arange(extra_flat.size) - np.concatenate([[0], np.cumsum(extra_counts)])[
-                np.repeat(np.arange(lonely.size), extra_counts)
-            ]
-            merged[ptr[owner2] + within2] = extra_flat
-            return ptr, merged, counts
-        ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return ptr, flat, counts
-
-    def _draws(self, frame_index: int) -> np.ndarray:
-        """The candidate index chosen for every bad pixel in frame ``frame_index`` (deterministic)."""
-        rng = np.random.default_rng([self.seed, int(frame_index)])
-        return rng.integers(0, self._counts).astype(np.int64)
-
-    def apply(self, frame: np.ndarray, frame_index: int) -> None:
-        """Replace the bad pixels of a float32 ``(ny, nx)`` C-contiguous frame in place."""
-        if self._bad_flat.size == 0:
-            return
-        if frame.dtype != np.float32 or frame.shape != self.shape or not frame.flags.c_contiguous:
-            raise ValueError(
-                f"frame must be a C-contiguous float32 array of shape {self.shape}, got {frame.dtype} {frame.shape}"
-            )
-        if not frame.flags.writeable:
-            raise ValueError("frame is read-only")
-        _replace_kernel(
-            frame.reshape(-1), self._bad_flat, self._candidate_ptr, self._candidate_flat, self._draws(frame_index)
-        )

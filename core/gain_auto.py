@@ -62,16 +62,21 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from scipy import ndimage
 
-from .errors import GainError, MovieFormatError
-from .gain import match_gain_to_movie
+from .errors import MovieFormatError
+from .gain_hints import orientation_hint_from_labels, orientation_hint_from_movie
+from .gain_orientation_scores import (
+    CANDIDATES,
+    CandidateScore,
+    canonical_orientation,
+    fixed_patterns,
+    pattern_correlation,
+    score_candidates,
+)
 from .settings import GainOrientation
 
 __all__ = [
@@ -88,24 +93,10 @@ __all__ = [
     "orientation_hint_from_movie",
 ]
 
-CANDIDATES: tuple[GainOrientation, ...] = tuple(
-    GainOrientation(rotate_ccw_90=k, flip=f) for f in ("none", "y") for k in range(4)
-)
 Z_MIN = 10.0  # correlation of the best candidate, in standard errors
 MARGIN_MIN = 10.0  # best minus runner-up, in standard errors of the difference
 EQUIVALENT_RHO = 0.999  # patterns this alike are the same gain
-HIGH_PASS_WINDOW_PX = 7
 DEFAULT_MAX_MOVIES = 3
-_RF = re.compile(r"\br/f\s*(-?\d+)")
-
-
-@dataclass(frozen=True)
-class CandidateScore:
-    """One candidate: ``correlation`` r and ``z = r sqrt(N)``; both ``None`` when its shape cannot fit."""
-
-    orientation: GainOrientation
-    correlation: float | None
-    z: float | None
 
 
 @dataclass(frozen=True)
@@ -130,62 +121,8 @@ class OrientationChoice:
     n_frames_summed: int
 
 
-def canonical_orientation(orientation: GainOrientation) -> GainOrientation:
-    """The same operation with the flip ``"none"`` or ``"y"``: (k, x) == (k + 2, y); ``invert`` kept."""
-    if orientation.flip == "x":
-        return GainOrientation(rotate_ccw_90=(orientation.rotate_ccw_90 + 2) % 4, flip="y", invert=orientation.invert)
-    return orientation
-
-
 def _describe(o: GainOrientation) -> str:
     return f"--gain-rot {o.rotate_ccw_90} --gain-flip {o.flip}"
-
-
-def _high_pass(image: np.ndarray) -> np.ndarray:
-    return image - ndimage.uniform_filter(image, size=HIGH_PASS_WINDOW_PX, mode="reflect")
-
-
-def _orient_view(a: np.ndarray, o: GainOrientation) -> np.ndarray:
-    """Rotate/flip a 2-D array as :func:`framewatch.core.gain.orient_gain` does (a view, no invert)."""
-    v = np.rot90(a, -o.rotate_ccw_90)
-    return v[::-1, :] if o.flip == "y" else v
-
-
-def _oriented_coords(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], o: GainOrientation,
-                     *, transpose: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Where stored pixels ``(ys, xs)`` of an array of ``shape`` land in ``_orient_view(array, o)``
-    (then transposed if asked): ``np.rot90(m, -k)`` moves (y, x) to (x, H-1-y) for k = 1,
-    (H-1-y, W-1-x) for k = 2 and (W-1-x, y) for k = 3; the y flip to (H'-1-y, x)."""
-    h, w = shape
-    k = o.rotate_ccw_90 % 4
-    if k == 0:
-        oy, ox, rows = ys, xs, h
-    elif k == 1:
-        oy, ox, rows = xs, h - 1 - ys, w
-    elif k == 2:
-        oy, ox, rows = h - 1 - ys, w - 1 - xs, h
-    else:
-        oy, ox, rows = w - 1 - xs, ys, w
-    if o.flip == "y":
-        oy = rows - 1 - oy
-    return (ox, oy) if transpose else (oy, ox)
-
-
-def _prepare_gain(gain: np.ndarray, target_shape: tuple[int, int], allow_resample: bool) -> np.ndarray:
-    """The stored gain resampled by 2 if that makes it fit the target in some orientation."""
-    g = np.asarray(gain, dtype=np.float64)
-    if not allow_resample:
-        return g
-    shapes = {tuple(target_shape), tuple(target_shape[::-1])}
-    if g.shape in shapes:
-        return g
-    for shape in shapes:
-        try:
-            resampled, _ = match_gain_to_movie(g, shape)
-        except ValueError:
-            continue
-        return np.asarray(resampled, dtype=np.float64)
-    return g
 
 
 def choose_gain_orientation(
@@ -208,130 +145,57 @@ def choose_gain_orientation(
         invert: the gain is a count image (EER MRC gains): candidates use ``1 / gain``.
         allow_resample: bin/replicate a gain that is 2x or 0.5x the frames first.
 
+    Steps: the two fixed patterns and the 8 scores (:mod:`framewatch.core.gain_orientation_scores`);
+    refuse an anti-correlated gain; the margin of the best over the runner-up; the decision.
     Raises :class:`GainError` when no candidate's shape fits the frames.
     """
-    s = np.asarray(raw_sum, dtype=np.float64)
-    if s.ndim != 2 or min(s.shape) < 2 * HIGH_PASS_WINDOW_PX:
-        raise ValueError(f"raw_sum must be a 2-D image of at least {2 * HIGH_PASS_WINDOW_PX} px a side, got {s.shape}")
-    if int(n_frames_summed) < 1:
-        raise ValueError(f"n_frames_summed must be >= 1, got {n_frames_summed}")
-    g = _prepare_gain(gain, s.shape, allow_resample)
-    if g.ndim != 2:
-        raise ValueError(f"gain must be 2-D, got shape {g.shape}")
-    fits = [(_orient_view(g, o).shape == s.shape) for o in CANDIDATES]
-    if not any(fits):
-        raise GainError(
-            f"gain reference {g.shape[1]} x {g.shape[0]} fits the frames ({s.shape[1]} x {s.shape[0]}) in no "
-            "rotation",
-            fix="use the gain recorded for this camera and mode (or allow resampling for a 2x super-resolution gain)",
-        )
-
-    # the multiplicative gain's inverse (a sensitivity pattern), defects filled with the mean
-    gm = 1.0 / g if invert else g
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sens = np.where(np.isfinite(gm) & (gm > 0), 1.0 / gm, np.nan)
-    del gm
-    gain_ok = np.isfinite(sens)
-    if not gain_ok.any():
-        raise GainError("gain reference has no positive finite pixel", fix="give the correct gain file")
-    sens[~gain_ok] = float(np.mean(sens[gain_ok]))
-    b = _high_pass(sens)
-    del sens
-    b[~gain_ok] = 0.0  # defects take no part: their products vanish
-
-    mean_counts = float(s.mean())
-    cap = mean_counts + 8.0 * math.sqrt(max(mean_counts, 0.0)) + 8.0
-    s_ok = np.isfinite(s) & (s >= 0) & (s <= cap)
-    a = _high_pass(np.where(s_ok, s, mean_counts))
-    a[~s_ok] = 0.0
-    n_s = int(s_ok.sum())
-    gain_bad = np.nonzero(~gain_ok)  # defects of the stored gain, few
-    hot = np.nonzero(~s_ok)  # hot pixels of the sum, few
-    sum_a, sum_aa = float(a.sum()), float(a.reshape(-1) @ a.reshape(-1))
-    sum_b, sum_bb = float(b.sum()), float(b.reshape(-1) @ b.reshape(-1))  # the same in every orientation
-    # An odd quarter turn is a transpose plus flips: candidates with odd k are scored in the
-    # transposed frame, where their view of b is a flip only (copied at streaming speed).
-    frames = {0: (a, s_ok), 1: None}
-    buffers: dict[int, np.ndarray] = {}
-
-    # Pearson correlation over the pixels valid in both, from masked sums: M = s_ok & gain_ok_c,
-    # a is 0 outside s_ok and b outside gain_ok, so only the few defect/hot pixels need corrections.
-    scores: list[CandidateScore] = []
-    n_used = 0
-    for o, fit in zip(CANDIDATES, fits):
-        if not fit:
-            scores.append(CandidateScore(o, None, None))
-            continue
-        parity = o.rotate_ccw_90 % 2
-        if frames[parity] is None:
-            frames[parity] = (np.ascontiguousarray(a.T), np.ascontiguousarray(s_ok.T))
-        a_p, s_ok_p = frames[parity]
-        b_view = _orient_view(b, o).T if parity else _orient_view(b, o)
-        bad = _oriented_coords(*gain_bad, gain_ok.shape, o, transpose=bool(parity))
-        n = n_s - int(np.count_nonzero(s_ok_p[bad]))
-        sa = sum_a - float(a_p[bad].sum())
-        saa = sum_aa - float(np.square(a_p[bad]).sum())
-        b_at_hot = b_view[(hot[1], hot[0]) if parity else hot]
-        sb = sum_b - float(b_at_hot.sum())
-        sbb = sum_bb - float(np.square(b_at_hot).sum())
-        buffer = buffers.setdefault(parity, np.empty(a_p.shape, dtype=np.float64))
-        np.copyto(buffer, b_view)
-        sab = float(a_p.reshape(-1) @ buffer.reshape(-1))
-        cov = sab - sa * sb / n
-        var_a = saa - sa * sa / n
-        var_b = sbb - sb * sb / n
-        r = cov / math.sqrt(var_a * var_b) if var_a > 0 and var_b > 0 else 0.0
-        scores.append(CandidateScore(o, r, r * math.sqrt(n)))
-        n_used = max(n_used, n)
-    del frames
-
+    patterns = fixed_patterns(raw_sum, gain, n_frames_summed=n_frames_summed, invert=invert,
+                              allow_resample=allow_resample)
+    scores, n_used = score_candidates(patterns)
     fitted = [i for i, sc in enumerate(scores) if sc.correlation is not None]
     order = sorted(fitted, key=lambda i: scores[i].correlation, reverse=True)
-    best = order[0]
-    best_z = float(scores[best].z)
-    common = dict(scores=tuple(scores), best_z=best_z, n_pixels=n_used, mean_counts_per_pixel=mean_counts,
+    best_z = float(scores[order[0]].z)
+    common = dict(scores=scores, best_z=best_z, n_pixels=n_used, mean_counts_per_pixel=patterns.mean_counts,
                   n_frames_summed=int(n_frames_summed))
     hint_c = None if hint is None else canonical_orientation(GainOrientation(hint.rotate_ccw_90, hint.flip))
-
-    def with_invert(o: GainOrientation) -> GainOrientation:
-        return GainOrientation(rotate_ccw_90=o.rotate_ccw_90, flip=o.flip, invert=bool(invert))
-
-    stats = f"from {int(n_frames_summed)} frames, {mean_counts:.3g} counts/pixel, {n_used} pixels"
-
-    worst = order[-1]
-    if -float(scores[worst].z) >= Z_MIN and -float(scores[worst].z) > best_z:
+    stats = f"from {int(n_frames_summed)} frames, {patterns.mean_counts:.3g} counts/pixel, {n_used} pixels"
+    worst = scores[order[-1]]
+    if -float(worst.z) >= Z_MIN and -float(worst.z) > best_z:
         return OrientationChoice(
             None, margin=0.0, accepted=False,
             reason=(
                 f"gain orientation not chosen: the gain anti-correlates with the frames "
-                f"(z = {scores[worst].z:.1f} at {_describe(scores[worst].orientation)}), so it looks like a count "
+                f"(z = {worst.z:.1f} at {_describe(worst.orientation)}), so it looks like a count "
                 f"image; set the gain's invert option ({'off' if invert else 'on'}), or give --gain-rot/--gain-flip "
                 f"explicitly ({stats})"
             ),
             **common,
         )
-    if len(order) == 1:
-        margin = math.inf
-        rho = 0.0
-    else:
-        second = order[1]
-        # correlation of the two candidates' patterns over the whole frame (b's mean and variance
-        # do not depend on the orientation)
-        o1, o2 = scores[best].orientation, scores[second].orientation
-        view_1, view_2 = _orient_view(b, o1), _orient_view(b, o2)
-        if o1.rotate_ccw_90 % 2:  # score in the frame where the first is a flip only
-            view_1, view_2 = view_1.T, view_2.T
-        first = np.ascontiguousarray(view_1)
-        cross = float(first.reshape(-1) @ np.ascontiguousarray(view_2).reshape(-1))
-        del first
-        size = b.size
-        mean_b = sum_b / size
-        var_b_all = sum_bb / size - mean_b * mean_b
-        rho = (cross / size - mean_b * mean_b) / var_b_all if var_b_all > 0 else 1.0
-        se = math.sqrt(max(2.0 - 2.0 * rho, 1e-12) / max(n_used, 1))
-        margin = (scores[best].correlation - scores[second].correlation) / se
+    margin, rho = _margin_over_runner_up(scores, order, patterns.b, n_used)
+    return _decide(scores, order, margin=margin, rho=rho, hint_c=hint_c, invert=invert, stats=stats, common=common)
 
-    best_o = scores[best].orientation
+
+def _margin_over_runner_up(scores: tuple[CandidateScore, ...], order: list[int], b: np.ndarray,
+                           n_used: int) -> tuple[float, float]:
+    """``(margin, rho)``: best minus runner-up correlation in standard errors of the difference, and
+    the correlation of their patterns (``(inf, 0)`` when only one candidate fits)."""
+    if len(order) == 1:
+        return math.inf, 0.0
+    best, second = scores[order[0]], scores[order[1]]
+    rho = pattern_correlation(b, best.orientation, second.orientation)
+    se = math.sqrt(max(2.0 - 2.0 * rho, 1e-12) / max(n_used, 1))
+    return (best.correlation - second.correlation) / se, rho
+
+
+def _decide(scores: tuple[CandidateScore, ...], order: list[int], *, margin: float, rho: float,
+            hint_c: GainOrientation | None, invert: bool, stats: str, common: dict) -> OrientationChoice:
+    """Accept or refuse by the rules of the module docstring (signal, margin, equivalence, hint)."""
+    best_z = common["best_z"]
+    best_o = scores[order[0]].orientation
+
+    def with_invert(o: GainOrientation) -> GainOrientation:
+        return GainOrientation(rotate_ccw_90=o.rotate_ccw_90, flip=o.flip, invert=bool(invert))
+
     if best_z < Z_MIN:
         return OrientationChoice(
             None, margin=margin, accepted=False,
@@ -354,7 +218,7 @@ def choose_gain_orientation(
                     f"over the runner-up ({stats}){note}"),
             **common,
         )
-    tied = [scores[best].orientation, scores[order[1]].orientation]
+    tied = [best_o, scores[order[1]].orientation]
     if rho >= EQUIVALENT_RHO:
         pick = hint_c if hint_c in tied else best_o
         return OrientationChoice(
@@ -443,6 +307,7 @@ class OrientationAccumulator:
                                        invert=invert, allow_resample=allow_resample)
 
 
+
 def accumulate_for_orientation(movies: Iterable, *, max_movies: int = DEFAULT_MAX_MOVIES,
                                **open_kwargs) -> tuple[np.ndarray, int]:
     """Sum the raw frames of at most ``max_movies`` movies: ``(raw_sum float64 (ny, nx), n_frames_summed)``."""
@@ -453,47 +318,3 @@ def accumulate_for_orientation(movies: Iterable, *, max_movies: int = DEFAULT_MA
     if acc.raw_sum is None:
         raise ValueError("no movie to sum")
     return acc.raw_sum, acc.n_frames_summed
-
-
-# ------------------------------------------------------------------------------------------ hints
-
-
-def orientation_hint_from_labels(labels: Iterable[str]) -> GainOrientation | None:
-    """The gain orientation SerialEM's ``r/f N`` title implies (canonical none/y form), or ``None``.
-
-    ``N = k + 4 f``: mirror left-right if ``f``, then ``k`` CCW quarter turns (module docstring).
-    The first ``r/f`` found wins; values outside 0-7 give ``None``.
-    """
-    for label in labels:
-        match = _RF.search(str(label))
-        if not match:
-            continue
-        n = int(match.group(1))
-        if not 0 <= n <= 7:
-            return None
-        k = n % 4
-        if n < 4:
-            return GainOrientation(rotate_ccw_90=k)
-        return canonical_orientation(GainOrientation(rotate_ccw_90=k, flip="x" if k % 2 == 0 else "y"))
-    return None
-
-
-def orientation_hint_from_movie(path: str | os.PathLike) -> GainOrientation | None:
-    """:func:`orientation_hint_from_labels` of an MRC movie's titles or a TIFF's ImageDescription."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".mrc", ".mrcs", ".st"):
-            from .movie_io import open_movie
-
-            with open_movie(path, check_values=False) as reader:
-                return orientation_hint_from_labels(getattr(reader, "labels", ()))
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tif:
-                description = tif.pages[0].description if tif.pages else ""
-            return orientation_hint_from_labels([description or ""])
-    except (OSError, MovieFormatError, ValueError):
-        return None
-    return None

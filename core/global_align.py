@@ -26,6 +26,7 @@ from .spectral_weight import SpectralSNR, estimate_spectral_snr, spectral_snr_we
 from .trajectory import regularise_trajectory
 
 WEIGHTINGS = ("spectral_snr", "bfactor")
+_LOCAL_OFFSETS = np.array([-1.0, 0.0, 1.0])  # alignment pixels around the current estimate
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,6 @@ def align_frames(
         return GlobalAlignment(pos, 0, True, 0.0, (), heights, np.zeros(n))
     bfilt = bfactor_filter(shape, bfactor_px2=bfactor_px2)
     mask = offset_mask(shape, max(2.0, max_shift_px / bin_factor))
-    local = np.array([-1.0, 0.0, 1.0])
     converged = False
     smoothed = None
     iteration = 0
@@ -136,27 +136,13 @@ def align_frames(
         filt, used = bfilt, "bfactor"
         if weighting == "spectral_snr" and iteration > 1:
             estimate = estimate_spectral_snr(shifted, total, shape)
-            data_filt = spectral_snr_weight(estimate, shape)
-            if data_filt is None:
-                used = "bfactor (spectral SNR estimate not significant)"
-            else:
-                filt, used = data_filt, "spectral_snr"
+            filt, used = _spectral_filter(estimate, shape, bfilt)
         measured = pos.copy()
         for i in range(n):
             xp = loo_cross_power(shifted[i], total, filt)
             map_rms[i] = correlation_rms(xp, shape)
-            cc3 = correlation_at(xp, shape, local, local) if iteration > 1 else None
-            if cc3 is not None and np.argmax(cc3) == 4:
-                f0 = float(cc3[1, 1])
-                dx = gaussian_offset(float(cc3[1, 0]), f0, float(cc3[1, 2]))
-                dy = gaussian_offset(float(cc3[0, 1]), f0, float(cc3[2, 1]))
-                heights[i] = f0
-            else:
-                dx, dy, heights[i] = find_peak(irfft2(xp, shape, threads=threads), mask)
-            if used == "spectral_snr":
-                refined = refine_peak(xp, shape, dx, dy)
-                if refined is not None:
-                    dx, dy, heights[i] = refined
+            dx, dy, heights[i] = _peak_offset(xp, shape, mask, first=iteration == 1, refine=used == "spectral_snr",
+                                              threads=threads)
             measured[i] += (dx, dy)
         smoothed = regularise_trajectory(
             measured,
@@ -182,3 +168,37 @@ def align_frames(
         weighting=used,
         spectral_snr=estimate,
     )
+
+
+def _spectral_filter(estimate: SpectralSNR, shape: tuple[int, int], bfilt: np.ndarray) -> tuple[np.ndarray, str]:
+    """The cross-power filter ``(ny, nx//2+1)`` from the spectral SNR ``estimate`` and its name, or the
+    B-factor filter ``bfilt`` with the reason when the estimate is not significant."""
+    data_filt = spectral_snr_weight(estimate, shape)
+    if data_filt is None:
+        return bfilt, "bfactor (spectral SNR estimate not significant)"
+    return data_filt, "spectral_snr"
+
+
+def _peak_offset(xp: np.ndarray, shape: tuple[int, int], mask: np.ndarray, *, first: bool, refine: bool,
+                 threads: int) -> tuple[float, float, float]:
+    """``(dx, dy, height)`` of the correlation peak of the cross-power ``xp`` ``(ny, nx//2+1)``, in
+    alignment pixels relative to the current estimate.
+
+    After the first iteration the 3 x 3 offsets around the estimate are evaluated exactly and
+    fitted by a 3-point Gaussian when the centre is the largest; otherwise (and in the first
+    iteration) the whole map within ``mask`` is searched. ``refine``: Newton steps on the exact
+    correlation (the spectral-SNR weighting).
+    """
+    cc3 = None if first else correlation_at(xp, shape, _LOCAL_OFFSETS, _LOCAL_OFFSETS)
+    if cc3 is not None and np.argmax(cc3) == 4:
+        f0 = float(cc3[1, 1])
+        dx = gaussian_offset(float(cc3[1, 0]), f0, float(cc3[1, 2]))
+        dy = gaussian_offset(float(cc3[0, 1]), f0, float(cc3[2, 1]))
+        height = f0
+    else:
+        dx, dy, height = find_peak(irfft2(xp, shape, threads=threads), mask)
+    if refine:
+        refined = refine_peak(xp, shape, dx, dy)
+        if refined is not None:
+            dx, dy, height = refined
+    return dx, dy, height

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .separable_motion import SeparableFitOptions, _nuisances, fit_separable_motion
+from .robust_scale import mad_sigma
+from .separable_motion import SeparableFitOptions, _nuisances, fit_separable_motion, measurement_weights
 
 __all__ = ["EvidenceOptions", "LocalEvidence", "cross_validate_local_motion"]
 
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,11 +89,8 @@ def cross_validate_local_motion(
 ) -> LocalEvidence:
     """Cross-validate the separable model against whole-frame motion on ``shifts_px``
     ``(n_patches, n_times, 2)`` (movie px) measured at ``times`` ``(n_times,)``."""
-    m = np.array(shifts_px, dtype=np.float64)
-    n_p, n_t = m.shape[:2]
-    finite = np.all(np.isfinite(m), axis=2)
-    m[~finite] = 0.0
-    w_all = np.asarray(patch_weights, np.float64)[:, None] * finite
+    m, w_all = measurement_weights(shifts_px, patch_weights)
+    n_p, n_t = w_all.shape
     used = w_all.sum(axis=1) > 0
     n_used = int(np.count_nonzero(used))
     if n_t < 4:
@@ -116,9 +113,7 @@ def cross_validate_local_motion(
         prediction = np.stack([dx, dy], axis=2)
         w = w_all[:, test]
         _, r_null = _held_out_loss(m[:, test], w, None, None)
-        comps = r_null[w > 0].ravel()
-        sigma = _MAD_TO_SIGMA * float(np.median(np.abs(comps - np.median(comps))))
-        cap2 = max(options.cap_sigmas * sigma, options.cap_floor_px) ** 2
+        cap2 = max(options.cap_sigmas * mad_sigma(r_null[w > 0].ravel()), options.cap_floor_px) ** 2
         loss_null, _ = _held_out_loss(m[:, test], w, None, cap2)
         loss_model, _ = _held_out_loss(m[:, test], w, prediction, cap2)
         delta += np.sum(w * (loss_null - loss_model), axis=1)

@@ -53,7 +53,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .resample import field_grid_shape
+from .image_warp import field_grid_shape
+from .robust_scale import mad_sigma
+from .spline_axis import axis_basis, axis_description, second_difference
 
 __all__ = ["LocalFitOptions", "LocalMotionModel", "ModelFit", "default_control_shape", "fit_local_motion"]
 
@@ -62,85 +64,15 @@ _MAX_FITS = 5  # least-squares solves in the robust loop
 _SIGMA_FLOOR_PX = 0.1  # floor of the robust residual scale
 _REJECT_FLOOR_PX = 1.0  # residuals below this are never rejected
 _REJECT_SIGMAS = 4.0  # Tukey cut-off in robust sigmas
-_MAD_TO_SIGMA = 1.4826
 
 
 # ---------------------------------------------------------------------------------------------
-# one-axis basis
-
-
-def _axis_basis(u: np.ndarray, n: int, length: float) -> np.ndarray:
-    """Values ``(m, n)`` of the ``n`` basis functions of one axis at positions ``u`` ``(m,)``."""
-    u = np.asarray(u, dtype=np.float64).ravel()
-    m = u.shape[0]
-    if n == 1:
-        return np.ones((m, 1))
-    h = length / (n - 1)
-    s = u / h
-    i = np.clip(np.floor(s), 0, n - 2).astype(np.intp)  # interval; ends continue polynomially
-    t = s - i
-    t2 = t * t
-    t3 = t2 * t
-    w = np.stack(
-        [
-            (1.0 - t) ** 3 / 6.0,
-            2.0 / 3.0 - t2 + 0.5 * t3,
-            1.0 / 6.0 + 0.5 * (t + t2 - t3),
-            t3 / 6.0,
-        ],
-        axis=1,
-    )  # weights of extended coefficients i - 1 .. i + 2
-    ext = np.zeros((m, n + 2))  # extended coefficient index k lives in column k + 1
-    rows = np.arange(m)
-    for q in range(4):
-        np.add.at(ext, (rows, i + q), w[:, q])
-    return ext @ _extension_matrix(n)
-
-
-def _extension_matrix(n: int) -> np.ndarray:
-    """``(n + 2, n)``: the real coefficients plus one extrapolated phantom at each end."""
-    e = np.zeros((n + 2, n))
-    e[1 : n + 1] = np.eye(n)
-    if n == 2:
-        e[0, :2] = (2.0, -1.0)
-        e[n + 1, :2] = (-1.0, 2.0)
-    else:
-        e[0, :3] = (3.0, -3.0, 1.0)
-        e[n + 1, n - 3 :] = (1.0, -3.0, 3.0)
-    return e
-
-
-def _second_difference(n: int) -> np.ndarray:
-    """``(n - 2, n)`` second-difference operator (empty for ``n < 3``)."""
-    d = np.zeros((max(n - 2, 0), n))
-    for r in range(n - 2):
-        d[r, r : r + 3] = (1.0, -2.0, 1.0)
-    return d
+# domains (the one-axis basis is core/spline_axis.py)
 
 
 def _axis_lengths(image_shape: tuple[int, int], n_frames: int) -> tuple[float, float, float]:
     """Domain lengths ``(L_t, L_y, L_x)`` in frames and movie pixels."""
     return float(n_frames - 1), float(image_shape[0] - 1), float(image_shape[1] - 1)
-
-
-def _axis_description(name: str, unit: str, n: int, length: float) -> dict:
-    if n == 1:
-        return {"axis": name, "unit": unit, "n_control": 1, "kind": "constant", "domain": [0.0, length]}
-    h = length / (n - 1)
-    if n == 2:
-        rule = "extrapolated linearly (c[-1] = 2 c[0] - c[1])"
-    else:
-        rule = "extrapolated quadratically (c[-1] = 3 c[0] - 3 c[1] + c[2])"
-    return {
-        "axis": name,
-        "unit": unit,
-        "n_control": n,
-        "kind": "uniform cubic B-spline",
-        "domain": [0.0, length],
-        "spacing": h,
-        "control_positions": [k * h for k in range(n)],
-        "end_knots": f"one extended knot per end, at -spacing and length + spacing; its coefficient is {rule}",
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,16 +128,16 @@ class LocalMotionModel:
     # -- bases --------------------------------------------------------------------------------
     def _basis_t(self, t: np.ndarray) -> np.ndarray:
         lt = float(self.n_frames - 1)
-        b = _axis_basis(t, self.control_shape[0], lt)
+        b = axis_basis(t, self.control_shape[0], lt)
         if self.reference_frame is not None:
-            b = b - _axis_basis(np.array([float(self.reference_frame)]), self.control_shape[0], lt)
+            b = b - axis_basis(np.array([float(self.reference_frame)]), self.control_shape[0], lt)
         return b
 
     def _basis_y(self, y: np.ndarray) -> np.ndarray:
-        return _axis_basis(y, self.control_shape[1], float(self.image_shape[0] - 1))
+        return axis_basis(y, self.control_shape[1], float(self.image_shape[0] - 1))
 
     def _basis_x(self, x: np.ndarray) -> np.ndarray:
-        return _axis_basis(x, self.control_shape[2], float(self.image_shape[1] - 1))
+        return axis_basis(x, self.control_shape[2], float(self.image_shape[1] - 1))
 
     # -- evaluation ---------------------------------------------------------------------------
     def displacement(self, x, y, t) -> tuple[np.ndarray, np.ndarray]:
@@ -252,9 +184,9 @@ class LocalMotionModel:
             "coeffs_x_px": self.coeffs_x.tolist(),
             "coeffs_y_px": self.coeffs_y.tolist(),
             "knots": {
-                "t": _axis_description("t", "frame", n_t, lt),
-                "y": _axis_description("y", "px", n_y, ly),
-                "x": _axis_description("x", "px", n_x, lx),
+                "t": axis_description("t", "frame", n_t, lt),
+                "y": axis_description("y", "px", n_y, ly),
+                "x": axis_description("x", "px", n_x, lx),
             },
         }
 
@@ -307,9 +239,9 @@ def _penalty_matrix(control_shape: tuple[int, int, int]) -> np.ndarray:
     """Stacked second-difference operators along t, y and x of the flattened coefficients."""
     n_t, n_y, n_x = control_shape
     blocks = [
-        np.kron(_second_difference(n_t), np.eye(n_y * n_x)),
-        np.kron(np.eye(n_t), np.kron(_second_difference(n_y), np.eye(n_x))),
-        np.kron(np.eye(n_t * n_y), _second_difference(n_x)),
+        np.kron(second_difference(n_t), np.eye(n_y * n_x)),
+        np.kron(np.eye(n_t), np.kron(second_difference(n_y), np.eye(n_x))),
+        np.kron(np.eye(n_t * n_y), second_difference(n_x)),
     ]
     return np.vstack(blocks)
 
@@ -327,9 +259,7 @@ def _solve(a: np.ndarray, b: np.ndarray, w: np.ndarray, penalty: np.ndarray, smo
 
 def _robust_scale(resid: np.ndarray, active: np.ndarray) -> float:
     """``max(1.4826 * MAD, floor)`` of the residual components of the active observations."""
-    comps = resid[active].ravel()
-    mad = float(np.median(np.abs(comps - np.median(comps))))
-    return max(_MAD_TO_SIGMA * mad, _SIGMA_FLOOR_PX)
+    return max(mad_sigma(resid[active].ravel()), _SIGMA_FLOOR_PX)
 
 
 @dataclass(frozen=True, kw_only=True)

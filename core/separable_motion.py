@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .motion_model import _axis_basis
+from .robust_scale import mad_sigma
+from .spline_axis import axis_basis, second_difference
 
 __all__ = ["SeparableMotionModel", "SeparableFit", "SeparableFitOptions", "fit_separable_motion"]
 
-_MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ class SeparableMotionModel:
         """``U(x, y)`` ``(dx, dy)`` at movie-pixel positions (broadcast together)."""
         xb, yb = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(y, np.float64))
         ny, nx = self.coeffs_x.shape
-        by = _axis_basis(yb.ravel(), ny, float(self.image_shape[0] - 1))
-        bx = _axis_basis(xb.ravel(), nx, float(self.image_shape[1] - 1))
+        by = axis_basis(yb.ravel(), ny, float(self.image_shape[0] - 1))
+        bx = axis_basis(xb.ravel(), nx, float(self.image_shape[1] - 1))
         out = []
         for c, mean in zip((self.coeffs_x, self.coeffs_y), self.field_mean_xy):
             out.append((np.einsum("mj,ji,mi->m", by, c, bx) - mean).reshape(xb.shape))
@@ -150,8 +150,8 @@ class SeparableFit:
 def spatial_design(centres_px: np.ndarray, *, image_shape: tuple[int, int], spatial_shape: tuple[int, int]) -> np.ndarray:
     """``(n_points, n_y * n_x)`` B-spline basis of ``U`` at ``centres_px`` ``(n_points, 2)`` (x, y)."""
     ny, nx = spatial_shape
-    by = _axis_basis(centres_px[:, 1], ny, float(image_shape[0] - 1))
-    bx = _axis_basis(centres_px[:, 0], nx, float(image_shape[1] - 1))
+    by = axis_basis(centres_px[:, 1], ny, float(image_shape[0] - 1))
+    bx = axis_basis(centres_px[:, 0], nx, float(image_shape[1] - 1))
     return (by[:, :, None] * bx[:, None, :]).reshape(len(centres_px), -1)
 
 
@@ -167,9 +167,7 @@ def _second_differences(spatial_shape: tuple[int, int]) -> np.ndarray:
     ny, nx = spatial_shape
     blocks = []
     for n, left, right in ((ny, None, np.eye(nx)), (nx, np.eye(ny), None)):
-        d = np.zeros((max(n - 2, 0), n))
-        for r in range(n - 2):
-            d[r, r : r + 3] = (1.0, -2.0, 1.0)
+        d = second_difference(n)
         blocks.append(np.kron(d, right) if left is None else np.kron(left, d))
     return np.vstack(blocks) if any(b.size for b in blocks) else np.zeros((0, ny * nx))
 
@@ -221,51 +219,19 @@ def fit_separable_motion(
     rejected patch). The profile is fitted at ``times`` and interpolated linearly to every frame
     (continued linearly beyond the first and last time).
     """
-    m = np.array(shifts_px, dtype=np.float64)
-    n_p, n_t = m.shape[:2]
+    shape = np.shape(shifts_px)
+    n_p, n_t = shape[:2]
     times = np.asarray(times, dtype=np.float64)
-    if m.shape != (n_p, n_t, 2) or times.shape != (n_t,) or np.shape(centres_px) != (n_p, 2):
-        raise ValueError(f"shapes disagree: shifts {m.shape}, centres {np.shape(centres_px)}, times {times.shape}")
-    q = np.ones(n_p) if patch_weights is None else np.asarray(patch_weights, np.float64)
-    finite = np.all(np.isfinite(m), axis=2)
-    m[~finite] = 0.0
-    base = q[:, None] * finite
+    if shape != (n_p, n_t, 2) or times.shape != (n_t,) or np.shape(centres_px) != (n_p, 2):
+        raise ValueError(f"shapes disagree: shifts {shape}, centres {np.shape(centres_px)}, times {times.shape}")
+    m, base = measurement_weights(shifts_px, np.ones(n_p) if patch_weights is None else patch_weights)
     if n_t < 2 or np.count_nonzero(base.sum(axis=1) > 0) < 2:
         raise ValueError("the separable fit needs at least two patches and two times with data")
     design = spatial_design(np.asarray(centres_px, np.float64), image_shape=image_shape, spatial_shape=options.spatial_shape)
     field_mean = _image_mean_basis(image_shape, options.spatial_shape)
     design = design - field_mean  # U without its mean over the image: a common translation is whole-frame motion
     penalty = _second_differences(options.spatial_shape)
-
-    o, e = _nuisances(m, base)
-    centred = m - o[:, None] - e[None]
-    # initial profile: the leading temporal component of the centred measurements
-    u_, s_, vt = np.linalg.svd((centred * base[:, :, None]).transpose(1, 0, 2).reshape(n_t, -1), full_matrices=False)
-    g = u_[:, 0] * s_[0]
-    robust = np.ones((n_p, n_t))
-    coef = np.zeros((design.shape[1], 2))
-    normal = np.eye(design.shape[1])
-    sigma = 0.0
-    for it in range(options.iterations):
-        w = base * robust
-        data = m - o[:, None] - e[None]
-        coef, normal = _solve_field(data, w, g, design, penalty, options.smoothness)
-        u = design @ coef  # (P, 2)
-        g = np.einsum("pt,pc,ptc->t", w, u, data) / np.maximum(np.einsum("pt,pc,pc->t", w, u, u), 1e-12)
-        scale = float(np.max(np.abs(g))) or 1.0  # keep the profile's scale fixed (the product is what counts)
-        g, u = g / scale, u * scale
-        model = g[None, :, None] * u[:, None, :]
-        o, e = _nuisances(m - model, w)
-        resid = m - o[:, None] - e[None] - model
-        active = w > 0
-        comps = resid[active].ravel()
-        sigma = _MAD_TO_SIGMA * float(np.median(np.abs(comps - np.median(comps)))) if comps.size else 0.0
-        if it % 3 == 2:  # robust re-weighting every third sweep, after the fit has settled a little
-            cut = max(options.reject_sigmas * sigma, options.reject_floor_px)
-            r = np.hypot(resid[..., 0], resid[..., 1])
-            new = np.where(r < cut, (1.0 - (r / cut) ** 2) ** 2, 0.0)
-            if np.any(base * new > 0):
-                robust = new
+    g, u, robust = _alternating_fit(m, base, design, penalty, options)
     # the profile relative to the reference frame, with |g| <= 1; the field takes the scale
     ref = float(np.interp(reference_frame, times, g))
     g = g - ref
@@ -286,6 +252,54 @@ def fit_separable_motion(
                                  tuple(int(v) for v in image_shape), int(reference_frame), mean_xy)
     field_rms, field_err = _field_figures(model, normal, sigma, centres_px, options.spatial_shape)
     return SeparableFit(model, w, sigma, field_rms, field_err, o, e, np.hypot(resid[..., 0], resid[..., 1]))
+
+
+def measurement_weights(shifts_px: np.ndarray, patch_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(m, w)``: the measurements ``(P, T, 2)`` as a float64 copy with the non-finite ones at 0, and
+    their weights ``(P, T)``: the patch's weight ``(P,)`` where the measurement is finite, else 0."""
+    m = np.array(shifts_px, dtype=np.float64)
+    finite = np.all(np.isfinite(m), axis=2)
+    m[~finite] = 0.0
+    return m, np.asarray(patch_weights, np.float64)[:, None] * finite
+
+
+def _alternating_fit(m: np.ndarray, base: np.ndarray, design: np.ndarray, penalty: np.ndarray,
+                     options: SeparableFitOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``options.iterations`` sweeps of nuisances, field and profile from the leading temporal
+    component of the centred measurements ``m`` ``(P, T, 2)`` (weights ``base`` ``(P, T)``), with
+    Tukey re-weighting every third sweep. Returns the profile ``g`` ``(T,)`` (``max |g| = 1``), the
+    field at the patches ``u`` ``(P, 2)`` and the robust weights ``(P, T)``."""
+    n_p, n_t = base.shape
+    o, e = _nuisances(m, base)
+    centred = m - o[:, None] - e[None]
+    u_, s_, _ = np.linalg.svd((centred * base[:, :, None]).transpose(1, 0, 2).reshape(n_t, -1), full_matrices=False)
+    g = u_[:, 0] * s_[0]
+    robust = np.ones((n_p, n_t))
+    for it in range(options.iterations):
+        w = base * robust
+        data = m - o[:, None] - e[None]
+        coef, _ = _solve_field(data, w, g, design, penalty, options.smoothness)
+        u = design @ coef  # (P, 2)
+        g = np.einsum("pt,pc,ptc->t", w, u, data) / np.maximum(np.einsum("pt,pc,pc->t", w, u, u), 1e-12)
+        scale = float(np.max(np.abs(g))) or 1.0  # keep the profile's scale fixed (the product is what counts)
+        g, u = g / scale, u * scale
+        model = g[None, :, None] * u[:, None, :]
+        o, e = _nuisances(m - model, w)
+        if it % 3 == 2:  # robust re-weighting every third sweep, after the fit has settled a little
+            robust = _tukey_weights(m - o[:, None] - e[None] - model, w, base, robust, options)
+    return g, u, robust
+
+
+def _tukey_weights(resid: np.ndarray, w: np.ndarray, base: np.ndarray, robust: np.ndarray,
+                   options: SeparableFitOptions) -> np.ndarray:
+    """Tukey biweights ``(P, T)`` of the residuals ``(P, T, 2)`` with the cut-off ``max(reject_sigmas
+    sigma, reject_floor_px)``; the previous ``robust`` when they would reject everything."""
+    comps = resid[w > 0].ravel()
+    sigma = mad_sigma(comps) if comps.size else 0.0
+    cut = max(options.reject_sigmas * sigma, options.reject_floor_px)
+    r = np.hypot(resid[..., 0], resid[..., 1])
+    new = np.where(r < cut, (1.0 - (r / cut) ** 2) ** 2, 0.0)
+    return new if np.any(base * new > 0) else robust
 
 
 def _interpolate_profile(t: np.ndarray, times: np.ndarray, g: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from . import value_ranges as ranges
 from .decode_limits import DecodeLimits
@@ -165,3 +165,28 @@ class CorrectionSettings:
         for k in ("dose_per_frame_e_per_a2", "prior_dose_e_per_a2", "threads", "decode_limits"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class MovieReadingChoices(Protocol):
+    """What decides how a movie file is read: :class:`CorrectionSettings`, or the daemon's options
+    before a movie's settings are made (EER grouping and rendering, decode limits)."""
+
+    eer_fraction_dose_e_per_a2: float | None
+    eer_group_frames: int | None
+    eer_upsampling: int
+    decode_limits: DecodeLimits
+
+
+def movie_reading_options(choices: MovieReadingChoices, movie_dose_e_per_a2: float | None = None) -> dict:
+    """Keyword options of :func:`~framewatch.core.movie_io.open_movie` (they matter only for EER).
+
+    ``movie_dose_e_per_a2`` is the dose of the whole movie in e/A^2 (it sets the dose per raw EER
+    frame); a group size given in raw frames wins over the dose per fraction.
+    """
+    return {
+        "eer_fraction_dose_e_per_a2": None if choices.eer_group_frames else choices.eer_fraction_dose_e_per_a2,
+        "eer_group_frames": choices.eer_group_frames,
+        "eer_upsampling": choices.eer_upsampling,
+        "eer_total_dose_e_per_a2": movie_dose_e_per_a2,
+        "limits": choices.decode_limits,
+    }

@@ -8,13 +8,13 @@ import pytest
 
 from framewatch.core.defects import (
     PixelReplacer,
-    _replace_kernel,
     bad_gain_mask,
     detect_dead_pixels,
     detect_hot_pixels,
     read_defect_file,
 )
 from framewatch.core.errors import DefectFileError, FramewatchError
+from framewatch.core.pixel_replacement import _replace_kernel
 
 NY, NX = 64, 96
 

@@ -220,7 +220,7 @@ def test_rf_hint_parsing_edge_cases(tmp_path):
 
 
 def test_defect_coordinates_follow_the_orientation():
-    from framewatch.core.gain_auto import _orient_view, _oriented_coords
+    from framewatch.core.gain_orientation_scores import _orient_view, _oriented_coords
 
     rng = np.random.default_rng(0)
     for shape in [(5, 7), (6, 6)]:

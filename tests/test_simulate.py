@@ -18,6 +18,8 @@ from framewatch.core.simulate import (
     truth_dict,
     write_simulation,
 )
+from framewatch.core.simulated_counts import _poisson_frame
+from framewatch.core.simulated_specimen import _splat_blobs
 
 SMALL = dict(ny=256, nx=320, n_frames=10)
 
@@ -105,7 +107,7 @@ def test_pixels_integrate_the_blob_exactly():
     sigma, amp = 0.7, 2.0
     for cx, cy in ((19.3, 20.71), (19.5, 20.5), (20.0, 19.9)):
         out[:] = 0
-        sim_mod._splat_blobs(out, np.array([cx]), np.array([cy]), np.array([sigma]), np.array([amp]), 4.0)
+        _splat_blobs(out, np.array([cx]), np.array([cy]), np.array([sigma]), np.array([amp]), 4.0)
         truncated_mass = amp * 2 * np.pi * sigma**2 * math.erf(4 / math.sqrt(2)) ** 2
         assert abs(out.sum() / truncated_mass - 1) < 1e-12
         r = 4 * sigma
@@ -188,7 +190,7 @@ def test_poisson_kernel_statistics():
     sens = np.ones((300, 400), np.float32)
     for mu in (0.05, 0.7, 3.5, 9.9, 10.0, 25.0, 80.0):
         out = np.empty((300, 400), np.float32)
-        clipped = sim_mod._poisson_frame(density, 0.0, 0.0, mu, sens, np.uint64(rng.integers(2**63)), out, np.inf)
+        clipped = _poisson_frame(density, 0.0, 0.0, mu, sens, np.uint64(rng.integers(2**63)), out, np.inf)
         assert clipped == 0
         n = out.size
         assert abs(out.mean() - mu) < 4 * math.sqrt(mu / n)
@@ -201,7 +203,7 @@ def test_poisson_kernel_statistics():
         assert scipy.stats.chi2.sf(chi2, keep.sum() - 1) > 1e-4, mu
     # neighbouring pixels are independent
     out = np.empty((300, 400), np.float32)
-    sim_mod._poisson_frame(density, 0.0, 0.0, 2.0, sens, np.uint64(7), out, np.inf)
+    _poisson_frame(density, 0.0, 0.0, 2.0, sens, np.uint64(7), out, np.inf)
     assert abs(np.corrcoef(out[:, :-1].ravel(), out[:, 1:].ravel())[0, 1]) < 0.015
 
 

@@ -1,9 +1,11 @@
 """What every movie reader shares: :class:`MovieReader` (frame count, shape, dtype, one frame at a
-time) and :func:`tiff_pages`; the MRC and TIFF readers (``movie_io/__init__.py``) and the EER reader
-(``movie_io/eer.py``) build on it, so neither of those two modules imports the other at load time.
+time), :class:`ReadOptions` (what :func:`~framewatch.core.movie_io.open_movie` passes to a format's
+opener) and :func:`tiff_pages`. The format modules (``mrc.py``, ``tiff.py``, ``eer.py``) build on
+it, so none of them imports another at load time.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -11,6 +13,21 @@ import numpy as np
 
 from ..decode_limits import DecodeLimits
 from ..errors import MovieFormatError
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadOptions:
+    """How to open a movie; the ``eer_*`` fields are read by the EER opener only.
+
+    See :func:`framewatch.core.movie_io.open_movie` for each field.
+    """
+
+    check_values: bool = True
+    limits: DecodeLimits | None = None
+    eer_fraction_dose_e_per_a2: float | None = None
+    eer_group_frames: int | None = None
+    eer_upsampling: int = 1
+    eer_total_dose_e_per_a2: float | None = None
 
 
 class MovieReader:

@@ -5,9 +5,8 @@ import argparse
 import os
 import sys
 
-from framewatch.daemon.commands.watch import check_series_patterns
-from framewatch.daemon.config.configuration import load_config, with_overrides
-from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
+from framewatch.daemon.commands.daemon_setup import load_daemon_setup
+from framewatch.daemon.config.processing_options import add_processing_arguments
 from framewatch.daemon.service.batch import BatchRun, Progress, batch_config, summary_text
 
 
@@ -34,18 +33,9 @@ def register(subparsers) -> None:
 
 
 def load(args: argparse.Namespace):
-    cfg = load_config(args.config)
-    cfg = with_overrides(
-        cfg,
-        watch__dir=args.movie_dir,
-        output__dir=args.out,
-        output__state_dir=args.state,
-        scheduler__workers=args.workers,
-        dask__address=args.dask_address,
-        scheduler__backend="dask" if args.dask_address else None,
-    )
-    check_series_patterns(cfg)  # as `watch` checks them: a bad pattern stops here, naming the file
-    return batch_config(cfg), processing_options_from_args(args, cfg.raw)
+    """The configuration file with the command line on top, as `watch` reads it: (batch config, ProcessingOptions)."""
+    cfg, options = load_daemon_setup(args, watch_dir=args.movie_dir, require_directories=False)
+    return batch_config(cfg), options
 
 
 def run(args: argparse.Namespace) -> int:

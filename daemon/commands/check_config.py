@@ -20,7 +20,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from framewatch.daemon.commands.watch import check_series_patterns
+    from framewatch.daemon.commands.daemon_setup import check_series_patterns
     from framewatch.daemon.config.configuration import load_config, require_dirs
     from framewatch.daemon.config.directory_roles import check_directory_roles
     from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args

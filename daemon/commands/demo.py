@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from framewatch.daemon.commands.simulated_acquisition import Acquisition
@@ -58,26 +59,29 @@ idle_s = 60.0
 """
 
 
+DEMO_PIXEL_SIZE_A = 1.5
+
+
+@dataclass(frozen=True)
+class DemoDirs:
+    """Where the demo writes: the simulated acquisition, the daemon's outputs, state, configuration and log."""
+
+    base: Path
+    acquisition: Path
+    out: Path
+    state: Path
+    config: Path
+    daemon_log: Path
+
+
 def run(args: argparse.Namespace, *, stream=None) -> int:
     stream = stream or sys.stdout
-    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="framewatch-demo-"))
-    acq_dir, out_dir, state_dir = base / "acquisition", base / "out", base / "state"
-    for d in (acq_dir, out_dir, state_dir):
-        d.mkdir(parents=True, exist_ok=True)
-    px = 1.5
-    cfg = base / "framewatch.toml"
-    cfg.write_text(CONFIG.format(px=px, quiet=max(3.0, 2 * args.tilt_interval)))
-    print(f"framewatch demo in {base}", file=stream)
-    print(f"  acquisition: {acq_dir}  (simulated: {args.tilts} tilts, {args.frames} frames of {args.size} x {args.size} px)",
-          file=stream)
-    print(f"  daemon:      framewatch watch {acq_dir} --out {out_dir} --state {state_dir} --config {cfg}",
-          file=stream, flush=True)
-    log_file = open(base / "daemon.log", "ab")
-    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(acq_dir), "--out", str(out_dir),
-           "--state", str(state_dir), "--config", str(cfg)]
-    daemon = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    acq = Acquisition(acq_dir, n_tilts=args.tilts, step_deg=args.step, shape=(args.size, args.size), n_frames=args.frames,
-                      pixel_size_a=px, frame_interval_s=args.frame_interval, tilt_interval_s=args.tilt_interval)
+    dirs = _prepare(args, stream)
+    log_file = open(dirs.daemon_log, "ab")
+    daemon = _start_daemon(dirs, log_file)
+    acq = Acquisition(dirs.acquisition, n_tilts=args.tilts, step_deg=args.step, shape=(args.size, args.size),
+                      n_frames=args.frames, pixel_size_a=DEMO_PIXEL_SIZE_A, frame_interval_s=args.frame_interval,
+                      tilt_interval_s=args.tilt_interval)
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -87,54 +91,91 @@ def run(args: argparse.Namespace, *, stream=None) -> int:
         except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
 
-    log = out_dir / "framewatch.jsonl"
-    color = not args.no_color and hasattr(stream, "isatty") and stream.isatty()
-    started = False
-    thread = threading.Thread(target=acquire, daemon=True)
-    deadline = time.time() + args.timeout
     done = threading.Event()
+    color = not args.no_color and hasattr(stream, "isatty") and stream.isatty()
     code = 1
-
-    def watchdog():
-        while not done.is_set():
-            if time.time() > deadline or daemon.poll() is not None:
-                done.set()
-                return
-            time.sleep(0.2)
-
-    threading.Thread(target=watchdog, daemon=True).start()
+    threading.Thread(target=_watchdog, args=(daemon, time.time() + args.timeout, done), daemon=True).start()
     try:
-        for ev in follow(log, once=False, stop=done):
-            kind = ev.get("event")
-            if kind == "daemon_ready" and not started:
-                print(f"daemon ready ({ev.get('backend')}); acquiring ...\n", file=stream)
-                print(header(), file=stream, flush=True)
-                started = True
-                thread.start()
-            line = format_line(ev, color=color)
-            if line is not None:
-                print(line, file=stream, flush=True)
-            if kind == "series_completed":
-                code = 0
-                break
+        code = _show_until_complete(dirs.out / "framewatch.jsonl", threading.Thread(target=acquire, daemon=True),
+                                    done, stream=stream, color=color)
     except KeyboardInterrupt:
         pass
     finally:
         done.set()
         stop.set()
-        if daemon.poll() is None:
-            os.kill(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
+        _stop_daemon(daemon)
         log_file.close()
     if errors:
         print(f"framewatch demo: the simulated acquisition failed: {errors[0]}", file=sys.stderr)
         return 1
     if code != 0:
-        print(f"framewatch demo: the series did not complete (daemon log: {base / 'daemon.log'})", file=sys.stderr)
+        print(f"framewatch demo: the series did not complete (daemon log: {dirs.daemon_log})", file=sys.stderr)
         return 1
+    _list_outputs(dirs.out, stream)
+    return 0
+
+
+def _prepare(args: argparse.Namespace, stream) -> DemoDirs:
+    """Make the demo's directories and configuration and say what will run."""
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="framewatch-demo-"))
+    dirs = DemoDirs(base, base / "acquisition", base / "out", base / "state", base / "framewatch.toml", base / "daemon.log")
+    for d in (dirs.acquisition, dirs.out, dirs.state):
+        d.mkdir(parents=True, exist_ok=True)
+    dirs.config.write_text(CONFIG.format(px=DEMO_PIXEL_SIZE_A, quiet=max(3.0, 2 * args.tilt_interval)))
+    print(f"framewatch demo in {base}", file=stream)
+    print(f"  acquisition: {dirs.acquisition}  (simulated: {args.tilts} tilts, {args.frames} frames of {args.size} x "
+          f"{args.size} px)", file=stream)
+    print(f"  daemon:      framewatch watch {dirs.acquisition} --out {dirs.out} --state {dirs.state} --config {dirs.config}",
+          file=stream, flush=True)
+    return dirs
+
+
+def _start_daemon(dirs: DemoDirs, log_file) -> subprocess.Popen:
+    """``framewatch watch`` on the demo's directories, in its own session, its output to ``log_file``."""
+    cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(dirs.acquisition), "--out", str(dirs.out),
+           "--state", str(dirs.state), "--config", str(dirs.config)]
+    return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _watchdog(daemon: subprocess.Popen, deadline: float, done: threading.Event) -> None:
+    """Set ``done`` at the deadline (epoch seconds) or when the daemon has exited."""
+    while not done.is_set():
+        if time.time() > deadline or daemon.poll() is not None:
+            done.set()
+            return
+        time.sleep(0.2)
+
+
+def _show_until_complete(log: Path, acquisition: threading.Thread, done: threading.Event, *, stream, color: bool) -> int:
+    """Follow the drift log ``log``: start ``acquisition`` when the daemon is ready, print the live
+    table; 0 once the series is complete, 1 when ``done`` ends it first."""
+    started = False
+    for ev in follow(log, once=False, stop=done):
+        kind = ev.get("event")
+        if kind == "daemon_ready" and not started:
+            print(f"daemon ready ({ev.get('backend')}); acquiring ...\n", file=stream)
+            print(header(), file=stream, flush=True)
+            started = True
+            acquisition.start()
+        line = format_line(ev, color=color)
+        if line is not None:
+            print(line, file=stream, flush=True)
+        if kind == "series_completed":
+            return 0
+    return 1
+
+
+def _stop_daemon(daemon: subprocess.Popen) -> None:
+    """SIGTERM (a clean drain), then a kill after 60 s."""
+    if daemon.poll() is None:
+        os.kill(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+
+
+def _list_outputs(out_dir: Path, stream) -> None:
     series = sorted(p for p in out_dir.iterdir() if p.is_dir())
     print(f"\noutputs in {out_dir}:", file=stream)
     for s in series:
@@ -142,5 +183,3 @@ def run(args: argparse.Namespace, *, stream=None) -> int:
             if not f.name.startswith("."):
                 print(f"  {f.relative_to(out_dir)}", file=stream)
     print(f"  framewatch.jsonl (drift log; `framewatch tail {out_dir}` shows it again)", file=stream)
-    return 0
-

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from framewatch.core.errors import SettingsError
-from framewatch.daemon.config.configuration import load_config, require_dirs, with_overrides
-from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
-from framewatch.daemon.intake.naming import patterns_from_config
+from framewatch.daemon.commands.daemon_setup import load_daemon_setup
+from framewatch.daemon.config.processing_options import add_processing_arguments
 from framewatch.daemon.service.daemon import Daemon
 
 
@@ -48,35 +46,17 @@ def register(subparsers) -> None:
 
 def load(args: argparse.Namespace):
     """The configuration file with the command line on top: (DaemonConfig, ProcessingOptions)."""
-    cfg = load_config(args.config)
-    cfg = with_overrides(
-        cfg,
-        watch__dir=args.watch_dir,
-        output__dir=args.out,
-        output__state_dir=args.state,
+    return load_daemon_setup(
+        args,
+        watch_dir=args.watch_dir,
+        require_directories=True,
         watch__scan_period_s=args.scan_period,
         watch__inotify=False if args.no_inotify else None,
         watch__settle_s=args.settle,
-        scheduler__workers=args.workers,
         scheduler__newest_first_backlog=args.newest_first,
         series__idle_s=args.series_idle,
         metrics__address=args.metrics,
-        dask__address=args.dask_address,
-        scheduler__backend="dask" if args.dask_address else None,
     )
-    require_dirs(cfg)
-    check_series_patterns(cfg)
-    options = processing_options_from_args(args, cfg.raw)
-    return cfg, options
-
-
-def check_series_patterns(cfg) -> None:
-    """``[series] patterns`` as start-up compiles them (bad regex, index_base, non-table entry):
-    a SettingsError naming the file, for `watch`, SIGHUP and `check-config` alike."""
-    try:
-        patterns_from_config(list(cfg.series.patterns))
-    except SettingsError as err:
-        raise SettingsError(err.what, path=cfg.source, fix=err.fix) from None
 
 
 def run(args: argparse.Namespace) -> int:

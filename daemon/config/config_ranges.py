@@ -15,7 +15,7 @@ from pathlib import Path
 
 from framewatch.core.errors import SettingsError
 
-__all__ = ["RANGES", "Range", "check_range"]
+__all__ = ["RANGES", "Range", "check_range", "check_value_in_range"]
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
@@ -74,16 +74,7 @@ RANGES: dict[str, Range] = {
     "disk.check_period_s": Range(0, HOUR, "seconds", lo_open=True),
     # [plots]
     "plots.latest_trajectories": Range(0, 100, "trajectories"),
-    # [processing] (shared with `framewatch correct`)
-    "processing.pixel_size_a": Range(0.1, 50, "Å"),
-    "processing.dose_per_frame_e_per_a2": Range(0, 100, "e/Å²", lo_open=True),
-    "processing.dose_per_tilt_e_per_a2": Range(0, 1000, "e/Å²", lo_open=True),
-    "processing.prior_dose_e_per_a2": Range(0, 10_000, "e/Å²"),
-    "processing.voltage_kv": Range(60, 400, "kV"),
-    "processing.eer_fraction_dose_e_per_a2": Range(0, 100, "e/Å²", lo_open=True),
-    "processing.eer_group_frames": Range(1, 10_000, "raw frames"),
-    "processing.threads": Range(0, 1024, "threads (0 = all cores)"),
-    "processing.patches": Range(0, 64, "patches along each axis (0 = whole frame only)"),
+    # [processing]: the ranges are in its table (processing_table.py, PROCESSING_OPTIONS' toml_range)
 }
 
 
@@ -91,8 +82,13 @@ def check_range(table: str, key: str, value, src: str | Path | None = None) -> N
     """Raise :class:`SettingsError` when ``[table] key = value`` is outside its range (a key with
     no range, or a non-numeric value, passes: types are checked elsewhere)."""
     rng = RANGES.get(f"{table}.{key}")
-    if rng is None:
-        return
+    if rng is not None:
+        check_value_in_range(rng, table, key, value, src)
+
+
+def check_value_in_range(rng: Range, table: str, key: str, value, src: str | Path | None = None) -> None:
+    """Raise :class:`SettingsError` when the number ``value`` (or a number of the array ``value``)
+    of ``[table] key`` is outside ``rng``; non-numbers pass (types are checked elsewhere)."""
     values = value if isinstance(value, (list, tuple)) else [value]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):

@@ -34,6 +34,8 @@ from pathlib import Path, PurePosixPath
 
 from framewatch.core.errors import SettingsError
 
+from .toml_values import require_table, suggest, type_name
+
 CLUSTERS = ("slurm", "pbs", "sge", "lsf")
 BACKENDS = ("local", "dask")
 
@@ -84,29 +86,19 @@ class DaskOptions:
         return self.address or (f"{self.cluster} (dask-jobqueue)" if self.cluster else "")
 
 
-def _type_name(v) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}
-    return names.get(type(v), type(v).__name__)
-
-
 def dask_options_from_table(table, *, source: str | Path | None = None) -> DaskOptions:
     """Validate the ``[dask]`` table (with its ``path_map`` and ``jobqueue`` sub-tables); each
     problem raises a SettingsError naming the key."""
     src = None if source is None else Path(source)
-    if not isinstance(table, dict):
-        raise SettingsError(f"[dask] must be a table, got a {_type_name(table)}", path=src)
+    require_table(table, "dask", src)
     for k in table:
         if k not in _DASK_KEYS:
-            import difflib
-
-            close = difflib.get_close_matches(k, _DASK_KEYS, n=1, cutoff=0.6)
-            raise SettingsError(f"unknown key {k!r} in [dask]", path=src,
-                                fix=f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(_DASK_KEYS)}")
+            raise SettingsError(f"unknown key {k!r} in [dask]", path=src, fix=suggest(k, _DASK_KEYS, in_order=True))
     address = table.get("address", "")
     cluster = table.get("cluster", "")
     for k, v in (("address", address), ("cluster", cluster)):
         if not isinstance(v, str):
-            raise SettingsError(f"[dask] {k} = {v!r}: expected a string, got a {_type_name(v)}", path=src)
+            raise SettingsError(f"[dask] {k} = {v!r}: expected a string, got a {type_name(v)}", path=src)
     if address and "://" not in address and ":" not in address:
         raise SettingsError(f"[dask] address = {address!r}: expected a scheduler address", path=src, fix='e.g. address = "tcp://host:8786"')
     if cluster and cluster not in CLUSTERS:
@@ -118,7 +110,7 @@ def dask_options_from_table(table, *, source: str | Path | None = None) -> DaskO
     for k, default, lo in (("connect_timeout_s", 10.0, 0.1), ("reconnect_max_s", 30.0, 0.1)):
         v = table.get(k, default)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise SettingsError(f"[dask] {k} = {v!r}: expected a number (seconds), got a {_type_name(v)}", path=src)
+            raise SettingsError(f"[dask] {k} = {v!r}: expected a number (seconds), got a {type_name(v)}", path=src)
         if v < lo:
             raise SettingsError(f"[dask] {k} = {v!r} must be >= {lo} (seconds)", path=src)
         nums[k] = float(v)
@@ -135,21 +127,16 @@ def dask_options_from_table(table, *, source: str | Path | None = None) -> DaskO
             raise SettingsError(f"[dask] path_map {a!r} = {pm[a]!r}: both prefixes must be absolute paths", path=src)
     path_map = tuple(sorted(((str(PurePosixPath(a)), str(PurePosixPath(b))) for a, b in pm.items()), key=lambda ab: -len(ab[0])))
     jq = table.get("jobqueue", {})
-    if not isinstance(jq, dict):
-        raise SettingsError(f"[dask.jobqueue] must be a table, got a {_type_name(jq)}", path=src)
+    require_table(jq, "dask.jobqueue", src)
     vals = []
     for k, v in jq.items():
         if k not in JOBQUEUE_KEYS:
-            import difflib
-
-            close = difflib.get_close_matches(k, JOBQUEUE_KEYS, n=1, cutoff=0.6)
-            raise SettingsError(f"unknown key {k!r} in [dask.jobqueue]", path=src,
-                                fix=f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(JOBQUEUE_KEYS)}")
+            raise SettingsError(f"unknown key {k!r} in [dask.jobqueue]", path=src, fix=suggest(k, JOBQUEUE_KEYS, in_order=True))
         want = JOBQUEUE_KEYS[k][0]
         if want is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise SettingsError(f"[dask.jobqueue] {k} = {v!r}: expected an integer >= 0", path=src)
         if want is str and not isinstance(v, str):
-            raise SettingsError(f"[dask.jobqueue] {k} = {v!r}: expected a string, got a {_type_name(v)}", path=src)
+            raise SettingsError(f"[dask.jobqueue] {k} = {v!r}: expected a string, got a {type_name(v)}", path=src)
         if want is list:
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise SettingsError(f"[dask.jobqueue] {k} = {v!r}: expected an array of strings", path=src)

@@ -1,30 +1,8 @@
-"""Processing options shared by ``framewatch correct`` and ``framewatch watch``.
+"""Processing options shared by ``framewatch correct``, ``watch`` and ``batch``.
 
-One definition of the command-line flags and of the ``[processing]`` table of the TOML
-configuration, so both commands take the same options with the same names and units:
-
-==========================  ==============================  =========================================
-command line                ``[processing]`` key            meaning
-==========================  ==============================  =========================================
-``--pixel-size-a A``        ``pixel_size_a``                movie pixel size, Angstrom per pixel
-``--dose-per-frame D``      ``dose_per_frame_e_per_a2``     electrons per square Angstrom per frame
-``--dose-per-tilt D``       ``dose_per_tilt_e_per_a2``      e/A^2 for the whole movie (/ n_frames)
-``--prior-dose D``          ``prior_dose_e_per_a2``         e/A^2 received before (default 0)
-``--voltage-kv V``          ``voltage_kv``                  acceleration voltage (default 300)
-``--gain FILE``             ``gain``                        multiplicative gain reference
-``--gain-rot K``            ``gain_rot``                    rotate the gain K x 90 deg counter-clockwise
-``--gain-flip none|x|y``    ``gain_flip``                   then flip it (MotionCor2's -FlipGain)
-``--gain-invert``           ``gain_invert``                 then invert it (count-type gains)
-``--gain-orientation M``    ``gain_orientation``            ``given`` (default) or ``auto`` (chosen from the movies)
-``--defects FILE``          ``defects``                     MotionCor-style defect list (x y w h)
-``--patches auto|NX NY``    ``patches = "auto"|[NX, NY]``  local motion: auto grid (default), NX NY, 0 0 = off
-``--local-force``           ``local_force``                 apply local motion even when the evidence declines
-``--threads N``             ``threads``                     0 = all cores
-``--bin B``                 ``fourier_bin``                 Fourier-crop every frame by B (1-4; 2 = super-res.)
-``--eer-fraction-dose E``   ``eer_fraction_dose_e_per_a2``  EER: target dose per fraction (default 0.3)
-``--eer-group-frames N``    ``eer_group_frames``            EER: raw frames per fraction instead
-``--eer-upsampling U``      ``eer_upsampling``              EER: 1 = render at 4K (default), 2 = 8K
-==========================  ==============================  =========================================
+Every option is declared once, in :data:`~.processing_table.PROCESSING_OPTIONS` (flag, ``[processing]``
+key, field, type, unit, help, ranges); ``framewatch correct --help`` lists the flags and
+``config.example.toml`` the keys. This module merges them into :class:`ProcessingOptions`:
 
 A value given on the command line wins over the configuration file, which wins over what the
 acquisition metadata (mdoc) says, which wins over the defaults. :class:`ProcessingOptions` keeps
@@ -42,77 +20,18 @@ from pathlib import Path
 
 from framewatch.core.decode_limits import DecodeLimits
 from framewatch.core.errors import SettingsError
-from framewatch.core.settings import CorrectionSettings, GainOrientation
+from framewatch.core.settings import CorrectionSettings, GainOrientation, movie_reading_options
 
-from .limits_options import add_limits_arguments, decode_limits_from
-from .option_ranges import check_option_ranges
+from .limits_options import decode_limits_from
+from .processing_checks import check_processing_options
+from .processing_table import NEVER, PROCESSING_OPTIONS, UNLESS_DEFAULT, ProcessingOption, add_processing_arguments
+
+__all__ = ["DEFAULT_PRIOR_DOSE_E_PER_A2", "DEFAULT_VOLTAGE_KV", "ProcessingOptions", "add_processing_arguments",
+           "defects_path_from_args", "dose_per_frame_for", "gain_path_from_args", "parse_patches",
+           "processing_options_from_args", "settings_from_args"]
 
 DEFAULT_PRIOR_DOSE_E_PER_A2 = 0.0
 DEFAULT_VOLTAGE_KV = 300.0
-
-# [processing] keys -> argparse dest
-_CONFIG_KEYS = {
-    "pixel_size_a": "pixel_size_a",
-    "dose_per_frame_e_per_a2": "dose_per_frame",
-    "dose_per_tilt_e_per_a2": "dose_per_tilt",
-    "prior_dose_e_per_a2": "prior_dose",
-    "voltage_kv": "voltage_kv",
-    "gain": "gain",
-    "gain_rot": "gain_rot",
-    "gain_flip": "gain_flip",
-    "gain_invert": "gain_invert",
-    "defects": "defects",
-    "patches": "patches",
-    "local_force": "local_force",
-    "threads": "threads",
-    "gain_orientation": "gain_orientation",
-    "fourier_bin": "bin",
-    "eer_fraction_dose_e_per_a2": "eer_fraction_dose",
-    "eer_group_frames": "eer_group_frames",
-    "eer_upsampling": "eer_upsampling",
-}
-
-
-def add_processing_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the processing flags to ``parser``. Every default is ``None`` ("not given"), so a
-    configuration file or the mdoc can fill what the command line leaves out."""
-    g = parser.add_argument_group("processing options (also the [processing] table of --config)")
-    g.add_argument("--pixel-size-a", type=float, metavar="A",
-                   help="movie pixel size in Angstrom per pixel (required unless in the configuration or the frame mdoc)")
-    dose = g.add_mutually_exclusive_group()
-    dose.add_argument("--dose-per-frame", type=float, metavar="E", help="dose per frame in e/A^2")
-    dose.add_argument("--dose-per-tilt", type=float, metavar="E",
-                      help="dose of the whole movie in e/A^2 (divided by the number of frames)")
-    g.add_argument("--prior-dose", type=float, metavar="E",
-                   help="dose received before this movie, e/A^2 (default 0; for `watch`, before the first tilt)")
-    g.add_argument("--voltage-kv", type=float, metavar="KV", help="acceleration voltage in kV (default 300)")
-    g.add_argument("--gain", metavar="FILE", help="gain reference (multiplicative: corrected = raw x gain)")
-    g.add_argument("--gain-rot", type=int, choices=(0, 1, 2, 3), metavar="K",
-                   help="rotate the gain K x 90 degrees counter-clockwise (0-3)")
-    g.add_argument("--gain-flip", choices=("none", "x", "y"),
-                   help="flip the gain after rotating: none, x (left-right) or y (upside down)")
-    g.add_argument("--gain-invert", action="store_true", default=None,
-                   help="invert the gain (1/gain; for count-type gain references)")
-    g.add_argument("--defects", metavar="FILE", help="defect list, MotionCor style: one 'x y w h' rectangle per line")
-    g.add_argument("--patches", nargs="+", metavar="auto|NX NY",
-                   help="local motion: 'auto' (default: the grid from the frame size and the signal), NX NY (that grid) or "
-                        "0 0 (whole-frame only); applied only where held-out frames support it")
-    g.add_argument("--local-force", action="store_true", default=None,
-                   help="apply the fitted local motion even when the evidence rule declines it (recorded as 'forced')")
-    g.add_argument("--threads", type=int, metavar="N", help="threads (default 0 = all cores)")
-    g.add_argument("--gain-orientation", choices=("given", "auto"),
-                   help="'given' (default): --gain-rot/--gain-flip as given; 'auto': choose the gain's rotation/flip among "
-                        "the 8 that makes the gain-corrected raw sum flattest (`correct`: this movie; `watch`: the first "
-                        "<= 3 movies of the session), needs a clear margin, else stops and asks for --gain-rot/--gain-flip")
-    g.add_argument("--bin", type=int, choices=(1, 2, 3, 4), metavar="B",
-                   help="Fourier-crop every frame by B before alignment (2 for super-resolution movies; default 1); "
-                        "outputs and shifts are then in pixels of B x --pixel-size-a")
-    eer = parser.add_argument_group("EER movies (Falcon 4/4i; also the [processing] table)")
-    eer.add_argument("--eer-fraction-dose", type=float, metavar="E",
-                     help="target dose per fraction in e/A^2 (default 0.3; needs the dose per tilt)")
-    eer.add_argument("--eer-group-frames", type=int, metavar="N", help="raw EER frames per fraction instead of a dose target")
-    eer.add_argument("--eer-upsampling", type=int, choices=(1, 2), help="1 = render at 4K (default), 2 = 8K")
-    add_limits_arguments(parser)
 
 
 @dataclass(frozen=True)
@@ -166,13 +85,12 @@ class ProcessingOptions:
     def reading_options(self, movie_dose_e_per_a2: float | None = None) -> dict:
         """Keyword options of ``open_movie`` (they matter only for EER movies); ``movie_dose_e_per_a2``
         is the dose of the whole movie (it sets the dose per raw EER frame)."""
-        return {
-            "eer_fraction_dose_e_per_a2": None if self.eer_group_frames else self.eer_fraction_dose_e_per_a2,
-            "eer_group_frames": self.eer_group_frames,
-            "eer_upsampling": self.eer_upsampling,
-            "eer_total_dose_e_per_a2": movie_dose_e_per_a2,
-            "limits": self.decode_limits,
-        }
+        return movie_reading_options(self, movie_dose_e_per_a2)
+
+    @property
+    def gain_orientation_mode(self) -> str:
+        """``"auto"`` (chosen from the movies) or ``"given"`` (``--gain-orientation``)."""
+        return "auto" if self.gain_orientation_auto else "given"
 
     # -- engine settings ------------------------------------------------------------------------
     def settings(
@@ -228,33 +146,21 @@ class ProcessingOptions:
     def identity(self) -> dict:
         """Everything that changes the numbers of a corrected movie, as plain JSON values.
 
-        Threads are left out; the gain and defect files are identified by path, size and mtime,
-        so replacing the gain reference counts as a change of settings.
+        One entry per row of the option table (``hashed``): threads are left out; options added
+        with the detector formats are present only when not the default, so the hash (and the
+        output set) of a configuration without them stays what it was. The gain and defect files
+        are identified by path, size and mtime, so replacing the gain reference counts as a change
+        of settings. The engine defaults (alignment parameters etc.) are part of the numbers too.
         """
-        d = {
-            "pixel_size_a": self.pixel_size_a,
-            "dose_per_frame_e_per_a2": self.dose_per_frame_e_per_a2,
-            "dose_per_tilt_e_per_a2": self.dose_per_tilt_e_per_a2,
-            "prior_dose_e_per_a2": self.prior_dose_e_per_a2,
-            "voltage_kv": self.voltage_kv,
-            "gain": _file_identity(self.gain),
-            "gain_orientation": dataclasses.asdict(self.gain_orientation),
-            "defects": _file_identity(self.defects),
-            "patches": self.patches if isinstance(self.patches, str) else list(self.patches),
-        }
-        # added with the detector formats: present only when not the default, so the hash (and the
-        # output set) of a configuration without them stays what it was
-        for key, value, default in (
-            ("gain_orientation_mode", "auto" if self.gain_orientation_auto else "given", "given"),
-            ("fourier_bin", self.fourier_bin, 1),
-            ("eer_fraction_dose_e_per_a2", self.eer_fraction_dose_e_per_a2, None),
-            ("eer_group_frames", self.eer_group_frames, None),
-            ("eer_upsampling", self.eer_upsampling, 1),
-            ("local_force", self.local_force, False),
-        ):
-            if value != default:
-                d[key] = value
-        # engine defaults (alignment parameters etc.) are part of the numbers too
+        d = {}
+        for row in PROCESSING_OPTIONS:
+            if row.hashed == NEVER:
+                continue
+            name = row.hash_key or row.field_name
+            value = _identity_value(row, getattr(self, name))
+            if row.hashed == UNLESS_DEFAULT and value == _identity_value(row, getattr(_DEFAULT_OPTIONS, name)):
+                continue
+            d[name] = value
         probe = CorrectionSettings(pixel_size_a=1.0, dose_per_frame_e_per_a2=1.0)
         d["engine"] = probe.numerics_hash()
         return d
@@ -262,6 +168,20 @@ class ProcessingOptions:
     def settings_hash(self) -> str:
         """16 hex digits identifying :meth:`identity`."""
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_DEFAULT_OPTIONS = ProcessingOptions()
+
+
+def _identity_value(row: ProcessingOption, value):
+    """``value`` of ``row``'s field as a plain JSON value of the settings identity."""
+    if row.kind is Path:
+        return _file_identity(value)
+    if isinstance(value, GainOrientation):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def _file_identity(path: Path | None):
@@ -279,116 +199,87 @@ def processing_options_from_args(args: argparse.Namespace, config: dict | None =
 
     A flag given on the command line wins over the same key in the configuration. Giving
     ``--dose-per-frame`` on the command line also overrides a ``dose_per_tilt_e_per_a2`` in the
-    configuration (and the other way round).
+    configuration (and the other way round). What neither gives keeps its default.
     """
-    table = dict((config or {}).get("processing", {}))
-    unknown = sorted(set(table) - set(_CONFIG_KEYS))
-    if unknown:
-        raise SettingsError(
-            f"unknown key(s) in [processing]: {', '.join(unknown)}",
-            fix=f"use {', '.join(sorted(_CONFIG_KEYS))}",
-        )
-    values: dict[str, object] = {}
-    sources: dict[str, str] = {}
-    for key, dest in _CONFIG_KEYS.items():
-        if key in table:
-            values[dest] = table[key]
-            sources[dest] = "config"
-    cli_dose = getattr(args, "dose_per_frame", None) is not None or getattr(args, "dose_per_tilt", None) is not None
-    if cli_dose:
-        for dest in ("dose_per_frame", "dose_per_tilt"):
-            values.pop(dest, None)
-            sources.pop(dest, None)
-    for dest in _CONFIG_KEYS.values():
-        v = getattr(args, dest, None)
-        if v is not None:
-            values[dest] = v
-            sources[dest] = "command line"
-    if values.get("dose_per_frame") is not None and values.get("dose_per_tilt") is not None:
-        raise SettingsError("both a dose per frame and a dose per tilt are given", fix="give only one of them")
-
-    def num(name, kind=float):
-        v = values.get(name)
-        if v is None:
-            return None
-        try:
-            return kind(v)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name.replace('_', '-')} {v!r} is not a number") from None
-
-    patches = parse_patches(values.get("patches"))
-    orientation = GainOrientation(
-        rotate_ccw_90=int(values.get("gain_rot") or 0),
-        flip=str(values.get("gain_flip") or "none"),
-        invert=bool(values.get("gain_invert") or False),
-    )
-    names = {
-        "pixel_size_a": "pixel_size_a",
-        "dose_per_frame": "dose_per_frame_e_per_a2",
-        "dose_per_tilt": "dose_per_tilt_e_per_a2",
-        "prior_dose": "prior_dose_e_per_a2",
-        "voltage_kv": "voltage_kv",
-        "gain": "gain",
-        "gain_rot": "gain_orientation",
-        "gain_flip": "gain_orientation",
-        "gain_invert": "gain_orientation",
-        "defects": "defects",
-        "patches": "patches",
-        "local_force": "local_force",
-        "threads": "threads",
-        "gain_orientation": "gain_orientation",
-        "bin": "fourier_bin",
-        "eer_fraction_dose": "eer_fraction_dose_e_per_a2",
-        "eer_group_frames": "eer_group_frames",
-        "eer_upsampling": "eer_upsampling",
-    }
-    src = {}
-    for dest, where in sources.items():
-        src[names[dest]] = where
-    mode = str(values.get("gain_orientation") or "given")
-    if mode not in ("given", "auto"):
-        raise SettingsError(f"gain orientation {mode!r} is not 'given' or 'auto'", fix="use --gain-orientation given|auto")
-    fb = num("bin", int)
-    group = num("eer_group_frames", int)
-    ups = num("eer_upsampling", int)
+    values, sources = _given_values(args, _processing_table(config))
     opts = ProcessingOptions(
-        pixel_size_a=num("pixel_size_a"),
-        dose_per_frame_e_per_a2=num("dose_per_frame"),
-        dose_per_tilt_e_per_a2=num("dose_per_tilt"),
-        prior_dose_e_per_a2=num("prior_dose"),
-        voltage_kv=num("voltage_kv"),
-        gain=None if values.get("gain") in (None, "") else Path(str(values["gain"])).expanduser(),
-        gain_orientation=orientation,
-        defects=None if values.get("defects") in (None, "") else Path(str(values["defects"])).expanduser(),
-        patches=patches,
-        local_force=bool(values.get("local_force") or False),
-        threads=int(values.get("threads") or 0),
-        gain_orientation_auto=mode == "auto",
-        fourier_bin=1 if fb is None else fb,
-        eer_fraction_dose_e_per_a2=num("eer_fraction_dose"),
-        eer_group_frames=group,
-        eer_upsampling=1 if ups is None else ups,
-        sources=tuple(sorted(src.items())),
+        **_field_values(values),
+        sources=tuple(sorted((row.source_name, where) for row, where in sources.items())),
         decode_limits=decode_limits_from(args, config),
     )
-    check_option_ranges(opts)
-    if opts.fourier_bin not in (1, 2, 3, 4):
-        raise SettingsError(f"bin factor {opts.fourier_bin} is not 1-4", fix="use --bin 2 for super-resolution movies")
-    if opts.eer_upsampling not in (1, 2):
-        raise SettingsError(f"EER upsampling {opts.eer_upsampling} is not 1 (4K) or 2 (8K)")
-    if opts.eer_group_frames is not None and opts.eer_group_frames < 1:
-        raise SettingsError(f"EER group size {opts.eer_group_frames} is not a positive number of raw frames")
-    if opts.eer_fraction_dose_e_per_a2 is not None and not opts.eer_fraction_dose_e_per_a2 > 0:
-        raise SettingsError(f"EER dose per fraction {opts.eer_fraction_dose_e_per_a2} e/A^2 is not positive")
-    if opts.eer_group_frames is not None and opts.eer_fraction_dose_e_per_a2 is not None:
-        raise SettingsError("EER grouping given both as raw frames per fraction and as a dose per fraction",
-                            fix="give only --eer-group-frames or only --eer-fraction-dose")
-    if opts.gain_orientation_auto and opts.gain is None:
-        raise SettingsError("automatic gain orientation needs a gain reference", fix="give --gain FILE (or gain in [processing])")
-    # finite, plausible numbers: check_option_ranges above
-    if opts.threads < 0:
-        raise SettingsError(f"threads {opts.threads} is negative", fix="give --threads N >= 0 (0 = all cores)")
+    check_processing_options(opts)
     return opts
+
+
+def _processing_table(config: dict | None) -> dict:
+    """The ``[processing]`` table of ``config`` (a TOML document); unknown keys are refused."""
+    table = dict((config or {}).get("processing", {}))
+    keys = [row.key for row in PROCESSING_OPTIONS]
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise SettingsError(f"unknown key(s) in [processing]: {', '.join(unknown)}", fix=f"use {', '.join(sorted(keys))}")
+    return table
+
+
+def _given_values(args: argparse.Namespace, table: dict) -> tuple[dict, dict]:
+    """(row -> value, row -> ``"config"`` or ``"command line"``) of the options given: the
+    configuration's, then the command line's over them. A dose on the command line replaces both
+    doses of the configuration; a dose per frame and a dose per tilt together are refused."""
+    values: dict[ProcessingOption, object] = {}
+    sources: dict[ProcessingOption, str] = {}
+    cli_dose = any(getattr(args, row.dest, None) is not None for row in PROCESSING_OPTIONS if row.group == "dose")
+    for row in PROCESSING_OPTIONS:
+        if row.key in table and not (cli_dose and row.group == "dose"):
+            values[row], sources[row] = table[row.key], "config"
+        v = getattr(args, row.dest, None)
+        if v is not None:
+            values[row], sources[row] = v, "command line"
+    if sum(values.get(row) is not None for row in PROCESSING_OPTIONS if row.group == "dose") > 1:
+        raise SettingsError("both a dose per frame and a dose per tilt are given", fix="give only one of them")
+    return values, sources
+
+
+def _field_values(values: dict) -> dict:
+    """Keyword arguments of :class:`ProcessingOptions` from the given values (``row -> value``):
+    each read as its row's kind; the parts of the gain orientation joined; what is not given
+    left out (its default)."""
+    fields: dict[str, object] = {}
+    orientation: dict[str, object] = {}
+    for row, value in values.items():
+        v = _read(row, value)
+        if v is None:
+            continue
+        if "." in row.field:
+            orientation[row.field.split(".", 1)[1]] = v
+        else:
+            fields[row.field] = _gain_orientation_auto(v) if row.field == "gain_orientation_auto" else v
+    fields["gain_orientation"] = GainOrientation(**orientation)
+    return fields
+
+
+def _read(row: ProcessingOption, value):
+    """A given value as ``row``'s kind; ``None`` (and ``""`` for a name) is "not given"."""
+    if value is None:
+        return None
+    if row.kind is tuple:
+        return parse_patches(value)
+    if row.kind in (Path, str):
+        if value == "":
+            return None
+        return Path(str(value)).expanduser() if row.kind is Path else str(value)
+    if row.kind is bool:
+        return bool(value)
+    try:
+        return row.kind(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{row.dest.replace('_', '-')} {value!r} is not a number") from None
+
+
+def _gain_orientation_auto(mode: str) -> bool:
+    """``--gain-orientation`` / ``gain_orientation``: True for ``"auto"``, False for ``"given"``."""
+    if mode not in ("given", "auto"):
+        raise SettingsError(f"gain orientation {mode!r} is not 'given' or 'auto'", fix="use --gain-orientation given|auto")
+    return mode == "auto"
 
 
 def parse_patches(value) -> tuple[int, int] | str:

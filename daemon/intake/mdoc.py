@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from framewatch.core.movie_io.registry import movie_suffixes
 from framewatch.daemon.intake.mdoc_values import RANGES, YEAR_RANGE, check_value, first_number, usable
 
 _SECTION = re.compile(r"^\[\s*([A-Za-z]+)\s*=\s*(.*?)\s*\]\s*$")
@@ -183,11 +184,16 @@ class Mdoc:
         return series_name_from_mdoc_path(self.path)
 
 
+# suffixes of the stack an mdoc describes (``TS_01.mrc.mdoc``): every movie suffix of core's format
+# registry, and IMOD's aligned stack and map
+STACK_SUFFIXES = (*movie_suffixes(), ".ali", ".map")
+
+
 def series_name_from_mdoc_path(path: str | Path) -> str:
     name = Path(path).name
     if name.lower().endswith(".mdoc"):
         name = name[: -len(".mdoc")]
-    for ext in (".mrc", ".st", ".ali", ".mrcs", ".tif", ".tiff", ".eer", ".map"):
+    for ext in STACK_SUFFIXES:
         if name.lower().endswith(ext):
             name = name[: -len(ext)]
             break

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from framewatch.daemon.intake.dose_precedence import resolve
 from framewatch.daemon.intake.file_isolation import FileIsolation, version_of
 from framewatch.daemon.intake.readiness import Observation, decide, frame_mdoc_count, refresh_probe, stat_key
-from framewatch.daemon.intake.series_grouping import resolve
 from framewatch.daemon.state.output_names import series_out_name
 from framewatch.daemon.state.records import QueueItem
 

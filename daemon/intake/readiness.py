@@ -10,7 +10,12 @@
     EER files are TIFFs with one page per raw frame and no frame count to trust while written, so
     the same TIFF rules apply with "decodes" meaning the last raw frame's electron events decode
     (framewatch's EER decoder) and the frame count being the raw frame (page) count;
-(c) ``settled``: size, mtime and ctime unchanged for ``settle_s`` (formats without a self-check).
+(c) ``settled``: size, mtime and ctime unchanged for ``settle_s`` (files of no registered format, and
+    of a registered format without a rule here, once its probe says complete).
+
+The structure of a movie (MRC header and size, TIFF/EER page directory) is read by core's probes
+through the format registry (:func:`framewatch.core.movie_io.probe_file`); decoding the last TIFF
+page or EER raw frame, and the rules above, are the daemon's.
 
 A file whose size has been unchanged for ``settle_s`` but whose check still fails (empty, MRC
 shorter than its header says, TIFF page that does not decode, frame count different from the mdoc)
@@ -31,10 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from framewatch.core.decode_limits import DecodeLimits, check_decoded_size, check_tiff_storage
+from framewatch.core.movie_io import MRC_HEADER_BYTES, FileProgress, format_for, open_movie, probe_file
 from framewatch.daemon.intake.mdoc import frame_mdoc_for, read_mdoc
 from framewatch.daemon.intake.safe_open import open_regular
-
-_MRC_BITS = {0: 8, 1: 16, 2: 32, 4: 64, 6: 16, 12: 16, 101: 4}
 
 
 @dataclass(frozen=True)
@@ -51,72 +55,76 @@ class Probe:
 
 
 def movie_format(path: str | Path) -> str:
-    low = str(path).lower()
-    if low.endswith((".mrc", ".mrcs")):
-        return "mrc"
-    if low.endswith((".tif", ".tiff")):
-        return "tiff"
-    if low.endswith(".eer"):
-        return "eer"
-    return "other"
+    """``"mrc"``, ``"tiff"``, ``"eer"`` (core's format registry) or ``"other"``."""
+    fmt = format_for(path)
+    return "other" if fmt is None else fmt.name
 
 
-def probe_mrc(path: Path, size: int, *, root=None) -> Probe:
-    if size < 1024:
+def probe_movie(path: str | Path, *, size: int | None = None, root=None) -> Probe:
+    """A quick look at a movie (regular files under ``root`` only: safe_open.py). The structure
+    comes from core's probe (:func:`framewatch.core.movie_io.probe_file`); the last TIFF page or EER
+    raw frame is decoded here when the structure is whole."""
+    p = Path(path)
+    if size is None:
+        size = os.stat(p).st_size
+    fmt = movie_format(p)
+    if fmt == "mrc" and size < MRC_HEADER_BYTES:
         return Probe("mrc", size, problem="empty file" if size == 0 else f"only {size} bytes: shorter than an MRC header")
-    with os.fdopen(open_regular(path, root=root), "rb") as f:
-        raw = f.read(1024)
-    ints = np.frombuffer(raw[:96], dtype="<i4")
-    nx, ny, nz, mode = (int(v) for v in ints[:4])
-    if not (0 < nx < 1 << 20 and 0 < ny < 1 << 20 and 0 <= nz < 1 << 24):
-        be = np.frombuffer(raw[:16], dtype=">i4")
-        nx, ny, nz, mode = (int(v) for v in be)
-        if not (0 < nx < 1 << 20 and 0 < ny < 1 << 20 and 0 <= nz < 1 << 24):
-            return Probe("mrc", size, problem="MRC header has impossible dimensions")
-    nsymbt = int(np.frombuffer(raw[92:96], dtype="<i4")[0])
-    if nsymbt < 0 or nsymbt > 1 << 30:
-        nsymbt = int(np.frombuffer(raw[92:96], dtype=">i4")[0])
-    bits = _MRC_BITS.get(mode)
-    if bits is None:
-        return Probe("mrc", size, problem=f"unknown MRC mode {mode}")
-    row = (nx * bits + 7) // 8
-    section = row * ny
-    offset = 1024 + max(nsymbt, 0)
-    present = max(0, (size - offset) // section)
-    expected = offset + nz * section
-    if nz == 0:
-        return Probe("mrc", size, n_frames=0, header_frames=0, problem="MRC header says 0 frames")
-    if size > expected:
-        return Probe("mrc", size, n_frames=min(present, nz), header_frames=nz,
-                     problem=f"file is {size - expected} bytes longer than its header's {nz} frames")
-    return Probe("mrc", size, n_frames=min(present, nz), header_frames=nz, complete_by_format=size == expected,
-                 problem=None if size == expected else f"truncated: the header says {nz} frames, the file holds {present}")
-
-
-def probe_tiff(path: Path, size: int, fmt: str = "tiff", *, decode_last: bool = True, root=None) -> Probe:
-    if size == 0:
+    if fmt in ("tiff", "eer") and size == 0:
         return Probe(fmt, 0, problem="empty file")
+    fd = open_regular(p, root=root)  # never a FIFO or a device, never outside the root
+    if fmt == "other":
+        os.close(fd)
+        return Probe(fmt, size, problem=None if size else "empty file")
+    with os.fdopen(fd, "rb") as fh:
+        progress = probe_file(p, file=fh)
+        if fmt == "mrc":
+            return _mrc_probe(progress, size)
+        if not progress.complete:
+            return Probe(fmt, size, n_frames=progress.frames_readable or None, problem=progress.reason, last_page_ok=False)
+        if fmt == "tiff":
+            return _last_tiff_page_probe(p, fh, size, progress.frames_readable)
+    if fmt == "eer":
+        return _last_eer_frame_probe(p, size)
+    # another registered format: its probe's word, then the settle time (decide, rule c)
+    return Probe(fmt, size, n_frames=progress.frames_readable, last_page_ok=True)
+
+
+def _mrc_probe(progress: FileProgress, size: int) -> Probe:
+    """The MRC self-check from core's probe: complete when the size is exactly the header's nz frames."""
+    header_frames = progress.frames_expected
+    return Probe("mrc", size, n_frames=None if header_frames is None else progress.frames_readable,
+                 header_frames=header_frames, complete_by_format=progress.complete,
+                 problem=None if progress.complete else progress.reason)
+
+
+def _error_problem(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}".splitlines()[0][:300]
+
+
+def _last_tiff_page_probe(path: Path, fh, size: int, n_pages: int) -> Probe:
+    """Decode the last of ``n_pages`` pages (after the decode limits allow it)."""
     import tifffile
 
-    fh = os.fdopen(open_regular(path, root=root), "rb")  # never a FIFO or a device, never outside the root
     try:
-        with warnings.catch_warnings(), fh:
+        fh.seek(0)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with tifffile.TiffFile(fh, name=os.path.basename(str(path))) as tif:
-                n = len(tif.pages)
-                ok = None
-                if decode_last and n and fmt == "tiff":
-                    page = tif.pages[n - 1]
-                    _check_page_limits(path, page, size)  # a decompression bomb is refused, never decoded here
-                    page.asarray()
-                    ok = True
-        if decode_last and n and fmt == "eer":
-            n, ok = _last_eer_frame_decodes(path), True
+                page = tif.pages[n_pages - 1]
+                _check_page_limits(path, page, size)  # a decompression bomb is refused, never decoded here
+                page.asarray()
     except Exception as err:  # noqa: BLE001 - any decode error means "not (yet) readable"
-        return Probe(fmt, size, problem=f"{type(err).__name__}: {err}".splitlines()[0][:300], last_page_ok=False)
-    if n == 0:
-        return Probe(fmt, size, n_frames=0, problem="TIFF has no pages")
-    return Probe(fmt, size, n_frames=n, last_page_ok=ok)
+        return Probe("tiff", size, problem=_error_problem(err), last_page_ok=False)
+    return Probe("tiff", size, n_frames=n_pages, last_page_ok=True)
+
+
+def _last_eer_frame_probe(path: Path, size: int) -> Probe:
+    try:
+        n = _last_eer_frame_decodes(path)
+    except Exception as err:  # noqa: BLE001 - any decode error means "not (yet) readable"
+        return Probe("eer", size, problem=_error_problem(err), last_page_ok=False)
+    return Probe("eer", size, n_frames=n, last_page_ok=True)
 
 
 def _check_page_limits(path: Path, page, file_bytes: int, limits: DecodeLimits = DecodeLimits()) -> None:
@@ -135,25 +143,9 @@ def _check_page_limits(path: Path, page, file_bytes: int, limits: DecodeLimits =
 def _last_eer_frame_decodes(path: Path) -> int:
     """Decode the last raw frame of an EER file (raises, like a TIFF page, when it does not);
     returns the number of raw frames (a TIA integrated image in front is not one)."""
-    from framewatch.core.movie_io import open_movie
-
     with open_movie(path, check_values=False, eer_group_frames=1) as reader:
         reader.read_frame(reader.n_frames - 1)
         return int(reader.n_raw_frames)
-
-
-def probe_movie(path: str | Path, *, size: int | None = None, root=None) -> Probe:
-    """A quick look at a movie (regular files under ``root`` only: safe_open.py)."""
-    p = Path(path)
-    if size is None:
-        size = os.stat(p).st_size
-    fmt = movie_format(p)
-    if fmt == "mrc":
-        return probe_mrc(p, size, root=root)
-    if fmt in ("tiff", "eer"):
-        return probe_tiff(p, size, fmt, root=root)
-    os.close(open_regular(p, root=root))
-    return Probe(fmt, size, problem=None if size else "empty file")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from framewatch.core.atomic_write import atomic_path
 from framewatch.daemon.outputs.no_follow import check_not_link
 
 __all__ = ["PlotWorker", "SeriesPlotData", "load_series", "plot_path", "render_series_plot"]
@@ -147,22 +147,31 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     (ax_angle, ax_order), (ax_traj, ax_jump) = fig.subplots(2, 2)
     n_flagged = sum(1 for r in recs if r["flags"])
     fig.suptitle(f"{data.name}: {len(recs)} tilts, {n_flagged} flagged", fontsize=13)
-
-    angle = np.array([r["tilt_angle_deg"] for r in recs])
     order = np.array([r["acquisition_index"] if math.isfinite(r["acquisition_index"]) else r["z"] for r in recs])
-    flagged = np.array([bool(r["flags"]) for r in recs], dtype=bool)
-    series = (("total_motion_a", "total", "C0", "o"), ("early_motion_a", "early", "C1", "s"),
-              ("late_motion_a", "late", "C2", "^"))
-    limits = {"total_motion_a": "total_motion_a", "early_motion_a": "early_motion_a", "late_motion_a": "late_motion_a"}
+    _draw_motion_panels(ax_angle, ax_order, recs, order, thresholds)
+    _draw_trajectories(ax_traj, recs, data.trajectories, latest)
+    _draw_jump_and_frc(ax_jump, recs, order, thresholds)
+    _save_png(fig, path)
+    return path
 
+
+_MOTION_SERIES = (("total_motion_a", "total", "C0", "o"), ("early_motion_a", "early", "C1", "s"),
+                  ("late_motion_a", "late", "C2", "^"))
+
+
+def _draw_motion_panels(ax_angle, ax_order, recs: list[dict], order: np.ndarray, thresholds) -> None:
+    """Panels 1 and 2: total, early and late motion (Angstrom) against the tilt angle (points) and
+    the acquisition order (``order``, joined), with their limits; flagged tilts ringed in red."""
+    angle = np.array([r["tilt_angle_deg"] for r in recs])
+    flagged = np.array([bool(r["flags"]) for r in recs], dtype=bool)
     for ax, x, xlabel, join in ((ax_angle, angle, "tilt angle (deg)", False), (ax_order, order, "acquisition order", True)):
-        for key, label, color, marker in series:
+        for key, label, color, marker in _MOTION_SERIES:
             y = np.array([r[key] for r in recs])
             if join:
                 ax.plot(x, y, color=color, marker=marker, ms=4, lw=1, label=label)
             else:
                 ax.scatter(x, y, color=color, marker=marker, s=18, label=label)
-            lim = _threshold(thresholds, limits[key])
+            lim = _threshold(thresholds, key)
             if lim > 0:
                 ax.axhline(lim, color=color, ls="--", lw=1, alpha=0.8)
                 ax.annotate(f"{label} limit {lim:g} Å", (1.0, lim), xycoords=("axes fraction", "data"), ha="right",
@@ -177,13 +186,16 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     ax_angle.set_title("per-tilt motion vs tilt angle", fontsize=10)
     ax_order.set_title("per-tilt motion vs acquisition order", fontsize=10)
 
-    # trajectories of the latest tilts (in z order = order processed)
-    latest_z = [int(r["z"]) for r in recs if int(r["z"]) in data.trajectories][-latest:] if latest > 0 else []
+
+def _draw_trajectories(ax_traj, recs: list[dict], trajectories: dict[int, np.ndarray], latest: int) -> None:
+    """Panel 3: the frame trajectories (``(n_frames, 2)`` shifts in pixels, drawn in Angstrom) of
+    the ``latest`` tilts in z order (= order processed)."""
+    latest_z = [int(r["z"]) for r in recs if int(r["z"]) in trajectories][-latest:] if latest > 0 else []
     by_z = {int(r["z"]): r for r in recs}
     for i, z in enumerate(latest_z):
         r = by_z[z]
         px = r["pixel_size_a"] if math.isfinite(r["pixel_size_a"]) else 1.0
-        t = data.trajectories[z] * px
+        t = trajectories[z] * px
         color = f"C{i % 10}"
         ax_traj.plot(t[:, 0], t[:, 1], color=color, marker=".", ms=4, lw=1,
                      label=f"z={z}  {r['tilt_angle_deg']:+.1f}°" + ("  (flagged)" if r["flags"] else ""))
@@ -197,6 +209,10 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     if latest_z:
         ax_traj.legend(fontsize=8)
 
+
+def _draw_jump_and_frc(ax_jump, recs: list[dict], order: np.ndarray, thresholds) -> None:
+    """Panel 4: the largest frame-to-frame jump (Angstrom) and, on the right axis, the even/odd FRC
+    0.143 crossing (Angstrom) against the acquisition order, with their limits."""
     jump = np.array([r["max_frame_shift_a"] for r in recs])
     ax_jump.plot(order, jump, color="C3", marker="o", ms=4, lw=1, label="largest frame jump")
     lim = _threshold(thresholds, "max_frame_shift_a")
@@ -216,17 +232,15 @@ def render_series_plot(data: SeriesPlotData, path: str | Path, *, thresholds=Non
     ax_frc.set_ylabel("even/odd FRC 0.143 crossing (Å)", color="C4")
     ax_jump.set_title("largest jump and FRC crossing vs acquisition order", fontsize=10)
 
+
+def _save_png(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` through the one atomic writer (core/atomic_write.py: ``.NAME.tmp``,
+    fsync, rename, fsync of the directory), so a viewer never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     check_not_link(path.parent)  # a link planted at the series directory: never draw through it
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # on an error (e.g. the output disk is full) the temporary goes
         tmp.unlink(missing_ok=True)  # a link planted at the working name is removed, never written through
         fig.savefig(tmp, format="png")
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # e.g. the output disk is full: leave no half-written file
-        raise
-    os.replace(tmp, path)
-    return path
 
 
 class PlotWorker:

@@ -19,13 +19,15 @@ import hashlib
 import os
 from pathlib import Path
 
+from framewatch.core.movie_io.registry import movie_suffixes
+
 NAME_MAX_BYTES = 255  # NAME_MAX of Linux file systems (pathconf PC_NAME_MAX)
 HIDDEN_OVERHEAD_BYTES = len(".") + len(".appending")  # the longest working name around an output name
 LONGEST_SUFFIX_BYTES = 24  # "_sorted_EVN.mrc" is 15; room for longer outputs other writers may add
 DEDUPE_BYTES = 4  # "_2" ... "_999": the journal's suffix for the same series name from another directory
 SERIES_NAME_MAX_BYTES = NAME_MAX_BYTES - HIDDEN_OVERHEAD_BYTES - LONGEST_SUFFIX_BYTES - DEDUPE_BYTES  # 216
 HASH_HEX = 12
-MOVIE_EXTENSIONS = (".tif", ".tiff", ".mrc", ".eer", ".mrcs")  # stripped from a movie name for output stems
+MOVIE_EXTENSIONS = movie_suffixes()  # stripped from a movie name for output stems (core's format registry)
 
 
 def name_bytes(name: str) -> int:

@@ -198,7 +198,7 @@ def test_row11_implausible_mdoc_values_are_warned_and_not_used(tmp_path):
     for key in ("TiltAngle", "ExposureDose", "PriorRecordDose", "PixelSpacing", "FrameDosesAndNumber"):
         assert key in warned, key
     from framewatch.daemon.config.processing_options import ProcessingOptions
-    from framewatch.daemon.intake.series_grouping import resolve
+    from framewatch.daemon.intake.dose_precedence import resolve
 
     res = resolve(info, ProcessingOptions(), 8)
     assert res.problem and res.problem.startswith("no pixel size")  # the movie fails clearly

@@ -34,10 +34,13 @@ def write_mrc(path, n):
             f.write(FRAMES[i].tobytes())
 
 
-def test_mrc_complete_by_size_only(tmp_path):
-    p = tmp_path / "m.mrc"
+@pytest.mark.parametrize("name", ["m.mrc", "m.st", "m.mrcs", "m.MRC"])
+def test_mrc_complete_by_size_only(tmp_path, name):
+    """Every MRC suffix of core's format registry (regression: ``.st``/``.mrcs`` settled only by time)."""
+    p = tmp_path / name
     write_mrc(p, 3)
     obs = observe(p, None, 0.0)
+    assert obs.probe.fmt == "mrc"
     d = check(p, obs, 0.0)
     assert d.state == "wait" and "truncated" in d.reason and obs.probe.header_frames == 6 and obs.probe.n_frames == 3
     write_mrc(p, 6)

@@ -7,7 +7,8 @@ import pytest
 
 from framewatch.daemon.commands.simulated_acquisition import write_frame_mdoc
 from framewatch.daemon.config.processing_options import add_processing_arguments, processing_options_from_args
-from framewatch.daemon.intake.series_grouping import RULE_INDEX, RULE_PRIOR_RECORD, RULE_SUM, SeriesIndex, resolve
+from framewatch.daemon.intake.dose_precedence import RULE_INDEX, RULE_PRIOR_RECORD, RULE_SUM, resolve
+from framewatch.daemon.intake.series_grouping import SeriesIndex
 
 DATA = Path(__file__).parent.parent / "data" / "mdoc"
 

@@ -2,12 +2,14 @@
 import pytest
 
 from framewatch.core.errors import SettingsError
+from framewatch.core.movie_io import watch_patterns
 from framewatch.daemon.config.configuration import DaemonConfig, load_config, with_overrides
 
 
 def test_defaults_without_file():
     c = load_config(None)
-    assert c.watch.patterns == ("*.tif", "*.tiff", "*.mrc", "*.eer")
+    # every movie suffix of core's format registry (tests/test_format_registry.py), the four of old among them
+    assert c.watch.patterns == watch_patterns() and {"*.tif", "*.tiff", "*.mrc", "*.eer"} <= set(c.watch.patterns)
     assert c.watch.settle_s <= 10 and c.watch.inotify and c.scheduler.workers == 1
 
 
