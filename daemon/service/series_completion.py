@@ -81,7 +81,7 @@ class SeriesCompletion:
         n_sorted = self.write_sorted(s, paths, rows)
         if n_sorted is None:
             return  # no room: tried again at the next check
-        self._journal.update_series(s["id"], complete=1, completed_at=now, completed_sections=len(rows))
+        self._journal.mark_series_complete(s["id"], completed_at=now, n_sections=len(rows))
         self._log.event(
             "series_completed",
             series=s["name"],

@@ -79,5 +79,5 @@ class StartupRecovery:
             self._tables.write(s, paths, rows)  # output disk full: written later (SeriesTables.retry_stale)
             self._plots.replot_stale(s, paths, rows)
             if s["complete"] and not paths.sorted_stack.exists() and self._completion.write_sorted(s, paths, rows) is None:
-                j.update_series(s["id"], complete=0)  # completed (and written) again once there is room
+                j.reopen_series(s["id"])  # completed (and written) again once there is room
         return redo

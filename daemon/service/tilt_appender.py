@@ -137,7 +137,7 @@ class TiltAppender:
         faults.checkpoint("before_journal_done")
         j.mark_done(mid, z=z, stats=stats, flags=flags, timings=timings, info=info, now=done)
         if s["complete"]:
-            j.update_series(s["id"], complete=0)
+            j.reopen_series(s["id"])
             self._log.event("series_reopened", series=s["name"], output_dir=str(paths.dir), n_tilts=z + 1)
         rows = j.sections(s["id"])
         recs = self._tables.write(s, paths, rows)

@@ -218,6 +218,14 @@ class Journal:
         cols = ", ".join(f"{k} = ?" for k in fields)
         self.db.execute(f"UPDATE series SET {cols} WHERE id = ?", (*fields.values(), series_id))
 
+    def mark_series_complete(self, series_id: int, *, completed_at: float, n_sections: int) -> None:
+        """The series is complete: its sorted outputs were written from ``n_sections`` sections."""
+        self.update_series(series_id, complete=1, completed_at=completed_at, completed_sections=n_sections)
+
+    def reopen_series(self, series_id: int) -> None:
+        """Open again: a tilt came after it was completed, or its sorted outputs are missing."""
+        self.update_series(series_id, complete=0)
+
     # -- movies ---------------------------------------------------------------------------------
     def latest(self, path: str, settings_hash: str) -> dict | None:
         r = self.db.execute(
