@@ -136,6 +136,11 @@ class Daemon:
         return self.run_context.settings_hash
 
     @property
+    def set_dir(self) -> Path:
+        """Where this run's outputs go: OUT, or OUT/settings-<hash8> for settings other than the first."""
+        return self.run_context.set_dir
+
+    @property
     def warmup_reports(self) -> list[dict]:
         return [] if self.warmup is None else self.warmup.reports
 
