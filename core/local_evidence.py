@@ -22,12 +22,12 @@ reason.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .robust_scale import mad_sigma
-from .separable_motion import SeparableFitOptions, _nuisances, fit_separable_motion, measurement_weights
+from .separable_motion import PatchShiftData, SeparableFitOptions, _nuisances, fit_separable_motion, measurement_weights
 
 __all__ = ["EvidenceOptions", "LocalEvidence", "cross_validate_local_motion"]
 
@@ -76,19 +76,15 @@ def _held_out_loss(m: np.ndarray, w: np.ndarray, prediction: np.ndarray | None, 
 
 
 def cross_validate_local_motion(
-    shifts_px: np.ndarray,
-    centres_px: np.ndarray,
+    data: PatchShiftData,
     *,
-    times: np.ndarray,
-    n_frames: int,
-    image_shape: tuple[int, int],
-    reference_frame: int,
     fit_options: SeparableFitOptions,
     patch_weights: np.ndarray,
     options: EvidenceOptions = EvidenceOptions(),
 ) -> LocalEvidence:
-    """Cross-validate the separable model against whole-frame motion on ``shifts_px``
-    ``(n_patches, n_times, 2)`` (movie px) measured at ``times`` ``(n_times,)``."""
+    """Cross-validate the separable model against whole-frame motion on the patch measurements
+    ``data`` (``data.shifts_px``: ``(n_patches, n_times, 2)`` movie px at ``data.times``)."""
+    shifts_px, centres_px, times = data.shifts_px, data.centres_px, np.asarray(data.times)
     m, w_all = measurement_weights(shifts_px, patch_weights)
     n_p, n_t = w_all.shape
     used = w_all.sum(axis=1) > 0
@@ -104,8 +100,7 @@ def cross_validate_local_motion(
     for parity in (0, 1):
         train, test = columns[columns % 2 == parity], columns[columns % 2 != parity]
         try:
-            fit = fit_separable_motion(m[:, train], centres_px, times=times[train], n_frames=n_frames,
-                                       image_shape=image_shape, reference_frame=reference_frame,
+            fit = fit_separable_motion(replace(data, shifts_px=m[:, train], times=times[train]),
                                        options=fit_options, patch_weights=np.asarray(patch_weights, np.float64))
         except (ValueError, np.linalg.LinAlgError) as err:
             return LocalEvidence(False, 0.0, 0.0, f"the half-data fit failed: {err}", n_used, n_t)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .local_align import PatchMeasurements, PatchOptions, measure_patches
 from .local_evidence import EvidenceOptions, LocalEvidence, cross_validate_local_motion
-from .separable_motion import SeparableFitOptions, fit_separable_motion
+from .separable_motion import PatchShiftData, SeparableFitOptions, fit_separable_motion
 
 __all__ = ["KnownDisplacement", "LocalMotion", "PatchGridChoice", "choose_patch_grid", "estimate_local_motion"]
 
@@ -217,18 +217,18 @@ def estimate_local_motion(
     if n_times < 4:
         return declined(f"only {n_times} frame groups in time")
     reference = n_frames // 2
-    common = dict(times=meas.group_times, n_frames=n_frames, image_shape=image_shape, reference_frame=reference)
+    data = PatchShiftData(shifts_px=meas.shifts_px, centres_px=meas.centres_px, times=meas.group_times,
+                          n_frames=n_frames, image_shape=image_shape, reference_frame=reference)
     weights = accepted.astype(np.float64)
     # the model's spatial freedom is chosen by the same cross-validation: the largest held-out gain
     evidence, fit_options = None, None
     for shape in spatial_control_candidates(grid):
         candidate = SeparableFitOptions(spatial_shape=shape)
-        ev = cross_validate_local_motion(meas.shifts_px, meas.centres_px, fit_options=candidate,
-                                         patch_weights=weights, options=evidence_options, **common)
+        ev = cross_validate_local_motion(data, fit_options=candidate, patch_weights=weights, options=evidence_options)
         if evidence is None or ev.gain_fraction > evidence.gain_fraction:
             evidence, fit_options = ev, candidate
     try:
-        fit = fit_separable_motion(meas.shifts_px, meas.centres_px, options=fit_options, patch_weights=weights, **common)
+        fit = fit_separable_motion(data, options=fit_options, patch_weights=weights)
     except (ValueError, np.linalg.LinAlgError) as err:
         return declined(f"the fit failed: {err}", evidence=evidence)
     used = fit.weights > 0

@@ -113,6 +113,23 @@ class SeparableMotionModel:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PatchShiftData:
+    """Patch measurements that the separable model is fitted to (and cross-validated on).
+
+    ``shifts_px``: ``(n_patches, n_times, 2)`` residual shifts (x, y) in movie pixels (non-finite =
+    missing); ``centres_px``: ``(n_patches, 2)``; ``times``: ``(n_times,)`` frame index (float) of each
+    measurement column, increasing; ``n_frames``: frames of the movie; ``image_shape``: ``(ny, nx)``
+    movie pixels; ``reference_frame``: the frame the model is relative to.
+    """
+
+    shifts_px: np.ndarray
+    centres_px: np.ndarray
+    times: np.ndarray
+    n_frames: int
+    image_shape: tuple[int, int]
+    reference_frame: int
+
+@dataclass(frozen=True, kw_only=True)
 class SeparableFitOptions:
     """``spatial_shape`` ``(n_y, n_x)`` control points of ``U``; ``iterations`` of the alternating
     fit; Tukey cut-off ``reject_sigmas`` times the robust residual scale, never below
@@ -201,24 +218,19 @@ def _solve_field(data: np.ndarray, w: np.ndarray, g: np.ndarray, design: np.ndar
 
 
 def fit_separable_motion(
-    shifts_px: np.ndarray,
-    centres_px: np.ndarray,
+    data: PatchShiftData,
     *,
-    times: np.ndarray,
-    n_frames: int,
-    image_shape: tuple[int, int],
-    reference_frame: int,
     options: SeparableFitOptions,
     patch_weights: np.ndarray | None = None,
 ) -> SeparableFit:
-    """Fit the separable model to patch measurements.
+    """Fit the separable model to the patch measurements ``data``.
 
-    ``shifts_px``: ``(n_patches, n_times, 2)`` residual shifts (x, y) in movie pixels (non-finite =
-    missing); ``centres_px``: ``(n_patches, 2)``; ``times``: ``(n_times,)`` frame index (float) of
-    each measurement column, increasing; ``patch_weights``: ``(n_patches,)`` in [0, 1] (0 = a
-    rejected patch). The profile is fitted at ``times`` and interpolated linearly to every frame
-    (continued linearly beyond the first and last time).
+    ``patch_weights``: ``(n_patches,)`` in [0, 1] (0 = a rejected patch). The profile is fitted at
+    ``data.times`` and interpolated linearly to every frame (continued linearly beyond the first and
+    last time).
     """
+    shifts_px, centres_px, times = data.shifts_px, data.centres_px, data.times
+    n_frames, image_shape, reference_frame = data.n_frames, data.image_shape, data.reference_frame
     shape = np.shape(shifts_px)
     n_p, n_t = shape[:2]
     times = np.asarray(times, dtype=np.float64)

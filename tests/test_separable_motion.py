@@ -14,6 +14,7 @@ import pytest
 from framewatch.core.local_align import patch_grid
 from framewatch.core.local_evidence import cross_validate_local_motion
 from framewatch.core.separable_motion import (
+    PatchShiftData,
     SeparableFitOptions,
     SeparableMotionModel,
     fit_separable_motion,
@@ -89,8 +90,12 @@ def measurements(rng, truth, noise_px: float) -> np.ndarray:
 
 
 def fit(m, **kw):
-    return fit_separable_motion(m, CENTRES, times=TIMES, n_frames=N_FRAMES, image_shape=FIELD, reference_frame=REF,
-                                options=kw.pop("options", OPTIONS), **kw)
+    return fit_separable_motion(_data(m), options=kw.pop("options", OPTIONS), **kw)
+
+
+def _data(m, times=TIMES):
+    return PatchShiftData(shifts_px=m, centres_px=CENTRES, times=times, n_frames=N_FRAMES, image_shape=FIELD,
+                          reference_frame=REF)
 
 
 def test_recovers_the_field_and_its_uncertainty_explains_the_error():
@@ -136,8 +141,7 @@ def test_model_is_zero_at_the_reference_frame_and_serialises():
 
 
 def _evidence(m):
-    return cross_validate_local_motion(m, CENTRES, times=TIMES, n_frames=N_FRAMES, image_shape=FIELD, reference_frame=REF,
-                                       fit_options=SeparableFitOptions(spatial_shape=(3, 3)),
+    return cross_validate_local_motion(_data(m), fit_options=SeparableFitOptions(spatial_shape=(3, 3)),
                                        patch_weights=np.ones(len(CENTRES)))
 
 
@@ -159,11 +163,9 @@ def test_evidence_supports_a_field_well_above_the_noise():
 def test_evidence_needs_enough_frames_and_patches():
     rng = np.random.default_rng(5)
     m = measurements(rng, true_model(rng, rms_px=0.5), noise_px=0.1)
-    few_times = cross_validate_local_motion(m[:, :3], CENTRES, times=TIMES[:3], n_frames=N_FRAMES, image_shape=FIELD,
-                                            reference_frame=REF, fit_options=OPTIONS, patch_weights=np.ones(25))
+    few_times = cross_validate_local_motion(_data(m[:, :3], TIMES[:3]), fit_options=OPTIONS, patch_weights=np.ones(25))
     assert not few_times.supported and "frame groups" in few_times.reason
     weights = np.zeros(25)
     weights[:3] = 1.0
-    few_patches = cross_validate_local_motion(m, CENTRES, times=TIMES, n_frames=N_FRAMES, image_shape=FIELD,
-                                              reference_frame=REF, fit_options=OPTIONS, patch_weights=weights)
+    few_patches = cross_validate_local_motion(_data(m), fit_options=OPTIONS, patch_weights=weights)
     assert not few_patches.supported and "patches" in few_patches.reason
