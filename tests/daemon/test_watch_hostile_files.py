@@ -88,7 +88,10 @@ def _run(daemon, tmp_path):
     (d1 / "Y1.mrc.mdoc").write_text("[ZValue = 0]\nTiltAngle = 0\nExposureDose = 3\nSubFramePath = D:\\x\\Y1_000_0.0.tif\n"
                                     "NumSubFrames = 8\nDateTime = 01-Jan-0001  00:00:01\n\n")
     junk = w / "j.mdoc"
-    junk.write_bytes(np.random.default_rng(7).integers(0, 256, 5_000_000, dtype=np.uint8).tobytes())
+    # put in place whole (written outside, then renamed): a read of the 5 MB while it is being written
+    # would be one more version of the file, and one more line, than the changes counted below
+    (outside / "j.mdoc").write_bytes(np.random.default_rng(7).integers(0, 256, 5_000_000, dtype=np.uint8).tobytes())
+    os.replace(outside / "j.mdoc", junk)
     shutil.copy(first.path, w / "TS_again_001_0.0.tif")  # "gain" only inside a word: a movie
     shutil.copy(first.path, w / "TS_01_gain.tif")  # a gain reference: ignored, said once
     # a 16 kB deflate bomb declaring one 30208 x 30000 uint16 page (1.8 GB): refused unread
