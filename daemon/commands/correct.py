@@ -19,6 +19,7 @@ from framewatch.core.atomic_write import atomic_write_text
 from framewatch.core.errors import FramewatchError
 from framewatch.core.memory_reuse import keep_freed_memory
 from framewatch.core.movie_io import open_movie, write_image_mrc
+from framewatch.core.movie_io.registry import movie_suffixes
 from framewatch.core.movie_sequence import MovieJob, correct_movie_files
 from framewatch.core.result import result_summary
 from framewatch.core.star import write_motion_star
@@ -37,7 +38,7 @@ def register(subparsers) -> None:
         "next is read while this one is corrected.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("movies", nargs="+", metavar="MOVIE", help="movie file(s) (.mrc, .mrcs, .tif, .tiff, .eer)")
+    p.add_argument("movies", nargs="+", metavar="MOVIE", help=f"movie file(s) ({', '.join(movie_suffixes())})")
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", metavar="PREFIX",
                      help="output prefix of one movie: writes PREFIX.mrc, PREFIX_EVN.mrc, PREFIX_ODD.mrc, PREFIX.json")
