@@ -89,6 +89,7 @@ class DaskPool(WorkerPool):
         self._thread: threading.Thread | None = None
         self._token = uuid.uuid4().hex
         self._events_seen = 0
+        self._reports: dict[str, dict] = {}  # worker address -> its plugin's last report (this registration)
         self._announced: set[tuple[str, str]] = set()
 
     # ----------------------------------------------------------------------------- life cycle
@@ -309,6 +310,7 @@ class DaskPool(WorkerPool):
         target = self._cluster if self._cluster is not None else o.address
         self._client = Client(target, timeout=o.connect_timeout_s, set_as_default=False)
         self._events_seen = 0
+        self._reports = {}
         self._token = uuid.uuid4().hex  # reports of an earlier registration are not taken
         # runs the plugin's set-up (version check, warm-up) on every worker there now; it never raises
         self._client.register_plugin(FramewatchWorkerPlugin(versions(), self._token, warmup=self._warmup))
@@ -324,36 +326,43 @@ class DaskPool(WorkerPool):
         events = client.get_events(_topic())
         new = list(events)[self._events_seen:]
         self._events_seen += len(new)
+        fresh: dict[str, dict] = {}
+        for _, msg in new:
+            if isinstance(msg, dict) and msg.get("token") == self._token:
+                fresh[msg.get("worker")] = self._reports[msg.get("worker")] = dict(msg)
         with self._lock:
             gone = [a for a in self._workers if a not in alive]
             for a in gone:
                 w = self._workers.pop(a)
                 if w.ready:
                     self._note("dask_worker_left", level="warning", worker=a, worker_name=w.name)
+            joined = set()
             for a, (nthreads, name) in alive.items():
                 if a not in self._workers:
                     self._workers[a] = WorkerState(a, nthreads, name)
+                    joined.add(a)
                 else:
                     self._workers[a].nthreads = nthreads
-            for _, msg in new:
-                if not isinstance(msg, dict) or msg.get("token") != self._token:
-                    continue
-                a = msg.get("worker")
-                w = self._workers.get(a)
-                if w is None:
-                    continue  # it has left again
-                w.report = dict(msg)
-                if msg.get("status") == "ready":
-                    w.ready, w.refused, w.warmup_s = True, None, msg.get("warmup_s")
-                    self._note("dask_worker_ready", worker=a, worker_name=w.name, nthreads=w.nthreads, warmup_s=w.warmup_s,
-                               versions=msg.get("versions"))
-                else:
-                    w.ready, w.refused = False, str(msg.get("message"))
-                    if (a, w.refused) not in self._announced:
-                        self._announced.add((a, w.refused))
-                        self._note("dask_worker_refused", level="error", worker=a, worker_name=w.name, reason=w.refused,
-                                   worker_versions=msg.get("versions"))
+            # a report is kept by address: one that came before its worker was listed, or a worker
+            # listed again after a gap (the scheduler went away and came back), takes its last report
+            for a, w in self._workers.items():
+                report = fresh.get(a) or (self._reports.get(a) if a in joined else None)
+                if report is not None:
+                    self._take_report(w, report)
 
+    def _take_report(self, w: WorkerState, msg: dict) -> None:
+        """Mark ``w`` ready or refused from its plugin's report ``msg`` (and say so in the log)."""
+        w.report = dict(msg)
+        if msg.get("status") == "ready":
+            w.ready, w.refused, w.warmup_s = True, None, msg.get("warmup_s")
+            self._note("dask_worker_ready", worker=w.address, worker_name=w.name, nthreads=w.nthreads,
+                       warmup_s=w.warmup_s, versions=msg.get("versions"))
+        else:
+            w.ready, w.refused = False, str(msg.get("message"))
+            if (w.address, w.refused) not in self._announced:
+                self._announced.add((w.address, w.refused))
+                self._note("dask_worker_refused", level="error", worker=w.address, worker_name=w.name, reason=w.refused,
+                           worker_versions=msg.get("versions"))
 
 def _topic() -> str:
     from framewatch.daemon.processing.dask_worker_plugin import EVENT_TOPIC
