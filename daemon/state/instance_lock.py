@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from framewatch.core.errors import FramewatchError
@@ -32,9 +33,9 @@ class InstanceLockedError(FramewatchError):
         )
 
 
-class HeldLock:
+class HeldLock(ABC):
     """What a lock on a file descriptor (``self._fd``, None when not held) shares: release and the
-    ``with`` statement around :meth:`acquire`."""
+    ``with`` statement around :meth:`acquire`, which each lock defines its own way."""
 
     _fd: int | None = None
 
@@ -42,8 +43,9 @@ class HeldLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self):  # pragma: no cover - each lock acquires its own way
-        raise NotImplementedError
+    @abstractmethod
+    def acquire(self):
+        """Take the lock (or raise naming who holds it); returns the lock."""
 
     def release(self) -> None:
         if self._fd is None:
