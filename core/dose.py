@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
 
 NE_A = 0.24499
@@ -67,99 +66,3 @@ def half_inverse_critical_exposure(shape: tuple[int, int], *, pixel_size_a: floa
     v = (0.5 / critical_exposure_e_per_a2(k, voltage_kv=voltage_kv)).astype(np.float32)
     v.setflags(write=False)
     return v
-
-
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def _accumulate_kernel(spec, py, px, inv2ne, dose, acc, plain):  # pragma: no cover - compiled
-    """acc += q * phase * spec with q = exp(-dose * inv2ne); plain += phase * spec (when it has rows)."""
-    ny, nkx = spec.shape
-    do_plain = plain.shape[0] == ny
-    for y in numba.prange(ny):
-        fy = py[y]
-        for x in range(nkx):
-            v = spec[y, x] * (fy * px[x])
-            acc[y, x] += np.exp(-dose * inv2ne[y, x]) * v
-            if do_plain:
-                plain[y, x] += v
-
-
-def accumulate_weighted(
-    spectrum: np.ndarray,
-    *,
-    phase_y: np.ndarray,
-    phase_x: np.ndarray,
-    inv2ne: np.ndarray,
-    dose_e_per_a2: float,
-    acc: np.ndarray,
-    plain: np.ndarray | None = None,
-) -> None:
-    """Add one frame's shifted, dose-filtered spectrum ``q * phase * spectrum`` to ``acc`` in place.
-
-    ``spectrum``, ``acc``: complex64 ``(ny, nkx)``; ``inv2ne``: float32 ``(ny, nkx)`` from
-    :func:`half_inverse_critical_exposure`; ``dose_e_per_a2``: accumulated dose at the end of the
-    frame; ``phase_y`` ``(ny,)``, ``phase_x`` ``(nkx,)`` from
-    :func:`framewatch.core.fourier.shift_phase_vectors`; ``plain`` (optional) accumulates the
-    shifted, unweighted spectrum.
-    """
-    shape = spectrum.shape
-    for name, arr, dtype in (("acc", acc, np.complex64), ("inv2ne", inv2ne, np.float32)):
-        if arr.shape != shape or arr.dtype != dtype:
-            raise ValueError(f"{name} must be {dtype.__name__} {shape}, got {arr.dtype} {arr.shape}")
-    if phase_y.shape != (shape[0],) or phase_x.shape != (shape[1],):
-        raise ValueError("phase vectors do not match the spectrum")
-    if plain is None:
-        plain = np.zeros((0, 0), dtype=np.complex64)
-    _accumulate_kernel(
-        np.ascontiguousarray(spectrum, dtype=np.complex64),
-        phase_y.astype(np.complex64),
-        phase_x.astype(np.complex64),
-        inv2ne,
-        np.float32(dose_e_per_a2),
-        acc,
-        plain,
-    )
-
-
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def _finalize_kernel(acc_even, acc_odd, inv2ne, first_dose, dose_step, n, out_full, out_even, out_odd):  # pragma: no cover
-    """Normalise with q_i^2 = exp(-2 N_i v), N_i = first_dose + i * dose_step, by recurrence."""
-    ny, nkx = acc_even.shape
-    n_even = (n + 1) // 2
-    n_odd = n // 2
-    for y in numba.prange(ny):
-        for x in range(nkx):
-            v = inv2ne[y, x]
-            q2 = np.exp(-2.0 * first_dose * v)
-            r = np.exp(-2.0 * dose_step * v)
-            w_even = np.float32(0.0)
-            w_odd = np.float32(0.0)
-            for i in range(n):
-                if i % 2 == 0:
-                    w_even += q2
-                else:
-                    w_odd += q2
-                q2 *= r
-            a = acc_even[y, x]
-            b = acc_odd[y, x]
-            out_even[y, x] = a * np.sqrt(n_even / w_even)
-            out_odd[y, x] = b * np.sqrt(n_odd / w_odd) if n_odd > 0 else 0
-            out_full[y, x] = (a + b) * np.sqrt(n / (w_even + w_odd))
-
-
-def finalize_weighted_sums(
-    acc_even: np.ndarray, acc_odd: np.ndarray, *, inv2ne: np.ndarray, doses_e_per_a2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normalise the even- and odd-frame accumulators; returns ``(full, even, odd)`` spectra.
-
-    Each is ``sum_{i in T} q_i F_i * sqrt(|T| / sum_{i in T} q_i**2)`` over its own frames T
-    (all, even 0-based indices, odd). ``doses_e_per_a2``: ``(n_frames,)`` accumulated dose per frame.
-    """
-    if acc_even.shape != acc_odd.shape or acc_even.shape != inv2ne.shape:
-        raise ValueError("accumulators and inv2ne must have the same shape")
-    doses = np.asarray(doses_e_per_a2, dtype=np.float64)
-    step = float(doses[1] - doses[0]) if doses.size > 1 else 0.0
-    if doses.size > 2 and not np.allclose(np.diff(doses), step, rtol=1e-6, atol=1e-9):
-        raise ValueError("accumulated doses must grow by the same dose per frame")
-    outs = [np.empty_like(acc_even) for _ in range(3)]
-    _finalize_kernel(acc_even, acc_odd, inv2ne, float(doses[0]), step, int(doses.size), *outs)
-    return outs[0], outs[1], outs[2]

@@ -22,10 +22,10 @@ import numpy as np
 
 from .content_checks import check_gain_defects, check_movie_signal, check_value_magnitude, require_finite_images
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels
-from .dose import accumulate_weighted, accumulated_dose_e_per_a2, finalize_weighted_sums, half_inverse_critical_exposure
+from .dose import accumulated_dose_e_per_a2, half_inverse_critical_exposure
 from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
-from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_phase_vectors, shift_spectrum
+from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
 from .frame_arithmetic import apply_gain, sum_frames
 from .frame_size import require_alignable_shape
 from .frc import frc_crossing_a, frc_curve
@@ -35,6 +35,7 @@ from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, est
 from .resample import field_grid_shape, warp_image
 from .result import DriftStatistics, MovieResult
 from .settings import CorrectionSettings
+from .weighted_sums import weighted_sums
 
 __all__ = ["MovieCorrection"]
 
@@ -348,24 +349,14 @@ class MovieCorrection:
         return bad
 
     def _sums(self, spectra, n: int, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
-        """Shift every frame to the middle frame's position and accumulate even/odd weighted sums.
-
-        ``spectra``: a list (entries are released as they are used) or an iterator of ``n`` spectra.
-        """
+        """Shift every frame to the middle frame's position and form the weighted full, even and odd
+        sums (:mod:`framewatch.core.weighted_sums`). ``spectra``: a list or an iterator of ``n``
+        spectra (collected first; a list is emptied)."""
         cfg, shape = self.cfg, self.shape
         inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=self.pixel_size_a, voltage_kv=cfg.voltage_kv)
-        spec_shape = inv2ne.shape
-        acc = [np.zeros(spec_shape, np.complex64), np.zeros(spec_shape, np.complex64)]
-        plain = np.zeros(spec_shape, np.complex64) if cfg.unweighted_sum else None
-        middle = shifts_px[n // 2]
-        is_list = isinstance(spectra, list)
-        for i, spec in enumerate(spectra):
-            dx, dy = shifts_px[i] - middle
-            py, px = shift_phase_vectors(shape, -dx, -dy)
-            accumulate_weighted(
-                spec, phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=doses[i], acc=acc[i % 2], plain=plain
-            )
-            if is_list:
-                spectra[i] = None
-        full, even, odd = finalize_weighted_sums(acc[0], acc[1], inv2ne=inv2ne, doses_e_per_a2=doses)
-        return {"full_spec": full, "even_spec": even, "odd_spec": odd, "plain_spec": plain}
+        frames = list(spectra)
+        if isinstance(spectra, list):
+            spectra.clear()
+        sums = weighted_sums(frames, shape=shape, shifts_px=shifts_px - shifts_px[n // 2], inv2ne=inv2ne,
+                             doses_e_per_a2=doses, unweighted=cfg.unweighted_sum)
+        return {"full_spec": sums.full, "even_spec": sums.even, "odd_spec": sums.odd, "plain_spec": sums.plain}

@@ -3,17 +3,12 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from framewatch.core.dose import (
-    accumulate_weighted,
-    critical_exposure_e_per_a2,
-    finalize_weighted_sums,
-    frame_weights,
-    half_inverse_critical_exposure,
-)
+from framewatch.core.dose import critical_exposure_e_per_a2, frame_weights, half_inverse_critical_exposure
 from framewatch.core.fourier import fourier_crop, shift_phase_vectors, shift_spectrum
 from framewatch.core.frame_arithmetic import apply_gain, sum_frames
 from framewatch.core.global_align import bfactor_filter, loo_cross_power
 from framewatch.core.peak import correlation_at
+from framewatch.core.weighted_sums import weighted_sums
 
 RNG = np.random.default_rng(7)
 SHAPE = (48, 64)
@@ -64,37 +59,49 @@ def _k_per_a(pixel_size_a):
     return np.sqrt(np.fft.fftfreq(SHAPE[0])[:, None] ** 2 + np.fft.rfftfreq(SHAPE[1])[None, :] ** 2) / pixel_size_a
 
 
-def test_accumulate_kernel_matches_numpy():
-    pixel_size_a, dose = 1.3, 2.5
-    spec = _spec().astype(np.complex64)
-    inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=pixel_size_a, voltage_kv=300)
-    py, px = shift_phase_vectors(SHAPE, 0.7, -1.2)
-    acc = np.zeros_like(spec)
-    plain = np.zeros_like(spec)
-    accumulate_weighted(spec, phase_y=py, phase_x=px, inv2ne=inv2ne, dose_e_per_a2=dose, acc=acc, plain=plain)
-    q = frame_weights(_k_per_a(pixel_size_a), np.array([dose]))[0]
-    shifted = spec * py[:, None] * px[None, :]
-    np.testing.assert_allclose(acc, q * shifted, rtol=2e-4, atol=1e-3)
-    np.testing.assert_allclose(plain, shifted, rtol=1e-4, atol=1e-3)
-    assert q[0, 0] == 1.0  # the zero frequency is not weighted
+def _weighted_sums_reference(spectra, shifts, doses, pixel_size_a, voltage_kv):
+    """NumPy: q_i = exp(-N_i / 2Ne) per frame (float64), shift, sum, normalise each subset."""
+    q = frame_weights(_k_per_a(pixel_size_a), doses, voltage_kv=voltage_kv)
+    shifted = []
+    for spec, (dx, dy) in zip(spectra, shifts):
+        py, px = shift_phase_vectors(SHAPE, -dx, -dy)
+        shifted.append(spec.astype(np.complex128) * py[:, None] * px[None, :])
+    shifted = np.array(shifted)
+
+    def subset(idx):
+        if len(idx) == 0:
+            return np.zeros(shifted.shape[1:])
+        return (q[idx] * shifted[idx]).sum(0) * np.sqrt(len(idx) / (q[idx] ** 2).sum(0))
+
+    n = len(spectra)
+    return subset(np.arange(n)), subset(np.arange(0, n, 2)), subset(np.arange(1, n, 2)), shifted.sum(0), q
 
 
 @pytest.mark.parametrize("n_frames", [1, 6, 7])
-def test_finalize_kernel_matches_numpy(n_frames):
-    pixel_size_a = 1.1
+def test_weighted_sums_kernel_matches_numpy(n_frames):
+    pixel_size_a, voltage_kv = 1.1, 200
     doses = 4.0 + 3.0 * np.arange(1, n_frames + 1)
-    inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=pixel_size_a, voltage_kv=200)
-    acc_e, acc_o = _spec().astype(np.complex64), _spec().astype(np.complex64)
-    full, even, odd = finalize_weighted_sums(acc_e, acc_o, inv2ne=inv2ne, doses_e_per_a2=doses)
-    q = frame_weights(_k_per_a(pixel_size_a), doses, voltage_kv=200)
-    w_e, w_o = (q[0::2] ** 2).sum(0), (q[1::2] ** 2).sum(0)
-    n_e, n_o = len(doses[0::2]), len(doses[1::2])
-    np.testing.assert_allclose(even, acc_e * np.sqrt(n_e / w_e), rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(full, (acc_e + acc_o) * np.sqrt(n_frames / (w_e + w_o)), rtol=1e-4, atol=1e-3)
-    if n_o:
-        np.testing.assert_allclose(odd, acc_o * np.sqrt(n_o / w_o), rtol=1e-4, atol=1e-3)
-    else:
-        assert not odd.any()
+    spectra = [_spec().astype(np.complex64) for _ in range(n_frames)]
+    shifts = RNG.uniform(-3, 3, (n_frames, 2))
+    inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=pixel_size_a, voltage_kv=voltage_kv)
+    got = weighted_sums(spectra, shape=SHAPE, shifts_px=shifts, inv2ne=inv2ne, doses_e_per_a2=doses, unweighted=True)
+    full, even, odd, plain, q = _weighted_sums_reference(spectra, shifts, doses, pixel_size_a, voltage_kv)
+    scale = np.abs(plain).max()
+    for name, want in (("full", full), ("even", even), ("odd", odd), ("plain", plain)):
+        np.testing.assert_allclose(getattr(got, name), want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+    assert q[0, 0, 0] == 1.0  # the zero frequency is not weighted: it is the plain sum
+    np.testing.assert_allclose(got.full[0, 0], plain[0, 0], rtol=1e-5)
+    no_plain = weighted_sums(spectra, shape=SHAPE, shifts_px=shifts, inv2ne=inv2ne, doses_e_per_a2=doses)
+    assert no_plain.plain is None
+    np.testing.assert_array_equal(no_plain.full, got.full)
+
+
+def test_weighted_sums_refuse_uneven_doses():
+    spectra = [_spec().astype(np.complex64) for _ in range(3)]
+    inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=1.0, voltage_kv=300)
+    with pytest.raises(ValueError, match="same dose"):
+        weighted_sums(spectra, shape=SHAPE, shifts_px=np.zeros((3, 2)), inv2ne=inv2ne,
+                      doses_e_per_a2=np.array([1.0, 2.0, 4.0]))
 
 
 def test_gain_kernel_matches_numpy():
