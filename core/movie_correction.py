@@ -33,6 +33,7 @@ from .global_align import GlobalAlignment, align_frames
 from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
 from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
 from .resample import field_grid_shape, warp_image
+from .partial_transform import PartialSpectrum
 from .result import DriftStatistics, MovieResult
 from .settings import CorrectionSettings
 from .weighted_sums import weighted_sums
@@ -166,6 +167,10 @@ class MovieCorrection:
             local = self._local_motion(cropped, alignment, timings)
             if local.model is not None:  # a second pass: warp every frame, transform it again
                 spectra = self._warped_spectra(raw, corrected, alignment, local, timings)
+        if isinstance(spectra, list):  # first-pass spectra used after all: finish their transforms
+            t = time.perf_counter()
+            spectra = [s.complete() if isinstance(s, PartialSpectrum) else s for s in spectra]
+            timings["fft_s"] += time.perf_counter() - t
         return alignment, spectra, local
 
     def _statistics(self, alignment: GlobalAlignment, local, doses: np.ndarray, freq, frc) -> DriftStatistics:
@@ -238,7 +243,9 @@ class MovieCorrection:
         spectra, cropped = [], []
         for i in range(len(raw)):
             done = first_pass[i] if first_pass is not None else None
-            spec, crop = done if done is not None else self.first_pass_frame(corrected(i))
+            if done is None:
+                done = self._partial_first_pass(corrected(i)) if keep_raw else self.first_pass_frame(corrected(i))
+            spec, crop = done
             if not keep_raw:
                 raw[i] = None  # release the decoded frame
             spectra.append(spec)
@@ -253,6 +260,16 @@ class MovieCorrection:
         """A corrected float32 frame -> its output-size spectrum and the Fourier-cropped alignment copy."""
         spec = self._to_output(rfft2(image, threads=self.threads))
         return spec, fourier_crop(spec, self.shape, self.align_shape)
+
+    def _partial_first_pass(self, image: np.ndarray) -> tuple:
+        """Like :meth:`first_pass_frame` when local motion may make the spectrum unnecessary: a
+        :class:`~framewatch.core.partial_transform.PartialSpectrum` finished in the columns the
+        alignment copy needs (movie-size output only; otherwise the full transform)."""
+        head_kx = self.align_shape[1] // 2 + 1
+        if self.cfg.fourier_bin != 1 or 2 * head_kx > self.shape[1] // 2 + 1:
+            return self.first_pass_frame(image)
+        partial = PartialSpectrum(image, head_kx=head_kx, threads=self.threads)
+        return partial, fourier_crop(partial.head, self.shape, self.align_shape)
 
     def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict) -> LocalMotion:
         """Patches on the registered alignment copy (the cropped spectra shifted by the whole-frame
@@ -303,7 +320,7 @@ class MovieCorrection:
         gy, gx = np.mgrid[0:grid_ny, 0:grid_nx] * float(step)
         # the warp runs on movie pixels; the model and shifts are in output pixels
         gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
-        warp_s = 0.0
+        warp_s = fft_s = 0.0
         for i in range(n):
             image = corrected(i)
             raw[i] = None
@@ -316,8 +333,12 @@ class MovieCorrection:
                     image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step
                 )
                 warp_s += time.perf_counter() - w
-            yield self._to_output(rfft2(image, threads=self.threads))
+            w = time.perf_counter()
+            spectrum = self._to_output(rfft2(image, threads=self.threads))
+            fft_s += time.perf_counter() - w
+            yield spectrum
         timings["warp_s"] = warp_s
+        timings["fft_again_s"] = fft_s
 
 
     def _to_output(self, spectrum: np.ndarray) -> np.ndarray:
