@@ -90,7 +90,7 @@ def _check_image(a: np.ndarray, name: str) -> np.ndarray:
 # numba kernels
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _prefilter_kernel(src, dst, init_wy, init_wx, strip, margin, nchunks):  # pragma: no cover - compiled
     """Separable cubic B-spline prefilter ``src -> dst``; ``nchunks`` parallel ranges of strips."""
     ny, nx = src.shape
@@ -151,7 +151,7 @@ def _prefilter_kernel(src, dst, init_wy, init_wx, strip, margin, nchunks):  # pr
 
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _prefilter_rows4(r0, r1, r2, r3, d0, d1, d2, d3, init_w):  # pragma: no cover - compiled
     """Horizontal prefilter of four rows ``r* -> d*`` (interleaved, to hide the recursion latency)."""
     nx = r0.shape[0]

@@ -18,8 +18,10 @@ import numpy as np
 
 from .defects import read_defect_file
 from .errors import MovieFormatError, SettingsError
+from .fourier import resolve_threads
 from .gain import load_gain_for_movie
 from .movie_correction import MovieCorrection
+from .movie_decoding import decode_frames
 from .movie_io import open_movie
 from .result import MovieResult
 from .settings import CorrectionSettings, GainOrientation, movie_reading_options
@@ -87,6 +89,7 @@ class DecodedMovie:
     ``frames``: the decoded ``(ny, nx)`` frames in their native dtype (EER: the fractions); the
     correction releases them as it goes, so a ``DecodedMovie`` is corrected once. ``settings``:
     those given, with the dose per fraction of an EER movie. ``read_s``: the seconds reading took.
+    ``total``: float32 ``(ny, nx)`` sum of the frames (added while they were decoded), or ``None``.
     """
 
     path: Path
@@ -94,20 +97,24 @@ class DecodedMovie:
     shape: tuple[int, int]
     settings: CorrectionSettings
     read_s: float
+    total: np.ndarray | None = None
 
 
 def read_movie(
     path: str | Path, *, settings: CorrectionSettings, movie_dose_e_per_a2: float | None = None
 ) -> DecodedMovie:
-    """Read and decode every frame of ``path`` (see :func:`correct_movie_file` for EER)."""
+    """Read and decode every frame of ``path`` (see :func:`correct_movie_file` for EER); a TIFF is
+    decoded by two readers at once (:mod:`framewatch.core.movie_decoding`)."""
     started = time.perf_counter()
-    with open_movie(path, **movie_reading_options(settings, movie_dose_e_per_a2)) as reader:
-        frames = [reader.read_frame(i) for i in range(reader.n_frames)]
+    options = movie_reading_options(settings, movie_dose_e_per_a2)
+    with open_movie(path, **options) as reader:
+        decoded = decode_frames(reader, open_again=lambda: open_movie(path, **options),
+                                threads=resolve_threads(settings.threads))
         shape = tuple(reader.shape)
         fraction_dose = getattr(reader, "dose_per_fraction_e_per_a2", None)
     if fraction_dose is not None:
         settings = dataclasses.replace(settings, dose_per_frame_e_per_a2=float(fraction_dose))
-    return DecodedMovie(Path(path), frames, shape, settings, time.perf_counter() - started)
+    return DecodedMovie(Path(path), decoded.frames, shape, settings, time.perf_counter() - started, decoded.total)
 
 
 def correct_decoded_movie(
@@ -128,7 +135,7 @@ def correct_decoded_movie(
         )
     defect_mask = read_defect_file(defects_path, movie.shape) if defects_path is not None else None
     return MovieCorrection(movie.settings, movie.shape, movie.path).run(movie.frames, gain_arr, defect_mask,
-                                                                      read_s=movie.read_s)
+                                                                      read_s=movie.read_s, total=movie.total)
 
 
 def correct_movie_file(

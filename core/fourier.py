@@ -93,7 +93,7 @@ def shift_spectrum(spectrum: np.ndarray, shape: tuple[int, int], dx: float, dy: 
     return out
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _apply_phase_kernel(spec, py, px, out):  # pragma: no cover - compiled
     ny, nkx = spec.shape
     for y in range(ny):

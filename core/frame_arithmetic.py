@@ -11,7 +11,7 @@ import numpy as np
 __all__ = ["add_frame", "apply_gain", "sum_frames"]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _gain_kernel(raw, gain, out):  # pragma: no cover - compiled
     ny, nx = raw.shape
     for y in numba.prange(ny):
@@ -19,7 +19,7 @@ def _gain_kernel(raw, gain, out):  # pragma: no cover - compiled
             out[y, x] = np.float32(raw[y, x]) * gain[y, x]
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _convert_kernel(raw, out):  # pragma: no cover - compiled
     ny, nx = raw.shape
     for y in numba.prange(ny):
@@ -27,7 +27,7 @@ def _convert_kernel(raw, out):  # pragma: no cover - compiled
             out[y, x] = np.float32(raw[y, x])
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _add_kernel(raw, total):  # pragma: no cover - compiled
     ny, nx = raw.shape
     for y in numba.prange(ny):

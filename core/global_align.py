@@ -65,7 +65,7 @@ def bfactor_filter(shape: tuple[int, int], *, bfactor_px2: float) -> np.ndarray:
     return filt
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _loo_cross_power_kernel(frame, total, filt, out):  # pragma: no cover - compiled
     ny, nkx = frame.shape
     for y in range(ny):

@@ -141,7 +141,7 @@ def _run_end(a, s, k, u, u_max):  # pragma: no cover - compiled
 
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _warp_run_interior(c0, c1, c2, c3, orow, n, a_dx, s_dx, a_dy, s_dy, kx, ky):  # pragma: no cover - compiled
     """``n`` output pixels whose 4 x 4 taps all lie inside the image (vectorisable).
 
@@ -160,7 +160,7 @@ def _warp_run_interior(c0, c1, c2, c3, orow, n, a_dx, s_dx, a_dy, s_dy, kx, ky):
 
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _warp_run_mirror(coef, orow, y, x, n, a_dx, s_dx, a_dy, s_dy, kx, ky):  # pragma: no cover - compiled
     """Like :func:`_warp_run_interior` for pixels ``x .. x + n - 1`` of row ``y``, with mirrored taps."""
     ny, nx = coef.shape
@@ -186,7 +186,7 @@ def _warp_run_mirror(coef, orow, y, x, n, a_dx, s_dx, a_dy, s_dy, kx, ky):  # pr
 
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _warp_row(coef, fdx, fdy, step, y, orow):  # pragma: no cover - compiled
     """Row ``y`` of the warp: per coarse cell the field is linear in x; split it into runs of
     constant integer displacement and evaluate each run with contiguous taps."""
@@ -229,7 +229,7 @@ def _warp_row(coef, fdx, fdy, step, y, orow):  # pragma: no cover - compiled
 
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
+@numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _warp_kernel(coef, fdx, fdy, step, out):  # pragma: no cover - compiled
     """``out[y, x] = spline(coef)(x + dx, y + dy)`` with the bilinearly interpolated coarse field."""
     for y in numba.prange(coef.shape[0]):

@@ -32,8 +32,8 @@ from .frc import frc_crossing_a, frc_curve
 from .global_align import GlobalAlignment, align_frames
 from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
 from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
-from .resample import field_grid_shape, warp_image
 from .partial_transform import PartialSpectrum
+from .resample import field_grid_shape, warp_image
 from .result import DriftStatistics, MovieResult
 from .settings import CorrectionSettings
 from .weighted_sums import weighted_sums
@@ -77,12 +77,15 @@ class MovieCorrection:
         """Patches are measured: ``patches="auto"`` or both counts at least 2."""
         return self.cfg.local_requested
 
-    def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None, known_local=None) -> MovieResult:
+    def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None, known_local=None,
+            total: np.ndarray | None = None) -> MovieResult:
+        """``total``: the float32 sum of ``raw`` when the reader made it (else summed here; it is
+        scaled in place)."""
         timings = {"read_s": read_s}
         gain = self.checked_gain(gain)
         check_value_magnitude(raw, gain, path=self.path)
         t = time.perf_counter()
-        total = sum_frames(raw)
+        total = sum_frames(raw) if total is None else total
         replacer = PixelReplacer(self.bad_mask(total, gain, defect_mask))
         timings["defects_s"] = time.perf_counter() - t
         return self.finish(raw, gain, replacer, timings, known_shifts_px=known_shifts_px, known_local=known_local)

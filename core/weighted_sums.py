@@ -38,7 +38,8 @@ class WeightedSums:
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def _weighted_sums_kernel(spectra, phase_y, phase_x, inv2ne, first_dose, dose_step, full, even, odd, plain):  # pragma: no cover - compiled
+def _weighted_sums_kernel(spectra, phase_y, phase_x, inv2ne, first_dose, dose_step,  # pragma: no cover - compiled
+                          full, even, odd, plain):
     n = len(spectra)
     ny, nkx = inv2ne.shape
     n_even = (n + 1) // 2
