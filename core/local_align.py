@@ -24,6 +24,7 @@ import numpy as np
 import scipy.fft
 
 from .fourier import shift_spectrum
+from .frame_pool import frame_pool
 from .global_align import bfactor_filter, correlation_rms, loo_cross_power
 from .peak import find_peak, offset_mask
 
@@ -170,15 +171,19 @@ def measure_patches(
     filt = bfactor_filter((size, size), bfactor_px2=options.bfactor_px2)
     mask = offset_mask((size, size), max(2.0, MAX_LOCAL_SHIFT_PX / bin_factor))
     iterations = max(1, min(options.max_iterations, PATCH_ITERATIONS))
-    for p, (x0, y0) in enumerate(grid.corners):
+
+    def measure(corner: tuple[int, int], threads: int) -> tuple[np.ndarray, np.ndarray]:
+        x0, y0 = corner
         blocks = np.stack([aligned[a:b, y0 : y0 + size, x0 : x0 + size].sum(axis=0, dtype=np.float32) for a, b in bounds])
         blocks -= blocks.mean(axis=(1, 2), keepdims=True)
         blocks *= window
-        spectra = list(scipy.fft.rfft2(blocks, axes=(-2, -1), workers=options.threads, overwrite_x=True))
-        pos, sig = patch_trajectory(spectra, shape=(size, size), filt=filt, mask=mask, iterations=iterations,
-                                    threads=options.threads)
-        shifts[p] = (pos - pos[0]) * bin_factor
-        significance[p] = float(np.median(sig))
+        spectra = list(scipy.fft.rfft2(blocks, axes=(-2, -1), workers=threads, overwrite_x=True))
+        return patch_trajectory(spectra, shape=(size, size), filt=filt, mask=mask, iterations=iterations, threads=threads)
+
+    with frame_pool(options.threads, n_patches) as pool:  # patches are independent: one per thread
+        for p, (pos, sig) in enumerate(pool.map(lambda corner: measure(corner, pool.threads_each), grid.corners)):
+            shifts[p] = (pos - pos[0]) * bin_factor
+            significance[p] = float(np.median(sig))
     rejected = (significance < MIN_PATCH_SIGNIFICANCE) | (significance < 0.25 * float(np.median(significance)))
     centres = (grid.centres_px + 0.5) * bin_factor - 0.5
     return PatchMeasurements(shifts, centres, group_times, significance, rejected, g)

@@ -83,7 +83,7 @@ def correlation_at(cross_power: np.ndarray, shape: tuple[int, int], xs, ys) -> n
     return (ey @ (cross_power @ ex)).real / (ny * nx)
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, nogil=True)
 def _correlation_derivatives_kernel(cross_power, ex, ey, ax, by, hw, out):  # pragma: no cover - compiled
     """Correlation and its first and second derivatives at one (fractional) offset.
 

@@ -1,0 +1,80 @@
+"""Per-frame work spread over threads, one frame per thread at a time, results in frame order.
+
+Many steps of a correction are the same independent work on every frame (a phase shift, a
+cross-power and its peak, a warp and a transform). Run one frame per thread, each single-threaded
+(scipy's FFT with one worker, numba kernels limited to one thread in that thread), they keep both
+cores busy with less synchronisation than splitting every frame over both cores, and the small
+serial steps between the kernels (Python, NumPy reductions) overlap. Every frame is computed
+exactly as it would be alone, so results do not depend on the number of threads.
+
+Numba kernels called here must release the GIL (``nogil=True``) to run side by side.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TypeVar
+
+import numba
+import numpy as np
+
+__all__ = ["FramePool", "frame_pool", "sum_in_order"]
+
+T = TypeVar("T")
+
+
+def _one_numba_thread() -> None:
+    numba.set_num_threads(1)
+
+
+class FramePool:
+    """``map(fn, items)`` -> ``[fn(item) ...]`` in order, on ``workers`` threads (1: in the caller).
+
+    ``threads_each``: the threads one item's work may use (the FFT ``workers`` argument)."""
+
+    def __init__(self, executor: ThreadPoolExecutor | None, workers: int, threads_each: int):
+        self._executor = executor
+        self.workers = workers
+        self.threads_each = threads_each
+
+    def map(self, fn: Callable[[int], T], items: Iterable) -> list[T]:
+        if self._executor is None:
+            return [fn(item) for item in items]
+        return list(self._executor.map(fn, items))
+
+    def imap(self, fn: Callable[[int], T], items: Iterable) -> Iterator[T]:
+        """Like :meth:`map`, but yields each result as soon as it and those before it are done
+        (at most ``workers`` items run ahead of the consumer)."""
+        items = list(items)
+        if self._executor is None:
+            for item in items:
+                yield fn(item)
+            return
+        pending = [self._executor.submit(fn, item) for item in items[: self.workers]]
+        for k in range(len(items)):
+            if k + self.workers < len(items):
+                pending.append(self._executor.submit(fn, items[k + self.workers]))
+            yield pending[k].result()
+            pending[k] = None
+
+
+@contextmanager
+def frame_pool(threads: int, n_items: int):
+    """A :class:`FramePool` of ``min(threads, n_items)`` threads (none when that is 1)."""
+    workers = max(1, min(int(threads), int(n_items)))
+    if workers == 1:
+        yield FramePool(None, 1, max(1, int(threads)))
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="framewatch-frames",
+                            initializer=_one_numba_thread) as executor:
+        yield FramePool(executor, workers, 1)
+
+
+def sum_in_order(arrays: list[np.ndarray]) -> np.ndarray:
+    """``arrays[0] + arrays[1] + ...`` added in that order (the same values as ``np.sum(arrays, axis=0)``
+    without stacking them first); a new array."""
+    total = arrays[0].copy()
+    for a in arrays[1:]:
+        total += a
+    return total
