@@ -27,6 +27,7 @@ from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
 from .frame_arithmetic import apply_gain, sum_frames
+from .frame_pool import frame_pool
 from .frame_size import require_alignable_shape
 from .frc import frc_crossing_a, frc_curve
 from .global_align import GlobalAlignment, align_frames
@@ -39,6 +40,8 @@ from .settings import CorrectionSettings
 from .weighted_sums import weighted_sums
 
 __all__ = ["MovieCorrection"]
+
+_NESTED_TIMINGS = ("warp_s", "fft_again_s")  # parts of second_pass_s
 
 
 class MovieCorrection:
@@ -120,7 +123,7 @@ class MovieCorrection:
         }
         timings["inverse_fft_s"] = time.perf_counter() - t
         require_finite_images(images, path=self.path)
-        timings["total_s"] = sum(timings.values())
+        timings["total_s"] = sum(v for k, v in timings.items() if k not in _NESTED_TIMINGS)
         px = self.pixel_size_a
         return MovieResult(
             dose_weighted_sum=images["full"],
@@ -155,8 +158,8 @@ class MovieCorrection:
     def _motion(self, raw: list, corrected, timings: dict, known_shifts_px, known_local, *, first_pass=None):
         """Whole-frame alignment, then local motion if asked for: ``(alignment, spectra, local)``.
 
-        ``spectra``: the output-size spectra to sum (a list, or an iterator of warped frames'
-        spectra when local motion is applied: a second pass over the decoded frames)."""
+        ``spectra``: the output-size spectra to sum (of the warped frames when local motion is
+        applied: a second pass over the decoded frames)."""
         n = len(raw)
         if self.local and known_local is not None:
             alignment = self._global([None] * n, self.shape, 1.0, known_shifts_px)
@@ -169,11 +172,13 @@ class MovieCorrection:
         if self.local:
             local = self._local_motion(cropped, alignment, timings)
             if local.model is not None:  # a second pass: warp every frame, transform it again
-                spectra = self._warped_spectra(raw, corrected, alignment, local, timings)
-        if isinstance(spectra, list):  # first-pass spectra used after all: finish their transforms
-            t = time.perf_counter()
-            spectra = [s.complete() if isinstance(s, PartialSpectrum) else s for s in spectra]
-            timings["fft_s"] += time.perf_counter() - t
+                del spectra
+                return alignment, self._warped_spectra(raw, corrected, alignment, local, timings), local
+        t = time.perf_counter()  # the first pass's spectra are used: finish those transformed in part
+        with frame_pool(self.threads, n) as pool:
+            spectra = pool.map(lambda s: s.complete(threads=pool.threads_each) if isinstance(s, PartialSpectrum) else s,
+                               spectra)
+        timings["fft_s"] += time.perf_counter() - t
         return alignment, spectra, local
 
     def _statistics(self, alignment: GlobalAlignment, local, doses: np.ndarray, freq, frc) -> DriftStatistics:
@@ -243,35 +248,40 @@ class MovieCorrection:
         ``keep_raw``: keep the decoded frames (a local warp may need a second pass). ``first_pass``:
         see :meth:`finish`."""
         t = time.perf_counter()
-        spectra, cropped = [], []
-        for i in range(len(raw)):
+
+        def one(i: int, threads: int) -> tuple:
             done = first_pass[i] if first_pass is not None else None
             if done is None:
-                done = self._partial_first_pass(corrected(i)) if keep_raw else self.first_pass_frame(corrected(i))
-            spec, crop = done
+                image = corrected(i)
+                done = self._partial_first_pass(image, threads) if keep_raw else self.first_pass_frame(image, threads=threads)
             if not keep_raw:
                 raw[i] = None  # release the decoded frame
-            spectra.append(spec)
-            cropped.append(crop)
+            return done
+
+        with frame_pool(self.threads, len(raw)) as pool:
+            done = pool.map(lambda i: one(i, pool.threads_each), range(len(raw)))
+        spectra, cropped = [d[0] for d in done], [d[1] for d in done]
+        del done
         timings["fft_s"] = time.perf_counter() - t
         t = time.perf_counter()
         alignment = self._global(cropped, self.align_shape, self.bin_factor, known_shifts_px)
         timings["align_s"] = time.perf_counter() - t
         return alignment, spectra, cropped
 
-    def first_pass_frame(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A corrected float32 frame -> its output-size spectrum and the Fourier-cropped alignment copy."""
-        spec = self._to_output(rfft2(image, threads=self.threads))
+    def first_pass_frame(self, image: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A corrected float32 frame -> its output-size spectrum and the Fourier-cropped alignment copy
+        (``threads``: the transform's, default the correction's)."""
+        spec = self._to_output(rfft2(image, threads=threads or self.threads))
         return spec, fourier_crop(spec, self.shape, self.align_shape)
 
-    def _partial_first_pass(self, image: np.ndarray) -> tuple:
+    def _partial_first_pass(self, image: np.ndarray, threads: int) -> tuple:
         """Like :meth:`first_pass_frame` when local motion may make the spectrum unnecessary: a
         :class:`~framewatch.core.partial_transform.PartialSpectrum` finished in the columns the
         alignment copy needs (movie-size output only; otherwise the full transform)."""
         head_kx = self.align_shape[1] // 2 + 1
         if self.cfg.fourier_bin != 1 or 2 * head_kx > self.shape[1] // 2 + 1:
-            return self.first_pass_frame(image)
-        partial = PartialSpectrum(image, head_kx=head_kx, threads=self.threads)
+            return self.first_pass_frame(image, threads=threads)
+        partial = PartialSpectrum(image, head_kx=head_kx, threads=threads)
         return partial, fourier_crop(partial.head, self.shape, self.align_shape)
 
     def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict) -> LocalMotion:
@@ -313,8 +323,9 @@ class MovieCorrection:
         timings["local_align_s"] = time.perf_counter() - t
         return local
 
-    def _warped_spectra(self, raw: list, corrected, alignment: GlobalAlignment, local, timings: dict):
-        """Yield each frame's spectrum after warping it by the local model (second pass)."""
+    def _warped_spectra(self, raw: list, corrected, alignment: GlobalAlignment, local, timings: dict) -> list:
+        """Every frame's spectrum after warping it by the local model (the second pass; frames in
+        parallel, one per thread). ``warp_s``, ``fft_again_s``: summed over the threads."""
         n = len(raw)
         middle = alignment.shifts_px[n // 2]
         step = LOCAL_FIELD_GRID_PX
@@ -323,26 +334,30 @@ class MovieCorrection:
         gy, gx = np.mgrid[0:grid_ny, 0:grid_nx] * float(step)
         # the warp runs on movie pixels; the model and shifts are in output pixels
         gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
-        warp_s = fft_s = 0.0
-        for i in range(n):
+        seconds = np.zeros((n, 2))  # per frame: warp, transform
+
+        def one(i: int, threads: int) -> np.ndarray:
             image = corrected(i)
             raw[i] = None
+            w = time.perf_counter()
             if local.model is not None:
-                w = time.perf_counter()
                 gdx, gdy = alignment.shifts_px[i] - middle
                 # the model is in registered coordinates; this frame's pixel u + G_t shows point u
                 fdx, fdy = local.model.displacement(gx - gdx, gy - gdy, float(i))
                 image = warp_image(
                     image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step
                 )
-                warp_s += time.perf_counter() - w
-            w = time.perf_counter()
-            spectrum = self._to_output(rfft2(image, threads=self.threads))
-            fft_s += time.perf_counter() - w
-            yield spectrum
-        timings["warp_s"] = warp_s
-        timings["fft_again_s"] = fft_s
+            f = time.perf_counter()
+            spectrum = self._to_output(rfft2(image, threads=threads))
+            seconds[i] = f - w, time.perf_counter() - f
+            return spectrum
 
+        t = time.perf_counter()
+        with frame_pool(self.threads, n) as pool:
+            spectra = pool.map(lambda i: one(i, pool.threads_each), range(n))
+        timings["second_pass_s"] = time.perf_counter() - t
+        timings["warp_s"], timings["fft_again_s"] = (float(v) for v in seconds.sum(axis=0))  # thread-seconds
+        return spectra
 
     def _to_output(self, spectrum: np.ndarray) -> np.ndarray:
         """Fourier-crop a movie-size spectrum to the output size (``fourier_bin``); else unchanged."""
@@ -374,13 +389,11 @@ class MovieCorrection:
 
     def _sums(self, spectra, n: int, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
         """Shift every frame to the middle frame's position and form the weighted full, even and odd
-        sums (:mod:`framewatch.core.weighted_sums`). ``spectra``: a list or an iterator of ``n``
-        spectra (collected first; a list is emptied)."""
+        sums (:mod:`framewatch.core.weighted_sums`). ``spectra``: a list of ``n`` spectra (emptied)."""
         cfg, shape = self.cfg, self.shape
         inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=self.pixel_size_a, voltage_kv=cfg.voltage_kv)
         frames = list(spectra)
-        if isinstance(spectra, list):
-            spectra.clear()
+        spectra.clear()
         sums = weighted_sums(frames, shape=shape, shifts_px=shifts_px - shifts_px[n // 2], inv2ne=inv2ne,
                              doses_e_per_a2=doses, unweighted=cfg.unweighted_sum)
         return {"full_spec": sums.full, "even_spec": sums.even, "odd_spec": sums.odd, "plain_spec": sums.plain}
