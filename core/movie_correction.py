@@ -392,8 +392,6 @@ class MovieCorrection:
         sums (:mod:`framewatch.core.weighted_sums`). ``spectra``: a list of ``n`` spectra (emptied)."""
         cfg, shape = self.cfg, self.shape
         inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=self.pixel_size_a, voltage_kv=cfg.voltage_kv)
-        frames = list(spectra)
-        spectra.clear()
-        sums = weighted_sums(frames, shape=shape, shifts_px=shifts_px - shifts_px[n // 2], inv2ne=inv2ne,
-                             doses_e_per_a2=doses, unweighted=cfg.unweighted_sum)
+        sums = weighted_sums(spectra, shape=shape, shifts_px=shifts_px - shifts_px[n // 2], inv2ne=inv2ne,
+                             doses_e_per_a2=doses, unweighted=cfg.unweighted_sum, consume=True)
         return {"full_spec": sums.full, "even_spec": sums.even, "odd_spec": sums.odd, "plain_spec": sums.plain}

@@ -90,6 +90,7 @@ def weighted_sums(
     inv2ne: np.ndarray,
     doses_e_per_a2: np.ndarray,
     unweighted: bool = False,
+    consume: bool = False,
 ) -> WeightedSums:
     """Shift every frame by ``-shifts_px[i]`` and sum with dose weights (see the module docstring).
 
@@ -98,6 +99,8 @@ def weighted_sums(
     ``inv2ne``: float32 ``(ny, nx//2+1)``
     (:func:`framewatch.core.dose.half_inverse_critical_exposure`); ``doses_e_per_a2`` ``(n,)``
     accumulated dose per frame, growing by the same step. ``unweighted``: also the plain sum.
+    ``consume``: the caller gives up ``spectra`` (emptied here): the sums are written over the first
+    frames' spectra (each row is read before it is written), which saves three spectra of memory.
     """
     n = len(spectra)
     spec_shape = inv2ne.shape
@@ -116,7 +119,12 @@ def weighted_sums(
     phase_x = np.empty((n, spec_shape[1]), np.complex64)
     for i, (dx, dy) in enumerate(np.asarray(shifts_px, dtype=np.float64)):
         phase_y[i], phase_x[i] = shift_phase_vectors(shape, -dx, -dy)
-    full, even, odd = (np.empty(spec_shape, np.complex64) for _ in range(3))
-    plain = np.empty(spec_shape if unweighted else (0, 0), np.complex64)
+    reusable = [frames[i] for i in range(n)] if consume else []
+    if consume:
+        spectra.clear()
+    full, even, odd = (reusable.pop(0) if reusable else np.empty(spec_shape, np.complex64) for _ in range(3))
+    plain = (reusable.pop(0) if reusable else np.empty(spec_shape, np.complex64)) if unweighted else \
+        np.empty((0, 0), np.complex64)
+    del reusable
     _weighted_sums_kernel(frames, phase_y, phase_x, inv2ne, doses[0], step, full, even, odd, plain)
     return WeightedSums(full, even, odd, plain if unweighted else None)

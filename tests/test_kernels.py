@@ -94,6 +94,12 @@ def test_weighted_sums_kernel_matches_numpy(n_frames):
     no_plain = weighted_sums(spectra, shape=SHAPE, shifts_px=shifts, inv2ne=inv2ne, doses_e_per_a2=doses)
     assert no_plain.plain is None
     np.testing.assert_array_equal(no_plain.full, got.full)
+    given = [spec.copy() for spec in spectra]
+    consumed = weighted_sums(given, shape=SHAPE, shifts_px=shifts, inv2ne=inv2ne, doses_e_per_a2=doses,
+                             unweighted=True, consume=True)
+    assert given == []  # the sums were written over the first frames' spectra
+    for name in ("full", "even", "odd", "plain"):
+        np.testing.assert_array_equal(getattr(consumed, name), getattr(got, name), err_msg=name)
 
 
 def test_weighted_sums_refuse_uneven_doses():
