@@ -2,9 +2,10 @@
 
 ``correct_movie`` takes frames already in memory (an array ``(n_frames, ny, nx)`` or any sequence
 of ``(ny, nx)`` frames); ``correct_movie_file`` reads a movie file frame by frame. Both return a
-:class:`~framewatch.core.result.MovieResult`. ``read_movie`` and ``correct_decoded_movie`` are the
-two halves of ``correct_movie_file`` (:mod:`framewatch.core.movie_sequence` reads the next movie
-while correcting this one). The pipeline itself is :mod:`framewatch.core.movie_correction`.
+:class:`~framewatch.core.result.MovieResult`. ``read_movie``, ``prepare_movie`` (gain, checks,
+defect mask) and ``correct_prepared_movie`` are the three steps of ``correct_movie_file``
+(:mod:`framewatch.core.movie_sequence` reads and prepares the next movie while correcting this
+one). The pipeline itself is :mod:`framewatch.core.movie_correction`.
 """
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from .defects import read_defect_file
 from .errors import MovieFormatError, SettingsError
 from .fourier import resolve_threads
 from .gain import load_gain_for_movie
-from .movie_correction import MovieCorrection
+from .movie_correction import DefectsFound, MovieCorrection
 from .movie_decoding import decode_frames
 from .movie_io import open_movie
 from .result import MovieResult
 from .settings import CorrectionSettings, GainOrientation, movie_reading_options
 
-__all__ = ["DecodedMovie", "correct_decoded_movie", "correct_movie", "correct_movie_file", "movie_reading_options",
-           "read_movie"]
+__all__ = ["DecodedMovie", "PreparedMovie", "correct_decoded_movie", "correct_movie", "correct_movie_file",
+           "correct_prepared_movie", "movie_reading_options", "prepare_movie", "read_movie"]
 
 
 def _settings_from(settings: CorrectionSettings | None, options: dict) -> CorrectionSettings:
@@ -117,13 +118,25 @@ def read_movie(
     return DecodedMovie(Path(path), decoded.frames, shape, settings, time.perf_counter() - started, decoded.total)
 
 
-def correct_decoded_movie(
+@dataclass(frozen=True)
+class PreparedMovie:
+    """A decoded movie with its engine, checked gain and defect mask: all that precedes the first
+    transform (:func:`prepare_movie`); :func:`correct_prepared_movie` does the rest, once."""
+
+    movie: DecodedMovie
+    engine: MovieCorrection
+    defects: DefectsFound
+
+
+def prepare_movie(
     movie: DecodedMovie,
     *,
     gain: np.ndarray | str | Path | None = None,
     defects_path: str | Path | None = None,
-) -> MovieResult:
-    """Correct a movie read by :func:`read_movie` (``gain`` as in :func:`correct_movie_file`)."""
+) -> PreparedMovie:
+    """Load the gain (``gain`` as in :func:`correct_movie_file`) and the defect file, check the
+    movie and find its bad pixels (:mod:`framewatch.core.movie_sequence` does this while the
+    previous movie is corrected)."""
     gain_arr = None
     if gain is not None:
         # a file is oriented by the settings; an array is already in movie orientation (the
@@ -134,8 +147,25 @@ def correct_decoded_movie(
             movie_shape=movie.shape, movie_path=movie.path, allow_resample=True,
         )
     defect_mask = read_defect_file(defects_path, movie.shape) if defects_path is not None else None
-    return MovieCorrection(movie.settings, movie.shape, movie.path).run(movie.frames, gain_arr, defect_mask,
-                                                                      read_s=movie.read_s, total=movie.total)
+    engine = MovieCorrection(movie.settings, movie.shape, movie.path)
+    return PreparedMovie(movie, engine, engine.prepare(movie.frames, gain_arr, defect_mask, read_s=movie.read_s,
+                                                       total=movie.total))
+
+
+def correct_prepared_movie(prepared: PreparedMovie) -> MovieResult:
+    """Correct a movie made ready by :func:`prepare_movie` (its frames are released as they go)."""
+    found = prepared.defects
+    return prepared.engine.finish(prepared.movie.frames, found.gain, found.replacer, dict(found.timings))
+
+
+def correct_decoded_movie(
+    movie: DecodedMovie,
+    *,
+    gain: np.ndarray | str | Path | None = None,
+    defects_path: str | Path | None = None,
+) -> MovieResult:
+    """Correct a movie read by :func:`read_movie` (``gain`` as in :func:`correct_movie_file`)."""
+    return correct_prepared_movie(prepare_movie(movie, gain=gain, defects_path=defects_path))
 
 
 def correct_movie_file(

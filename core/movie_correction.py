@@ -16,6 +16,7 @@ of half spectra.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -39,9 +40,19 @@ from .result import DriftStatistics, MovieResult
 from .settings import CorrectionSettings
 from .weighted_sums import weighted_sums
 
-__all__ = ["MovieCorrection"]
+__all__ = ["DefectsFound", "MovieCorrection"]
 
 _NESTED_TIMINGS = ("warp_s", "fft_again_s")  # parts of second_pass_s
+
+
+@dataclass(frozen=True)
+class DefectsFound:
+    """What :meth:`MovieCorrection.prepare` found: the checked ``gain`` (float32 ``(ny, nx)`` or
+    ``None``), the ``replacer`` of the bad pixels, and the ``timings`` so far."""
+
+    gain: np.ndarray | None
+    replacer: PixelReplacer
+    timings: dict
 
 
 class MovieCorrection:
@@ -82,7 +93,15 @@ class MovieCorrection:
 
     def run(self, raw: list, gain, defect_mask, *, read_s: float, known_shifts_px=None, known_local=None,
             total: np.ndarray | None = None) -> MovieResult:
-        """``total``: the float32 sum of ``raw`` when the reader made it (else summed here; it is
+        """The whole pipeline: :meth:`prepare`, then :meth:`finish`."""
+        ready = self.prepare(raw, gain, defect_mask, read_s=read_s, total=total)
+        return self.finish(raw, ready.gain, ready.replacer, ready.timings, known_shifts_px=known_shifts_px,
+                           known_local=known_local)
+
+    def prepare(self, raw: list, gain, defect_mask, *, read_s: float, total: np.ndarray | None = None) -> DefectsFound:
+        """The checks and the defect mask (on the movie's sum), before any frame is transformed.
+
+        ``total``: the float32 sum of ``raw`` when the reader made it (else summed here; it is
         scaled in place)."""
         timings = {"read_s": read_s}
         gain = self.checked_gain(gain)
@@ -91,7 +110,7 @@ class MovieCorrection:
         total = sum_frames(raw) if total is None else total
         replacer = PixelReplacer(self.bad_mask(total, gain, defect_mask))
         timings["defects_s"] = time.perf_counter() - t
-        return self.finish(raw, gain, replacer, timings, known_shifts_px=known_shifts_px, known_local=known_local)
+        return DefectsFound(gain, replacer, timings)
 
     def finish(self, raw: list, gain, replacer: PixelReplacer, timings: dict, *, first_pass: list | None = None,
                known_shifts_px=None, known_local=None) -> MovieResult:

@@ -2,8 +2,10 @@
 
 Decoding a movie (LZW or zip TIFF pages, EER events) is mostly single-threaded and releases the
 GIL; the correction keeps both cores busy only in its transforms. :func:`correct_movie_files`
-therefore decodes movie k+1 in a background thread while movie k is corrected, loads and orients a
-gain file once for all movies that share it, and reports each movie's outcome in the order given.
+therefore decodes movie k+1 in a background thread while movie k is corrected, and prepares it
+there too (gain, checks, hot and dead pixels on its sum: :func:`~framewatch.core.correct.prepare_movie`),
+loads and orients a gain file once for all movies that share it, and reports each movie's outcome
+in the order given.
 A movie that cannot be read or corrected (a :class:`~framewatch.core.errors.FramewatchError` or an
 ``OSError``) gives an outcome with its error; the others go on.
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .correct import DecodedMovie, correct_decoded_movie, read_movie
+from .correct import DecodedMovie, PreparedMovie, correct_prepared_movie, prepare_movie, read_movie
 from .errors import FramewatchError
 from .gain import load_gain_for_movie
 from .result import MovieResult
@@ -44,8 +46,8 @@ class MovieJob:
 class MovieOutcome:
     """What came of one :class:`MovieJob`: ``result`` or ``error`` (the other is ``None``).
 
-    ``waited_s``: how long the correction waited for this movie's frames after the previous movie
-    was done (about 0 when reading ahead kept up; the whole read for the first movie)."""
+    ``waited_s``: how long the correction waited for this movie's frames (read and prepared) after
+    the previous movie was done (about 0 when reading ahead kept up; the whole read for the first movie)."""
 
     job: MovieJob
     result: MovieResult | None
@@ -70,8 +72,10 @@ class _GainCache:
         return self._arrays[key]
 
 
-def _read(job: MovieJob) -> DecodedMovie:
-    return read_movie(job.path, settings=job.settings, movie_dose_e_per_a2=job.movie_dose_e_per_a2)
+def _read(job: MovieJob, gains: _GainCache) -> PreparedMovie:
+    """Read and prepare one movie (in the reading thread; ``gains`` is used by that thread only)."""
+    movie = read_movie(job.path, settings=job.settings, movie_dose_e_per_a2=job.movie_dose_e_per_a2)
+    return prepare_movie(movie, gain=gains.for_movie(movie, job.gain), defects_path=job.defects_path)
 
 
 def correct_movie_files(jobs: Iterable[MovieJob], *, read_ahead: bool = True) -> Iterator[MovieOutcome]:
@@ -82,22 +86,21 @@ def correct_movie_files(jobs: Iterable[MovieJob], *, read_ahead: bool = True) ->
     jobs = list(jobs)
     gains = _GainCache()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="framewatch-read") as reader:
-        pending: Future | None = reader.submit(_read, jobs[0]) if jobs and read_ahead else None
+        pending: Future | None = reader.submit(_read, jobs[0], gains) if jobs and read_ahead else None
         for k, job in enumerate(jobs):
             t = time.perf_counter()
             try:
-                movie = pending.result() if pending is not None else _read(job)
+                movie = pending.result() if pending is not None else _read(job, gains)
             except (FramewatchError, OSError) as err:
                 movie, error = None, err
             else:
                 error = None
             waited_s = time.perf_counter() - t
-            pending = reader.submit(_read, jobs[k + 1]) if read_ahead and k + 1 < len(jobs) else None
+            pending = reader.submit(_read, jobs[k + 1], gains) if read_ahead and k + 1 < len(jobs) else None
             result = None
             if movie is not None:
                 try:
-                    result = correct_decoded_movie(movie, gain=gains.for_movie(movie, job.gain),
-                                                   defects_path=job.defects_path)
+                    result = correct_prepared_movie(movie)
                 except (FramewatchError, OSError) as err:
                     error = err
                 movie = None  # the frames go before the caller gets the result
