@@ -103,8 +103,10 @@ def sequence(movie: str, threads: int, pixel_a: float, dose: float, copies: int,
             now = time.perf_counter()
             times.append(now - start)
             waited.append(outcome.waited_s)
+            stages = outcome.result.timings_s  # the caller keeps its outcome until the next one, as the CLI does
             start = now
-    return {"per_movie_s": times, "waited_s": waited, "after_first_mean_s": sum(times[1:]) / max(1, len(times) - 1)}
+    return {"per_movie_s": times, "waited_s": waited, "after_first_mean_s": sum(times[1:]) / max(1, len(times) - 1),
+            "last_stages_s": stages}
 
 
 def warm_up(threads: int, patches=(0, 0)) -> None:

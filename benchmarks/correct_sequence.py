@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             per = " ".join(f"{t:.2f}" for t in r["per_movie_s"])
             print(f"{case.name:22} {floor:8.2f} {'yes' if ahead else 'no':>10} {per:>30} {r['after_first_mean_s']:9.2f} "
                   f"{r['after_first_mean_s'] / floor:6.2f} {r['peak_rss_bytes'] / movie_bytes:9.2f}", flush=True)
+            print("    stages of the last movie (s; read and defects ran ahead in the reading thread): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in r["last_stages_s"].items()), flush=True)
     return 0
 
 
