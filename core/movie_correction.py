@@ -135,11 +135,10 @@ class MovieCorrection:
         timings["sum_s"] = time.perf_counter() - t
         t = time.perf_counter()
         freq, frc = frc_curve(sums["even_spec"], sums["odd_spec"], self.shape)
-        images = {
-            key: irfft2(sums[key + "_spec"], self.shape, threads=self.threads)
-            for key in ("full", "even", "odd", "plain")
-            if sums.get(key + "_spec") is not None
-        }
+        keys = [key for key in ("full", "even", "odd", "plain") if sums.get(key + "_spec") is not None]
+        with frame_pool(self.threads, len(keys)) as pool:  # one image per thread
+            images = dict(zip(keys, pool.map(lambda key: irfft2(sums.pop(key + "_spec"), self.shape,
+                                                                threads=pool.threads_each), keys)))
         timings["inverse_fft_s"] = time.perf_counter() - t
         require_finite_images(images, path=self.path)
         timings["total_s"] = sum(v for k, v in timings.items() if k not in _NESTED_TIMINGS)
