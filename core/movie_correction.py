@@ -28,7 +28,6 @@ from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
 from .frame_arithmetic import apply_gain, sum_frames
-from .frame_pool import frame_pool
 from .frame_size import require_alignable_shape
 from .frc import frc_crossing_a, frc_curve
 from .global_align import GlobalAlignment, align_frames
@@ -136,9 +135,7 @@ class MovieCorrection:
         t = time.perf_counter()
         freq, frc = frc_curve(sums["even_spec"], sums["odd_spec"], self.shape)
         keys = [key for key in ("full", "even", "odd", "plain") if sums.get(key + "_spec") is not None]
-        with frame_pool(self.threads, len(keys)) as pool:  # one image per thread
-            images = dict(zip(keys, pool.map(lambda key: irfft2(sums.pop(key + "_spec"), self.shape,
-                                                                threads=pool.threads_each), keys)))
+        images = {key: irfft2(sums.pop(key + "_spec"), self.shape, threads=self.threads) for key in keys}
         timings["inverse_fft_s"] = time.perf_counter() - t
         require_finite_images(images, path=self.path)
         timings["total_s"] = sum(v for k, v in timings.items() if k not in _NESTED_TIMINGS)
@@ -193,9 +190,7 @@ class MovieCorrection:
                 del spectra
                 return alignment, self._warped_spectra(raw, corrected, alignment, local, timings), local
         t = time.perf_counter()  # the first pass's spectra are used: finish those transformed in part
-        with frame_pool(self.threads, n) as pool:
-            spectra = pool.map(lambda s: s.complete(threads=pool.threads_each) if isinstance(s, PartialSpectrum) else s,
-                               spectra)
+        spectra = [s.complete() if isinstance(s, PartialSpectrum) else s for s in spectra]
         timings["fft_s"] += time.perf_counter() - t
         return alignment, spectra, local
 
@@ -267,17 +262,15 @@ class MovieCorrection:
         see :meth:`finish`."""
         t = time.perf_counter()
 
-        def one(i: int, threads: int) -> tuple:
+        def one(i: int) -> tuple:
             done = first_pass[i] if first_pass is not None else None
             if done is None:
-                image = corrected(i)
-                done = self._partial_first_pass(image, threads) if keep_raw else self.first_pass_frame(image, threads=threads)
+                done = self._partial_first_pass(corrected(i)) if keep_raw else self.first_pass_frame(corrected(i))
             if not keep_raw:
                 raw[i] = None  # release the decoded frame
             return done
 
-        with frame_pool(self.threads, len(raw)) as pool:
-            done = pool.map(lambda i: one(i, pool.threads_each), range(len(raw)))
+        done = [one(i) for i in range(len(raw))]
         spectra, cropped = [d[0] for d in done], [d[1] for d in done]
         del done
         timings["fft_s"] = time.perf_counter() - t
@@ -286,20 +279,19 @@ class MovieCorrection:
         timings["align_s"] = time.perf_counter() - t
         return alignment, spectra, cropped
 
-    def first_pass_frame(self, image: np.ndarray, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """A corrected float32 frame -> its output-size spectrum and the Fourier-cropped alignment copy
-        (``threads``: the transform's, default the correction's)."""
-        spec = self._to_output(rfft2(image, threads=threads or self.threads))
+    def first_pass_frame(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A corrected float32 frame -> its output-size spectrum and the Fourier-cropped alignment copy."""
+        spec = self._to_output(rfft2(image, threads=self.threads))
         return spec, fourier_crop(spec, self.shape, self.align_shape)
 
-    def _partial_first_pass(self, image: np.ndarray, threads: int) -> tuple:
+    def _partial_first_pass(self, image: np.ndarray) -> tuple:
         """Like :meth:`first_pass_frame` when local motion may make the spectrum unnecessary: a
         :class:`~framewatch.core.partial_transform.PartialSpectrum` finished in the columns the
         alignment copy needs (movie-size output only; otherwise the full transform)."""
         head_kx = self.align_shape[1] // 2 + 1
         if self.cfg.fourier_bin != 1 or 2 * head_kx > self.shape[1] // 2 + 1:
-            return self.first_pass_frame(image, threads=threads)
-        partial = PartialSpectrum(image, head_kx=head_kx, threads=threads)
+            return self.first_pass_frame(image)
+        partial = PartialSpectrum(image, head_kx=head_kx, threads=self.threads)
         return partial, fourier_crop(partial.head, self.shape, self.align_shape)
 
     def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict) -> LocalMotion:
@@ -342,8 +334,7 @@ class MovieCorrection:
         return local
 
     def _warped_spectra(self, raw: list, corrected, alignment: GlobalAlignment, local, timings: dict) -> list:
-        """Every frame's spectrum after warping it by the local model (the second pass; frames in
-        parallel, one per thread). ``warp_s``, ``fft_again_s``: summed over the threads."""
+        """Every frame's spectrum after warping it by the local model (the second pass)."""
         n = len(raw)
         middle = alignment.shifts_px[n // 2]
         step = LOCAL_FIELD_GRID_PX
@@ -354,7 +345,7 @@ class MovieCorrection:
         gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
         seconds = np.zeros((n, 2))  # per frame: warp, transform
 
-        def one(i: int, threads: int) -> np.ndarray:
+        def one(i: int) -> np.ndarray:
             image = corrected(i)
             raw[i] = None
             w = time.perf_counter()
@@ -366,15 +357,14 @@ class MovieCorrection:
                     image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step
                 )
             f = time.perf_counter()
-            spectrum = self._to_output(rfft2(image, threads=threads))
+            spectrum = self._to_output(rfft2(image, threads=self.threads))
             seconds[i] = f - w, time.perf_counter() - f
             return spectrum
 
         t = time.perf_counter()
-        with frame_pool(self.threads, n) as pool:
-            spectra = pool.map(lambda i: one(i, pool.threads_each), range(n))
+        spectra = [one(i) for i in range(n)]
         timings["second_pass_s"] = time.perf_counter() - t
-        timings["warp_s"], timings["fft_again_s"] = (float(v) for v in seconds.sum(axis=0))  # thread-seconds
+        timings["warp_s"], timings["fft_again_s"] = (float(v) for v in seconds.sum(axis=0))
         return spectra
 
     def _to_output(self, spectrum: np.ndarray) -> np.ndarray:

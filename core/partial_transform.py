@@ -43,10 +43,9 @@ class PartialSpectrum:
         """The finished columns: a ``(ny, head_kx)`` view of the spectrum."""
         return self._data[:, : self._head_kx]
 
-    def complete(self, *, threads: int | None = None) -> np.ndarray:
-        """The full half spectrum (the remaining columns transformed in place on the first call, with
-        ``threads``, default those given at construction)."""
+    def complete(self) -> np.ndarray:
+        """The full half spectrum (the remaining columns transformed in place on the first call)."""
         if not self._complete:
-            _columns_in_place(self._data[:, self._head_kx :], threads=threads or self._threads)
+            _columns_in_place(self._data[:, self._head_kx :], threads=self._threads)
             self._complete = True
         return self._data
