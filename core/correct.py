@@ -20,6 +20,7 @@ import numpy as np
 from .defects import read_defect_file
 from .errors import MovieFormatError, SettingsError
 from .fourier import resolve_threads
+from .frame_pool import use_kernel_threads
 from .gain import load_gain_for_movie
 from .movie_correction import DefectsFound, MovieCorrection
 from .movie_decoding import decode_frames
@@ -102,15 +103,18 @@ class DecodedMovie:
 
 
 def read_movie(
-    path: str | Path, *, settings: CorrectionSettings, movie_dose_e_per_a2: float | None = None
+    path: str | Path, *, settings: CorrectionSettings, movie_dose_e_per_a2: float | None = None,
+    threads: int | None = None,
 ) -> DecodedMovie:
-    """Read and decode every frame of ``path`` (see :func:`correct_movie_file` for EER); a TIFF is
-    decoded by two readers at once (:mod:`framewatch.core.movie_decoding`)."""
+    """Read and decode every frame of ``path`` (see :func:`correct_movie_file` for EER); with two or
+    more ``threads`` (default: the settings'), a TIFF is decoded by two readers at once
+    (:mod:`framewatch.core.movie_decoding`)."""
     started = time.perf_counter()
     options = movie_reading_options(settings, movie_dose_e_per_a2)
+    threads = resolve_threads(settings.threads) if threads is None else threads
+    use_kernel_threads(threads)
     with open_movie(path, **options) as reader:
-        decoded = decode_frames(reader, open_again=lambda: open_movie(path, **options),
-                                threads=resolve_threads(settings.threads))
+        decoded = decode_frames(reader, open_again=lambda: open_movie(path, **options), threads=threads)
         shape = tuple(reader.shape)
         fraction_dose = getattr(reader, "dose_per_fraction_e_per_a2", None)
     if fraction_dose is not None:
@@ -133,10 +137,11 @@ def prepare_movie(
     *,
     gain: np.ndarray | str | Path | None = None,
     defects_path: str | Path | None = None,
+    threads: int | None = None,
 ) -> PreparedMovie:
     """Load the gain (``gain`` as in :func:`correct_movie_file`) and the defect file, check the
     movie and find its bad pixels (:mod:`framewatch.core.movie_sequence` does this while the
-    previous movie is corrected)."""
+    previous movie is corrected, with ``threads=1``; default: the settings')."""
     gain_arr = None
     if gain is not None:
         # a file is oriented by the settings; an array is already in movie orientation (the
@@ -149,7 +154,7 @@ def prepare_movie(
     defect_mask = read_defect_file(defects_path, movie.shape) if defects_path is not None else None
     engine = MovieCorrection(movie.settings, movie.shape, movie.path)
     return PreparedMovie(movie, engine, engine.prepare(movie.frames, gain_arr, defect_mask, read_s=movie.read_s,
-                                                       total=movie.total))
+                                                       total=movie.total, threads=threads))
 
 
 def correct_prepared_movie(prepared: PreparedMovie) -> MovieResult:

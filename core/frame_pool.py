@@ -19,13 +19,18 @@ from typing import TypeVar
 import numba
 import numpy as np
 
-__all__ = ["FramePool", "frame_pool", "sum_in_order"]
+__all__ = ["FramePool", "frame_pool", "sum_in_order", "use_kernel_threads"]
 
 T = TypeVar("T")
 
 
+def use_kernel_threads(threads: int) -> None:
+    """Numba kernels called from this thread use ``threads`` threads (at most numba's pool)."""
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
 def _one_numba_thread() -> None:
-    numba.set_num_threads(1)
+    use_kernel_threads(1)
 
 
 class FramePool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from .content_checks import check_gain_defects, check_movie_signal, check_value_magnitude, require_finite_images
@@ -28,6 +27,7 @@ from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
 from .frame_arithmetic import apply_gain, sum_frames
+from .frame_pool import use_kernel_threads
 from .frame_size import require_alignable_shape
 from .frc import frc_crossing_a, frc_curve
 from .global_align import GlobalAlignment, align_frames
@@ -76,7 +76,7 @@ class MovieCorrection:
         self.pixel_size_a = settings.pixel_size_a * fb
         self.path = movie_path if movie_path is not None else "movie"
         self.threads = resolve_threads(settings.threads)
-        numba.set_num_threads(max(1, min(self.threads, numba.config.NUMBA_NUM_THREADS)))
+        use_kernel_threads(self.threads)
         if settings.align_pixel_size_a is not None:
             bin_factor = max(1.0, settings.align_pixel_size_a / self.pixel_size_a)
         else:
@@ -97,11 +97,14 @@ class MovieCorrection:
         return self.finish(raw, ready.gain, ready.replacer, ready.timings, known_shifts_px=known_shifts_px,
                            known_local=known_local)
 
-    def prepare(self, raw: list, gain, defect_mask, *, read_s: float, total: np.ndarray | None = None) -> DefectsFound:
+    def prepare(self, raw: list, gain, defect_mask, *, read_s: float, total: np.ndarray | None = None,
+                threads: int | None = None) -> DefectsFound:
         """The checks and the defect mask (on the movie's sum), before any frame is transformed.
 
         ``total``: the float32 sum of ``raw`` when the reader made it (else summed here; it is
-        scaled in place)."""
+        scaled in place). ``threads``: for its kernels (default the correction's; 1 while another
+        movie is corrected, so the two do not oversubscribe the cores)."""
+        use_kernel_threads(threads or self.threads)
         timings = {"read_s": read_s}
         gain = self.checked_gain(gain)
         check_value_magnitude(raw, gain, path=self.path)
@@ -117,6 +120,7 @@ class MovieCorrection:
 
         ``first_pass``: per frame ``(spectrum, cropped)`` already computed with this ``replacer``
         and ``gain`` (streaming), or ``None`` for a frame to transform here; ``None``: all of them."""
+        use_kernel_threads(self.threads)
         n = len(raw)
         doses = accumulated_dose_e_per_a2(
             n, dose_per_frame_e_per_a2=self.cfg.dose_per_frame_e_per_a2, prior_dose_e_per_a2=self.cfg.prior_dose_e_per_a2

@@ -72,10 +72,11 @@ class _GainCache:
         return self._arrays[key]
 
 
-def _read(job: MovieJob, gains: _GainCache) -> PreparedMovie:
-    """Read and prepare one movie (in the reading thread; ``gains`` is used by that thread only)."""
-    movie = read_movie(job.path, settings=job.settings, movie_dose_e_per_a2=job.movie_dose_e_per_a2)
-    return prepare_movie(movie, gain=gains.for_movie(movie, job.gain), defects_path=job.defects_path)
+def _read(job: MovieJob, gains: _GainCache, *, threads: int | None = None) -> PreparedMovie:
+    """Read and prepare one movie (``gains`` is used by one thread only). ``threads=1`` in the reading
+    thread: one decoder and single-threaded kernels beside the correction, which has the cores."""
+    movie = read_movie(job.path, settings=job.settings, movie_dose_e_per_a2=job.movie_dose_e_per_a2, threads=threads)
+    return prepare_movie(movie, gain=gains.for_movie(movie, job.gain), defects_path=job.defects_path, threads=threads)
 
 
 def correct_movie_files(jobs: Iterable[MovieJob], *, read_ahead: bool = True) -> Iterator[MovieOutcome]:
@@ -96,7 +97,7 @@ def correct_movie_files(jobs: Iterable[MovieJob], *, read_ahead: bool = True) ->
             else:
                 error = None
             waited_s = time.perf_counter() - t
-            pending = reader.submit(_read, jobs[k + 1], gains) if read_ahead and k + 1 < len(jobs) else None
+            pending = reader.submit(_read, jobs[k + 1], gains, threads=1) if read_ahead and k + 1 < len(jobs) else None
             result = None
             if movie is not None:
                 try:
