@@ -27,7 +27,7 @@ from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
 from .frame_arithmetic import apply_gain, sum_frames
-from .frame_pool import use_kernel_threads
+from .frame_pool import frame_pool, use_kernel_threads
 from .frame_size import require_alignable_shape
 from .frc import frc_crossing_a, frc_curve
 from .global_align import GlobalAlignment, align_frames
@@ -314,10 +314,10 @@ class MovieCorrection:
                 return local_motion_off(f"--patches auto: {choice.reason}")
             patches = choice.patches
         shape = self.align_shape
-        registered = np.stack([
-            irfft2(shift_spectrum(spec, shape, *(-alignment.shifts_px[i] / self.bin_factor)), shape, threads=self.threads)
-            for i, spec in enumerate(cropped)
-        ])
+        with frame_pool(self.threads, len(cropped)) as pool:  # small transforms: one frame per thread
+            registered = np.stack(pool.map(lambda i: irfft2(
+                shift_spectrum(cropped[i], shape, *(-alignment.shifts_px[i] / self.bin_factor)), shape,
+                threads=pool.threads_each), range(len(cropped))))
         local = estimate_local_motion(
             registered,
             bin_factor=float(self.bin_factor),
