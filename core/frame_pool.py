@@ -11,7 +11,7 @@ Numba kernels called here must release the GIL (``nogil=True``) to run side by s
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
@@ -47,21 +47,6 @@ class FramePool:
         if self._executor is None:
             return [fn(item) for item in items]
         return list(self._executor.map(fn, items))
-
-    def imap(self, fn: Callable[[int], T], items: Iterable) -> Iterator[T]:
-        """Like :meth:`map`, but yields each result as soon as it and those before it are done
-        (at most ``workers`` items run ahead of the consumer)."""
-        items = list(items)
-        if self._executor is None:
-            for item in items:
-                yield fn(item)
-            return
-        pending = [self._executor.submit(fn, item) for item in items[: self.workers]]
-        for k in range(len(items)):
-            if k + self.workers < len(items):
-                pending.append(self._executor.submit(fn, items[k + self.workers]))
-            yield pending[k].result()
-            pending[k] = None
 
 
 @contextmanager

@@ -21,21 +21,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from .content_checks import check_gain_defects, check_movie_signal, check_value_magnitude, require_finite_images
+from .correction_report import correction_notes, drift_statistics
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels
 from .dose import accumulated_dose_e_per_a2, half_inverse_critical_exposure
-from .drift_stats import tilt_motion
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
 from .frame_arithmetic import apply_gain, sum_frames
 from .frame_pool import frame_pool, use_kernel_threads
 from .frame_size import require_alignable_shape
-from .frc import frc_crossing_a, frc_curve
+from .frc import frc_curve
 from .global_align import GlobalAlignment, align_frames
 from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
 from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
 from .partial_transform import PartialSpectrum
 from .resample import field_grid_shape, warp_image
-from .result import DriftStatistics, MovieResult
+from .result import MovieResult
 from .settings import CorrectionSettings
 from .weighted_sums import weighted_sums
 
@@ -151,13 +151,14 @@ class MovieCorrection:
             unweighted_sum=images.get("plain"),
             shifts_px=alignment.shifts_px,
             accumulated_dose_e_per_a2=doses,
-            statistics=self._statistics(alignment, local, doses, freq, frc),
+            statistics=drift_statistics(alignment, local, doses, freq, frc, pixel_size_a=px,
+                                        prior_dose_e_per_a2=self.cfg.prior_dose_e_per_a2),
             replaced_pixels=replacer.coordinates_xy,
             settings=self.cfg,
             timings_s=timings,
             frc_curve=np.column_stack([freq / px, frc]),
             local_motion=local,
-            notes=self._notes(alignment, local),
+            notes=correction_notes(self.input_notes, alignment, local, tolerance_px=self.cfg.tolerance_px),
         )
 
     def checked_gain(self, gain) -> np.ndarray | None:
@@ -197,45 +198,6 @@ class MovieCorrection:
         spectra = [s.complete() if isinstance(s, PartialSpectrum) else s for s in spectra]
         timings["fft_s"] += time.perf_counter() - t
         return alignment, spectra, local
-
-    def _statistics(self, alignment: GlobalAlignment, local, doses: np.ndarray, freq, frc) -> DriftStatistics:
-        both = tilt_motion(alignment.shifts_px, doses, prior_dose_e_per_a2=self.cfg.prior_dose_e_per_a2)
-        motion, relion = both.per_tilt, both.relion
-        px = self.pixel_size_a
-        return DriftStatistics(
-            total_motion_px=motion.total_px,
-            early_motion_px=motion.early_px,
-            late_motion_px=motion.late_px,
-            total_motion_a=motion.total_px * px,
-            early_motion_a=motion.early_px * px,
-            late_motion_a=motion.late_px * px,
-            max_frame_shift_px=motion.max_step_px,
-            alignment_residual_px=alignment.residual_px,
-            frc_0_5_a=frc_crossing_a(freq, frc, 0.5, pixel_size_a=px),
-            frc_0_25_a=frc_crossing_a(freq, frc, 0.25, pixel_size_a=px),
-            frc_0_143_a=frc_crossing_a(freq, frc, 0.143, pixel_size_a=px),
-            early_dose_cutoff_e_per_a2=both.per_tilt_cutoff_e_per_a2,
-            patch_residual_mean_px=None if local is None else local.residual_mean_px,
-            patch_residual_max_px=None if local is None else local.residual_max_px,
-            patches_rejected_fraction=None if local is None else local.rejected_fraction,
-            relion_early_motion_px=relion.early_px,
-            relion_late_motion_px=relion.late_px,
-            relion_early_motion_a=relion.early_px * px,
-            relion_late_motion_a=relion.late_px * px,
-            **(local.statistics() if local is not None else {"local_motion": "off (--patches 0 0)"}),
-        )
-
-    def _notes(self, alignment: GlobalAlignment, local) -> tuple[str, ...]:
-        notes = list(self.input_notes)
-        if not alignment.converged:
-            notes.append(f"alignment stopped after {alignment.iterations} iterations without reaching {self.cfg.tolerance_px} px")
-        if alignment.outlier_frames:
-            notes.append(f"outlier frames placed by their neighbours: {list(alignment.outlier_frames)}")
-        if local is not None and local.decision in ("declined", "off"):
-            notes.append(f"local_motion: {local.label}; whole-frame only")
-        elif local is not None and local.decision == "forced":
-            notes.append(f"local_motion: {local.label}")
-        return tuple(notes)
 
     def _global(self, spectra: list, shape: tuple[int, int], bin_factor: float, known_shifts_px) -> GlobalAlignment:
         cfg = self.cfg
