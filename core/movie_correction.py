@@ -3,15 +3,17 @@
 
 Steps: gain and value checks, defects (bad gain, the defect file, dead and hot pixels on the
 movie's sum), the first pass (gain, defect replacement and a forward transform per frame, a
-Fourier-cropped copy for alignment), whole-frame alignment, local motion when asked for (patches on
-the registered alignment copy, the evidence rule, the pooled fit; when applied, a second pass warps
-each decoded frame and transforms it again), dose-weighted full and half sums, inverse transforms,
-statistics.
+Fourier-cropped copy for alignment; with local motion asked for, only the transform's columns the
+copy needs, :mod:`framewatch.core.partial_transform`), whole-frame alignment, local motion when
+asked for (patches on the registered alignment copy, the evidence rule, the pooled fit; when
+applied, a second pass warps each decoded frame and transforms it again; when not, the first
+pass's transforms are finished), dose-weighted full and half sums in one pass over the frames
+(:mod:`framewatch.core.weighted_sums`), inverse transforms, statistics.
 
 Memory: the decoded frames are kept in their native dtype (uint8 counts are a quarter of float32)
 until hot pixels are known; each is then gain-corrected, transformed and released (kept when local
 motion may need the second pass), so the peak is about the native movie plus the float32-sized set
-of half spectra.
+of half spectra (the sums are written over the first three of them).
 """
 from __future__ import annotations
 
