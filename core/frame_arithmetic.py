@@ -43,10 +43,14 @@ def _kernel_input(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def apply_gain(raw: np.ndarray, gain: np.ndarray | None) -> np.ndarray:
-    """float32 ``(ny, nx)`` = ``raw * gain`` (or ``raw`` as float32 without a gain), a new array."""
+def apply_gain(raw: np.ndarray, gain: np.ndarray | None, *, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 ``(ny, nx)`` = ``raw * gain`` (or ``raw`` as float32 without a gain), a new array or
+    ``out`` (float32 C-contiguous ``(ny, nx)``, reused from frame to frame)."""
     raw = _kernel_input(raw)
-    out = np.empty(raw.shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(raw.shape, dtype=np.float32)
+    elif out.shape != raw.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {raw.shape}")
     if gain is None:
         _convert_kernel(raw, out)
         return out

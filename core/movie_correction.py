@@ -36,7 +36,7 @@ from .global_align import GlobalAlignment, align_frames
 from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
 from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
 from .partial_transform import PartialSpectrum
-from .resample import field_grid_shape, warp_image
+from .resample import bspline_prefilter, field_grid_shape, warp_image
 from .result import MovieResult
 from .settings import CorrectionSettings
 from .weighted_sums import weighted_sums
@@ -128,8 +128,8 @@ class MovieCorrection:
             n, dose_per_frame_e_per_a2=self.cfg.dose_per_frame_e_per_a2, prior_dose_e_per_a2=self.cfg.prior_dose_e_per_a2
         )
 
-        def corrected(i: int) -> np.ndarray:
-            image = apply_gain(raw[i], gain)
+        def corrected(i: int, out: np.ndarray | None = None) -> np.ndarray:
+            image = apply_gain(raw[i], gain, out=out)
             replacer.apply(image, i)
             return image
 
@@ -230,10 +230,13 @@ class MovieCorrection:
         see :meth:`finish`."""
         t = time.perf_counter()
 
+        scratch = np.empty(self.movie_shape, np.float32)  # each frame's corrected image, consumed by its transform
+
         def one(i: int) -> tuple:
             done = first_pass[i] if first_pass is not None else None
             if done is None:
-                done = self._partial_first_pass(corrected(i)) if keep_raw else self.first_pass_frame(corrected(i))
+                image = corrected(i, scratch)
+                done = self._partial_first_pass(image) if keep_raw else self.first_pass_frame(image)
             if not keep_raw:
                 raw[i] = None  # release the decoded frame
             return done
@@ -313,8 +316,10 @@ class MovieCorrection:
         gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
         seconds = np.zeros((n, 2))  # per frame: warp, transform
 
+        scratch = [np.empty(self.movie_shape, np.float32) for _ in range(3)]  # image, coefficients, warped
+
         def one(i: int) -> np.ndarray:
-            image = corrected(i)
+            image = corrected(i, scratch[0])
             raw[i] = None
             w = time.perf_counter()
             if local.model is not None:
@@ -322,7 +327,8 @@ class MovieCorrection:
                 # the model is in registered coordinates; this frame's pixel u + G_t shows point u
                 fdx, fdy = local.model.displacement(gx - gdx, gy - gdy, float(i))
                 image = warp_image(
-                    image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step
+                    image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step,
+                    out=scratch[2], coefficients=bspline_prefilter(image, out=scratch[1]),
                 )
             f = time.perf_counter()
             spectrum = self._to_output(rfft2(image, threads=self.threads))

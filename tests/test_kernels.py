@@ -115,6 +115,11 @@ def test_gain_kernel_matches_numpy():
     gain = RNG.uniform(0.5, 1.5, SHAPE).astype(np.float32)
     np.testing.assert_allclose(apply_gain(raw, gain), raw.astype(np.float32) * gain, rtol=1e-6)
     np.testing.assert_array_equal(apply_gain(raw, None), raw.astype(np.float32))
+    out = np.full(SHAPE, np.nan, np.float32)
+    assert apply_gain(raw, gain, out=out) is out
+    np.testing.assert_allclose(out, raw.astype(np.float32) * gain, rtol=1e-6)
+    with pytest.raises(ValueError, match="out must be"):
+        apply_gain(raw, gain, out=np.empty(SHAPE, np.float64))
     frames = [RNG.integers(0, 9, SHAPE).astype(np.uint16) for _ in range(3)]
     np.testing.assert_array_equal(sum_frames(frames), np.sum(frames, axis=0).astype(np.float32))
 
