@@ -36,17 +36,20 @@ class Candidate:
     backoff_until: float = 0.0
     complete_since: float | None = None  # when it was first found complete
     complete_key: tuple | None = None  # (stat, frames) it was found complete with
+    stream_tried: bool = False  # offered to a streaming job once (stream_dispatch.py)
 
 
 class MovieIntake:
     """Finds, watches, decides and queues movies (module docstring)."""
 
-    def __init__(self, *, journal, log, events, watcher, index, queue, run, config, metrics):
+    def __init__(self, *, journal, log, events, watcher, index, queue, run, config, metrics, streams=None):
         """``journal`` (state/journal.py), ``log`` (the drift log), ``events`` (the service's EventLog:
         ``movie_failed``, ``series_started``, ``series_name``), ``watcher`` (watcher.py), ``index``
         (series_grouping.SeriesIndex), ``queue`` (processing/scheduler.ReadyQueue), ``run``
         (state/run_context.RunContext), ``config`` (state/run_context.LiveConfig), ``metrics``
-        (``movie_seen()``)."""
+        (``movie_seen()``), ``streams`` (processing/stream_registry.StreamRegistry: ``following(path)``;
+        a followed movie's last frame is decoded by its job, not here, and it is never held back by a
+        full queue: it is in a worker already)."""
         self._journal = journal
         self._log = log
         self._events = events
@@ -56,6 +59,7 @@ class MovieIntake:
         self._run = run
         self._config = config
         self._metrics = metrics
+        self._streams = streams
         self._isolation = FileIsolation(log=log, fail_candidate=self._fail_candidate)
         self.cands: dict[str, Candidate] = {}
         self._final: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) of its done or failed version
@@ -226,6 +230,26 @@ class MovieIntake:
             self._final[path] = (st.st_size, st.st_mtime_ns)
             return None
 
+    # ------------------------------------------------------------------------------- streaming
+    def _following(self, path: str) -> bool:
+        return self._streams is not None and self._streams.following(path)
+
+    def stream_candidates(self) -> list[tuple[int, str, object, int]]:
+        """Watched movies with frames on disk that were never offered to a streaming job, oldest
+        first: ``(movie id, path, tilt info, frames on disk)``; each is offered once."""
+        out = []
+        for cand in self.cands.values():
+            probe = cand.obs.probe if cand.obs is not None else None
+            if cand.stream_tried or probe is None or probe.fmt == "other" or not (probe.n_frames or 0) >= 1:
+                continue
+            cand.stream_tried = True
+            try:
+                info = self._index.tilt_info(cand.path, mtime=cand.obs.stat_key[1] / 1e9)
+            except Exception:  # noqa: BLE001 - not followed; the normal path reports what is wrong
+                continue
+            out.append((info.acquisition_time, cand.row_id, cand.path, info, probe.n_frames))
+        return [entry[1:] for entry in sorted(out, key=lambda e: (e[0], e[2]))]
+
     # ------------------------------------------------------------------------------- readiness
     def evaluate(self, cand: Candidate, now: float):
         """Look at one watched movie; returns (cand, stat, decision, tilt info) when it is complete.
@@ -252,7 +276,7 @@ class MovieIntake:
             cand.obs = Observation(key, now)
         else:
             cand.obs.observe(key, now)
-        refresh_probe(path, cand.obs, now, root=self._index.root)
+        refresh_probe(path, cand.obs, now, root=self._index.root, decode_last=not self._following(cand.path))
         entry = self._index.entry_for(path)
         expected = entry[3].num_sub_frames if entry else None
         w = self._config.now.watch
@@ -300,7 +324,7 @@ class MovieIntake:
         if nf and len(keyed) + len(self._queue) > nf:
             keyed.reverse()
         for _, _, cand, st, d, info in keyed:
-            if self._queue.full():
+            if self._queue.full() and not self._following(cand.path):
                 cand.next_check = now + TICK_S
                 continue
             self._isolation.guarded(cand.path, "intake", self._make_ready, cand, st, d, now, info)
@@ -342,5 +366,5 @@ class MovieIntake:
             self._final[cand.path] = (st.st_size, st.st_mtime_ns)
             return
         self._journal.mark_ready(cand.row_id, ready_at=now)
-        self._queue.put(QueueItem(info.acquisition_time, cand.row_id, now, s["id"]))
+        self._queue.put(QueueItem(info.acquisition_time, cand.row_id, now, s["id"]), over_capacity=self._following(cand.path))
         self._busy_paths.add(cand.path)
