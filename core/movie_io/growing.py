@@ -76,7 +76,7 @@ class GrowingMovie:
                               eer_fraction_dose_e_per_a2=eer_fraction_dose_e_per_a2, eer_group_frames=eer_group_frames,
                               eer_upsampling=eer_upsampling, eer_total_dose_e_per_a2=eer_total_dose_e_per_a2)
         try:
-            self._file = open(self.path, "rb")
+            self._file = open(self.path, "rb", buffering=0)  # a buffer would serve stale bytes of a growing file
         except FileNotFoundError:
             raise MovieFormatError("movie file not found", path=self.path,
                                    fix="check the path and that the file was not moved") from None
