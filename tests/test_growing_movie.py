@@ -100,8 +100,11 @@ def test_frames_read_while_written_equal_open_movie_of_the_finished_file(tmp_pat
 
 
 @pytest.mark.parametrize("with_count", [True, False])
-@pytest.mark.parametrize("grouping", [dict(eer_group_frames=20), dict(eer_total_dose_e_per_a2=6.0, eer_fraction_dose_e_per_a2=0.7),
-                                      dict(eer_group_frames=RAW_PER_FRACTION, eer_upsampling=2)])
+@pytest.mark.parametrize("grouping", [
+    dict(eer_group_frames=20),
+    dict(eer_total_dose_e_per_a2=6.0, eer_fraction_dose_e_per_a2=0.7),
+    dict(eer_group_frames=RAW_PER_FRACTION, eer_upsampling=2),
+])
 def test_eer_fractions_equal_open_movie_for_either_grouping(tmp_path, with_count, grouping):
     # 96 raw frames in fractions of 20 (-> 5 fractions of 19/20) or by a dose target (-> 9 fractions of 10/11)
     data = eer_bytes(tmp_path, sim_frames(), with_count=with_count, seed=1)
