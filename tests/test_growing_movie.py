@@ -169,6 +169,18 @@ def test_a_file_replaced_by_a_rename_is_a_changed_movie(tmp_path, kind):
         movie.poll()
 
 
+def test_an_mrc_truncated_and_written_again_between_polls_is_found_at_the_end(tmp_path):
+    path, data, steps, n, movie = started(tmp_path, "mrc_nz_final", stop=6)
+    assert len(movie.poll()) == 2
+    os.truncate(path, 1024)  # and the writer starts again: the same size and header before the next poll
+    write_steps(path, steps[:1])
+    with open(path, "r+b") as f:
+        f.seek(len(data) - 1)
+        f.write(data[-1:])
+    with pytest.raises(MovieChangedError, match="frame 0 was rewritten after it was read"):
+        movie.rest(n)
+
+
 def test_a_deleted_file_is_a_changed_movie(tmp_path):
     path, _, _, _, movie = started(tmp_path, "mrc_nz_final", stop=5)
     movie.poll()

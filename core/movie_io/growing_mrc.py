@@ -5,7 +5,9 @@ A frame is readable when the header's ``nz`` counts it and its bytes are in the 
 (:func:`~framewatch.core.movie_io.mrc.probe_mrc`): SerialEM writes the final ``nz`` with the first
 frame; other writers raise ``nz`` after each frame. The header is read again at each poll (1 kB):
 its frame layout (size, mode, byte order, extended header) must not change and ``nz`` must not fall
-below the frames already returned.
+below the frames already returned. In :meth:`MrcFollower.rest` the first and last 64 bytes of
+every frame returned are read again and compared (a file truncated and written again between two
+polls, which keeps size and header, is caught there).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from .follower import Follower, changed
 from .mrc import check_frames_on_disk, probe_mrc, read_mrc_frame
 from .mrc_header import MRC_HEADER_BYTES, MrcLayout, mrc_layout
 
+_SAMPLE_BYTES = 64
+
 
 def _frame_layout(layout: MrcLayout) -> tuple:
     """Everything of a layout that places and decodes frames (not ``nz``, nor dmin/dmax/dmean)."""
@@ -33,6 +37,10 @@ class MrcFollower(Follower):
     """An MRC movie followed as it grows."""
 
     _layout: MrcLayout | None = None
+
+    def __init__(self, path, options) -> None:
+        super().__init__(path, options)
+        self._samples: list[bytes] = []  # of the frames returned (checked again in rest())
 
     def poll(self, f: BinaryIO, size: int) -> list[np.ndarray]:
         layout = self._header(f, size)
@@ -53,7 +61,17 @@ class MrcFollower(Follower):
             check_frames_on_disk(layout, size, self.path)
         except MovieFormatError as err:
             raise changed(self.path, err.what) from err
+        for index, sample in enumerate(self._samples):
+            if self._sample(f, index) != sample:
+                raise changed(self.path, f"frame {index} was rewritten after it was read")
         return self._read(f, nz)
+
+    def _sample(self, f: BinaryIO, index: int) -> bytes:
+        """The first and last ``_SAMPLE_BYTES`` of frame ``index`` (a file truncated and written again
+        between two polls keeps its size and header but not these)."""
+        start = self._layout.data_offset + index * self._layout.frame_bytes
+        n = min(_SAMPLE_BYTES, self._layout.frame_bytes)
+        return read_at(f, start, n) + read_at(f, start + self._layout.frame_bytes - n, n)
 
     def _header(self, f: BinaryIO, size: int) -> MrcLayout | None:
         """The header now, checked against the one frames were read with; ``None`` while it is not
@@ -95,5 +113,6 @@ class MrcFollower(Follower):
             if self.options.check_values:
                 check_finite(frame, index, self.path)
             frames.append(frame)
+            self._samples.append(self._sample(f, index))
             self.frames_returned = index + 1
         return frames
