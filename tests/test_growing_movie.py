@@ -16,7 +16,7 @@ from growing_writer import movie_bytes, mrc_steps, page_steps
 from sim_helpers import simulated
 
 from framewatch.core.decode_limits import DecodeLimits
-from framewatch.core.errors import DecodeLimitError, MovieChangedError, MovieFormatError
+from framewatch.core.errors import DecodeLimitError, MovieChangedError, MovieFormatError, SettingsError
 from framewatch.core.movie_io import GrowingMovie, open_movie
 
 N_FRAMES = 6
@@ -248,3 +248,8 @@ def test_decode_limits_and_bad_input_are_format_errors(tmp_path):
     with GrowingMovie(path) as movie:
         with pytest.raises(MovieFormatError, match="has 0 frames"):
             movie.rest(0)
+    with pytest.raises(TypeError, match="open_movie's keyword options"):
+        GrowingMovie(path, eer_grouping=3)
+    (tmp_path / "m.eer").write_bytes(b"")
+    with pytest.raises(SettingsError, match="upsampling 3"):
+        GrowingMovie(tmp_path / "m.eer", eer_upsampling=3)

@@ -28,29 +28,32 @@ read the finished file the ordinary way. The decode limits apply as in ``open_mo
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..decode_limits import DecodeLimits
-from ..errors import MovieChangedError, MovieFormatError
+from ..errors import MovieFormatError
 from .base import ReadOptions
+from .follower import Follower, changed
 from .growing_eer import EerFollower
 from .growing_mrc import MrcFollower
-from .growing_pages import Follower, TiffFollower
+from .growing_pages import TiffFollower
 from .registry import require_format
 
 __all__ = ["GrowingMovie"]
 
 _FOLLOWERS = {"mrc": MrcFollower, "tiff": TiffFollower, "eer": EerFollower}
-_FIX = "the movie was changed while it was read; read the finished file again"
 
 
 class GrowingMovie:
     """A movie file followed while it is written (see the module docstring).
 
-    The options are :func:`~framewatch.core.movie_io.open_movie`'s. Attributes: ``path``;
+    The keyword options are :func:`~framewatch.core.movie_io.open_movie`'s (``check_values``,
+    ``limits``, ``eer_group_frames``, ``eer_fraction_dose_e_per_a2``, ``eer_total_dose_e_per_a2``,
+    ``eer_upsampling``: the fields of :class:`~framewatch.core.movie_io.base.ReadOptions`). Attributes: ``path``;
     ``format`` (``"mrc"``, ``"tiff"``, ``"eer"``); ``shape`` ``(ny, nx)`` of a decoded frame, ``None``
     until the header or the first page is on disk; ``frames_returned`` (EER: fractions);
     ``raw_frames_read`` (EER raw frames decoded or parsed so far; other formats: ``frames_returned``);
@@ -58,23 +61,16 @@ class GrowingMovie:
     ``None``); ``size_bytes``, the file size at the last poll.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        *,
-        check_values: bool = True,
-        eer_fraction_dose_e_per_a2: float | None = None,
-        eer_group_frames: int | None = None,
-        eer_upsampling: int = 1,
-        eer_total_dose_e_per_a2: float | None = None,
-        limits: DecodeLimits | None = None,
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, **options) -> None:
         self.path = Path(path)
         fmt = require_format(self.path)
         self.format = fmt.name
-        options = ReadOptions(check_values=check_values, limits=DecodeLimits() if limits is None else limits,
-                              eer_fraction_dose_e_per_a2=eer_fraction_dose_e_per_a2, eer_group_frames=eer_group_frames,
-                              eer_upsampling=eer_upsampling, eer_total_dose_e_per_a2=eer_total_dose_e_per_a2)
+        try:  # open_movie's keyword options are the fields of ReadOptions
+            read_options = ReadOptions(**options)
+        except TypeError as err:
+            raise TypeError(f"GrowingMovie takes open_movie's keyword options: {err}") from None
+        if read_options.limits is None:
+            read_options = dataclasses.replace(read_options, limits=DecodeLimits())
         try:
             self._file = open(self.path, "rb", buffering=0)  # a buffer would serve stale bytes of a growing file
         except FileNotFoundError:
@@ -83,7 +79,11 @@ class GrowingMovie:
         stat = os.fstat(self._file.fileno())
         self._identity = (stat.st_dev, stat.st_ino)
         self.size_bytes = 0
-        self._follower: Follower = _FOLLOWERS[fmt.name](self.path, options)
+        try:
+            self._follower: Follower = _FOLLOWERS[fmt.name](self.path, read_options)
+        except BaseException:
+            self._file.close()
+            raise
         self._finished = False
 
     @property
@@ -138,12 +138,11 @@ class GrowingMovie:
         try:
             named = os.stat(self.path)
         except FileNotFoundError:
-            raise MovieChangedError("deleted or moved away while it was read", path=self.path, fix=_FIX) from None
+            raise changed(self.path, "deleted or moved away while it was read") from None
         if (named.st_dev, named.st_ino) != self._identity:
-            raise MovieChangedError("replaced by another file while it was read", path=self.path, fix=_FIX)
+            raise changed(self.path, "replaced by another file while it was read")
         size = os.fstat(self._file.fileno()).st_size
         if size < self.size_bytes:
-            raise MovieChangedError(f"truncated while it was read: {size} bytes, {self.size_bytes} before",
-                                    path=self.path, fix=_FIX)
+            raise changed(self.path, f"truncated while it was read: {size} bytes, {self.size_bytes} before")
         self.size_bytes = size
         return size

@@ -24,7 +24,7 @@ from .follower import Follower, changed
 from .tiff import check_page_format, decode_page, first_page_format
 from .tiff_ifd import IfdChain, TiffPage, walk_ifds
 
-__all__ = ["Follower", "PageChain", "TiffFollower", "pages_at"]
+__all__ = ["PageChain", "TiffFollower", "pages_at"]
 
 
 class PageChain:
