@@ -63,3 +63,9 @@ class StreamStalled(MovieChangedError):
     """A movie followed while it is written stopped growing for longer than the stall limit before
     its writer said it was complete. A :class:`MovieChangedError`, so a caller that falls back to
     reading the finished file on one does so here too."""
+
+
+class StreamSettingsChanged(FramewatchError):
+    """The final settings of a movie followed while it was written differ from those it was followed
+    with in what the frames already read depend on (frame geometry, alignment binning, gain
+    orientation, an EER movie's grouping): read the finished file again with the final settings."""

@@ -27,24 +27,35 @@ from typing import Protocol
 import numpy as np
 
 from .defects import read_defect_file
-from .errors import MovieFormatError, StreamCancelled, StreamStalled
+from .errors import MovieFormatError, StreamCancelled, StreamSettingsChanged, StreamStalled
 from .gain import load_gain_for_movie
 from .movie_io import GrowingMovie
 from .result import MovieResult
 from .settings import CorrectionSettings, GainOrientation, movie_reading_options
 from .streaming_correction import StreamingCorrection
 
-__all__ = ["DEFAULT_STALL_S", "StreamControl", "StreamedMovie", "stream_correct_file"]
+__all__ = ["DEFAULT_STALL_S", "StreamControl", "StreamEnd", "StreamedMovie", "stream_correct_file"]
 
 DEFAULT_STALL_S = 600.0
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """What the caller knows once the movie is complete: its frame count (MRC sections, TIFF pages,
+    EER raw frames) and, when they were only known then (e.g. from the mdoc line written after the
+    movie), the final ``settings`` and the dose of the whole movie (``None``: those given at the start)."""
+
+    n_frames: int
+    settings: CorrectionSettings | None = None
+    movie_dose_e_per_a2: float | None = None
 
 
 class StreamControl(Protocol):
     """What :func:`stream_correct_file` asks its caller between polls."""
 
-    def end(self) -> int | None:
+    def end(self) -> int | StreamEnd | None:
         """``None`` while the movie is still being written; then its final frame count (MRC
-        sections, TIFF pages, EER raw frames)."""
+        sections, TIFF pages, EER raw frames), or a :class:`StreamEnd` with the final settings."""
 
     def cancelled(self) -> bool:
         """True to stop the stream (:class:`~framewatch.core.errors.StreamCancelled` is raised)."""
@@ -91,6 +102,13 @@ class _Feed:
     def n_frames(self) -> int:
         return 0 if self.stream is None else self.stream.n_frames
 
+    def movie_settings(self, settings: CorrectionSettings) -> CorrectionSettings:
+        """``settings`` with an EER movie's dose per fraction (as ``read_movie`` gives them)."""
+        fraction_dose = self._movie.dose_per_fraction_e_per_a2
+        if fraction_dose is not None:
+            settings = dataclasses.replace(settings, dose_per_frame_e_per_a2=float(fraction_dose))
+        return settings
+
     def load_references(self) -> None:
         """Gain and defects, once, as soon as the movie's shape is known."""
         shape = self._movie.shape
@@ -105,11 +123,7 @@ class _Feed:
             return
         self.load_references()
         if self.stream is None:
-            settings = self._settings
-            fraction_dose = self._movie.dose_per_fraction_e_per_a2
-            if fraction_dose is not None:
-                settings = dataclasses.replace(settings, dose_per_frame_e_per_a2=float(fraction_dose))
-            self.stream = StreamingCorrection(settings, self._movie.shape, gain=self._gain,
+            self.stream = StreamingCorrection(self.movie_settings(self._settings), self._movie.shape, gain=self._gain,
                                               defect_mask=self._defect_mask, expected_mask=self._expected_mask,
                                               movie_path=self._movie.path)
         for frame in frames:
@@ -151,31 +165,41 @@ def stream_correct_file(
     as in :func:`~framewatch.core.correct.correct_movie_file`; ``expected_mask``: bool ``(ny, nx)``,
     the previous movie's ``final_mask`` (see :class:`StreamingCorrection`). ``stall_s``: raise
     :class:`~framewatch.core.errors.StreamStalled` when the file has not grown for that long while
-    ``end()`` is still ``None``.
+    ``end()`` is still ``None``. When ``end()`` gives final settings (:class:`StreamEnd`) that differ
+    from ``settings`` in what the frames read so far depend on, raises
+    :class:`~framewatch.core.errors.StreamSettingsChanged` (read the finished file with them instead).
     """
     started = time.perf_counter()
-    with GrowingMovie(path, **movie_reading_options(settings, movie_dose_e_per_a2)) as movie:
+    reading = movie_reading_options(settings, movie_dose_e_per_a2)
+    with GrowingMovie(path, **reading) as movie:
         feed = _Feed(movie, settings=settings, gain=gain, defects_path=defects_path, expected_mask=expected_mask)
         end = _follow(movie, feed, control, poll_s=poll_s, stall_s=stall_s)
         ended = time.perf_counter()
+        final = end if isinstance(end, StreamEnd) else StreamEnd(int(end))
+        final_settings = final.settings or settings
+        final_dose = final.movie_dose_e_per_a2 if final.settings is not None else movie_dose_e_per_a2
+        if movie.format == "eer" and movie_reading_options(final_settings, final_dose) != reading:
+            raise StreamSettingsChanged("the EER grouping of the final settings differs from the one it was followed with",
+                                        path=Path(path), fix="correct the finished file with the final settings")
         frames_before_end = feed.n_frames
-        feed.add(movie.rest(end))
+        feed.add(movie.rest(final.n_frames))
     if feed.stream is None:
         raise MovieFormatError("has zero frames", path=Path(path), fix="check the acquisition wrote the frames")
-    result = feed.stream.finish()
+    result = feed.stream.finish(settings=feed.movie_settings(final_settings))
     return StreamedMovie(result=result, frames_before_end=frames_before_end, streamed_s=ended - started,
                          finish_s=time.perf_counter() - ended, final_mask=feed.stream.final_mask)
 
 
-def _follow(movie: GrowingMovie, feed: _Feed, control: StreamControl, *, poll_s: float, stall_s: float) -> int:
-    """Poll until ``control.end()`` answers; returns the final frame count."""
+def _follow(movie: GrowingMovie, feed: _Feed, control: StreamControl, *, poll_s: float, stall_s: float
+            ) -> int | StreamEnd:
+    """Poll until ``control.end()`` answers; returns its answer."""
     last_size, last_growth = -1, time.monotonic()
     while True:
         if control.cancelled():
             raise StreamCancelled("the stream was cancelled before the movie was complete", path=movie.path)
         end = control.end()
         if end is not None:
-            return int(end)
+            return end
         feed.add(movie.poll())
         feed.load_references()
         now = time.monotonic()

@@ -23,10 +23,11 @@ file and frame size), so frames are rarely transformed twice (core/streaming_cor
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from framewatch.daemon.processing.stream_signals import StreamControl
-from framewatch.daemon.processing.worker import correct_complete, failure, oriented_gain, outcome
+from framewatch.daemon.processing.worker import correct_complete, failure, outcome
 from framewatch.daemon.state import faults
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
@@ -38,6 +39,7 @@ class _EndOfMovie:
 
     def __init__(self, control: StreamControl):
         self._control = control
+        self._seen = False
 
     def end(self):
         from framewatch.core.streamed_file import StreamEnd
@@ -45,6 +47,9 @@ class _EndOfMovie:
         job = self._control.end()
         if job is None:
             return None
+        if not self._seen:  # the movie is complete: from here it is read as a complete movie is
+            self._seen = True
+            faults.checkpoint("worker_reading", job.movie)
         return StreamEnd(n_frames=job.expected_frames, settings=job.settings,
                          movie_dose_e_per_a2=job.movie_dose_e_per_a2)
 
@@ -61,13 +66,12 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
     from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamSettingsChanged
     from framewatch.core.streamed_file import stream_correct_file
 
-    t0 = time.perf_counter()
     control = StreamControl(job.stream_dir, job.movie_id)
     camera = _camera(job)
     try:
         streamed = stream_correct_file(
             job.movie, settings=job.settings, control=_EndOfMovie(control),
-            gain=(lambda shape: oriented_gain(job.gain, job.settings.gain_orientation, shape, job.movie)) if job.gain else None,
+            gain=job.gain,  # a file: oriented by the settings once the frame size is known
             defects_path=job.defects, movie_dose_e_per_a2=job.movie_dose_e_per_a2,
             expected_mask=_masks.get(camera),
         )
@@ -77,7 +81,8 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
         final = control.end()
         if final is None:
             return CorrectionOutcome.stream_dropped(job, f"{type(err).__name__}: {err}", worker=_where())
-        return correct_complete(final)  # a fresh read of the finished file, as for any complete movie
+        # a fresh read of the finished file, as for any complete movie
+        return dataclasses.replace(correct_complete(final), fallback=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - reported as data, never kills the worker
         final = control.end()
         if final is None:
@@ -87,8 +92,9 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
     final = control.end()
     _masks.clear()
     _masks[camera] = streamed.final_mask
-    return outcome(final, streamed.result, n_raw_frames=final.expected_frames, started=t0,
-                   streamed_frames=streamed.frames_before_end)
+    # worker_s: the time after the movie was complete (what streaming leaves), not the exposure
+    return outcome(final, streamed.result, n_raw_frames=final.expected_frames,
+                   started=time.perf_counter() - streamed.finish_s, streamed_frames=streamed.frames_before_end)
 
 
 def _where() -> str:

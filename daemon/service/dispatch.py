@@ -132,7 +132,7 @@ class Dispatcher:
                 broken = broken or out.interrupted
                 self.streams.dropped(out)  # followed, never complete: intake still watches it
                 continue
-            self.streams.registry.returned(out.job.movie_id)
+            self.streams.returned(out)
             if out.interrupted:
                 broken = True
                 self._interrupted(out, now)

@@ -99,6 +99,14 @@ class StreamStarter:
         for mid in self.registry.open_streams():
             self.registry.cancel(mid, reason)
 
+    def returned(self, out: CorrectionOutcome) -> None:
+        """Any other outcome: the job is no longer a stream (if it was one); a stream that dropped
+        what it had streamed after its movie was complete says so (it read the finished file afresh)."""
+        self.registry.returned(out.job.movie_id)
+        if out.fallback is not None:
+            self._log.event("stream_dropped", movie=out.job.movie, reason=out.fallback,
+                            note="the movie was complete: it was corrected from the finished file")
+
     def dropped(self, out: CorrectionOutcome) -> None:
         """A job came back without a correction: nothing was appended; intake goes on with the movie."""
         mid = out.job.movie_id

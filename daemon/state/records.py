@@ -99,7 +99,9 @@ class CorrectionOutcome:
     streaming job that stopped before its movie was complete (cancelled, or the file was truncated or
     replaced while written): ``dropped`` with ``error`` the reason; nothing of it is appended and the
     movie goes on by the normal path. ``streamed_frames``: frames a streaming job had taken before the
-    movie was found complete (``None`` for a job on a complete movie)."""
+    movie was found complete (``None`` for a job on a complete movie). ``fallback``: why a streaming
+    job dropped what it had streamed after the movie was complete (the file was replaced or rewritten
+    meanwhile, the final settings changed the first pass): it then read the finished file afresh."""
 
     job: CorrectionJob
     dose_weighted_sum: Any = None
@@ -122,6 +124,7 @@ class CorrectionOutcome:
     interrupted: bool = False
     dropped: bool = False
     streamed_frames: int | None = None
+    fallback: str | None = None
 
     @classmethod
     def failed(cls, job: CorrectionJob, error: str, kind: str, *, retryable: bool, worker: str | None = None

@@ -99,8 +99,15 @@ def test_a_movie_rewritten_mid_stream_is_corrected_from_the_finished_file(tmp_pa
         first, final = _frames(8, seed=3), _frames(8, seed=4)
         write_tiff_frame_by_frame(path, first, 0.15, n_written=5)
         _wait_stream(d, path.name)
-        os.truncate(path, 0)
-        write_tiff_frame_by_frame(path, final, 0.05)
+        whole = tmp_path / "final.tif"
+        write_tiff_frame_by_frame(whole, final, 0.0)
+        data = whole.read_bytes()
+        with open(path, "r+b") as f:  # cut back to nothing, then written again in place, in pieces
+            f.truncate(0)
+            for k in range(4):
+                f.write(data[k * len(data) // 4: (k + 1) * len(data) // 4])
+                f.flush()
+                time.sleep(0.1)
         d.wait_event(lambda e: e["event"] == "tilt_corrected" and e["movie"].endswith(path.name), timeout=60)
         dropped = _events(d, "stream_dropped")
         assert len(dropped) == 1 and "MovieChangedError" in dropped[0]["reason"], dropped
@@ -115,7 +122,8 @@ def test_a_movie_rewritten_mid_stream_is_corrected_from_the_finished_file(tmp_pa
 
 def test_a_movie_replaced_by_rename_mid_stream_is_corrected_once(tmp_path):
     """An MRC half written, then another whole movie renamed over it (another inode): the stream
-    is dropped and the new file is corrected once."""
+    drops what it read (before the new file is found complete, or after: then it reads the finished
+    file afresh) and the new file is corrected once."""
     d = _no_mdoc_daemon(tmp_path)
     try:
         path = d.acq / "replaced_001.mrc"
@@ -126,7 +134,8 @@ def test_a_movie_replaced_by_rename_mid_stream_is_corrected_once(tmp_path):
         os.rename(tmp, path)
         d.wait_event(lambda e: e["event"] == "tilt_corrected" and e["movie"].endswith(path.name), timeout=60)
         time.sleep(1.0)  # nothing more comes of it
-        assert len(_events(d, "stream_dropped")) == 1
+        dropped = _events(d, "stream_dropped")
+        assert len(dropped) == 1 and "MovieChangedError" in dropped[0]["reason"], dropped
         assert len(_events(d, "tilt_corrected")) == 1 and _events(d, "movie_failed") == []
         series = _events(d, "tilt_corrected")[0]["series"]
         _assert_same(_stack(d, series)[0], _reference(path, 8))
