@@ -15,7 +15,9 @@
 
 The structure of a movie (MRC header and size, TIFF/EER page directory) is read by core's probes
 through the format registry (:func:`framewatch.core.movie_io.probe_file`); decoding the last TIFF
-page or EER raw frame, and the rules above, are the daemon's.
+page or EER raw frame, and the rules above, are the daemon's. A movie a streaming job follows is not
+decoded here (``decode_last=False``): the job decodes every frame once, and a page that does not
+decode fails there.
 
 A file whose size has been unchanged for ``settle_s`` but whose check still fails (empty, MRC
 shorter than its header says, TIFF page that does not decode, frame count different from the mdoc)
