@@ -234,21 +234,25 @@ class MovieIntake:
     def _following(self, path: str) -> bool:
         return self._streams is not None and self._streams.following(path)
 
-    def stream_candidates(self) -> list[tuple[int, str, object, int]]:
-        """Watched movies with frames on disk that were never offered to a streaming job, oldest
-        first: ``(movie id, path, tilt info, frames on disk)``; each is offered once."""
-        out = []
+    def stream_candidates(self, limit: int) -> list[tuple[int, str, object, int]]:
+        """At most ``limit`` watched movies with frames on disk that were never offered to a streaming
+        job, oldest acquisition first: ``(movie id, path, tilt info, frames on disk)``; each is
+        offered once (those returned are marked offered)."""
+        found = []
         for cand in self.cands.values():
             probe = cand.obs.probe if cand.obs is not None else None
             if cand.stream_tried or probe is None or probe.fmt == "other" or not (probe.n_frames or 0) >= 1:
                 continue
-            cand.stream_tried = True
             try:
                 info = self._index.tilt_info(cand.path, mtime=cand.obs.stat_key[1] / 1e9)
             except Exception:  # noqa: BLE001 - not followed; the normal path reports what is wrong
+                cand.stream_tried = True
                 continue
-            out.append((info.acquisition_time, cand.row_id, cand.path, info, probe.n_frames))
-        return [entry[1:] for entry in sorted(out, key=lambda e: (e[0], e[2]))]
+            found.append((info.acquisition_time, cand.path, cand, info, probe.n_frames))
+        found.sort(key=lambda e: (e[0], e[1]))
+        for entry in found[:limit]:
+            entry[2].stream_tried = True
+        return [(cand.row_id, path, info, n) for _, path, cand, info, n in found[:limit]]
 
     # ------------------------------------------------------------------------------- readiness
     def evaluate(self, cand: Candidate, now: float):

@@ -106,10 +106,16 @@ class Dispatcher:
 
     def _end_streams(self, gain_session) -> None:
         """Streamed movies found complete leave the queue at once: their job ends with the final
-        settings (it is in a worker already); streams of movies no longer watched are cancelled."""
-        for item in self._queue.items():
+        settings (it is in a worker already); streams of movies no longer watched are cancelled.
+        Complete movies of the same series acquired before a streamed one and still queued take their
+        place in the series first, so its correction waits for theirs (acquisition order)."""
+        queued = self._queue.items()
+        for item in queued:
             if not self.streams.registry.is_open(item.movie_id):
                 continue
+            for earlier in queued:
+                if earlier.series_id == item.series_id and earlier < item and earlier.movie_id in self._queue:
+                    self._number(earlier)
             self._queue.remove(item.movie_id)
             job = self._job(item.movie_id, gain_session)
             if job is None:

@@ -51,9 +51,11 @@ class StreamStarter:
         movie waits (complete movies always go first)."""
         if not self.enabled or len(self._queue) or not gain_session.ready():
             return
-        for mid, path, info, n_frames in self._intake.stream_candidates():
-            if not self._pool.has_room():
+        while self._pool.has_room():
+            offered = self._intake.stream_candidates(1)
+            if not offered:
                 return
+            mid, path, info, n_frames = offered[0]
             try:
                 job = self._provisional_job(mid, path, info, n_frames, gain_session)
             except FramewatchError:  # e.g. no pixel size: the normal path says so when the movie is complete

@@ -86,6 +86,19 @@ def _no_mdoc_daemon(tmp_path) -> DaemonProc:
     return d
 
 
+def _corrected_once(d: DaemonProc, path, n_frames: int = 8) -> None:
+    """``path`` is appended exactly once (one line, one ``done`` row, one section), and its section is
+    ``correct_movie_file`` of the finished file."""
+    d.wait_event(lambda e: e["event"] == "tilt_corrected" and e["movie"].endswith(path.name), timeout=60)
+    time.sleep(1.0)  # nothing more comes of it
+    tilts = _events(d, "tilt_corrected")
+    assert len(tilts) == 1 and _events(d, "movie_failed") == [], tilts
+    assert [r["state"] for r in read_journal(d.state) if r["path"] == str(path)] == ["done"]
+    stack = _stack(d, tilts[0]["series"])
+    assert stack.shape[0] == 1
+    _assert_same(stack[0], _reference(path, n_frames))
+
+
 def _wait_stream(d: DaemonProc, name: str, timeout: float = 30.0) -> None:
     d.wait_event(lambda e: e["event"] == "stream_started" and e["movie"].endswith(name), timeout=timeout)
 
@@ -108,13 +121,9 @@ def test_a_movie_rewritten_mid_stream_is_corrected_from_the_finished_file(tmp_pa
                 f.write(data[k * len(data) // 4: (k + 1) * len(data) // 4])
                 f.flush()
                 time.sleep(0.1)
-        d.wait_event(lambda e: e["event"] == "tilt_corrected" and e["movie"].endswith(path.name), timeout=60)
+        _corrected_once(d, path)
         dropped = _events(d, "stream_dropped")
         assert len(dropped) == 1 and "MovieChangedError" in dropped[0]["reason"], dropped
-        series = d.wait_event(lambda e: e["event"] == "tilt_corrected")["series"]
-        stack = _stack(d, series)
-        assert stack.shape[0] == 1
-        _assert_same(stack[0], _reference(path, 8))
         assert d.stop() == 0
     finally:
         d.cleanup()
@@ -132,13 +141,9 @@ def test_a_movie_replaced_by_rename_mid_stream_is_corrected_once(tmp_path):
         tmp = d.acq / ".incoming.tmp"
         write_mrc_frame_by_frame(tmp, _frames(8, seed=6), 0.0, pixel_size_a=1.5)
         os.rename(tmp, path)
-        d.wait_event(lambda e: e["event"] == "tilt_corrected" and e["movie"].endswith(path.name), timeout=60)
-        time.sleep(1.0)  # nothing more comes of it
+        _corrected_once(d, path)
         dropped = _events(d, "stream_dropped")
         assert len(dropped) == 1 and "MovieChangedError" in dropped[0]["reason"], dropped
-        assert len(_events(d, "tilt_corrected")) == 1 and _events(d, "movie_failed") == []
-        series = _events(d, "tilt_corrected")[0]["series"]
-        _assert_same(_stack(d, series)[0], _reference(path, 8))
         assert d.stop() == 0
     finally:
         d.cleanup()
@@ -184,15 +189,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_section_once(tmp_path):
             f.write(data[len(data) // 2:])
         d.start()
         d.wait_ready()
-        d.wait_event(lambda e: e["event"] == "tilt_corrected" and e["movie"].endswith(path.name), timeout=60)
-        time.sleep(1.0)
-        assert len(_events(d, "tilt_corrected")) == 1
-        rows = [r for r in read_journal(d.state) if r["path"] == str(path)]
-        assert [r["state"] for r in rows] == ["done"]
-        series = _events(d, "tilt_corrected")[0]["series"]
-        stack = _stack(d, series)
-        assert stack.shape[0] == 1
-        _assert_same(stack[0], _reference(path, 8))
+        _corrected_once(d, path)
         assert d.stop() == 0
     finally:
         d.cleanup()
