@@ -236,23 +236,24 @@ class MovieIntake:
 
     def stream_candidates(self, limit: int) -> list[tuple[int, str, object, int]]:
         """At most ``limit`` watched movies with frames on disk that were never offered to a streaming
-        job, oldest acquisition first: ``(movie id, path, tilt info, frames on disk)``; each is
-        offered once (those returned are marked offered)."""
+        job, oldest file first: ``(movie id, path, tilt info, frames on disk)``; each is offered once
+        (those returned, and those whose tilt info cannot be read, are marked offered)."""
         found = []
         for cand in self.cands.values():
             probe = cand.obs.probe if cand.obs is not None else None
-            if cand.stream_tried or probe is None or probe.fmt == "other" or not (probe.n_frames or 0) >= 1:
-                continue
+            if not cand.stream_tried and probe is not None and probe.fmt != "other" and (probe.n_frames or 0) >= 1:
+                found.append((cand.obs.stat_key[1], cand.path, cand, probe.n_frames))
+        out = []
+        for mtime_ns, path, cand, n_frames in sorted(found, key=lambda e: (e[0], e[1])):
+            if len(out) >= limit:
+                break
+            cand.stream_tried = True
             try:
-                info = self._index.tilt_info(cand.path, mtime=cand.obs.stat_key[1] / 1e9)
+                info = self._index.tilt_info(path, mtime=mtime_ns / 1e9)
             except Exception:  # noqa: BLE001 - not followed; the normal path reports what is wrong
-                cand.stream_tried = True
                 continue
-            found.append((info.acquisition_time, cand.path, cand, info, probe.n_frames))
-        found.sort(key=lambda e: (e[0], e[1]))
-        for entry in found[:limit]:
-            entry[2].stream_tried = True
-        return [(cand.row_id, path, info, n) for _, path, cand, info, n in found[:limit]]
+            out.append((cand.row_id, path, info, n_frames))
+        return out
 
     # ------------------------------------------------------------------------------- readiness
     def evaluate(self, cand: Candidate, now: float):

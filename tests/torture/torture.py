@@ -180,11 +180,11 @@ class Profile:
 PROFILES = {
     "short": Profile("short", n_series=2, tilts=10, size=256, frames=6, restarts=5, fault_repeats=1, half_written=1,
                      mdoc_junk=1, disk_full=1, kill_after_s=(2.2, 4.5), early_kill_s=(0.3, 1.6), early_fraction=0.2,
-                     mid_append_fraction=0.2, mid_stream_fraction=0.15, frame_interval_s=0.03, tilt_interval_s=0.15,
+                     mid_append_fraction=0.2, mid_stream_fraction=0.15, frame_interval_s=0.08, tilt_interval_s=0.15,
                      tmpfs_mb=96, final_timeout_s=90.0),
     "long": Profile("long", n_series=4, tilts=14, size=320, frames=8, restarts=22, fault_repeats=2, half_written=3,
                     mdoc_junk=2, disk_full=2, kill_after_s=(2.2, 5.0), early_kill_s=(0.3, 1.6), early_fraction=0.2,
-                    mid_append_fraction=0.25, mid_stream_fraction=0.2, frame_interval_s=0.04, tilt_interval_s=0.3,
+                    mid_append_fraction=0.25, mid_stream_fraction=0.2, frame_interval_s=0.08, tilt_interval_s=0.3,
                     tmpfs_mb=400, final_timeout_s=180.0,
                     workers=2),
 }
@@ -343,6 +343,9 @@ class Summary:
     interop_tables_checked: int = 0
     live_checks: int = 0
     live_races: int = 0
+    streams_started: int = 0
+    streams_dropped: int = 0
+    tilts_streamed: int = 0
     daemon_running_at_end: bool = False
     exit_code: int | None = None
     duration_s: float = 0.0
@@ -364,6 +367,8 @@ class Summary:
             f"{self.good_ok}/{self.good}",
             f"bad movies with exactly one failure record (journal + movie_failed) and their reason: {self.bad_ok}/{self.bad}",
             f"lost {self.lost}, duplicated {self.duplicated}, out of order {self.out_of_order}",
+            f"streaming: {self.streams_started} movies followed while written, {self.streams_dropped} streams dropped, "
+            f"{self.tilts_streamed} tilt_corrected lines of streamed movies",
             f"stacks passing mrcfile.validate: {self.stacks_checked} files; "
             f"live reader checks during the run: {self.live_checks} "
             f"(+ {self.live_races} reads that overlapped an append, not counted)",
@@ -919,6 +924,10 @@ class Torture:
                 bad_lines += 1
                 problems.append(f"drift log line {k + 1} is not JSON: {line[:120]!r}")
         tilt_lines = Counter(e["movie"] for e in events if e.get("event") == "tilt_corrected")
+        self.summary.streams_started = sum(e.get("event") == "stream_started" for e in events)
+        self.summary.streams_dropped = sum(e.get("event") == "stream_dropped" for e in events)
+        self.summary.tilts_streamed = sum(e.get("event") == "tilt_corrected" and e.get("streamed_frames") is not None
+                                          for e in events)
         failed_lines = defaultdict(list)
         for e in events:
             if e.get("event") == "movie_failed":
