@@ -94,6 +94,7 @@ class Dispatcher:
         try:
             return correction_job(row, opts=self._run.opts, gain_session=gain_session)
         except FramewatchError as err:
+            self._order.pop(mid, None)  # numbered early (before a streamed movie of its series)
             self._journal.mark_failed(mid, error=str(err))
             self._events.movie_failed(row, "settings", str(err))
             self._intake.finish(row)
