@@ -47,3 +47,25 @@ class DecodeLimitError(MovieFormatError):
 class MovieContentError(FramewatchError):
     """A movie's values cannot give a meaningful image (all zero, mostly negative, or so large that
     the sums overflow to NaN/Inf); retrying the same file gives the same answer."""
+
+
+class MovieChangedError(MovieFormatError):
+    """A movie file changed under a reader that follows it while it is written (truncated, replaced,
+    its header or page directory rewritten for frames already read, or its final frame count not the
+    one announced): what was read from it so far cannot be trusted; read the finished file again."""
+
+
+class StreamCancelled(FramewatchError):
+    """A streaming correction was cancelled by its caller before the movie was complete."""
+
+
+class StreamStalled(MovieChangedError):
+    """A movie followed while it is written stopped growing for longer than the stall limit before
+    its writer said it was complete. A :class:`MovieChangedError`, so a caller that falls back to
+    reading the finished file on one does so here too."""
+
+
+class StreamSettingsChanged(FramewatchError):
+    """The final settings of a movie followed while it was written differ from those it was followed
+    with in what the frames already read depend on (frame geometry, alignment binning, gain
+    orientation, an EER movie's grouping): read the finished file again with the final settings."""

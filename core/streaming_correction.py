@@ -30,7 +30,7 @@ import numpy as np
 
 from .content_checks import check_value_magnitude
 from .defects import PixelReplacer, bad_gain_mask
-from .errors import FramewatchError, MovieFormatError
+from .errors import FramewatchError, MovieFormatError, StreamSettingsChanged
 from .frame_arithmetic import add_frame, apply_gain
 from .movie_correction import MovieCorrection
 from .result import MovieResult
@@ -99,14 +99,21 @@ class StreamingCorrection:
         self._first_pass.append((spec, crop, len(self._masks) - 1))
         self._stream_s += time.perf_counter() - t
 
-    def finish(self) -> MovieResult:
-        """The corrected movie, from every frame added (the same as ``correct_movie`` of them)."""
+    def finish(self, *, settings: CorrectionSettings | None = None) -> MovieResult:
+        """The corrected movie, from every frame added (the same as ``correct_movie`` of them).
+
+        ``settings``: the final settings when they became known only now (an mdoc line written after
+        the movie: dose, prior dose, voltage, pixel size, hot-pixel threshold, local motion ...); the
+        result is then ``correct_movie`` of the frames with them. Raises
+        :class:`~framewatch.core.errors.StreamSettingsChanged` when they change what the frames were
+        transformed with (frame and alignment geometry, gain orientation)."""
         if not self._raw:
             raise MovieFormatError("has zero frames", path=self._path, fix="check the acquisition wrote the frames")
+        engine = self._final_engine(settings)
         timings = {"read_s": 0.0, "streamed_s": self._stream_s}
         t = time.perf_counter()
         check_value_magnitude(self._raw, self._gain, path=self._path)
-        final = self._engine.bad_mask(self._total.copy(), self._gain, self._defect_mask)
+        final = engine.bad_mask(self._total.copy(), self._gain, self._defect_mask)
         self.final_mask = final
         replacer = self._replacer if np.array_equal(final, self._masks[-1]) else PixelReplacer(final)
         same = [np.array_equal(final, mask) for mask in self._masks]
@@ -115,7 +122,24 @@ class StreamingCorrection:
         self._first_pass = []
         timings["defects_s"] = time.perf_counter() - t
         raw, self._raw = self._raw, []
-        return self._engine.finish(raw, self._gain, replacer, timings, first_pass=first_pass)
+        return engine.finish(raw, self._gain, replacer, timings, first_pass=first_pass)
+
+    def _final_engine(self, settings: CorrectionSettings | None) -> MovieCorrection:
+        """The pipeline to finish with: this one, or one with the final ``settings`` when the frames
+        transformed so far do not depend on what changed."""
+        if settings is None or settings == self._engine.cfg:
+            return self._engine
+        engine = MovieCorrection(settings, self._shape, self._path)
+        old = self._engine
+        if (settings.gain_orientation != old.cfg.gain_orientation
+                or (engine.shape, engine.align_shape) != (old.shape, old.align_shape)):
+            raise StreamSettingsChanged(
+                f"the final settings transform the frames differently (output {engine.shape}, alignment copy "
+                f"{engine.align_shape}, gain {settings.gain_orientation}) than the ones they were streamed with "
+                f"({old.shape}, {old.align_shape}, {old.cfg.gain_orientation})",
+                path=self._path, fix="correct the finished file with the final settings")
+        engine.input_notes = list(old.input_notes)  # what the gain check noticed
+        return engine
 
     def _refresh_mask(self) -> None:
         try:

@@ -3,7 +3,9 @@
 A movie is ``(n_frames, ny, nx)``, C order, x the fast axis. :func:`open_movie` returns a
 :class:`MovieReader` that decodes one frame per call, so a reader never holds more than one frame
 (plus the decoder's own page buffer) in memory. :func:`probe_file` tells how far a movie file is
-written (a :class:`FileProgress`) from its structure alone, for a file still being written.
+written (a :class:`FileProgress`) from its structure alone, for a file still being written;
+:class:`GrowingMovie` (:mod:`~framewatch.core.movie_io.growing`) follows such a file and decodes
+each frame as soon as it is on disk.
 
 Formats, chosen by suffix through the table in :mod:`~framewatch.core.movie_io.registry`:
 
@@ -35,13 +37,16 @@ the file, what is wrong and what to do.
 
 The modules import each other without a cycle: ``base``/``file_progress`` at the bottom, then
 ``mrc_header``, ``tiff_ifd``, ``eer_decode``, ``eer_grouping``, then ``mrc``, ``tiff``, ``eer``,
-then ``registry``, then ``write``; none imports this package.
+then ``registry``, then ``write``; the growing-file reader ``growing`` sits on top of ``registry``
+with its per-format parts (``follower``, then ``growing_mrc``, ``growing_pages``, then
+``growing_eer``); none imports this package.
 """
 from __future__ import annotations
 
 from .base import MovieReader, ReadOptions, tiff_pages
 from .eer import EER_SUFFIXES
 from .file_progress import FileProgress
+from .growing import GrowingMovie
 from .mrc import unpack_4bit
 from .mrc_header import (
     IMOD_FLAG_4BIT_BYTES,
@@ -62,6 +67,7 @@ __all__ = [
     "EER_SUFFIXES",
     "FORMATS",
     "FileProgress",
+    "GrowingMovie",
     "IMOD_FLAG_4BIT_BYTES",
     "IMOD_FLAG_SIGNED_BYTES",
     "IMOD_STAMP",

@@ -78,12 +78,8 @@ class MovieReader:
         if not 0 <= index < self.n_frames:
             raise IndexError(f"{self.path}: frame {index} out of range (the movie has {self.n_frames} frames)")
         frame = self._read_raw(index)
-        if self._check_values and frame.dtype.kind == "f" and not _all_finite(frame):
-            raise MovieFormatError(
-                f"frame {index} contains NaN or Inf values",
-                path=self.path,
-                fix="the file is damaged or was written with invalid values; re-export or exclude the movie",
-            )
+        if self._check_values:
+            check_finite(frame, index, self.path)
         return frame
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -109,6 +105,16 @@ class MovieReader:
         return (
             f"{type(self).__name__}({str(self.path)!r}, n_frames={self.n_frames}, shape={self.shape}, "
             f"dtype={self.dtype}, pixel_size_a={self.pixel_size_a})"
+        )
+
+
+def check_finite(frame: np.ndarray, index: int, path: Path) -> None:
+    """Raise :class:`MovieFormatError` when the float frame ``index`` holds NaN or Inf."""
+    if frame.dtype.kind == "f" and not _all_finite(frame):
+        raise MovieFormatError(
+            f"frame {index} contains NaN or Inf values",
+            path=path,
+            fix="the file is damaged or was written with invalid values; re-export or exclude the movie",
         )
 
 

@@ -202,7 +202,6 @@ class EerReader(MovieReader):
                 fix="wait until the file is written completely, or re-copy it",
             )
         self._strip_offsets = offsets
-        self._frame_bytes = np.array([sum(c) for c in counts], dtype=np.int64)
         self._strip_counts = counts
         self.n_raw_frames = len(pages)
         self.sensor_shape = shape
@@ -210,29 +209,7 @@ class EerReader(MovieReader):
 
     def _read_bytes(self, first: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Strip bytes of raw frames ``first:stop`` in one padded buffer: (buf, starts, sizes)."""
-        sizes = self._frame_bytes[first:stop]
-        starts = np.zeros(sizes.size, dtype=np.int64)
-        if sizes.size > 1:
-            np.cumsum(sizes[:-1], out=starts[1:])
-        total = int(sizes.sum())
-        buf = np.empty(total + PAD_BYTES, dtype=np.uint8)
-        buf[total:] = 0
-        view = memoryview(buf)
-        for k, raw in enumerate(range(first, stop)):
-            at = int(starts[k])
-            for offset, count in zip(self._strip_offsets[raw], self._strip_counts[raw]):
-                done = 0
-                while done < count:
-                    got = os.preadv(self._fd, [view[at + done: at + count]], offset + done)
-                    if got <= 0:
-                        raise MovieFormatError(
-                            f"truncated: EER raw frame {raw} has {done} of {count} bytes",
-                            path=self.path,
-                            fix="the file shrank while being read; re-copy it",
-                        )
-                    done += got
-                at += count
-        return buf, starts, sizes
+        return read_strip_bytes(self._fd, self._strip_offsets, self._strip_counts, first, stop, self.path)
 
     def read_raw_bytes(self, first: int, stop: int) -> int:
         """Read (and discard) the strip bytes of raw frames ``first:stop``; returns the byte count.
@@ -245,20 +222,68 @@ class EerReader(MovieReader):
     def _read_raw(self, index: int) -> np.ndarray:
         first, stop = self.grouping.boundaries[index], self.grouping.boundaries[index + 1]
         buf, starts, sizes = self._read_bytes(first, stop)
-        out = np.zeros(self.shape, dtype=self.dtype)
-        status = decode_into(buf, starts, sizes, shape=self.sensor_shape, coding=self.coding,
-                              upsampling=self.upsampling, out=out)
-        error = first_error(status)
-        if error is not None:
-            raise MovieFormatError(
-                f"EER raw frame {first + error[0]} is corrupt: {error_text(error[1])}",
-                path=self.path,
-                fix="the file is damaged or incomplete; re-copy it or exclude the movie",
-            )
-        return out
+        return decode_raw_frames(buf, starts, sizes, first=first, sensor_shape=self.sensor_shape, coding=self.coding,
+                                 upsampling=self.upsampling, dtype=self.dtype, path=self.path)
 
     def _close(self) -> None:
         os.close(self._fd)
+
+
+def read_strip_bytes(fd: int, strip_offsets, strip_counts, first: int, stop: int,
+                     path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Strip bytes of raw frames ``first:stop`` (``strip_offsets[i]``/``strip_counts[i]``: raw frame
+    ``i``'s strips) read from ``fd`` into one buffer padded by ``PAD_BYTES`` zeros: (buf, starts, sizes)."""
+    sizes = np.array([sum(strip_counts[raw]) for raw in range(first, stop)], dtype=np.int64)
+    starts = np.zeros(sizes.size, dtype=np.int64)
+    if sizes.size > 1:
+        np.cumsum(sizes[:-1], out=starts[1:])
+    total = int(sizes.sum())
+    buf = np.empty(total + PAD_BYTES, dtype=np.uint8)
+    buf[total:] = 0
+    view = memoryview(buf)
+    for k, raw in enumerate(range(first, stop)):
+        at = int(starts[k])
+        for offset, count in zip(strip_offsets[raw], strip_counts[raw]):
+            done = 0
+            while done < count:
+                got = os.preadv(fd, [view[at + done: at + count]], offset + done)
+                if got <= 0:
+                    raise MovieFormatError(
+                        f"truncated: EER raw frame {raw} has {done} of {count} bytes",
+                        path=path,
+                        fix="the file shrank while being read; re-copy it",
+                    )
+                done += got
+            at += count
+    return buf, starts, sizes
+
+
+def decode_raw_frames(buf, starts, sizes, *, first: int, sensor_shape: tuple[int, int], coding: EerCoding,
+                      upsampling: int, dtype: np.dtype, path: Path) -> np.ndarray:
+    """The sum of the raw frames in ``buf`` (from :func:`read_strip_bytes`; the first is raw frame
+    ``first``): ``(ny * upsampling, nx * upsampling)`` of ``dtype``; a corrupt stream is a MovieFormatError."""
+    out = np.zeros((sensor_shape[0] * upsampling, sensor_shape[1] * upsampling), dtype=dtype)
+    status = decode_into(buf, starts, sizes, shape=sensor_shape, coding=coding, upsampling=upsampling, out=out)
+    raise_for_status(status, first, path)
+    return out
+
+
+def raise_for_status(status: np.ndarray, first: int, path: Path) -> None:
+    """A :class:`MovieFormatError` naming the first corrupt raw frame (``status`` from the decoder;
+    its entry 0 is raw frame ``first``)."""
+    error = first_error(status)
+    if error is not None:
+        raise MovieFormatError(
+            f"EER raw frame {first + error[0]} is corrupt: {error_text(error[1])}",
+            path=path,
+            fix="the file is damaged or incomplete; re-copy it or exclude the movie",
+        )
+
+
+def header_frame_count_xml(xml: bytes | None) -> int | None:
+    """``numberOfFrames`` of the raw EER metadata XML (tag 65001), or ``None``."""
+    found = _NUMBER_OF_FRAMES.search(xml) if xml else None
+    return _header_frame_count(found.group(1).strip() if found else None)
 
 
 def _header_frame_count(value) -> int | None:
@@ -301,10 +326,7 @@ def probe_eer(source: ProbeSource, *, frames_expected: int | None = None) -> Fil
             return incomplete("empty file", frames_expected=frames_expected)
         chain = walk_ifds(f, size, extra_tags=(TAG_EER_METADATA,))
     pages = chain.pages
-    header_n = None
-    if pages and TAG_EER_METADATA in pages[0].extra:
-        found = _NUMBER_OF_FRAMES.search(pages[0].extra[TAG_EER_METADATA])
-        header_n = _header_frame_count(found.group(1).strip() if found else None)
+    header_n = header_frame_count_xml(pages[0].extra.get(TAG_EER_METADATA)) if pages else None
     if pages and pages[0].compression == TIFF_NO_COMPRESSION:
         pages = pages[1:]
     stop = chain.stop_reason

@@ -211,6 +211,34 @@ def _scatter_blocks(keys, dests, offsets, counts, block_pixels, n_pixels, out): 
 
 def decode_into(buf, starts, sizes, *, shape, coding: EerCoding, upsampling: int, out: np.ndarray) -> np.ndarray:
     """Decode the raw frames held in ``buf`` and add them into ``out``; returns per-frame status codes."""
+    events = parse_events(buf, starts, sizes, shape=shape, coding=coding, upsampling=upsampling, n_pixels_out=out.size)
+    scatter_events(events, shape=shape, upsampling=upsampling, out=out)
+    return events.status
+
+
+@dataclass(frozen=True)
+class EerEvents:
+    """The parsed events of some raw frames: raw frame ``f``'s are ``keys[offsets[f]:offsets[f] + counts[f]]``
+    (sensor pixel indices, ascending) with their output indices ``dests`` (``keys`` itself at 4K);
+    ``status[f]``: 0 ok, else an error code (:func:`error_text`)."""
+
+    keys: np.ndarray
+    dests: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    status: np.ndarray
+
+    def frame(self, f: int) -> "EerEvents":
+        """Raw frame ``f``'s events alone, in arrays of their own size (a compact copy)."""
+        first, stop = int(self.offsets[f]), int(self.offsets[f] + self.counts[f])
+        keys = self.keys[first:stop].copy()
+        dests = keys if self.dests is self.keys else self.dests[first:stop].copy()
+        return EerEvents(keys, dests, np.zeros(1, np.int64), self.counts[f:f + 1].copy(), self.status[f:f + 1].copy())
+
+
+def parse_events(buf, starts, sizes, *, shape, coding: EerCoding, upsampling: int, n_pixels_out: int) -> EerEvents:
+    """Parse the raw frames held in ``buf`` (``buf[starts[f]:starts[f] + sizes[f]]``, padded by
+    ``PAD_BYTES`` zeros) into their events (the first pass of :func:`decode_into`)."""
     ny, nx = shape
     n = starts.shape[0]
     capacity = sizes * 8 // coding.code_bits + 1
@@ -218,16 +246,33 @@ def decode_into(buf, starts, sizes, *, shape, coding: EerCoding, upsampling: int
     if n > 1:
         np.cumsum(capacity[:-1], out=offsets[1:])
     total = int(capacity.sum())
-    index_type = np.int32 if out.size < 2**31 else np.int64
+    index_type = np.int32 if n_pixels_out < 2**31 else np.int64
     keys = np.empty(total, dtype=index_type)
     dests = keys if upsampling == 1 else np.empty(total, dtype=index_type)
     counts = np.zeros(n, dtype=np.int64)
     status = np.zeros(n, dtype=np.int64)
     _parse_frames(buf, starts, sizes, offsets, nx, ny, coding.skip_bits, coding.horz_bits, coding.vert_bits,
                   coding.overflow_takes_full_code, upsampling, keys, dests, counts, status)
+    return EerEvents(keys, dests, offsets, counts, status)
+
+
+def scatter_events(events: EerEvents, *, shape, upsampling: int, out: np.ndarray) -> None:
+    """Add the parsed ``events`` into ``out`` ``(ny * upsampling, nx * upsampling)`` (the second pass)."""
+    ny, nx = shape
     rows = max(1, _SCATTER_BLOCK_BYTES // (nx * upsampling * upsampling * out.itemsize))
-    _scatter_blocks(keys, dests, offsets, counts, rows * nx, nx * ny, out.reshape(-1))
-    return status
+    _scatter_blocks(events.keys, events.dests, events.offsets, events.counts, rows * nx, nx * ny, out.reshape(-1))
+
+
+def join_events(parts: list[EerEvents]) -> EerEvents:
+    """The events of several raw frames (each an :meth:`EerEvents.frame`) as one :class:`EerEvents`."""
+    counts = np.concatenate([p.counts for p in parts])
+    offsets = np.zeros(counts.size, dtype=np.int64)
+    if counts.size > 1:
+        np.cumsum(counts[:-1], out=offsets[1:])
+    keys = np.concatenate([p.keys for p in parts])
+    same = all(p.dests is p.keys for p in parts)
+    dests = keys if same else np.concatenate([p.dests for p in parts])
+    return EerEvents(keys, dests, offsets, counts, np.concatenate([p.status for p in parts]))
 
 
 _SCATTER_BLOCK_BYTES = 1 << 18

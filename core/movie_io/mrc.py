@@ -89,12 +89,9 @@ class MrcReader(MovieReader):
         # decoded pixels are the stored dtype (4-bit packed: uint8 each); the file must hold them all (below)
         check_decoded_size(path=path, frame_shape=(header.ny, layout.width), n_frames=header.nz,
                            itemsize=layout.stored_dtype.itemsize, limits=self._limits)
-        _check_frames_on_disk(layout, file_bytes, path)
+        check_frames_on_disk(layout, file_bytes, path)
         self._header = header
-        self._stored_dtype = layout.stored_dtype
-        self._frame_bytes = layout.frame_bytes
-        self._row_bytes = layout.row_bytes
-        self._data_offset = layout.data_offset
+        self._layout = layout
         self.packed_4bit = layout.packed_4bit
         self.extended_header_type = header.exttyp or None
         self.labels = header.labels
@@ -104,29 +101,34 @@ class MrcReader(MovieReader):
         self.pixel_size_a = header.pixel_size_a
 
     def _read_raw(self, index: int) -> np.ndarray:
-        if self.packed_4bit is None:
-            frame = np.empty(self.shape, dtype=self._stored_dtype)
-        else:
-            frame = np.empty((self.shape[0], self._row_bytes), dtype=np.uint8)
-        got = os.preadv(self._file.fileno(), [memoryview(frame).cast("B")],
-                        self._data_offset + index * self._frame_bytes)
-        if got != self._frame_bytes:
-            raise MovieFormatError(
-                f"truncated: frame {index} has {got} of {self._frame_bytes} bytes",
-                path=self.path,
-                fix="the file shrank while being read; re-copy it",
-            )
-        if self.packed_4bit is not None:
-            return unpack_4bit(frame, self.shape[1])
-        if not self._stored_dtype.isnative:
-            frame = frame.astype(self.dtype)
-        return frame
+        return read_mrc_frame(self._file.fileno(), self._layout, index, self.path)
 
     def _close(self) -> None:
         self._file.close()
 
 
-def _check_frames_on_disk(layout: MrcLayout, file_bytes: int, path: Path) -> None:
+def read_mrc_frame(fd: int, layout: MrcLayout, index: int, path: Path) -> np.ndarray:
+    """Frame ``index`` of the MRC file open as ``fd``: ``(ny, width)`` native dtype, C-contiguous
+    (one ``pread``; 4-bit pixels unpacked to uint8)."""
+    if layout.packed_4bit is None:
+        frame = np.empty((layout.header.ny, layout.width), dtype=layout.stored_dtype)
+    else:
+        frame = np.empty((layout.header.ny, layout.row_bytes), dtype=np.uint8)
+    got = os.preadv(fd, [memoryview(frame).cast("B")], layout.data_offset + index * layout.frame_bytes)
+    if got != layout.frame_bytes:
+        raise MovieFormatError(
+            f"truncated: frame {index} has {got} of {layout.frame_bytes} bytes",
+            path=path,
+            fix="the file shrank while being read; re-copy it",
+        )
+    if layout.packed_4bit is not None:
+        return unpack_4bit(frame, layout.width)
+    if not layout.stored_dtype.isnative:
+        frame = frame.astype(layout.stored_dtype.newbyteorder("="))
+    return frame
+
+
+def check_frames_on_disk(layout: MrcLayout, file_bytes: int, path: Path) -> None:
     """The file holds the header's ``nz`` whole frames (a partial frame after them is tolerated)."""
     header = layout.header
     expected = layout.expected_bytes

@@ -62,26 +62,9 @@ class TiffReader(MovieReader):
         if not pages:
             raise MovieFormatError("has zero frames (no TIFF pages)", path=path, fix="re-acquire or re-export the movie")
         first = pages[0]
-        shape, dtype = tuple(first.shape), np.dtype(first.dtype)
-        if len(shape) != 2:
-            raise MovieFormatError(
-                f"TIFF page 0 has shape {shape}, not a single-channel 2-D frame",
-                path=path,
-                fix="movies must be grey-scale, one page per frame",
-            )
-        if dtype.name not in TIFF_DTYPES:
-            raise MovieFormatError(
-                f"TIFF pixel type {dtype.name} is not supported",
-                path=path,
-                fix=f"use one of {', '.join(sorted(TIFF_DTYPES))}",
-            )
+        shape, dtype = first_page_format(first, path)
         for index, page in enumerate(pages[1:], start=1):
-            if tuple(page.shape) != shape or np.dtype(page.dtype) != dtype:
-                raise MovieFormatError(
-                    f"TIFF page {index} is {tuple(page.shape)} {page.dtype}, page 0 is {shape} {dtype}",
-                    path=path,
-                    fix="every page of a movie must have the same size and pixel type",
-                )
+            check_page_format(page, index, shape, dtype, path)
         check_decoded_size(path=path, frame_shape=shape, n_frames=len(pages), itemsize=dtype.itemsize,
                            limits=self._limits)
         check_tiff_storage(path=path, page_decoded_bytes=[int(np.prod(shape)) * dtype.itemsize] * len(pages),
@@ -94,25 +77,58 @@ class TiffReader(MovieReader):
         self.pixel_size_a = _tiff_pixel_size_a(first)
 
     def _read_raw(self, index: int) -> np.ndarray:
-        try:
-            page = self._pages[index].asarray()
-        except Exception as err:
-            raise MovieFormatError(
-                f"TIFF page {index} cannot be decoded ({type(err).__name__}: {err})",
-                path=self.path,
-                fix="the file is damaged or incomplete; re-copy it or exclude the movie",
-            ) from err
-        if page.shape != self.shape:
-            raise MovieFormatError(
-                f"TIFF page {index} decoded to shape {page.shape}, expected {self.shape}",
-                path=self.path,
-                fix="the file is damaged; re-copy it",
-            )
-        # the Y flip of IMOD, SerialEM, MotionCor2 and RELION (see the module docstring)
-        return np.ascontiguousarray(page[::-1, :], dtype=self.dtype)
+        return decode_page(self._pages[index], index, self.shape, self.dtype, self.path)
 
     def _close(self) -> None:
         self._tiff.close()
+
+
+def first_page_format(page, path: Path) -> tuple[tuple[int, int], np.dtype]:
+    """``(shape, dtype)`` of a movie's first tifffile page, checked to be a supported 2-D frame."""
+    shape, dtype = tuple(page.shape), np.dtype(page.dtype)
+    if len(shape) != 2:
+        raise MovieFormatError(
+            f"TIFF page 0 has shape {shape}, not a single-channel 2-D frame",
+            path=path,
+            fix="movies must be grey-scale, one page per frame",
+        )
+    if dtype.name not in TIFF_DTYPES:
+        raise MovieFormatError(
+            f"TIFF pixel type {dtype.name} is not supported",
+            path=path,
+            fix=f"use one of {', '.join(sorted(TIFF_DTYPES))}",
+        )
+    return (int(shape[0]), int(shape[1])), dtype
+
+
+def check_page_format(page, index: int, shape: tuple[int, int], dtype: np.dtype, path: Path) -> None:
+    """Page ``index`` has the first page's ``shape`` and ``dtype``."""
+    if tuple(page.shape) != tuple(shape) or np.dtype(page.dtype) != dtype:
+        raise MovieFormatError(
+            f"TIFF page {index} is {tuple(page.shape)} {page.dtype}, page 0 is {tuple(shape)} {dtype}",
+            path=path,
+            fix="every page of a movie must have the same size and pixel type",
+        )
+
+
+def decode_page(page, index: int, shape: tuple[int, int], dtype: np.dtype, path: Path) -> np.ndarray:
+    """Tifffile page ``index`` decoded, ``(ny, nx)`` in native ``dtype``, flipped in Y (module docstring)."""
+    try:
+        data = page.asarray()
+    except Exception as err:
+        raise MovieFormatError(
+            f"TIFF page {index} cannot be decoded ({type(err).__name__}: {err})",
+            path=path,
+            fix="the file is damaged or incomplete; re-copy it or exclude the movie",
+        ) from err
+    if data.shape != tuple(shape):
+        raise MovieFormatError(
+            f"TIFF page {index} decoded to shape {data.shape}, expected {tuple(shape)}",
+            path=path,
+            fix="the file is damaged; re-copy it",
+        )
+    # the Y flip of IMOD, SerialEM, MotionCor2 and RELION (see the module docstring)
+    return np.ascontiguousarray(data[::-1, :], dtype=np.dtype(dtype).newbyteorder("="))
 
 
 def _tiff_pixel_size_a(page) -> float | None:

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     g.add_argument("--settle", type=float, metavar="S",
                    help="seconds a file must stay unchanged when no other signal says it is complete (default 10)")
     g.add_argument("--workers", type=int, metavar="N", help="worker processes (default 1)")
+    g.add_argument("--no-streaming", action="store_true", default=None,
+                   help="correct a movie only once it is complete (default: a free worker follows it while it is written)")
     g.add_argument("--newest-first", type=int, metavar="N",
                    help="take the newest movie first when more than N wait (default: off)")
     g.add_argument("--series-idle", type=float, metavar="S",
@@ -54,6 +56,7 @@ def load(args: argparse.Namespace):
         watch__inotify=False if args.no_inotify else None,
         watch__settle_s=args.settle,
         scheduler__newest_first_backlog=args.newest_first,
+        scheduler__streaming=False if args.no_streaming else None,
         series__idle_s=args.series_idle,
         metrics__address=args.metrics,
     )

@@ -36,17 +36,20 @@ class Candidate:
     backoff_until: float = 0.0
     complete_since: float | None = None  # when it was first found complete
     complete_key: tuple | None = None  # (stat, frames) it was found complete with
+    stream_tried: bool = False  # offered to a streaming job once (stream_dispatch.py)
 
 
 class MovieIntake:
     """Finds, watches, decides and queues movies (module docstring)."""
 
-    def __init__(self, *, journal, log, events, watcher, index, queue, run, config, metrics):
+    def __init__(self, *, journal, log, events, watcher, index, queue, run, config, metrics, streams=None):
         """``journal`` (state/journal.py), ``log`` (the drift log), ``events`` (the service's EventLog:
         ``movie_failed``, ``series_started``, ``series_name``), ``watcher`` (watcher.py), ``index``
         (series_grouping.SeriesIndex), ``queue`` (processing/scheduler.ReadyQueue), ``run``
         (state/run_context.RunContext), ``config`` (state/run_context.LiveConfig), ``metrics``
-        (``movie_seen()``)."""
+        (``movie_seen()``), ``streams`` (processing/stream_registry.StreamRegistry: ``following(path)``;
+        a followed movie's last frame is decoded by its job, not here, and it is never held back by a
+        full queue: it is in a worker already)."""
         self._journal = journal
         self._log = log
         self._events = events
@@ -56,6 +59,7 @@ class MovieIntake:
         self._run = run
         self._config = config
         self._metrics = metrics
+        self._streams = streams
         self._isolation = FileIsolation(log=log, fail_candidate=self._fail_candidate)
         self.cands: dict[str, Candidate] = {}
         self._final: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) of its done or failed version
@@ -226,6 +230,31 @@ class MovieIntake:
             self._final[path] = (st.st_size, st.st_mtime_ns)
             return None
 
+    # ------------------------------------------------------------------------------- streaming
+    def _following(self, path: str) -> bool:
+        return self._streams is not None and self._streams.following(path)
+
+    def stream_candidates(self, limit: int) -> list[tuple[int, str, object, int]]:
+        """At most ``limit`` watched movies with frames on disk that were never offered to a streaming
+        job, oldest file first: ``(movie id, path, tilt info, frames on disk)``; each is offered once
+        (those returned, and those whose tilt info cannot be read, are marked offered)."""
+        found = []
+        for cand in self.cands.values():
+            probe = cand.obs.probe if cand.obs is not None else None
+            if not cand.stream_tried and probe is not None and probe.fmt != "other" and (probe.n_frames or 0) >= 1:
+                found.append((cand.obs.stat_key[1], cand.path, cand, probe.n_frames))
+        out = []
+        for mtime_ns, path, cand, n_frames in sorted(found, key=lambda e: (e[0], e[1])):
+            if len(out) >= limit:
+                break
+            cand.stream_tried = True
+            try:
+                info = self._index.tilt_info(path, mtime=mtime_ns / 1e9)
+            except Exception:  # noqa: BLE001 - not followed; the normal path reports what is wrong
+                continue
+            out.append((cand.row_id, path, info, n_frames))
+        return out
+
     # ------------------------------------------------------------------------------- readiness
     def evaluate(self, cand: Candidate, now: float):
         """Look at one watched movie; returns (cand, stat, decision, tilt info) when it is complete.
@@ -252,7 +281,7 @@ class MovieIntake:
             cand.obs = Observation(key, now)
         else:
             cand.obs.observe(key, now)
-        refresh_probe(path, cand.obs, now, root=self._index.root)
+        refresh_probe(path, cand.obs, now, root=self._index.root, decode_last=not self._following(cand.path))
         entry = self._index.entry_for(path)
         expected = entry[3].num_sub_frames if entry else None
         w = self._config.now.watch
@@ -300,7 +329,7 @@ class MovieIntake:
         if nf and len(keyed) + len(self._queue) > nf:
             keyed.reverse()
         for _, _, cand, st, d, info in keyed:
-            if self._queue.full():
+            if self._queue.full() and not self._following(cand.path):
                 cand.next_check = now + TICK_S
                 continue
             self._isolation.guarded(cand.path, "intake", self._make_ready, cand, st, d, now, info)
@@ -342,5 +371,5 @@ class MovieIntake:
             self._final[cand.path] = (st.st_size, st.st_mtime_ns)
             return
         self._journal.mark_ready(cand.row_id, ready_at=now)
-        self._queue.put(QueueItem(info.acquisition_time, cand.row_id, now, s["id"]))
+        self._queue.put(QueueItem(info.acquisition_time, cand.row_id, now, s["id"]), over_capacity=self._following(cand.path))
         self._busy_paths.add(cand.path)

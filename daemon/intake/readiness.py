@@ -15,7 +15,9 @@
 
 The structure of a movie (MRC header and size, TIFF/EER page directory) is read by core's probes
 through the format registry (:func:`framewatch.core.movie_io.probe_file`); decoding the last TIFF
-page or EER raw frame, and the rules above, are the daemon's.
+page or EER raw frame, and the rules above, are the daemon's. A movie a streaming job follows is not
+decoded here (``decode_last=False``): the job decodes every frame once, and a page that does not
+decode fails there.
 
 A file whose size has been unchanged for ``settle_s`` but whose check still fails (empty, MRC
 shorter than its header says, TIFF page that does not decode, frame count different from the mdoc)
@@ -60,10 +62,11 @@ def movie_format(path: str | Path) -> str:
     return "other" if fmt is None else fmt.name
 
 
-def probe_movie(path: str | Path, *, size: int | None = None, root=None) -> Probe:
+def probe_movie(path: str | Path, *, size: int | None = None, root=None, decode_last: bool = True) -> Probe:
     """A quick look at a movie (regular files under ``root`` only: safe_open.py). The structure
     comes from core's probe (:func:`framewatch.core.movie_io.probe_file`); the last TIFF page or EER
-    raw frame is decoded here when the structure is whole."""
+    raw frame is decoded here when the structure is whole, unless ``decode_last`` is False (a
+    streaming job follows the movie and decodes every frame itself: one read per movie)."""
     p = Path(path)
     if size is None:
         size = os.stat(p).st_size
@@ -82,6 +85,8 @@ def probe_movie(path: str | Path, *, size: int | None = None, root=None) -> Prob
             return _mrc_probe(progress, size)
         if not progress.complete:
             return Probe(fmt, size, n_frames=progress.frames_readable or None, problem=progress.reason, last_page_ok=False)
+        if not decode_last:
+            return Probe(fmt, size, n_frames=progress.frames_readable, last_page_ok=True)
         if fmt == "tiff":
             return _last_tiff_page_probe(p, fh, size, progress.frames_readable)
     if fmt == "eer":
@@ -271,12 +276,13 @@ def decide(
     return Decision("wait", reason="settling")
 
 
-def refresh_probe(path: Path, obs: Observation, now: float, *, root=None) -> None:
-    """Probe again when the stat changed since the last probe; track TIFF page-count stability."""
+def refresh_probe(path: Path, obs: Observation, now: float, *, root=None, decode_last: bool = True) -> None:
+    """Probe again when the stat changed since the last probe; track TIFF page-count stability
+    (``decode_last``: as for :func:`probe_movie`)."""
     if obs.probe is not None and obs.probe_key == obs.stat_key:
         return
     try:
-        probe = probe_movie(path, size=obs.stat_key[0], root=root)
+        probe = probe_movie(path, size=obs.stat_key[0], root=root, decode_last=decode_last)
     except OSError as err:
         probe = Probe(movie_format(path), obs.stat_key[0], problem=f"cannot read: {err}")
     obs.probe = probe

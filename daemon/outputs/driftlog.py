@@ -84,6 +84,8 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "numba_cache": ("directory", "source", "writable", "message"),
     "kernels_warmed": ("warmup_s", "steps_s", "workers"),
     "movie_abandoned": ("movie", "series", "in_worker_s", "reason"),
+    "stream_started": ("movie", "frames_on_disk"),  # a worker follows a movie while it is written
+    "stream_dropped": ("movie", "reason"),  # ... and stopped before it was complete (nothing appended)
     "config_reloaded": ("config", "changed", "needs_restart"),
     "config_reload_failed": ("config", "reason"),
     "disk_low": ("path", "free_bytes", "warn_below_bytes", "floor_bytes"),

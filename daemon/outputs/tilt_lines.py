@@ -36,6 +36,8 @@ def tilt_corrected_fields(rec: TiltRecord, *, series: str, output_dir: str, repl
     )
     if rec.shifts_px:  # the frame trajectory (x, y px per frame; frame 0 = origin), for plots
         kw["shifts_px"] = [[round(float(x), 3), round(float(y), 3)] for x, y in rec.shifts_px]
+    if rec.timings.get("streamed_frames") is not None:  # corrected while written: frames in before it was complete
+        kw["streamed_frames"] = rec.timings["streamed_frames"]
     if replayed:
         kw["replayed"] = True
     return kw

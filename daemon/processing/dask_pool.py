@@ -67,6 +67,7 @@ class DaskPool(WorkerPool):
     """Corrections as tasks on a Dask cluster; see the module docstring."""
 
     backend = "dask"
+    streams = False  # its workers may be on other machines: movies are sent once complete
 
     def __init__(self, options: DaskOptions, *, on_done=None, warmup: bool = True):
         if not options.address and not options.cluster:

@@ -18,7 +18,10 @@ What goes in and out:
   correct; or ``interrupted`` (with the exception's class as ``kind``) when the place the movie ran
   in died (``BrokenProcessPool``, ``KilledWorker``, ...);
 - ``in_flight`` maps movie id -> an opaque handle (only its keys and length are read);
-  ``started_at`` maps movie id -> the submission time (``time.time()``, s).
+  ``started_at`` maps movie id -> the submission time (``time.time()``, s);
+- ``streams``: True when its workers see this machine's files and its state directory, so they can
+  take streaming jobs (a job with ``stream_dir``: follow a movie while it is written,
+  processing/stream_worker.py); the daemon submits none to a pool where it is False.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ class WorkerPool(Protocol):
 
     in_flight: Mapping[int, object]
     started_at: Mapping[int, float]
+    streams: bool
 
     def start(self) -> None:
         """Start the workers (or the connection to them); returns without waiting for them."""

@@ -36,8 +36,10 @@ class ReadyQueue:
     def __contains__(self, movie_id: int) -> bool:
         return any(i.movie_id == movie_id for i in self._items)
 
-    def put(self, item: QueueItem) -> None:
-        if self.full():
+    def put(self, item: QueueItem, *, over_capacity: bool = False) -> None:
+        """Queue ``item``; ``over_capacity``: even when full (a streamed movie, in a worker already,
+        passes through the queue only to keep its place)."""
+        if self.full() and not over_capacity:
             raise OverflowError("ready queue is full")
         self._items.append(item)
         self._items.sort()
@@ -68,6 +70,7 @@ class LocalProcessPool(WorkerPool):
     """
 
     backend = "local"
+    streams = True  # its workers see this machine's files: they can follow a movie while it is written
 
     def __init__(self, workers: int, *, on_done=None):
         self.workers = workers

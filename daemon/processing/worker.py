@@ -46,7 +46,7 @@ def warm_up(tmp_dir: str | None = None, patches: tuple[int, int] = (2, 2)) -> di
     return run(patches=patches).as_dict()
 
 
-def _gain(path, orientation, shape, movie):
+def oriented_gain(path, orientation, shape, movie):
     """Gain oriented for the movie, cached by file identity (a new gain file is re-read)."""
     from framewatch.core.gain import load_gain_for_movie
 
@@ -62,9 +62,18 @@ def _gain(path, orientation, shape, movie):
 
 def correct(job: CorrectionJob) -> CorrectionOutcome:
     """Correct ``job.movie`` with its settings, gain and defects; the outcome holds the three sums
-    (``(ny, nx)`` float32), the statistics and the frame shifts, or the error as data."""
+    (``(ny, nx)`` float32), the statistics and the frame shifts, or the error as data. A streaming
+    job (``job.stream_dir``) follows the movie while it is written (stream_worker.py)."""
+    if job.stream_dir is not None:
+        from framewatch.daemon.processing.stream_worker import stream
+
+        return stream(job)
+    return correct_complete(job)
+
+
+def correct_complete(job: CorrectionJob) -> CorrectionOutcome:
+    """Correct a movie found complete: read every frame of the file, then correct it."""
     from framewatch.core.correct import correct_movie_file, movie_reading_options
-    from framewatch.core.errors import DefectFileError, GainError, MovieContentError, MovieFormatError, SettingsError
     from framewatch.core.movie_io import open_movie
 
     t0 = time.perf_counter()
@@ -82,16 +91,30 @@ def correct(job: CorrectionJob) -> CorrectionOutcome:
                                                  "found complete", "FrameCountChanged", retryable=True)
         gain = None
         if job.gain:
-            gain = _gain(job.gain, settings.gain_orientation, shape, movie)
+            gain = oriented_gain(job.gain, settings.gain_orientation, shape, movie)
         result = correct_movie_file(movie, settings=settings, gain=gain, defects_path=job.defects,
                                     movie_dose_e_per_a2=movie_dose)
-    except (SettingsError, GainError, DefectFileError, MovieContentError) as err:  # the same file fails again
-        return CorrectionOutcome.failed(job, str(err), type(err).__name__, retryable=False)
-    except (MovieFormatError, OSError, ValueError, IndexError) as err:
-        return CorrectionOutcome.failed(job, str(err), type(err).__name__, retryable=True)
     except Exception as err:  # noqa: BLE001 - a decoder error etc.: report, never kill the worker
-        return CorrectionOutcome.failed(job, f"{type(err).__name__}: {err}", type(err).__name__, retryable=True)
+        return failure(job, err)
     faults.checkpoint("worker_corrected")
+    return outcome(job, result, n_raw_frames=n_frames, started=t0)
+
+
+def failure(job: CorrectionJob, err: Exception) -> CorrectionOutcome:
+    """The outcome of a correction that raised ``err``: retryable when reading again may succeed
+    (the file may still be changing); settings, gain, defect and content errors fail again."""
+    from framewatch.core.errors import DefectFileError, GainError, MovieContentError, MovieFormatError, SettingsError
+
+    if isinstance(err, (SettingsError, GainError, DefectFileError, MovieContentError)):
+        return CorrectionOutcome.failed(job, str(err), type(err).__name__, retryable=False)
+    if isinstance(err, (MovieFormatError, OSError, ValueError, IndexError)):
+        return CorrectionOutcome.failed(job, str(err), type(err).__name__, retryable=True)
+    return CorrectionOutcome.failed(job, f"{type(err).__name__}: {err}", type(err).__name__, retryable=True)
+
+
+def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
+            streamed_frames: int | None = None) -> CorrectionOutcome:
+    """The outcome of a finished correction (``result``: core's MovieResult)."""
     return CorrectionOutcome(
         job,
         dose_weighted_sum=np.ascontiguousarray(result.dose_weighted_sum, dtype=np.float32),
@@ -100,12 +123,13 @@ def correct(job: CorrectionJob) -> CorrectionOutcome:
         statistics=result.statistics.as_dict(),
         shifts_px=[[float(x), float(y)] for x, y in result.shifts_px],
         n_frames=result.n_frames,
-        n_raw_frames=n_frames if n_frames != result.n_frames else None,  # EER: raw frames grouped into n_frames
+        n_raw_frames=n_raw_frames if n_raw_frames != result.n_frames else None,  # EER: raw frames grouped into n_frames
         dose_per_frame_e_per_a2=float(result.settings.dose_per_frame_e_per_a2),  # EER: the dose per fraction
         n_replaced_pixels=int(len(result.replaced_pixels)),
         engine_timings_s={k: float(v) for k, v in result.timings_s.items()},
         notes=tuple(result.notes),
-        worker_s=time.perf_counter() - t0,
+        worker_s=time.perf_counter() - started,
         pid=os.getpid(),
         worker=f"local:{os.getpid()}",  # where it ran (a Dask task replaces it with the worker's address)
+        streamed_frames=streamed_frames,
     )

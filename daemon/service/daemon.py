@@ -49,12 +49,15 @@ from framewatch.daemon.outputs.output_warnings import OutputWarnings
 from framewatch.daemon.outputs.series_tables import SeriesTables
 from framewatch.daemon.processing.pool_choice import describe_pool, make_pool
 from framewatch.daemon.processing.scheduler import ReadyQueue
+from framewatch.daemon.processing.stream_registry import StreamRegistry
+from framewatch.daemon.processing.stream_signals import StreamSignals
 from framewatch.daemon.service.dispatch import Dispatcher
 from framewatch.daemon.service.events import EventLog
 from framewatch.daemon.service.kernel_warmup import KernelWarmup
 from framewatch.daemon.service.lifecycle import Service, SignalInbox
 from framewatch.daemon.service.series_completion import SeriesCompletion
 from framewatch.daemon.service.startup_recovery import StartupRecovery
+from framewatch.daemon.service.stream_dispatch import StreamStarter
 from framewatch.daemon.service.tilt_appender import PlotRefresh, TiltAppender
 from framewatch.daemon.state.instance_lock import InstanceLock
 from framewatch.daemon.state.journal import Journal
@@ -205,11 +208,15 @@ class Daemon:
         warnings = OutputWarnings(self.log)
         tables = SeriesTables(**common, warnings=warnings)
         plots = PlotRefresh(service=self.service, config=self.config)
+        signals = StreamSignals(self.state_dir / "streams")
+        signals.reset()  # no job of an earlier run is alive
+        registry = StreamRegistry(signals)
         self.intake = MovieIntake(**common, events=self.events, watcher=self.watcher, index=self.index, queue=self.queue,
-                                  metrics=self.service.metrics)
+                                  metrics=self.service.metrics, streams=registry)
         appender = TiltAppender(**common, events=self.events, tables=tables, plots=plots, intake=self.intake)
+        streams = StreamStarter(**common, pool=self.pool, queue=self.queue, intake=self.intake, registry=registry)
         self.dispatcher = Dispatcher(**common, pool=self.pool, queue=self.queue, events=self.events, intake=self.intake,
-                                     appender=appender, stop_event=self.stop_event)
+                                     appender=appender, streams=streams, stop_event=self.stop_event)
         self.completion = SeriesCompletion(**common, index=self.index, intake=self.intake, tables=tables, warnings=warnings)
         self.recovery = StartupRecovery(**common, events=self.events, tables=tables, warnings=warnings, plots=plots,
                                         completion=self.completion)
@@ -362,6 +369,7 @@ class Daemon:
     def _drain(self) -> None:
         """Stop taking movies; finish those in the workers within the shutdown timeout, else abandon."""
         reason = self._stop_reason
+        self.dispatcher.streams.cancel_all("the daemon stops; the movie is corrected at the next start")
         self.log.event("daemon_stopping", reason=reason, in_flight=len(self.pool.in_flight))
         self.service.stopping(reason, len(self.pool.in_flight))
         deadline = time.time() + self.cfg.service.shutdown_timeout_s

@@ -7,6 +7,9 @@ A full output disk fails no movie: an append that finds no room (``ENOSPC``, ``E
 front of the queue -- it keeps its place in the series' order -- and no movie is handed to a
 worker for a while (``retry_backoff_s``, doubling up to a minute, until an append succeeds). Tables
 that could not be rewritten are rewritten by :meth:`SeriesTables.retry_stale`.
+
+Streaming jobs (stream_dispatch.py) are started here when nothing waits in the queue, and ended here
+when their movie reaches the queue (complete): from then on they are like any job.
 """
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ import time
 from framewatch.core.errors import FramewatchError
 from framewatch.daemon.outputs.output_warnings import no_room
 from framewatch.daemon.processing.gain_session import SessionGainOrientation
+from framewatch.daemon.service.correction_jobs import correction_job
+from framewatch.daemon.service.stream_dispatch import StreamStarter
 from framewatch.daemon.service.tilt_appender import TiltAppender
-from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome, QueueItem
+from framewatch.daemon.state.records import CorrectionOutcome, QueueItem
 
 OUT_FULL_MAX_WAIT_S = 60.0
 
@@ -24,11 +29,13 @@ OUT_FULL_MAX_WAIT_S = 60.0
 class Dispatcher:
     """Owns the movies between the queue and their append: in the pool, or held for their turn."""
 
-    def __init__(self, *, pool, queue, journal, log, events, intake, appender: TiltAppender, run, config, stop_event):
+    def __init__(self, *, pool, queue, journal, log, events, intake, appender: TiltAppender, streams: StreamStarter,
+                 run, config, stop_event):
         """``pool`` (processing/pool.WorkerPool), ``queue`` (processing/scheduler.ReadyQueue), ``journal``,
         ``log`` (the drift log), ``events`` (events.EventLog), ``intake`` (MovieIntake: ``retrack``,
-        ``finish``), ``appender``, ``run`` (RunContext), ``config`` (LiveConfig), ``stop_event``: set
-        while the daemon stops (a held result behind a queued movie is then left for the next start)."""
+        ``finish``), ``appender``, ``streams`` (the streaming jobs), ``run`` (RunContext), ``config``
+        (LiveConfig), ``stop_event``: set while the daemon stops (a held result behind a queued movie is
+        then left for the next start)."""
         self._pool = pool
         self._queue = queue
         self._journal = journal
@@ -36,6 +43,7 @@ class Dispatcher:
         self._events = events
         self._intake = intake
         self._appender = appender
+        self.streams = streams
         self._run = run
         self._config = config
         self._stop_event = stop_event
@@ -66,40 +74,57 @@ class Dispatcher:
 
     def dispatch(self, now: float) -> None:
         gain_session = self._gain_session()
-        opts = self._run.opts
+        self._end_streams(gain_session)
         while self._pool.has_room() and len(self._queue) and time.time() >= self._out_full_until:
             if not gain_session.ready():  # gain_orientation auto: undecided (movies wait) or refused (they fail)
                 break
             item = self._queue.pop()
-            row = self._journal.get(item.movie_id)
-            res = row["info"]["resolved"]
-            try:
-                settings = gain_session.apply(opts.settings(
-                    n_frames=row["n_frames"],
-                    pixel_size_a=res["pixel_size_a"],
-                    dose_per_frame_e_per_a2=res["dose_per_frame_e_per_a2"],
-                    prior_dose_e_per_a2=res["prior_dose_e_per_a2"] if res["prior_dose_e_per_a2"] is not None else 0.0,
-                    voltage_kv=res["voltage_kv"],
-                ))
-            except FramewatchError as err:
-                self._journal.mark_failed(item.movie_id, error=str(err))
-                self._events.movie_failed(row, "settings", str(err))
-                self._intake.finish(row)
+            job = self._job(item.movie_id, gain_session)
+            if job is None:
                 continue
-            job = CorrectionJob(
-                movie_id=item.movie_id,
-                movie=row["path"],
-                settings=settings,
-                gain=None if opts.gain is None else str(opts.gain),
-                defects=None if opts.defects is None else str(opts.defects),
-                expected_frames=row["n_frames"],
-                movie_dose_e_per_a2=res.get("dose_e_per_a2"),  # EER: groups the raw frames by dose
-            )
             self._journal.mark_processing(item.movie_id, started_at=time.time())
             self._pool.submit(job)
-            self._dispatch_order += 1
-            # a movie back from a full disk keeps its place: later ones of its series wait for it
-            self._order.setdefault(item.movie_id, (item.series_id, self._dispatch_order))
+            self._number(item)
+        if not self._stop_event.is_set() and time.time() >= self._out_full_until:
+            self.streams.start(gain_session)
+
+    def _job(self, mid: int, gain_session):
+        """The job of a complete movie, or None when its settings fail (recorded failed)."""
+        row = self._journal.get(mid)
+        try:
+            return correction_job(row, opts=self._run.opts, gain_session=gain_session)
+        except FramewatchError as err:
+            self._order.pop(mid, None)  # numbered early (before a streamed movie of its series)
+            self._journal.mark_failed(mid, error=str(err))
+            self._events.movie_failed(row, "settings", str(err))
+            self._intake.finish(row)
+            return None
+
+    def _number(self, item: QueueItem) -> None:
+        self._dispatch_order += 1
+        # a movie back from a full disk keeps its place: later ones of its series wait for it
+        self._order.setdefault(item.movie_id, (item.series_id, self._dispatch_order))
+
+    def _end_streams(self, gain_session) -> None:
+        """Streamed movies found complete leave the queue at once: their job ends with the final
+        settings (it is in a worker already); streams of movies no longer watched are cancelled.
+        Complete movies of the same series acquired before a streamed one and still queued take their
+        place in the series first, so its correction waits for theirs (acquisition order)."""
+        queued = self._queue.items()
+        for item in queued:
+            if not self.streams.registry.is_open(item.movie_id):
+                continue
+            for earlier in queued:
+                if earlier.series_id == item.series_id and earlier < item and earlier.movie_id in self._queue:
+                    self._number(earlier)
+            self._queue.remove(item.movie_id)
+            job = self._job(item.movie_id, gain_session)
+            if job is None:
+                self.streams.registry.cancel(item.movie_id, "its settings are not valid (recorded failed)")
+                continue
+            self.streams.end(job)
+            self._number(item)
+        self.streams.cancel_unwatched()
 
     def collect(self, now: float) -> None:
         """Take the pool's outcomes; append the corrections whose turn it is."""
@@ -110,6 +135,11 @@ class Dispatcher:
             self._log.event(name, **kw)
         broken = False
         for out in finished:
+            if out.dropped or (out.interrupted and self.streams.registry.is_open(out.job.movie_id)):
+                broken = broken or out.interrupted
+                self.streams.dropped(out)  # followed, never complete: intake still watches it
+                continue
+            self.streams.returned(out)
             if out.interrupted:
                 broken = True
                 self._interrupted(out, now)
@@ -212,6 +242,10 @@ class Dispatcher:
         started = dict(self._pool.started_at)
         for mid in self._pool.abandon():
             self._order.pop(mid, None)
+            if self.streams.registry.is_open(mid):  # followed, not complete yet: nothing to undo
+                self.streams.registry.returned(mid)
+                continue
+            self.streams.registry.returned(mid)
             row = self._journal.get(mid)
             # nothing of it is in the stacks, the next start corrects it
             self._journal.requeue(mid, left_worker=True)

@@ -127,6 +127,8 @@ class TiltAppender:
             "latency_s": round(done - complete_at, 4),
             "engine": dict(out.engine_timings_s),
         }
+        if out.streamed_frames is not None:  # corrected while written; correct_s is the time after it was complete
+            timings["streamed_frames"] = out.streamed_frames
         info = dict(row["info"])
         info["worker"] = {"pid": out.pid, "where": out.worker or f"local:{out.pid}", "n_replaced_pixels": out.n_replaced_pixels,
                           "notes": list(out.notes), "shifts_px": out.shifts_px}

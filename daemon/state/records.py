@@ -73,7 +73,9 @@ class CorrectionJob:
     ``settings``: the :class:`framewatch.core.settings.CorrectionSettings` resolved for this movie;
     ``gain`` / ``defects``: file paths or None; ``expected_frames``: the frame count it was found
     complete with (a different count is a retryable error); ``movie_dose_e_per_a2``: the dose of
-    the whole movie (EER: groups the raw frames by dose)."""
+    the whole movie (EER: groups the raw frames by dose). ``stream_dir``: set for a streaming job,
+    which follows a movie still being written and finishes with the final job the daemon leaves in
+    that directory (processing/stream_signals.py); its ``settings`` are provisional until then."""
 
     movie_id: int
     movie: str
@@ -82,6 +84,7 @@ class CorrectionJob:
     defects: str | None = None
     expected_frames: int | None = None
     movie_dose_e_per_a2: float | None = None
+    stream_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,13 @@ class CorrectionOutcome:
     ``statistics`` (core.result.DriftStatistics as a dict), ``shifts_px`` (``n_frames`` x 2, px),
     ``n_frames`` (EER: fractions) and ``n_raw_frames`` (EER only), timings. An error: ``error`` and
     ``kind`` (the exception's class name), ``retryable`` when reading again may succeed. A lost
-    place (a worker process or Dask worker died with the job): ``interrupted`` with ``kind``."""
+    place (a worker process or Dask worker died with the job): ``interrupted`` with ``kind``. A
+    streaming job that stopped before its movie was complete (cancelled, or the file was truncated or
+    replaced while written): ``dropped`` with ``error`` the reason; nothing of it is appended and the
+    movie goes on by the normal path. ``streamed_frames``: frames a streaming job had taken before the
+    movie was found complete (``None`` for a job on a complete movie). ``fallback``: why a streaming
+    job dropped what it had streamed after the movie was complete (the file was replaced or rewritten
+    meanwhile, the final settings changed the first pass): it then read the finished file afresh."""
 
     job: CorrectionJob
     dose_weighted_sum: Any = None
@@ -113,6 +122,9 @@ class CorrectionOutcome:
     kind: str | None = None
     retryable: bool = False
     interrupted: bool = False
+    dropped: bool = False
+    streamed_frames: int | None = None
+    fallback: str | None = None
 
     @classmethod
     def failed(cls, job: CorrectionJob, error: str, kind: str, *, retryable: bool, worker: str | None = None
@@ -124,9 +136,14 @@ class CorrectionOutcome:
         """The place the job ran in died (``BrokenProcessPool``, ``KilledWorker``, ...)."""
         return cls(job, error=f"{type(err).__name__}: {err}", kind=type(err).__name__, interrupted=True)
 
+    @classmethod
+    def stream_dropped(cls, job: CorrectionJob, reason: str, *, worker: str | None = None) -> "CorrectionOutcome":
+        """A streaming job stopped before its movie was complete (see the class docstring)."""
+        return cls(job, error=reason, kind="StreamDropped", dropped=True, worker=worker)
+
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.interrupted
+        return self.error is None and not self.interrupted and not self.dropped
 
     @property
     def sums(self) -> tuple:

@@ -7,9 +7,11 @@ their tilts interleaved at random; the first movie is there before the daemon fi
 each with how it is injected and what must come of it (every bad movie is listed in its series'
 mdoc, as SerialEM would list it; a bad one may be a series' first tilt):
 
-- ``sigkill_start_up`` / ``sigkill_running`` / ``sigkill_mid_append``: a thread SIGKILLs the daemon
-  and starts it again, during start-up (recovery, warm-up), at any moment of the work, or the
-  moment a stack is seen under its working name ``.NAME.appending``. Nothing lost or doubled.
+- ``sigkill_start_up`` / ``sigkill_running`` / ``sigkill_mid_append`` / ``sigkill_mid_stream``: a
+  thread SIGKILLs the daemon and starts it again, during start-up (recovery, warm-up), at any moment
+  of the work, the moment a stack is seen under its working name ``.NAME.appending``, or just after
+  a worker started following a movie still being written (a ``stream_started`` line). Nothing lost
+  or doubled.
 - ``sigterm_restart``: now and then a clean stop (SIGTERM, drain) and a start instead. Exit 0.
 - ``truncated``: the MRC header promises n frames, fewer are written, never more. Failed: truncated.
 - ``zero_byte``: an empty .tif. Failed: empty file.
@@ -166,6 +168,7 @@ class Profile:
     early_kill_s: tuple[float, float]  # ... or, with early_fraction, during start-up and recovery
     early_fraction: float
     mid_append_fraction: float  # ... or the moment a stack is being appended to
+    mid_stream_fraction: float  # ... or just after a worker started following a movie being written
     frame_interval_s: float
     tilt_interval_s: float
     tmpfs_mb: int
@@ -177,10 +180,12 @@ class Profile:
 PROFILES = {
     "short": Profile("short", n_series=2, tilts=10, size=256, frames=6, restarts=5, fault_repeats=1, half_written=1,
                      mdoc_junk=1, disk_full=1, kill_after_s=(2.2, 4.5), early_kill_s=(0.3, 1.6), early_fraction=0.2,
-                     mid_append_fraction=0.2, frame_interval_s=0.03, tilt_interval_s=0.15, tmpfs_mb=96, final_timeout_s=90.0),
+                     mid_append_fraction=0.2, mid_stream_fraction=0.15, frame_interval_s=0.08, tilt_interval_s=0.15,
+                     tmpfs_mb=96, final_timeout_s=90.0),
     "long": Profile("long", n_series=4, tilts=14, size=320, frames=8, restarts=22, fault_repeats=2, half_written=3,
                     mdoc_junk=2, disk_full=2, kill_after_s=(2.2, 5.0), early_kill_s=(0.3, 1.6), early_fraction=0.2,
-                    mid_append_fraction=0.25, frame_interval_s=0.04, tilt_interval_s=0.3, tmpfs_mb=400, final_timeout_s=180.0,
+                    mid_append_fraction=0.25, mid_stream_fraction=0.2, frame_interval_s=0.08, tilt_interval_s=0.3,
+                    tmpfs_mb=400, final_timeout_s=180.0,
                     workers=2),
 }
 
@@ -338,6 +343,9 @@ class Summary:
     interop_tables_checked: int = 0
     live_checks: int = 0
     live_races: int = 0
+    streams_started: int = 0
+    streams_dropped: int = 0
+    tilts_streamed: int = 0
     daemon_running_at_end: bool = False
     exit_code: int | None = None
     duration_s: float = 0.0
@@ -359,6 +367,8 @@ class Summary:
             f"{self.good_ok}/{self.good}",
             f"bad movies with exactly one failure record (journal + movie_failed) and their reason: {self.bad_ok}/{self.bad}",
             f"lost {self.lost}, duplicated {self.duplicated}, out of order {self.out_of_order}",
+            f"streaming: {self.streams_started} movies followed while written, {self.streams_dropped} streams dropped, "
+            f"{self.tilts_streamed} tilt_corrected lines of streamed movies",
             f"stacks passing mrcfile.validate: {self.stacks_checked} files; "
             f"live reader checks during the run: {self.live_checks} "
             f"(+ {self.live_races} reads that overlapped an append, not counted)",
@@ -426,6 +436,7 @@ class Torture:
                 if "disk_full" in s.mods:
                     s.mods.remove("disk_full")
         self.kill_rng = random.Random(seed * 7919 + 1)
+        self._stream_scan = (0, 0)  # (bytes of the drift log read, stream_started lines in them)
         self.acqs = {}
         for k, name in enumerate(sorted({s.series for s in self.plan})):
             # two series to a directory, as PACEtomo writes them (frames/ shared, one mdoc each)
@@ -484,26 +495,46 @@ class Torture:
             u = rng.random()
             f1 = self.prof.early_fraction
             f2 = f1 + self.prof.mid_append_fraction
-            f3 = f2 + self.prof.sigterm_fraction
-            why = "start_up" if u < f1 else "mid_append" if u < f2 else "sigterm" if u < f3 else "running"
+            f3 = f2 + self.prof.mid_stream_fraction
+            f4 = f3 + self.prof.sigterm_fraction
+            why = ("start_up" if u < f1 else "mid_append" if u < f2 else "mid_stream" if u < f3
+                   else "sigterm" if u < f4 else "running")
             delay = rng.uniform(*(self.prof.early_kill_s if why == "start_up" else self.prof.kill_after_s))
+            stream_delay = rng.uniform(0.0, 3 * self.prof.frame_interval_s)  # a frame or three into the movie
             t0 = time.monotonic()
             t_end = t0 + delay
+            streams_before = self._streams_started()
             while time.monotonic() < t_end:
                 if self.stopping:
                     return
                 self.check_alive()
                 if why == "mid_append" and time.monotonic() - t0 > 0.3 and self._appending():
                     break
-                time.sleep(0.002 if why == "mid_append" else 0.05)
+                if why == "mid_stream" and self._streams_started() > streams_before:
+                    time.sleep(stream_delay)
+                    break
+                time.sleep(0.002 if why in ("mid_append", "mid_stream") else 0.05)
             else:
-                if why == "mid_append":
-                    why = "running"  # no append in that time: an ordinary kill
+                if why in ("mid_append", "mid_stream"):
+                    why = "running"  # no append (no new stream) in that time: an ordinary kill
             if self.writer_done.is_set() and self.summary.kills >= self.min_restarts:
                 return
             self.restart(why)
             what = "SIGTERM" if why == "sigterm" else "SIGKILL"
             self.log(f"   {what} + restart #{self.summary.restarts} ({why}, after {time.monotonic() - t0:.2f} s)")
+
+    def _streams_started(self) -> int:
+        """``stream_started`` lines in the drift log so far (a worker follows a movie being written);
+        the log is read on from where the last call stopped."""
+        try:
+            with open(self.d.out / "framewatch.jsonl", "rb") as f:
+                f.seek(self._stream_scan[0])
+                data = f.read()
+        except OSError:
+            return self._stream_scan[1]
+        whole = data[: data.rfind(b"\n") + 1]  # complete lines only
+        self._stream_scan = (self._stream_scan[0] + len(whole), self._stream_scan[1] + whole.count(b'"stream_started"'))
+        return self._stream_scan[1]
 
     def _appending(self) -> bool:
         """A stack is under its working name: the daemon is appending right now."""
@@ -893,6 +924,10 @@ class Torture:
                 bad_lines += 1
                 problems.append(f"drift log line {k + 1} is not JSON: {line[:120]!r}")
         tilt_lines = Counter(e["movie"] for e in events if e.get("event") == "tilt_corrected")
+        self.summary.streams_started = sum(e.get("event") == "stream_started" for e in events)
+        self.summary.streams_dropped = sum(e.get("event") == "stream_dropped" for e in events)
+        self.summary.tilts_streamed = sum(e.get("event") == "tilt_corrected" and e.get("streamed_frames") is not None
+                                          for e in events)
         failed_lines = defaultdict(list)
         for e in events:
             if e.get("event") == "movie_failed":

@@ -1,0 +1,103 @@
+"""What a worker process does with a streaming job: correct a movie while the acquisition writes it.
+
+The job's movie is followed frame by frame (core's ``stream_correct_file``: each frame is decoded,
+gain- and defect-corrected and transformed as soon as the format says it is whole on disk) until the
+daemon leaves the final job in the stream directory (stream_signals.py): then only the rest of the
+work is left (the final defect mask, alignment, local motion, dose weighting, the sums).
+
+What can go wrong, and what follows:
+
+- the daemon cancels (the file was deleted, found broken, the daemon stops): ``dropped``, nothing
+  else; the daemon's normal path decides what the movie is;
+- the file is truncated, replaced or rewritten while followed (core's ``MovieChangedError``), or a
+  frame's data cannot be read yet: before the movie is complete, ``dropped`` (the normal path takes
+  the movie when it is complete); after, the finished file is read afresh as for any complete
+  movie (:func:`worker.correct_complete`: a failure record or a result, as today);
+- the final settings differ from the provisional ones in what the first pass used (the frame
+  geometry, the gain orientation; the mdoc's pixel size can change the alignment binning): the
+  finished file is read afresh too;
+- any other error once the movie is complete: the same outcome as a complete movie's.
+
+The final defect mask of each movie is kept for the next movie of the same camera (gain, defect
+file and frame size), so frames are rarely transformed twice (core/streaming_correction.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from framewatch.daemon.processing.stream_signals import StreamControl
+from framewatch.daemon.processing.worker import correct_complete, failure, outcome
+from framewatch.daemon.state import faults
+from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
+
+_masks: dict[tuple, object] = {}  # camera key -> the final defect mask of its last movie
+
+
+class _EndOfMovie:
+    """Core's stream control over the daemon's signals: the final frame count, settings and dose."""
+
+    def __init__(self, control: StreamControl):
+        self._control = control
+        self._seen = False
+
+    def end(self):
+        from framewatch.core.streamed_file import StreamEnd
+
+        job = self._control.end()
+        if job is None:
+            return None
+        if not self._seen:  # the movie is complete: from here it is read as a complete movie is
+            self._seen = True
+            faults.checkpoint("worker_reading", job.movie)
+        return StreamEnd(n_frames=job.expected_frames, settings=job.settings,
+                         movie_dose_e_per_a2=job.movie_dose_e_per_a2)
+
+    def cancelled(self) -> bool:
+        return self._control.cancelled()
+
+
+def _camera(job: CorrectionJob) -> tuple:
+    return (job.gain, job.defects, job.settings.gain_orientation, job.settings.fourier_bin)
+
+
+def stream(job: CorrectionJob) -> CorrectionOutcome:
+    """Follow ``job.movie`` while it is written and correct it (module docstring)."""
+    from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamSettingsChanged
+    from framewatch.core.streamed_file import stream_correct_file
+
+    control = StreamControl(job.stream_dir, job.movie_id)
+    camera = _camera(job)
+    try:
+        streamed = stream_correct_file(
+            job.movie, settings=job.settings, control=_EndOfMovie(control),
+            gain=job.gain,  # a file: oriented by the settings once the frame size is known
+            defects_path=job.defects, movie_dose_e_per_a2=job.movie_dose_e_per_a2,
+            expected_mask=_masks.get(camera),
+        )
+    except StreamCancelled:
+        return CorrectionOutcome.stream_dropped(job, control.cancel_reason(), worker=_where())
+    except (MovieChangedError, StreamSettingsChanged) as err:
+        final = control.end()
+        if final is None:
+            return CorrectionOutcome.stream_dropped(job, f"{type(err).__name__}: {err}", worker=_where())
+        # a fresh read of the finished file, as for any complete movie
+        return dataclasses.replace(correct_complete(final), fallback=f"{type(err).__name__}: {err}")
+    except Exception as err:  # noqa: BLE001 - reported as data, never kills the worker
+        final = control.end()
+        if final is None:
+            return CorrectionOutcome.stream_dropped(job, f"{type(err).__name__}: {err}", worker=_where())
+        return failure(final, err)
+    faults.checkpoint("worker_corrected")
+    final = control.end()
+    _masks.clear()
+    _masks[camera] = streamed.final_mask
+    # worker_s: the time after the movie was complete (what streaming leaves), not the exposure
+    return outcome(final, streamed.result, n_raw_frames=final.expected_frames,
+                   started=time.perf_counter() - streamed.finish_s, streamed_frames=streamed.frames_before_end)
+
+
+def _where() -> str:
+    import os
+
+    return f"local:{os.getpid()}"
