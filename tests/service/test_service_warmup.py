@@ -45,7 +45,7 @@ def test_warm_up_compiles_the_kernels():
     top_level = {  # kernels called from Python (helpers inlined into them have no entry of their own)
         ("frame_arithmetic", "_gain_kernel"), ("frame_arithmetic", "_convert_kernel"), ("frame_arithmetic", "_add_kernel"),
         ("defects", "_hot_zscore_kernel"), ("defects", "_dead_runs_kernel"), ("pixel_replacement", "_replace_kernel"),
-        ("dose", "_accumulate_kernel"), ("dose", "_finalize_kernel"), ("fourier", "_apply_phase_kernel"),
+        ("weighted_sums", "_weighted_sums_kernel"), ("fourier", "_apply_phase_kernel"),
         ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"), ("bspline_prefilter", "_prefilter_kernel"),
         ("image_warp", "_warp_kernel"), ("mrc", "_unpack_4bit_kernel"),
         ("eer_decode", "_parse_frames"), ("eer_decode", "_scatter_blocks"),
