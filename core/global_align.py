@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from .fourier import irfft2, shift_spectrum
-from .frame_pool import frame_pool, sum_in_order
+from .frame_pool import sum_in_order
 from .peak import correlation_at, find_peak, gaussian_offset, offset_mask, refine_peak
 from .spectral_weight import SpectralSNR, estimate_spectral_snr, spectral_snr_weight
 from .trajectory import regularise_trajectory
@@ -131,36 +131,32 @@ def align_frames(
     iteration = 0
     used = "bfactor"
     estimate = None
-    with frame_pool(threads, n) as pool:
-        for iteration in range(1, max_iterations + 1):
-            shifted = pool.map(lambda i: shift_spectrum(spectra[i], shape, -pos[i, 0], -pos[i, 1]), range(n))
-            total = sum_in_order(shifted)
-            filt, used = bfilt, "bfactor"
-            if weighting == "spectral_snr" and iteration > 1:
-                estimate = estimate_spectral_snr(shifted, total, shape)
-                filt, used = _spectral_filter(estimate, shape, bfilt)
-
-            def measure(i: int, filt=filt, first=iteration == 1, refine=used == "spectral_snr"):
-                xp = loo_cross_power(shifted[i], total, filt)
-                return correlation_rms(xp, shape), _peak_offset(xp, shape, mask, first=first, refine=refine,
-                                                                threads=pool.threads_each)
-
-            measured = pos.copy()
-            for i, (rms, (dx, dy, height)) in enumerate(pool.map(measure, range(n))):
-                map_rms[i], heights[i] = rms, height
-                measured[i] += (dx, dy)
-            smoothed = regularise_trajectory(
-                measured,
-                dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
-                outlier_floor=1.0 / bin_factor,
-                peak_heights=heights,
-            )
-            new = smoothed.positions - smoothed.positions[0]
-            change = float(np.max(np.abs(new - pos))) * bin_factor
-            pos = new
-            if change < tolerance_px:
-                converged = True
-                break
+    for iteration in range(1, max_iterations + 1):
+        shifted = [shift_spectrum(spec, shape, -pos[i, 0], -pos[i, 1]) for i, spec in enumerate(spectra)]
+        total = sum_in_order(shifted)
+        filt, used = bfilt, "bfactor"
+        if weighting == "spectral_snr" and iteration > 1:
+            estimate = estimate_spectral_snr(shifted, total, shape)
+            filt, used = _spectral_filter(estimate, shape, bfilt)
+        measured = pos.copy()
+        for i in range(n):
+            xp = loo_cross_power(shifted[i], total, filt)
+            map_rms[i] = correlation_rms(xp, shape)
+            dx, dy, heights[i] = _peak_offset(xp, shape, mask, first=iteration == 1, refine=used == "spectral_snr",
+                                              threads=threads)
+            measured[i] += (dx, dy)
+        smoothed = regularise_trajectory(
+            measured,
+            dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
+            outlier_floor=1.0 / bin_factor,
+            peak_heights=heights,
+        )
+        new = smoothed.positions - smoothed.positions[0]
+        change = float(np.max(np.abs(new - pos))) * bin_factor
+        pos = new
+        if change < tolerance_px:
+            converged = True
+            break
     residual = float(np.sqrt(np.mean(smoothed.residuals[~smoothed.outliers] ** 2))) * bin_factor
     return GlobalAlignment(
         shifts_px=pos * bin_factor,

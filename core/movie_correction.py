@@ -316,7 +316,7 @@ class MovieCorrection:
         gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
         seconds = np.zeros((n, 2))  # per frame: warp, transform
 
-        scratch = [np.empty(self.movie_shape, np.float32) for _ in range(3)]  # image, coefficients, warped
+        scratch = [np.empty(self.movie_shape, np.float32) for _ in range(2)]  # the frame, its spline coefficients
 
         def one(i: int) -> np.ndarray:
             image = corrected(i, scratch[0])
@@ -326,10 +326,10 @@ class MovieCorrection:
                 gdx, gdy = alignment.shifts_px[i] - middle
                 # the model is in registered coordinates; this frame's pixel u + G_t shows point u
                 fdx, fdy = local.model.displacement(gx - gdx, gy - gdy, float(i))
-                image = warp_image(
-                    image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32), grid_step_px=step,
-                    out=scratch[2], coefficients=bspline_prefilter(image, out=scratch[1]),
-                )
+                coefficients = bspline_prefilter(image, out=scratch[1])
+                # the warp reads only the coefficients, so the warped frame is written over the frame
+                image = warp_image(coefficients, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32),
+                                   grid_step_px=step, out=scratch[0], coefficients=coefficients)
             f = time.perf_counter()
             spectrum = self._to_output(rfft2(image, threads=self.threads))
             seconds[i] = f - w, time.perf_counter() - f
