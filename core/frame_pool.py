@@ -1,11 +1,13 @@
-"""Per-frame work spread over threads, one frame per thread at a time, results in frame order.
+"""Independent per-item work spread over threads, one item per thread at a time, results in order.
 
-Many steps of a correction are the same independent work on every frame (a phase shift, a
-cross-power and its peak, a warp and a transform). Run one frame per thread, each single-threaded
-(scipy's FFT with one worker, numba kernels limited to one thread in that thread), they keep both
-cores busy with less synchronisation than splitting every frame over both cores, and the small
-serial steps between the kernels (Python, NumPy reductions) overlap. Every frame is computed
-exactly as it would be alone, so results do not depend on the number of threads.
+Used where a correction does the same small, independent work many times: the patches of local
+motion (each a batch of small transforms and peak searches) and the registered alignment copies.
+Run one item per thread, each single-threaded (scipy's FFT with one worker, numba kernels limited
+to one thread in that thread), both cores stay busy with less synchronisation than splitting every
+small transform over both cores, and the serial steps between the kernels (Python, NumPy
+reductions) overlap. Every item is computed exactly as it would be alone, so results do not depend
+on the number of threads. Not for the frame-sized passes: two 64 MiB transforms, or numba's
+parallel kernels called from two threads at once, were slower than one frame on both cores.
 
 Numba kernels called here must release the GIL (``nogil=True``) to run side by side.
 """
