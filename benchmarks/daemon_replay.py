@@ -86,7 +86,9 @@ def split_into_raw_frames(counts: np.ndarray, raw_per_fraction: int, rng):
     for frame in counts:
         pos = np.flatnonzero(frame)
         c = frame.ravel()[pos].astype(np.int64)
-        assert c.max(initial=0) <= raw_per_fraction, "more counts in a pixel than raw frames"
+        if c.max(initial=0) > raw_per_fraction:
+            raise SystemExit(f"a pixel has {c.max()} counts in a fraction of {raw_per_fraction} raw frames: "
+                             "raise --eer-raw-frames")
         start = np.repeat(rng.integers(0, raw_per_fraction, pos.size), c)
         first = np.repeat(np.cumsum(c) - c, c)
         raw = (start + np.arange(int(c.sum())) - first) % raw_per_fraction
