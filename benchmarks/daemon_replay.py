@@ -278,30 +278,47 @@ def per_tilt(events: list[dict], closed: dict[str, float], rows: list[dict]) -> 
     return out, problems
 
 
-def replay(args, workdir: Path) -> dict:
+@dataclass(frozen=True)
+class ReplayOptions:
+    """One replay (the command line's options, module docstring)."""
+
+    tilts: int = 8
+    size: int = 4096
+    frames: int = 10
+    pace_s: float = 8.0
+    frame_interval_s: float = 0.2
+    format: str = "tiff"
+    arrival: str = "frames"
+    patches: str = "auto"
+    streaming: bool = True
+    eer_raw_frames: int = 400
+
+
+def replay(*, workdir: Path, **options) -> dict:
+    """Run one replay in ``workdir`` (keyword options: :class:`ReplayOptions`); the results as a dict."""
     from framewatch.daemon.commands.simulated_acquisition import Acquisition
 
-    acq = Acquisition(workdir / "acq", n_tilts=args.tilts, shape=(args.size, args.size), n_frames=args.frames,
+    o = ReplayOptions(**options)
+    acq = Acquisition(workdir / "acq", n_tilts=o.tilts, shape=(o.size, o.size), n_frames=o.frames,
                       dose_per_tilt_e_per_a2=3.0)
     t = time.perf_counter()
-    movies = stage_movies(acq, fmt=args.format, tilts=args.tilts, eer_raw_frames=args.eer_raw_frames,
-                          stage=workdir / "stage")
+    movies = stage_movies(acq, fmt=o.format, tilts=o.tilts, eer_raw_frames=o.eer_raw_frames, stage=workdir / "stage")
     staged_s = time.perf_counter() - t
     floor = floor_s(movies[0].staged)
-    exposure_s = args.frames * args.frame_interval_s
-    events, closed, rows = run_daemon(acq, movies, fmt=args.format, arrival=args.arrival, patches=args.patches,
-                                      streaming=not args.no_streaming, pace_s=args.pace_s, exposure_s=exposure_s,
+    events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
+                                      streaming=o.streaming, pace_s=o.pace_s, exposure_s=o.frames * o.frame_interval_s,
                                       workdir=workdir)
     tilts, problems = per_tilt(events, closed, rows)
     lat = [t["latency_s"] for t in tilts]
     if tilts and floor["n_frames"] != tilts[0]["n_frames"]:
         problems.append(f"the floor decoded {floor['n_frames']} frames, the daemon corrected {tilts[0]['n_frames']}")
+    backlog = [e.get("queued", 0) for e in events if e["event"] == "backlog"]
     return {
-        "format": args.format, "arrival": args.arrival, "patches": args.patches, "streaming": not args.no_streaming,
-        "tilts": args.tilts, "size": args.size, "frames": args.frames, "file_frames": movies[0].file_frames,
-        "frame_interval_s": args.frame_interval_s, "pace_s": args.pace_s, "staged_s": staged_s,
+        **o.__dict__, "file_frames": movies[0].file_frames, "staged_s": staged_s,
         "floor_s": floor["seconds"], "floor": floor, "per_tilt": tilts, "problems": problems,
-        "latency_median_s": statistics.median(lat) if lat else None, "latency_max_s": max(lat) if lat else None,
+        "latency_s": lat, "latency_median_s": statistics.median(lat) if lat else None,
+        "latency_max_s": max(lat) if lat else None, "correct_s": [t["correct_s"] for t in tilts],
+        "peak_backlog": max(backlog, default=0),
         "stream_started": sum(e["event"] == "stream_started" for e in events),
         "stream_dropped": [e.get("reason") for e in events if e["event"] == "stream_dropped"],
         "load_average": os.getloadavg(),
@@ -354,12 +371,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in ("keep", "json", "no_streaming")}
+    options["streaming"] = not args.no_streaming
     if args.keep is not None:
         args.keep.mkdir(parents=True)
-        res = replay(args, args.keep)
+        res = replay(workdir=args.keep, **options)
     else:
         with tempfile.TemporaryDirectory(prefix="framewatch-replay-") as tmp:
-            res = replay(args, Path(tmp))
+            res = replay(workdir=Path(tmp), **options)
     print(report(res))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1) + "\n")
