@@ -2,16 +2,18 @@
 
     python -m benchmarks.daemon_replay [--format tiff|mrc|eer] [--arrival frames|rename] [--patches auto|0]
         [--no-streaming] [--tilts 8] [--size 4096] [--frames 10] [--frame-interval-s 0.2] [--pace-s 8]
-        [--eer-raw-frames 400] [--json F]
+        [--eer-raw-frames 400] [--eer-group-frames 40] [--keep DIR] [--json F]
 
 Before the clock starts, every tilt is simulated (``Acquisition.frames_for``: 0.3 e/A^2 per frame,
 3 e/A^2 per tilt, 1.5 A pixels) and encoded once into a staging folder of the run's temporary
 directory (the cache: nothing outlives the run): TIFF LZW (framewatch's writer: rows flipped, one
-page per frame), MRC, or EER (the tests' encoder: each fraction's counts split over its raw
-frames, ``numberOfFrames`` in the metadata; fractions by the daemon's default rule, a dose target of
-0.3 e/A^2, which at 3 e/A^2 per tilt makes 10 fractions of 40 raw frames, RELION's default
-``--eer_grouping 40`` too). ``framewatch watch`` then runs as its own process (one worker, defaults
-but for the pixel size and ``--patches``); tilt ``i`` starts ``i * pace`` after the first and arrives
+page per frame), MRC, or EER (the tests' encoder: each fraction's counts split over its raw frames,
+``numberOfFrames`` in the metadata). EER fractions: ``--eer-group-frames 40`` is passed to the daemon,
+as a RELION user passes ``--eer_grouping 40``: 10 fractions of 0.3 e/A^2 at 3 e/A^2 per tilt, the
+fractions of the daemon's default dose target too (``--eer-group-frames 0`` runs that default, whose
+total dose is known only once the mdoc line is written). ``framewatch watch`` then runs as its own
+process (one worker, defaults but for the pixel size and ``--patches``); tilt ``i`` starts ``i * pace``
+after the first and arrives
 
 - ``frames``: written in place frame by frame as a detector does (tests/growing_writer.py: MRC
   header with the final nz first, then each frame; TIFF/EER pages linked once whole), one frame every
@@ -210,7 +212,8 @@ def _wait_for(drift: Path, proc, what, timeout_s: float, workdir: Path) -> list[
 
 
 def run_daemon(acq, movies: list[StagedMovie], *, fmt: str, arrival: str, patches: str, streaming: bool,
-               pace_s: float, exposure_s: float, workdir: Path) -> tuple[list[dict], dict[str, float], list[dict]]:
+               pace_s: float, exposure_s: float, workdir: Path, extra: tuple[str, ...] = ()
+               ) -> tuple[list[dict], dict[str, float], list[dict]]:
     """Start ``framewatch watch``, let every tilt arrive at its pace, wait for its lines, stop it.
     Returns (drift-log events, movie path -> closed wall time, journal rows)."""
     config = workdir / "framewatch.toml"
@@ -220,6 +223,7 @@ def run_daemon(acq, movies: list[StagedMovie], *, fmt: str, arrival: str, patche
            "--state", str(state), "--config", str(config), "--patches", *(["auto"] if patches == "auto" else ["0", "0"])]
     if not streaming:
         cmd.append("--no-streaming")
+    cmd += extra
     drift = out / "framewatch.jsonl"
     acq.frames_dir.mkdir(parents=True)
     closed: dict[str, float] = {}
@@ -278,6 +282,10 @@ def per_tilt(events: list[dict], closed: dict[str, float], rows: list[dict]) -> 
     return out, problems
 
 
+def _eer_flags(o) -> tuple[str, ...]:
+    return ("--eer-group-frames", str(o.eer_group_frames)) if o.format == "eer" and o.eer_group_frames else ()
+
+
 @dataclass(frozen=True)
 class ReplayOptions:
     """One replay (the command line's options, module docstring)."""
@@ -292,6 +300,7 @@ class ReplayOptions:
     patches: str = "auto"
     streaming: bool = True
     eer_raw_frames: int = 400
+    eer_group_frames: int = 40
 
 
 def replay(*, workdir: Path, **options) -> dict:
@@ -307,7 +316,7 @@ def replay(*, workdir: Path, **options) -> dict:
     floor = floor_s(movies[0].staged)
     events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
                                       streaming=o.streaming, pace_s=o.pace_s, exposure_s=o.frames * o.frame_interval_s,
-                                      workdir=workdir)
+                                      workdir=workdir, extra=_eer_flags(o))
     tilts, problems = per_tilt(events, closed, rows)
     lat = [t["latency_s"] for t in tilts]
     if tilts and floor["n_frames"] != tilts[0]["n_frames"]:
@@ -368,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="[processing] patches: auto (local motion by evidence) or 0 (whole frame)")
     p.add_argument("--no-streaming", action="store_true", help="pass --no-streaming to framewatch watch")
     p.add_argument("--eer-raw-frames", type=int, default=400, help="EER: raw frames per movie")
+    p.add_argument("--eer-group-frames", type=int, default=40,
+                   help="EER: raw frames per fraction (RELION's --eer_grouping); 0 = the daemon's default rule "
+                        "(a dose target of 0.3 e/A^2 per fraction)")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
