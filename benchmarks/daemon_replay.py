@@ -282,8 +282,9 @@ def per_tilt(events: list[dict], closed: dict[str, float], rows: list[dict]) -> 
     return out, problems
 
 
-def _eer_flags(o) -> tuple[str, ...]:
-    return ("--eer-group-frames", str(o.eer_group_frames)) if o.format == "eer" and o.eer_group_frames else ()
+def _watch_flags(o) -> tuple[str, ...]:
+    eer = ("--eer-group-frames", str(o.eer_group_frames)) if o.format == "eer" and o.eer_group_frames else ()
+    return eer + (("--dose-per-tilt", "3") if o.dose_per_tilt else ())
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,7 @@ class ReplayOptions:
     streaming: bool = True
     eer_raw_frames: int = 400
     eer_group_frames: int = 40
+    dose_per_tilt: bool = False
 
 
 def replay(*, workdir: Path, **options) -> dict:
@@ -316,7 +318,7 @@ def replay(*, workdir: Path, **options) -> dict:
     floor = floor_s(movies[0].staged)
     events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
                                       streaming=o.streaming, pace_s=o.pace_s, exposure_s=o.frames * o.frame_interval_s,
-                                      workdir=workdir, extra=_eer_flags(o))
+                                      workdir=workdir, extra=_watch_flags(o))
     tilts, problems = per_tilt(events, closed, rows)
     lat = [t["latency_s"] for t in tilts]
     if tilts and floor["n_frames"] != tilts[0]["n_frames"]:
@@ -380,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eer-group-frames", type=int, default=40,
                    help="EER: raw frames per fraction (RELION's --eer_grouping); 0 = the daemon's default rule "
                         "(a dose target of 0.3 e/A^2 per fraction)")
+    p.add_argument("--dose-per-tilt", action="store_true",
+                   help="pass the tilt dose (3 e/A^2) to the daemon, as a Tomography 5 user does (known before the mdoc line)")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
