@@ -185,6 +185,27 @@ def arrive(acq, movie: StagedMovie, *, fmt: str, arrival: str, exposure_s: float
 
 
 # ----------------------------------------------------------------------------- the measurements
+def busy_cores(window_s: float = 5.0) -> float:
+    """Cores busy on this machine over ``window_s`` (from /proc/stat: every process, ours included)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:8]]
+        return sum(v), v[3] + v[4]
+
+    t1, i1 = sample()
+    time.sleep(window_s)
+    t2, i2 = sample()
+    return (os.cpu_count() or 1) * ((t2 - t1) - (i2 - i1)) / max(1, t2 - t1)
+
+
+def wait_until_quiet(max_busy_cores: float, timeout_s: float = 1800.0) -> float:
+    """Wait (after the staging, before the floor) until other work leaves the machine; returns the wait."""
+    start = time.time()
+    while busy_cores() > max_busy_cores and time.time() - start < timeout_s:
+        pass
+    return time.time() - start
+
+
 def floor_s(movie: Path) -> dict:
     """benchmarks/child.py ``floor`` of ``movie`` in a fresh process (best of two in it)."""
     out = subprocess.run([sys.executable, "-m", "benchmarks.child", "floor", str(movie), str(THREADS)],
@@ -303,6 +324,7 @@ class ReplayOptions:
     eer_raw_frames: int = 400
     eer_group_frames: int = 40
     dose_per_tilt: bool = False
+    quiet_cores: float = 0.0
 
 
 def replay(*, workdir: Path, **options) -> dict:
@@ -315,6 +337,8 @@ def replay(*, workdir: Path, **options) -> dict:
     t = time.perf_counter()
     movies = stage_movies(acq, fmt=o.format, tilts=o.tilts, eer_raw_frames=o.eer_raw_frames, stage=workdir / "stage")
     staged_s = time.perf_counter() - t
+    waited_quiet_s = wait_until_quiet(o.quiet_cores) if o.quiet_cores else 0.0
+    load_at_start = os.getloadavg()
     floor = floor_s(movies[0].staged)
     events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
                                       streaming=o.streaming, pace_s=o.pace_s, exposure_s=o.frames * o.frame_interval_s,
@@ -326,6 +350,7 @@ def replay(*, workdir: Path, **options) -> dict:
     backlog = [e.get("queued", 0) for e in events if e["event"] == "backlog"]
     return {
         **o.__dict__, "file_frames": movies[0].file_frames, "staged_s": staged_s,
+        "waited_quiet_s": waited_quiet_s, "load_average_at_start": load_at_start,
         "floor_s": floor["seconds"], "floor": floor, "per_tilt": tilts, "problems": problems,
         "latency_s": lat, "latency_median_s": statistics.median(lat) if lat else None,
         "latency_max_s": max(lat) if lat else None, "correct_s": [t["correct_s"] for t in tilts],
@@ -359,7 +384,9 @@ def report(res: dict) -> str:
                      + " ".join(f"{k} {v:.2f}" for k, v in mid["engine_s"].items()))
     lines.append(f"streams started {res['stream_started']}, dropped {len(res['stream_dropped'])}"
                  + "".join(f"\n  dropped: {r}" for r in res["stream_dropped"]))
-    lines.append("load average at the end: " + " ".join(f"{x:.2f}" for x in res["load_average"]))
+    lines.append("load average at the start (after the staging and any quiet wait of "
+                 f"{res['waited_quiet_s']:.0f} s): " + " ".join(f"{x:.2f}" for x in res["load_average_at_start"])
+                 + "; at the end: " + " ".join(f"{x:.2f}" for x in res["load_average"]))
     lines += [f"PROBLEM: {p}" for p in res["problems"]]
     return "\n".join(lines)
 
@@ -384,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(a dose target of 0.3 e/A^2 per fraction)")
     p.add_argument("--dose-per-tilt", action="store_true",
                    help="pass the tilt dose (3 e/A^2) to the daemon, as a Tomography 5 user does (known before the mdoc line)")
+    p.add_argument("--quiet-cores", type=float, default=0.0, metavar="C",
+                   help="after the staging, wait until fewer than C cores are busy (5 s samples) before the floor")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
