@@ -185,17 +185,40 @@ def arrive(acq, movie: StagedMovie, *, fmt: str, arrival: str, exposure_s: float
 
 
 # ----------------------------------------------------------------------------- the measurements
-def busy_cores(window_s: float = 5.0) -> float:
-    """Cores busy on this machine over ``window_s`` (from /proc/stat: every process, ours included)."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:8]]
-        return sum(v), v[3] + v[4]
+def _cpu_sample() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, wall time) from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(v) - v[3] - v[4]) / tick, time.time()
 
-    t1, i1 = sample()
+
+def busy_cores(window_s: float = 5.0) -> float:
+    """Cores busy on this machine over ``window_s`` (every process, ours included)."""
+    b1, t1 = _cpu_sample()
     time.sleep(window_s)
-    t2, i2 = sample()
-    return (os.cpu_count() or 1) * ((t2 - t1) - (i2 - i1)) / max(1, t2 - t1)
+    b2, t2 = _cpu_sample()
+    return (b2 - b1) / (t2 - t1)
+
+
+class ForeignCpu:
+    """Cores busy with other work than this run (its daemon and workers, reaped when it stops) between
+    ``start()`` and ``stop()``: a run shared with another benchmark says so."""
+
+    def start(self) -> None:
+        self._busy, self._wall = _cpu_sample()
+        self._mine = self._own()
+
+    @staticmethod
+    def _own() -> float:
+        import resource
+
+        return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+                   for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+    def stop(self) -> float:
+        busy, wall = _cpu_sample()
+        return max(0.0, (busy - self._busy) - (self._own() - self._mine)) / max(1e-9, wall - self._wall)
 
 
 def wait_until_quiet(max_busy_cores: float, timeout_s: float = 1800.0) -> float:
@@ -339,10 +362,13 @@ def replay(*, workdir: Path, **options) -> dict:
     staged_s = time.perf_counter() - t
     waited_quiet_s = wait_until_quiet(o.quiet_cores) if o.quiet_cores else 0.0
     load_at_start = os.getloadavg()
+    foreign = ForeignCpu()
+    foreign.start()
     floor = floor_s(movies[0].staged)
     events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
                                       streaming=o.streaming, pace_s=o.pace_s, exposure_s=o.frames * o.frame_interval_s,
                                       workdir=workdir, extra=_watch_flags(o))
+    foreign_cores = foreign.stop()
     tilts, problems = per_tilt(events, closed, rows)
     lat = [t["latency_s"] for t in tilts]
     if tilts and floor["n_frames"] != tilts[0]["n_frames"]:
@@ -350,7 +376,7 @@ def replay(*, workdir: Path, **options) -> dict:
     backlog = [e.get("queued", 0) for e in events if e["event"] == "backlog"]
     return {
         **o.__dict__, "file_frames": movies[0].file_frames, "staged_s": staged_s,
-        "waited_quiet_s": waited_quiet_s, "load_average_at_start": load_at_start,
+        "waited_quiet_s": waited_quiet_s, "foreign_cores": foreign_cores, "load_average_at_start": load_at_start,
         "floor_s": floor["seconds"], "floor": floor, "per_tilt": tilts, "problems": problems,
         "latency_s": lat, "latency_median_s": statistics.median(lat) if lat else None,
         "latency_max_s": max(lat) if lat else None, "correct_s": [t["correct_s"] for t in tilts],
@@ -387,6 +413,7 @@ def report(res: dict) -> str:
     lines.append("load average at the start (after the staging and any quiet wait of "
                  f"{res['waited_quiet_s']:.0f} s): " + " ".join(f"{x:.2f}" for x in res["load_average_at_start"])
                  + "; at the end: " + " ".join(f"{x:.2f}" for x in res["load_average"]))
+    lines.append(f"other work on the machine during the floor and the run: {res['foreign_cores']:.2f} cores (mean)")
     lines += [f"PROBLEM: {p}" for p in res["problems"]]
     return "\n".join(lines)
 
