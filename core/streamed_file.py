@@ -178,9 +178,13 @@ def stream_correct_file(
         final = end if isinstance(end, StreamEnd) else StreamEnd(int(end))
         final_settings = final.settings or settings
         final_dose = final.movie_dose_e_per_a2 if final.settings is not None else movie_dose_e_per_a2
-        if movie.format == "eer" and movie_reading_options(final_settings, final_dose) != reading:
-            raise StreamSettingsChanged("the EER grouping of the final settings differs from the one it was followed with",
-                                        path=Path(path), fix="correct the finished file with the final settings")
+        final_reading = movie_reading_options(final_settings, final_dose)
+        if movie.format == "eer":
+            if {**final_reading, "eer_total_dose_e_per_a2": None} != {**reading, "eer_total_dose_e_per_a2": None}:
+                raise StreamSettingsChanged("the EER grouping options of the final settings differ from those it was "
+                                            "followed with", path=Path(path),
+                                            fix="correct the finished file with the final settings")
+            movie.set_total_dose(final_dose, final.n_frames)  # the grouping by dose needs it
         frames_before_end = feed.n_frames
         feed.add(movie.rest(final.n_frames))
     if feed.stream is None:

@@ -19,10 +19,10 @@ from sim_helpers import simulated
 from test_growing_movie import EER_OPTIONS, KINDS, N_FRAMES, case_bytes, sim_frames
 
 from framewatch.core.correct import correct_movie_file
-from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamStalled
+from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamSettingsChanged, StreamStalled
 from framewatch.core.movie_io import write_image_mrc
 from framewatch.core.settings import CorrectionSettings
-from framewatch.core.streamed_file import stream_correct_file
+from framewatch.core.streamed_file import StreamEnd, stream_correct_file
 
 SUMS = ("dose_weighted_sum", "even_sum", "odd_sum")
 
@@ -96,6 +96,68 @@ def test_an_eer_movie_grouped_by_dose_sets_the_dose_per_fraction(tmp_path):
     writer.join()
     assert_same(out.result, correct_movie_file(path, settings=settings, movie_dose_e_per_a2=6.0))
     assert out.frames_before_end >= 1 and out.result.dose_weighted_sum.shape == (256, 256)
+
+
+class FinalControl:
+    """A writer's control that answers with final settings (a :class:`StreamEnd`), as the daemon does
+    once the mdoc line written after the movie is read."""
+
+    def __init__(self, inner: WriterControl, **final):
+        self._inner, self._final = inner, final
+
+    def end(self):
+        n = self._inner.end()
+        return None if n is None else StreamEnd(n, **self._final)
+
+    def cancelled(self) -> bool:
+        return self._inner.cancelled()
+
+
+def _stream_with_final(tmp_path, kind, provisional, *, movie_dose=None, **final):
+    suffix, _, steps, n = case_bytes(kind, tmp_path, sim_frames())
+    path = tmp_path / f"movie{suffix}"
+    writer = GrowingWriter(path, steps)
+    writer.start()
+    try:
+        out = stream_correct_file(path, settings=provisional, control=FinalControl(WriterControl(writer, n), **final),
+                                  movie_dose_e_per_a2=movie_dose, poll_s=0.002)
+    finally:
+        writer.join(timeout=30)
+    return out, path
+
+
+def test_the_final_settings_given_at_the_end_are_those_of_the_result(tmp_path):
+    provisional = settings_for(".mrc")
+    final = CorrectionSettings(pixel_size_a=1.4, dose_per_frame_e_per_a2=0.4, prior_dose_e_per_a2=6.0, voltage_kv=200.0,
+                               patches=(0, 0), threads=1)
+    out, path = _stream_with_final(tmp_path, "mrc_nz_final", provisional, settings=final)
+    assert out.frames_before_end >= 1
+    assert_same(out.result, correct_movie_file(path, settings=final))
+
+
+@pytest.mark.parametrize("kind", ["eer_count", "eer_no_count"])
+def test_an_eer_movie_whose_dose_is_known_only_at_the_end(tmp_path, kind):
+    """Fractions by a dose target, the movie's dose from the mdoc line written after it: the stream
+    groups the raw frames at the end (with a count in the metadata too: no grouping before the dose)."""
+    settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, patches=(0, 0), threads=1,
+                                  eer_fraction_dose_e_per_a2=1.5)
+    out, path = _stream_with_final(tmp_path, kind, settings, settings=settings, movie_dose_e_per_a2=6.0)
+    assert_same(out.result, correct_movie_file(path, settings=settings, movie_dose_e_per_a2=6.0))
+    assert out.result.settings.dose_per_frame_e_per_a2 == pytest.approx(1.5)
+
+
+def test_a_final_dose_that_regroups_fractions_already_streamed_is_a_settings_change(tmp_path):
+    settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, patches=(0, 0), threads=1,
+                                  eer_fraction_dose_e_per_a2=1.5)
+    with pytest.raises(StreamSettingsChanged, match="grouped"):
+        _stream_with_final(tmp_path, "eer_count", settings, movie_dose=6.0, settings=settings, movie_dose_e_per_a2=3.0)
+
+
+def test_final_settings_that_change_the_first_pass_are_a_settings_change(tmp_path):
+    provisional = settings_for(".mrc")
+    final = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, patches=(0, 0), threads=1, fourier_bin=2)
+    with pytest.raises(StreamSettingsChanged, match="transform the frames differently"):
+        _stream_with_final(tmp_path, "tiff_lzw", provisional, settings=final)
 
 
 # ------------------------------------------------------------------------------------------ fallbacks

@@ -107,6 +107,15 @@ class GrowingMovie:
         self._check_open()
         return self._follower.poll(self._file, self._checked_size())
 
+    def set_total_dose(self, total_dose_e_per_a2: float | None, n_frames: int) -> None:
+        """EER: the dose of the whole movie (``n_frames`` raw frames), known only at the end; the
+        fractions not built yet are grouped with it (raises
+        :class:`~framewatch.core.errors.StreamSettingsChanged` when fractions already returned were
+        grouped otherwise). Other formats: nothing to do."""
+        setter = getattr(self._follower, "set_total_dose", None)
+        if setter is not None:
+            setter(total_dose_e_per_a2, int(n_frames))
+
     def rest(self, n_frames: int) -> list[np.ndarray]:
         """The remaining frames of the complete file, which holds ``n_frames`` frames (MRC sections,
         TIFF pages, EER raw frames). Raises :class:`MovieChangedError` when it does not."""

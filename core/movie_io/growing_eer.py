@@ -20,13 +20,14 @@ Both give the fractions of :func:`~framewatch.core.movie_io.open_movie` exactly.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from ..decode_limits import check_decoded_size, check_eer_streams
-from ..errors import MovieFormatError, SettingsError
+from ..errors import MovieFormatError, SettingsError, StreamSettingsChanged
 from .eer import (
     TAG_EER_METADATA,
     TIFF_NO_COMPRESSION,
@@ -72,7 +73,10 @@ class EerFollower(Follower):
         if n_raw == 0:
             return []
         if self.grouping is None and self.header_n_frames is not None:
-            self._set_grouping(self.header_n_frames)
+            try:
+                self._set_grouping(self.header_n_frames)
+            except SettingsError:  # a dose target before the movie's dose is known: group in rest()
+                self.header_n_frames = None
         if self.grouping is not None:
             return self._decode_ready(f, n_raw)
         self._parse(f, n_raw)
@@ -153,6 +157,23 @@ class EerFollower(Follower):
             raise changed(self.path, err.what) from err
 
     # ----------------------------------------------------------------------------------- fractions
+
+    def set_total_dose(self, total_dose_e_per_a2: float | None, n_raw: int) -> None:
+        """The dose of the whole movie, known only now (the mdoc line written after the movie):
+        fractions not built yet are grouped with it. Raises :class:`StreamSettingsChanged` when
+        fractions already returned were grouped otherwise."""
+        options = dataclasses.replace(self.options, eer_total_dose_e_per_a2=total_dose_e_per_a2)
+        if self.grouping is not None:
+            final = group_eer_frames(n_raw, group_frames=options.eer_group_frames,
+                                     fraction_dose_e_per_a2=options.eer_fraction_dose_e_per_a2,
+                                     total_dose_e_per_a2=options.eer_total_dose_e_per_a2)
+            if final.boundaries != self.grouping.boundaries:
+                raise StreamSettingsChanged(
+                    f"its fractions were grouped for {self.grouping.n_fractions} and the movie's dose gives "
+                    f"{final.n_fractions}", path=self.path, fix="read the finished file with the final dose")
+            self.grouping = final
+            self.dose_per_fraction_e_per_a2 = final.dose_per_fraction_e_per_a2
+        self.options = options
 
     def _set_grouping(self, n_raw: int) -> None:
         options = self.options

@@ -19,7 +19,7 @@ class StreamRegistry:
     def __init__(self, signals: StreamSignals):
         self.signals = signals
         self._paths: dict[int, str] = {}  # movie id -> path, every streaming job in the pool
-        self._ended: set[int] = set()  # those whose movie was found complete (the final job sent)
+        self._ended: dict[int, CorrectionJob] = {}  # those whose movie was found complete -> the final job sent
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -42,7 +42,11 @@ class StreamRegistry:
     def end(self, job: CorrectionJob) -> None:
         """The movie is complete: its job finishes with ``job`` (final settings, frame count)."""
         self.signals.end(job)
-        self._ended.add(job.movie_id)
+        self._ended[job.movie_id] = job
+
+    def ended_job(self, movie_id: int) -> CorrectionJob | None:
+        """The final job sent to the stream of ``movie_id``, if it was ended."""
+        return self._ended.get(movie_id)
 
     def cancel(self, movie_id: int, reason: str) -> None:
         """Stop a job whose movie is not complete; it comes back ``dropped``."""
@@ -52,5 +56,5 @@ class StreamRegistry:
     def returned(self, movie_id: int) -> None:
         """The job of ``movie_id`` came back (or was abandoned): forget it and its signals."""
         if self._paths.pop(movie_id, None) is not None:
-            self._ended.discard(movie_id)
+            self._ended.pop(movie_id, None)
             self.signals.clear(movie_id)

@@ -114,12 +114,24 @@ def failure(job: CorrectionJob, err: Exception) -> CorrectionOutcome:
 
 def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
             streamed_frames: int | None = None) -> CorrectionOutcome:
-    """The outcome of a finished correction (``result``: core's MovieResult)."""
+    """The outcome of a finished correction (``result``: core's MovieResult); the sums go through a
+    hand-over file when the job has a ``sums_dir`` (sums_handover.py), else in the outcome."""
+    sums = (result.dose_weighted_sum, result.even_sum, result.odd_sum)
+    sums_file = None
+    if job.sums_dir is not None:
+        from framewatch.daemon.processing.sums_handover import put_sums
+
+        sums_file = put_sums(job.sums_dir, job.movie_id, sums)
+        sums = (None, None, None)
+    else:
+        sums = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in sums)
     return CorrectionOutcome(
         job,
-        dose_weighted_sum=np.ascontiguousarray(result.dose_weighted_sum, dtype=np.float32),
-        even_sum=np.ascontiguousarray(result.even_sum, dtype=np.float32),
-        odd_sum=np.ascontiguousarray(result.odd_sum, dtype=np.float32),
+        dose_weighted_sum=sums[0],
+        even_sum=sums[1],
+        odd_sum=sums[2],
+        sums_file=sums_file,
+        sums_shape=tuple(result.dose_weighted_sum.shape) if sums_file is not None else None,
         statistics=result.statistics.as_dict(),
         shifts_px=[[float(x), float(y)] for x, y in result.shifts_px],
         n_frames=result.n_frames,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from framewatch.daemon.state.records import CorrectionJob
 
 
-def correction_job(row: dict, *, opts, gain_session, stream_dir: str | None = None) -> CorrectionJob:
+def correction_job(row: dict, *, opts, gain_session, stream_dir: str | None = None,
+                   sums_dir: str | None = None) -> CorrectionJob:
     """The :class:`CorrectionJob` of a complete movie's journal row (``row["info"]["resolved"]``:
     dose_precedence.py). Raises :class:`~framewatch.core.errors.FramewatchError` when its settings
     are not valid (the caller records the movie failed)."""
@@ -26,4 +27,5 @@ def correction_job(row: dict, *, opts, gain_session, stream_dir: str | None = No
         expected_frames=row["n_frames"],
         movie_dose_e_per_a2=res.get("dose_e_per_a2"),  # EER: groups the raw frames by dose
         stream_dir=stream_dir,
+        sums_dir=sums_dir,
     )

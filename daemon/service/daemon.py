@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -51,6 +52,7 @@ from framewatch.daemon.processing.pool_choice import describe_pool, make_pool
 from framewatch.daemon.processing.scheduler import ReadyQueue
 from framewatch.daemon.processing.stream_registry import StreamRegistry
 from framewatch.daemon.processing.stream_signals import StreamSignals
+from framewatch.daemon.processing.sums_handover import handover_dir, reset
 from framewatch.daemon.service.dispatch import Dispatcher
 from framewatch.daemon.service.events import EventLog
 from framewatch.daemon.service.kernel_warmup import KernelWarmup
@@ -215,8 +217,13 @@ class Daemon:
                                   metrics=self.service.metrics, streams=registry)
         appender = TiltAppender(**common, events=self.events, tables=tables, plots=plots, intake=self.intake)
         streams = StreamStarter(**common, pool=self.pool, queue=self.queue, intake=self.intake, registry=registry)
+        sums_dir = self._sums_dir = None
+        if getattr(self.pool, "streams", False):  # its workers see this machine's files
+            sums_dir = self._sums_dir = handover_dir(self.state_dir)
+            reset(sums_dir)  # what a crash left there
         self.dispatcher = Dispatcher(**common, pool=self.pool, queue=self.queue, events=self.events, intake=self.intake,
-                                     appender=appender, streams=streams, stop_event=self.stop_event)
+                                     appender=appender, streams=streams, stop_event=self.stop_event,
+                                     sums_dir=None if sums_dir is None else str(sums_dir))
         self.completion = SeriesCompletion(**common, index=self.index, intake=self.intake, tables=tables, warnings=warnings)
         self.recovery = StartupRecovery(**common, events=self.events, tables=tables, warnings=warnings, plots=plots,
                                         completion=self.completion)
@@ -389,6 +396,8 @@ class Daemon:
             self.watcher.stop()
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel=True)
+        if getattr(self, "_sums_dir", None) is not None:
+            shutil.rmtree(self._sums_dir, ignore_errors=True)  # empty unless a result was never collected
         if self.service is not None:
             self.service.close()
         if self.log is not None:

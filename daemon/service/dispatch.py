@@ -18,6 +18,7 @@ import time
 from framewatch.core.errors import FramewatchError
 from framewatch.daemon.outputs.output_warnings import no_room
 from framewatch.daemon.processing.gain_session import SessionGainOrientation
+from framewatch.daemon.processing.sums_handover import with_sums_taken
 from framewatch.daemon.service.correction_jobs import correction_job
 from framewatch.daemon.service.stream_dispatch import StreamStarter
 from framewatch.daemon.service.tilt_appender import TiltAppender
@@ -30,12 +31,12 @@ class Dispatcher:
     """Owns the movies between the queue and their append: in the pool, or held for their turn."""
 
     def __init__(self, *, pool, queue, journal, log, events, intake, appender: TiltAppender, streams: StreamStarter,
-                 run, config, stop_event):
+                 run, config, stop_event, sums_dir: str | None = None):
         """``pool`` (processing/pool.WorkerPool), ``queue`` (processing/scheduler.ReadyQueue), ``journal``,
         ``log`` (the drift log), ``events`` (events.EventLog), ``intake`` (MovieIntake: ``retrack``,
         ``finish``), ``appender``, ``streams`` (the streaming jobs), ``run`` (RunContext), ``config``
         (LiveConfig), ``stop_event``: set while the daemon stops (a held result behind a queued movie is
-        then left for the next start)."""
+        then left for the next start), ``sums_dir``: the hand-over directory of a local pool, or None."""
         self._pool = pool
         self._queue = queue
         self._journal = journal
@@ -44,6 +45,7 @@ class Dispatcher:
         self._intake = intake
         self._appender = appender
         self.streams = streams
+        self.sums_dir = sums_dir  # local workers hand their sums over through files here (sums_handover.py)
         self._run = run
         self._config = config
         self._stop_event = stop_event
@@ -92,7 +94,7 @@ class Dispatcher:
         """The job of a complete movie, or None when its settings fail (recorded failed)."""
         row = self._journal.get(mid)
         try:
-            return correction_job(row, opts=self._run.opts, gain_session=gain_session)
+            return correction_job(row, opts=self._run.opts, gain_session=gain_session, sums_dir=self.sums_dir)
         except FramewatchError as err:
             self._order.pop(mid, None)  # numbered early (before a streamed movie of its series)
             self._journal.mark_failed(mid, error=str(err))
@@ -134,10 +136,12 @@ class Dispatcher:
         for name, kw in self._pool.notes():  # the Dask pool's connection and worker lines
             self._log.event(name, **kw)
         broken = False
-        for out in finished:
+        for out in map(with_sums_taken, finished):
             if out.dropped or (out.interrupted and self.streams.registry.is_open(out.job.movie_id)):
                 broken = broken or out.interrupted
-                self.streams.dropped(out)  # followed, never complete: intake still watches it
+                final = self.streams.dropped(out)  # followed, never complete: intake still watches it
+                if final is not None:  # ... or complete by now: the finished file, as any complete movie
+                    self._resubmit(final, now)
                 continue
             self.streams.returned(out)
             if out.interrupted:
@@ -150,6 +154,14 @@ class Dispatcher:
         if broken and self._pool.broken():
             self._pool.restart()
         self._append_in_order()
+
+    def _resubmit(self, job, now: float) -> None:
+        """Correct a complete movie whose stream was dropped before it saw the end (its slot is free)."""
+        if self._pool.has_room() and not self._pool.broken():
+            self._pool.submit(job)
+            return
+        self._error(CorrectionOutcome.failed(job, "its stream was dropped and no worker was free", "StreamDropped",
+                                             retryable=True), now)
 
     def _interrupted(self, out: CorrectionOutcome, now: float) -> None:
         mid = out.job.movie_id

@@ -109,10 +109,18 @@ class StreamStarter:
             self._log.event("stream_dropped", movie=out.job.movie, reason=out.fallback,
                             note="the movie was complete: it was corrected from the finished file")
 
-    def dropped(self, out: CorrectionOutcome) -> None:
-        """A job came back without a correction: nothing was appended; intake goes on with the movie."""
+    def dropped(self, out: CorrectionOutcome) -> CorrectionJob | None:
+        """A job came back without a correction: nothing was appended. Returns the final job when the
+        movie had been found complete meanwhile (the worker dropped its stream before it saw the end:
+        the caller corrects the finished file with it); else intake goes on with the movie."""
         mid = out.job.movie_id
+        final = self.registry.ended_job(mid)
         self.registry.returned(mid)
+        if final is not None:
+            self._log.event("stream_dropped", movie=out.job.movie, reason=out.error,
+                            note="the movie was complete: it is corrected from the finished file")
+            return final
         watched = out.job.movie in self._intake.cands
         self._log.event("stream_dropped", movie=out.job.movie, reason=out.error,
                         **({"note": "it is corrected from the finished file, by the normal path"} if watched else {}))
+        return None

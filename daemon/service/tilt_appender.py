@@ -1,6 +1,11 @@
 """Appending one corrected movie to its series: the per-tilt images and the three stacks, then the
 journal (``done`` with its section index), the tables, the ``tilt_corrected`` line and the plot.
 
+The per-tilt images are written in a second thread while the stacks are appended (each file is
+fsync'd: at 4096² the two halves take about a second each, and they overlap); the journal records
+the movie done only when both are whole, so a crash in between leaves it not done and start-up cuts
+the stacks back and removes its images, as before.
+
 An append that fails is undone (the stacks are cut back to the journal's count, the images go). A
 transient error (no room, not writable for now: output_warnings.py) is handed back to the
 dispatcher, which queues the movie again; any other error fails the movie (stage ``append``).
@@ -8,6 +13,7 @@ dispatcher, which queues the movie again; any other error fails the movie (stage
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +86,7 @@ class TiltAppender:
         self._intake = intake
         self._run = run
         self._config = config
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framewatch-tilt-images")
 
     def append(self, mid: int, out: CorrectionOutcome) -> AppendResult:
         """Append one correction as the next section of its series' stacks."""
@@ -92,10 +99,15 @@ class TiltAppender:
         t0 = time.time()
         images = out.sums
         try:
-            if self._config.now.output.per_tilt_images:  # first: a tilt in the stacks always has its images
+            written = None
+            if self._config.now.output.per_tilt_images:  # beside the stacks: a done tilt always has its images
                 paths.make_dir()  # OUT/SERIES checked for links first (no_follow.py)
-                write_tilt_images(paths.dir, row["path"], images, pixel_size_a=px)
-            append_tilt(paths, z, images, pixel_size_a=px)
+                written = self._writer.submit(write_tilt_images, paths.dir, row["path"], images, pixel_size_a=px)
+            try:
+                append_tilt(paths, z, images, pixel_size_a=px)
+            finally:
+                if written is not None:
+                    written.result()  # whole, or its error is this append's
         except (OSError, ValueError, RuntimeError) as err:
             try:
                 repair_stacks(paths, z)

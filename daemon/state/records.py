@@ -85,6 +85,7 @@ class CorrectionJob:
     expected_frames: int | None = None
     movie_dose_e_per_a2: float | None = None
     stream_dir: str | None = None
+    sums_dir: str | None = None  # a local worker hands its sums over through a file here (sums_handover.py)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class CorrectionOutcome:
     dropped: bool = False
     streamed_frames: int | None = None
     fallback: str | None = None
+    sums_file: str | None = None  # the sums are in this hand-over file instead (processing/sums_handover.py) ...
+    sums_shape: tuple | None = None  # ... each (ny, nx)
 
     @classmethod
     def failed(cls, job: CorrectionJob, error: str, kind: str, *, retryable: bool, worker: str | None = None
