@@ -84,6 +84,9 @@ class OutputLock(HeldLock):
             os.pwrite(fd, f"{os.getpid()}\n{self.state_dir or ''}\n".encode("utf-8", "surrogateescape"), 0)
             os.fsync(fd)
         except OSError as err:  # e.g. the file system went read-only, or it is full
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):  # full: the lock holds; only who holds it goes unsaid
+                self._fd = fd
+                return self
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             raise _not_writable(self.out_dir, "written", err) from None
