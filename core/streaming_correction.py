@@ -44,7 +44,8 @@ class StreamingCorrection:
 
     ``shape``: ``(ny, nx)`` of every frame; ``gain``: float32 ``(ny, nx)`` in movie orientation or
     ``None``; ``defect_mask``: bool ``(ny, nx)`` of known bad pixels or ``None``; ``expected_mask``:
-    bool ``(ny, nx)``, the mask this movie will probably end with (no refreshes then)."""
+    bool ``(ny, nx)``, the mask this movie will probably end with (no refreshes then; one of another
+    shape is ignored)."""
 
     def __init__(self, settings: CorrectionSettings, shape: tuple[int, int], *, gain: np.ndarray | None = None,
                  defect_mask: np.ndarray | None = None, expected_mask: np.ndarray | None = None,
@@ -67,11 +68,10 @@ class StreamingCorrection:
                 raise MovieFormatError(f"defect mask {np.shape(defect_mask)} does not match the movie {self._shape}",
                                        path=self._path)
             known |= defect_mask
+        if expected_mask is not None and np.shape(expected_mask) != self._shape:
+            expected_mask = None  # only a hint (another camera's or frame size's mask): refresh as without one
         self._refreshing = expected_mask is None
         if expected_mask is not None:
-            if np.shape(expected_mask) != self._shape:
-                raise MovieFormatError(f"expected mask {np.shape(expected_mask)} does not match the movie {self._shape}",
-                                       path=self._path)
             known = known | np.asarray(expected_mask, dtype=bool)
         self.final_mask: np.ndarray | None = None  # after finish(): carry it to the next movie of the camera
         self._masks.append(known)  # before any frame: what the gain and the defect list say

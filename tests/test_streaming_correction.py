@@ -84,3 +84,11 @@ def test_the_previous_movies_mask_spares_the_second_transform():
     again, streamed = _stream(list(second.frames), settings2, gain=second.gain, expected_mask=stream.final_mask)
     _same(streamed, correct_movie(second.frames, gain=second.gain, settings=settings2))
     assert again.frames_transformed_again == 0
+
+
+def test_an_expected_mask_of_another_frame_size_is_only_a_hint_and_ignored():
+    # the daemon's workers carry the last movie's mask per camera; a movie of another size must not fail on it
+    sim = simulated(ny=256, nx=256, n_frames=6, dose_per_frame_e_per_a2=1.0, n_hot_pixels=3, seed=43)
+    settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, patches=(0, 0), threads=1)
+    _, streamed = _stream(list(sim.frames), settings, gain=sim.gain, expected_mask=np.ones((128, 128), dtype=bool))
+    _same(streamed, correct_movie(sim.frames, gain=sim.gain, settings=settings))
