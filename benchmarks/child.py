@@ -103,7 +103,8 @@ def sequence(movie: str, threads: int, pixel_a: float, dose: float, copies: int,
             now = time.perf_counter()
             times.append(now - start)
             waited.append(outcome.waited_s)
-            stages = outcome.result.timings_s  # the caller keeps its outcome until the next one, as the CLI does
+            stages = outcome.result.timings_s
+            outcome = None  # dropped once used, as the CLI does after writing it
             start = now
     return {"per_movie_s": times, "waited_s": waited, "after_first_mean_s": sum(times[1:]) / max(1, len(times) - 1),
             "last_stages_s": stages}

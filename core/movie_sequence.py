@@ -105,4 +105,7 @@ def correct_movie_files(jobs: Iterable[MovieJob], *, read_ahead: bool = True) ->
                 except (FramewatchError, OSError) as err:
                     error = err
                 movie = None  # the frames go before the caller gets the result
-            yield MovieOutcome(job, result, error, waited_s)
+            outcome = MovieOutcome(job, result, error, waited_s)
+            result = None  # the generator keeps no result while the next movie is read and corrected
+            yield outcome
+            outcome = None

@@ -93,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         except (FramewatchError, OSError) as err:
             failure(err)
             continue
+        finally:
+            outcome = None  # written: its sums go before the next movie is corrected (peak memory)
         for path in written:
             print(path)
     if failed:
