@@ -99,6 +99,15 @@ def _corrected_once(d: DaemonProc, path, n_frames: int = 8) -> None:
     _assert_same(stack[0], _reference(path, n_frames))
 
 
+def _corrected_once_after_one_drop(d: DaemonProc, path) -> None:
+    """The file changed under its stream: one ``stream_dropped`` (MovieChangedError), the movie once;
+    the daemon stops cleanly."""
+    _corrected_once(d, path)
+    dropped = _events(d, "stream_dropped")
+    assert len(dropped) == 1 and "MovieChangedError" in dropped[0]["reason"], dropped
+    assert d.stop() == 0
+
+
 def _wait_stream(d: DaemonProc, name: str, timeout: float = 30.0) -> None:
     d.wait_event(lambda e: e["event"] == "stream_started" and e["movie"].endswith(name), timeout=timeout)
 
@@ -121,10 +130,7 @@ def test_a_movie_rewritten_mid_stream_is_corrected_from_the_finished_file(tmp_pa
                 f.write(data[k * len(data) // 4: (k + 1) * len(data) // 4])
                 f.flush()
                 time.sleep(0.1)
-        _corrected_once(d, path)
-        dropped = _events(d, "stream_dropped")
-        assert len(dropped) == 1 and "MovieChangedError" in dropped[0]["reason"], dropped
-        assert d.stop() == 0
+        _corrected_once_after_one_drop(d, path)
     finally:
         d.cleanup()
 
@@ -141,10 +147,7 @@ def test_a_movie_replaced_by_rename_mid_stream_is_corrected_once(tmp_path):
         tmp = d.acq / ".incoming.tmp"
         write_mrc_frame_by_frame(tmp, _frames(8, seed=6), 0.0, pixel_size_a=1.5)
         os.rename(tmp, path)
-        _corrected_once(d, path)
-        dropped = _events(d, "stream_dropped")
-        assert len(dropped) == 1 and "MovieChangedError" in dropped[0]["reason"], dropped
-        assert d.stop() == 0
+        _corrected_once_after_one_drop(d, path)
     finally:
         d.cleanup()
 
