@@ -3,6 +3,7 @@
 and :func:`changed`, the :class:`~framewatch.core.errors.MovieChangedError` they raise."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +20,7 @@ def changed(path: Path, what: str) -> MovieChangedError:
     return MovieChangedError(what, path=path, fix=CHANGED_FIX)
 
 
-class Follower:
+class Follower(ABC):
     """Follows one format's file as it grows; :class:`GrowingMovie` checks the file's identity and
     size and passes its open file ``f`` and size ``size`` in bytes.
 
@@ -39,10 +40,13 @@ class Follower:
     def raw_frames_read(self) -> int:
         return self.frames_returned
 
-    def poll(self, f: BinaryIO, size: int) -> list[np.ndarray]:  # pragma: no cover - abstract
+    @abstractmethod
+    def poll(self, f: BinaryIO, size: int) -> list[np.ndarray]:
         """The frames that became readable since the last poll."""
-        raise NotImplementedError
 
-    def rest(self, f: BinaryIO, size: int, n_frames: int) -> list[np.ndarray]:  # pragma: no cover - abstract
+    @abstractmethod
+    def rest(self, f: BinaryIO, size: int, n_frames: int) -> list[np.ndarray]:
         """The remaining frames of the complete file of ``n_frames`` frames."""
-        raise NotImplementedError
+
+    def set_total_dose(self, total_dose_e_per_a2: float | None, n_raw: int) -> None:
+        """The dose of the whole movie, known only at the end; only EER fractions depend on it."""

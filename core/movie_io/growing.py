@@ -112,9 +112,7 @@ class GrowingMovie:
         fractions not built yet are grouped with it (raises
         :class:`~framewatch.core.errors.StreamSettingsChanged` when fractions already returned were
         grouped otherwise). Other formats: nothing to do."""
-        setter = getattr(self._follower, "set_total_dose", None)
-        if setter is not None:
-            setter(total_dose_e_per_a2, int(n_frames))
+        self._follower.set_total_dose(total_dose_e_per_a2, int(n_frames))
 
     def rest(self, n_frames: int) -> list[np.ndarray]:
         """The remaining frames of the complete file, which holds ``n_frames`` frames (MRC sections,

@@ -53,10 +53,7 @@ class StreamSignals:
     def clear(self, movie_id: int) -> None:
         """Forget the signals of a movie whose job came back."""
         for suffix in (END_SUFFIX, CANCEL_SUFFIX):
-            try:
-                os.unlink(self.directory / f"{movie_id}{suffix}")
-            except FileNotFoundError:
-                pass
+            (self.directory / f"{movie_id}{suffix}").unlink(missing_ok=True)
 
 
 class StreamControl:

@@ -27,7 +27,7 @@ import dataclasses
 import time
 
 from framewatch.daemon.processing.stream_signals import StreamControl
-from framewatch.daemon.processing.worker import correct_complete, failure, outcome
+from framewatch.daemon.processing.worker import correct_complete, failure, outcome, where
 from framewatch.daemon.state import faults
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
@@ -76,17 +76,17 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
             expected_mask=_masks.get(camera),
         )
     except StreamCancelled:
-        return CorrectionOutcome.stream_dropped(job, control.cancel_reason(), worker=_where())
+        return CorrectionOutcome.stream_dropped(job, control.cancel_reason(), worker=where())
     except (MovieChangedError, StreamSettingsChanged) as err:
         final = control.end()
         if final is None:
-            return CorrectionOutcome.stream_dropped(job, f"{type(err).__name__}: {err}", worker=_where())
+            return CorrectionOutcome.stream_dropped(job, f"{type(err).__name__}: {err}", worker=where())
         # a fresh read of the finished file, as for any complete movie
         return dataclasses.replace(correct_complete(final), fallback=f"{type(err).__name__}: {err}")
     except Exception as err:  # noqa: BLE001 - reported as data, never kills the worker
         final = control.end()
         if final is None:
-            return CorrectionOutcome.stream_dropped(job, f"{type(err).__name__}: {err}", worker=_where())
+            return CorrectionOutcome.stream_dropped(job, f"{type(err).__name__}: {err}", worker=where())
         return failure(final, err)
     faults.checkpoint("worker_corrected")
     final = control.end()
@@ -96,8 +96,3 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
     return outcome(final, streamed.result, n_raw_frames=final.expected_frames,
                    started=time.perf_counter() - streamed.finish_s, streamed_frames=streamed.frames_before_end)
 
-
-def _where() -> str:
-    import os
-
-    return f"local:{os.getpid()}"

@@ -56,10 +56,7 @@ def take_sums(path: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray
     try:
         mapped = np.memmap(path, dtype=np.float32, mode="r", shape=(3, int(shape[0]), int(shape[1])))
     finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        Path(path).unlink(missing_ok=True)
     return mapped[0], mapped[1], mapped[2]
 
 

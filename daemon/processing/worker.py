@@ -100,6 +100,11 @@ def correct_complete(job: CorrectionJob) -> CorrectionOutcome:
     return outcome(job, result, n_raw_frames=n_frames, started=t0)
 
 
+def where() -> str:
+    """Where a correction runs, as outcomes say it: ``local:PID``."""
+    return f"local:{os.getpid()}"
+
+
 def failure(job: CorrectionJob, err: Exception) -> CorrectionOutcome:
     """The outcome of a correction that raised ``err``: retryable when reading again may succeed
     (the file may still be changing); settings, gain, defect and content errors fail again."""
@@ -142,6 +147,6 @@ def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
         notes=tuple(result.notes),
         worker_s=time.perf_counter() - started,
         pid=os.getpid(),
-        worker=f"local:{os.getpid()}",  # where it ran (a Dask task replaces it with the worker's address)
+        worker=where(),  # where it ran (a Dask task replaces it with the worker's address)
         streamed_frames=streamed_frames,
     )

@@ -1,31 +1,42 @@
-"""The job for one movie: its settings resolved from the journal row (mdoc values, explicit options,
-the session's gain orientation), as the dispatcher hands it to the pool and a streaming job ends with."""
+"""The job for one movie: its settings resolved from the movie's values (mdoc, explicit options, the
+session's gain orientation), as the dispatcher hands a complete movie to the pool, a streaming job
+starts (provisional values) and a streaming job ends (the final ones)."""
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from framewatch.daemon.state.records import CorrectionJob
 
 
-def correction_job(row: dict, *, opts, gain_session, stream_dir: str | None = None,
-                   sums_dir: str | None = None) -> CorrectionJob:
-    """The :class:`CorrectionJob` of a complete movie's journal row (``row["info"]["resolved"]``:
-    dose_precedence.py). Raises :class:`~framewatch.core.errors.FramewatchError` when its settings
+def movie_job(movie_id: int, movie: str, resolved: Mapping, *, opts, gain_session, n_frames: int | None,
+              stream_dir: str | None = None, sums_dir: str | None = None) -> CorrectionJob:
+    """The :class:`CorrectionJob` of a movie whose values are ``resolved`` (``pixel_size_a``,
+    ``dose_per_frame_e_per_a2``, ``prior_dose_e_per_a2``, ``voltage_kv``, ``dose_e_per_a2``:
+    dose_precedence.Resolved as a dict); ``n_frames``: the count it was found complete with (None
+    while it is written). Raises :class:`~framewatch.core.errors.FramewatchError` when its settings
     are not valid (the caller records the movie failed)."""
-    res = row["info"]["resolved"]
+    prior = resolved["prior_dose_e_per_a2"]
     settings = gain_session.apply(opts.settings(
-        n_frames=row["n_frames"],
-        pixel_size_a=res["pixel_size_a"],
-        dose_per_frame_e_per_a2=res["dose_per_frame_e_per_a2"],
-        prior_dose_e_per_a2=res["prior_dose_e_per_a2"] if res["prior_dose_e_per_a2"] is not None else 0.0,
-        voltage_kv=res["voltage_kv"],
+        n_frames=n_frames,
+        pixel_size_a=resolved["pixel_size_a"],
+        dose_per_frame_e_per_a2=resolved["dose_per_frame_e_per_a2"],
+        prior_dose_e_per_a2=prior if prior is not None else 0.0,
+        voltage_kv=resolved["voltage_kv"],
     ))
     return CorrectionJob(
-        movie_id=row["id"],
-        movie=row["path"],
+        movie_id=movie_id,
+        movie=movie,
         settings=settings,
         gain=None if opts.gain is None else str(opts.gain),
         defects=None if opts.defects is None else str(opts.defects),
-        expected_frames=row["n_frames"],
-        movie_dose_e_per_a2=res.get("dose_e_per_a2"),  # EER: groups the raw frames by dose
+        expected_frames=n_frames,
+        movie_dose_e_per_a2=resolved.get("dose_e_per_a2"),  # EER: groups the raw frames by dose
         stream_dir=stream_dir,
         sums_dir=sums_dir,
     )
+
+
+def correction_job(row: dict, *, opts, gain_session, sums_dir: str | None = None) -> CorrectionJob:
+    """The job of a complete movie's journal row (``row["info"]["resolved"]``)."""
+    return movie_job(row["id"], row["path"], row["info"]["resolved"], opts=opts, gain_session=gain_session,
+                     n_frames=row["n_frames"], sums_dir=sums_dir)

@@ -21,10 +21,12 @@ spectra and alignment copies, as a correction of the complete movie does.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from framewatch.core.errors import FramewatchError
 from framewatch.daemon.intake.dose_precedence import resolve
+from framewatch.daemon.service.correction_jobs import movie_job
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
 
@@ -65,20 +67,14 @@ class StreamStarter:
             self._log.event("stream_started", movie=path, frames_on_disk=n_frames)
 
     def _provisional_job(self, mid: int, path: str, info, n_frames: int, gain_session) -> CorrectionJob:
-        opts = self._run.opts
-        res = resolve(info, opts, max(1, info.expected_frames or n_frames))
-        settings = gain_session.apply(opts.settings(
-            n_frames=max(1, info.expected_frames or n_frames),
-            pixel_size_a=res.pixel_size_a,
-            dose_per_frame_e_per_a2=res.dose_per_frame_e_per_a2 or 1.0,  # dose is applied at the end only
-            prior_dose_e_per_a2=res.prior_dose_e_per_a2 or 0.0,
-            voltage_kv=res.voltage_kv,
-        ))
-        return CorrectionJob(movie_id=mid, movie=path, settings=settings,
-                             gain=None if opts.gain is None else str(opts.gain),
-                             defects=None if opts.defects is None else str(opts.defects),
-                             movie_dose_e_per_a2=res.dose_e_per_a2,
-                             stream_dir=str(self.registry.signals.directory))
+        """The job to follow the movie with: the values known now (a dose is applied at the end only,
+        so a stand-in serves until the mdoc line is written; the final job replaces it)."""
+        n_guess = max(1, info.expected_frames or n_frames)
+        resolved = resolve(info, self._run.opts, n_guess).as_dict()
+        resolved["dose_per_frame_e_per_a2"] = resolved["dose_per_frame_e_per_a2"] or 1.0
+        job = movie_job(mid, path, resolved, opts=self._run.opts, gain_session=gain_session, n_frames=n_guess,
+                        stream_dir=str(self.registry.signals.directory))
+        return dataclasses.replace(job, expected_frames=None)  # not known until the movie is complete
 
     def end(self, final: CorrectionJob) -> None:
         """The movie of an open stream is complete: the job finishes with ``final``."""
