@@ -16,6 +16,7 @@ at that read (a count and at most ``MAX_KEPT_WARNINGS`` samples), so a warning i
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -35,11 +36,14 @@ class MdocFollower:
         self.full_parses = 0
         self.incremental_parses = 0
         self.last_parsed_bytes = 0
+        self.last_stat = None  # the fstat of the last read: it matches the bytes read (not a stat before)
+        self._tail = b""  # the last line without its line end, as last looked at
 
     def read(self) -> Mdoc:
         """Read the file and return the mdoc as it is now (raises OSError / RefusedFile when it
         cannot or must not be read; the parse state is kept for the next read then)."""
         data, st = read_regular(self.path, root=self.root, max_bytes=self.max_bytes)
+        self.last_stat = st
         ident = (st.st_dev, st.st_ino)
         h = hashlib.blake2b(digest_size=16)
         same = False
@@ -64,12 +68,15 @@ class MdocFollower:
         self._offset += len(complete)
         self._digest = h.digest()
         mdoc = self._parser.snapshot(self.path, tail.decode("utf-8", errors="replace"))
+        if same and not complete and tail == self._tail and mdoc.n_warnings:
+            # the same bytes again (a file touched, or read once more because a stat taken before
+            # an append named the older version): its warnings were reported at the last read
+            mdoc = dataclasses.replace(mdoc, warnings=(), n_warnings=0)
+        self._tail = tail
         if bad:
             mdoc = _with_warning(mdoc, "file has bytes that are not UTF-8")
         return mdoc
 
 
 def _with_warning(mdoc: Mdoc, warning: str) -> Mdoc:
-    import dataclasses
-
     return dataclasses.replace(mdoc, warnings=mdoc.warnings + (warning,), n_warnings=mdoc.n_warnings + 1)

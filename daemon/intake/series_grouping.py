@@ -102,6 +102,9 @@ class SeriesIndex:
                 self._forget(p)
             return None
         self._refused.pop(p, None)
+        if follower.last_stat is not None:  # the version read, which an append after os.stat above may have changed
+            st = follower.last_stat
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
         if mdoc.n_warnings:
             self._warn(p, mdoc.warnings, mdoc.n_warnings)
         if mdoc.kind not in ("tilt_series", "empty", "frame_set", "montage"):

@@ -255,6 +255,26 @@ def test_row19_growing_mdoc_is_parsed_incrementally(tmp_path):
     assert f.full_parses == 3 and m.sections == parse_mdoc_text(text[: len(text) // 2]).sections
 
 
+def test_row8_same_bytes_read_again_warn_once(tmp_path):
+    """A junk mdoc read twice with nothing appended (touched, or read again because a stat taken
+    before an append named the older version): its unfinished last line warns at the first read
+    only (CI saw 12 lines for 10 changes of the junk mdoc)."""
+    from framewatch.daemon.intake.mdoc_follow import MdocFollower
+
+    p = tmp_path / "j.mdoc"
+    p.write_bytes(b"junk line\nmore junk without an end")
+    f = MdocFollower(p, root=tmp_path)
+    first = f.read()
+    assert first.n_warnings >= 2 and any("without an end" in w for w in first.warnings)
+    os.utime(p, ns=(1, 1))
+    assert f.read().n_warnings == 0
+    with open(p, "ab") as fh:
+        fh.write(b" and more")  # the unfinished line changed: looked at, and said, again
+    again = f.read()
+    assert again.n_warnings == 1 and "and more" in again.warnings[0]
+    assert f.last_stat.st_size == p.stat().st_size
+
+
 def test_row19_series_index_reads_only_the_appended_bytes(tmp_path):
     """The series index follows a growing mdoc through the incremental reader (the CPU it saves is
     measured in benchmarks/bench_mdoc_growth.py, not here)."""
