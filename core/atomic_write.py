@@ -54,12 +54,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fsync_dir(final.parent)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data) -> None:
+    """``data``: bytes-like, or a tuple of bytes-like parts written one after the other (a header
+    and an image's memoryview, without joining them into one copy)."""
     with atomic_path(path) as tmp:
         # O_NOFOLLOW: a link planted at the working name is never written through
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in data if isinstance(data, tuple) else (data,):
+                f.write(part)
             f.flush()
 
 

@@ -117,8 +117,8 @@ def open_file(path: str | os.PathLike, mode: str, **kwargs):
     return os.fdopen(open_fd(path, flags), mode, **kwargs)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """:func:`framewatch.core.atomic_write.atomic_write_bytes`, with a link planted at the working
+def atomic_write_bytes(path: str | os.PathLike, data) -> None:
+    """:func:`framewatch.core.atomic_write.atomic_write_bytes` (bytes, or a tuple of parts), with a link planted at the working
     name reported as :class:`LinkInOutputError` (the core writer opens it with ``O_NOFOLLOW``)."""
     try:
         core_atomic_write.atomic_write_bytes(path, data)

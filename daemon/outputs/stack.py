@@ -32,6 +32,7 @@ from mrcfile.dtypes import HEADER_DTYPE
 from mrcfile.utils import machine_stamp_from_byte_order
 
 from framewatch.core.atomic_write import atomic_path, fsync_dir
+from framewatch.core.image_stats import image_stats
 from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.state import faults
 
@@ -59,10 +60,10 @@ class Stats:
         n2 = a.size
         if n2 == 0:
             return
-        m2 = float(a.mean(dtype=np.float64))
-        v2 = float(a.var(dtype=np.float64))
-        self.dmin = min(self.dmin, float(a.min()))
-        self.dmax = max(self.dmax, float(a.max()))
+        st = image_stats(a)  # one kernel, no float64 copy (core/image_stats.py)
+        m2, v2 = st.mean, st.variance
+        self.dmin = min(self.dmin, st.min)
+        self.dmax = max(self.dmax, st.max)
         n1 = self.count
         n = n1 + n2
         mean = (n1 * self.mean + n2 * m2) / n
@@ -154,7 +155,7 @@ def _write_stack_file(tmp: Path, sections, pixel_size_a: float, label: str) -> i
                 shape = a.shape
             elif a.shape != shape:
                 raise ValueError(f"section shape {a.shape} differs from {shape}")
-            f.write(a.tobytes())
+            f.write(memoryview(a).cast("B"))
             stats.add(a)
             nz += 1
         if shape is None:
@@ -231,7 +232,7 @@ def _append_in_place(work: Path, a: np.ndarray) -> int:
         end = offset + nz * section_bytes
         f.truncate(end)  # drop a torn tail from an earlier crash
         f.seek(end)
-        f.write(a.tobytes())
+        f.write(memoryview(a).cast("B"))  # no 64 MiB copy (tobytes) at 4096²
         f.flush()
         os.fsync(f.fileno())
         faults.checkpoint("append_data_written")

@@ -41,15 +41,16 @@ def tilt_image_paths(series_dir: str | Path, movie: str | Path) -> tuple[Path, P
     return tuple(d / f"{stem}{s}.mrc" for s in SUFFIXES)  # type: ignore[return-value]
 
 
-def mrc_image_bytes(image: np.ndarray, *, pixel_size_a: float, label: str = "framewatch") -> bytes:
-    """A whole MRC file holding the 2D ``image`` ``(ny, nx)`` as float32."""
+def mrc_image_parts(image: np.ndarray, *, pixel_size_a: float, label: str = "framewatch") -> tuple[bytes, memoryview]:
+    """A whole MRC file holding the 2D ``image`` ``(ny, nx)`` as float32: (header, pixels), to be
+    written one after the other (no joined copy of a 64 MiB image)."""
     a = np.ascontiguousarray(image, dtype="<f4")
     if a.ndim != 2:
         raise ValueError(f"a per-tilt image must be 2D (ny, nx), got shape {a.shape}")
     stats = Stats()
     stats.add(a)
     header = make_header(nx=a.shape[1], ny=a.shape[0], nz=1, pixel_size_a=pixel_size_a, stats=stats, label=label)
-    return header.tobytes() + a.tobytes()
+    return header.tobytes(), memoryview(a).cast("B")
 
 
 def write_tilt_images(series_dir: str | Path, movie: str | Path, images, *, pixel_size_a: float) -> tuple[Path, Path, Path]:
@@ -58,7 +59,7 @@ def write_tilt_images(series_dir: str | Path, movie: str | Path, images, *, pixe
     ensure_real_dir(series_dir, paths[0].parent)  # never through a link planted in OUT (no_follow.py)
     label = f"framewatch: {Path(movie).name}"
     for path, image in zip(paths, images):
-        atomic_write_bytes(path, mrc_image_bytes(image, pixel_size_a=pixel_size_a, label=label))
+        atomic_write_bytes(path, mrc_image_parts(image, pixel_size_a=pixel_size_a, label=label))
     return paths
 
 

@@ -43,13 +43,26 @@ class KernelWarmup:
             return time.perf_counter() - t0
         if reports is None:
             return None
+        t_main = time.perf_counter()
+        _warm_main_process()
+        main_s = time.perf_counter() - t_main
         warm = time.perf_counter() - t0
         self.reports = reports
         if reports:  # none: a Dask scheduler not reachable yet (its workers warm up when they join)
             slowest = max(reports, key=lambda r: r["warmup_s"])
             self._log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
-                            numba_cache_dir=slowest.get("numba_cache_dir"))
+                            numba_cache_dir=slowest.get("numba_cache_dir"), daemon_s=round(main_s, 3))
         return warm
+
+
+def _warm_main_process() -> None:
+    """The kernels the daemon's own process runs: the header statistics of every appended section
+    and per-tilt image (core/image_stats.py)."""
+    import numpy as np
+
+    from framewatch.core.image_stats import image_stats
+
+    image_stats(np.zeros((2, 2), np.float32))
 
 
 def numba_cache_dir(state_dir: Path) -> None:

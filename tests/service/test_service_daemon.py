@@ -63,6 +63,7 @@ def test_notify_metrics_plot_and_stop(tmp_path, notify_socket, monkeypatch):
         assert "kernels_warmed" in seen_at_ready["events"] and "daemon_ready" in seen_at_ready["events"]
         warmed = next(e for e in d.events() if e["event"] == "kernels_warmed")
         assert {"whole_frame", "patches_2x2_warp"} <= set(warmed["steps_s"])
+        assert warmed["daemon_s"] >= 0  # the daemon's own kernels (the stacks' header statistics) too
         before = [m for t, m in notify_socket.messages if t < t_ready]
         assert "WATCHDOG=1" not in before and any(m.startswith("STATUS=compiling kernels") for m in before)
         serving = next(e for e in d.events() if e["event"] == "metrics_serving")
