@@ -111,6 +111,7 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "dask_task_resubmitted": ("movie", "reason"),
     "batch_finished": ("movies", "done", "already_done", "failed", "failed_movies", "duration_s"),
     "tilt_image_removed": ("path", "reason"),
+    "tilt_images_rewritten": ("movie", "z", "paths", "reason"),
 }
 
 

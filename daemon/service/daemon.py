@@ -215,7 +215,7 @@ class Daemon:
         registry = StreamRegistry(signals)
         self.intake = MovieIntake(**common, events=self.events, watcher=self.watcher, index=self.index, queue=self.queue,
                                   metrics=self.service.metrics, streams=registry)
-        appender = TiltAppender(**common, events=self.events, tables=tables, plots=plots, intake=self.intake)
+        appender = self.appender = TiltAppender(**common, events=self.events, tables=tables, plots=plots, intake=self.intake)
         streams = StreamStarter(**common, pool=self.pool, queue=self.queue, intake=self.intake, registry=registry)
         sums_dir = self._sums_dir = None
         if getattr(self.pool, "streams", False):  # its workers see this machine's files
@@ -226,7 +226,7 @@ class Daemon:
                                      sums_dir=None if sums_dir is None else str(sums_dir))
         self.completion = SeriesCompletion(**common, index=self.index, intake=self.intake, tables=tables, warnings=warnings)
         self.recovery = StartupRecovery(**common, events=self.events, tables=tables, warnings=warnings, plots=plots,
-                                        completion=self.completion)
+                                        completion=self.completion, appender=appender)
         self.warmup = KernelWarmup(pool=self.pool, log=self.log, service=self.service, config=self.config,
                                    state_dir=self.state_dir)
 
@@ -362,6 +362,7 @@ class Daemon:
     def _step(self, now: float) -> None:
         self.intake.step(now)
         self.dispatcher.collect(time.time())
+        self.appender.settle()  # per-tilt images made durable since
         if not self.service.paused:  # below the disk floor: keep watching and journaling, start nothing
             self.dispatcher.dispatch(time.time())
         self.events.mdoc_warnings(self.index)
@@ -390,6 +391,7 @@ class Daemon:
                                               f"still being corrected after shutdown_timeout_s = "
                                               f"{self.cfg.service.shutdown_timeout_s:g} s")
             self.dispatcher.collect(time.time())  # results that waited for an abandoned, earlier movie
+        self.appender.settle(wait=True)
 
     def _shutdown(self) -> None:
         if self.watcher is not None:

@@ -13,10 +13,12 @@ from framewatch.daemon.outputs.series_outputs import SeriesPaths, repair_stacks
 
 
 class StartupRecovery:
-    def __init__(self, *, journal, log, events, tables, warnings, plots, completion, run, config):
+    def __init__(self, *, journal, log, events, tables, warnings, plots, completion, appender, run, config):
         """``journal``, ``log`` (the drift log), ``events`` (EventLog), ``tables`` (SeriesTables),
         ``warnings`` (OutputWarnings), ``plots`` (tilt_appender.PlotRefresh), ``completion``
-        (SeriesCompletion: ``write_sorted``), ``run`` (RunContext), ``config`` (LiveConfig)."""
+        (SeriesCompletion: ``write_sorted``), ``appender`` (tilt_appender.TiltAppender:
+        ``restore_unsynced``), ``run`` (RunContext), ``config`` (LiveConfig)."""
+        self._appender = appender
         self._journal = journal
         self._log = log
         self._events = events
@@ -75,6 +77,7 @@ class StartupRecovery:
                     redo += 1
         rows = j.sections(s["id"])
         self._tables.tidy_tilt_images(paths, rows)  # a crash's temporaries; images of movies not done
+        self._appender.restore_unsynced(s, paths, rows)  # images a crash may have kept from the disk
         if rows:
             self._tables.write(s, paths, rows)  # output disk full: written later (SeriesTables.retry_stale)
             self._plots.replot_stale(s, paths, rows)

@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS movies (
     done_at REAL,
     logged INTEGER NOT NULL DEFAULT 0,
     fail_stage TEXT,
+    images_synced INTEGER,
     UNIQUE (path, size, mtime_ns, settings_hash)
 );
 CREATE INDEX IF NOT EXISTS movies_path ON movies (path, settings_hash);
@@ -145,10 +146,14 @@ class Journal:
     def _migrate(self) -> None:
         """Journals of earlier versions: ``fail_stage`` (the stage a movie failed at, for a
         ``movie_failed`` line written again after a crash) is added, and their failed movies,
-        whose lines were written when they failed, are marked logged."""
-        if "fail_stage" not in {r[1] for r in self.db.execute("PRAGMA table_info(movies)")}:
+        whose lines were written when they failed, are marked logged; ``images_synced`` (0: the
+        per-tilt images of a done movie are not yet known to be on disk) is added."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(movies)")}
+        if "fail_stage" not in columns:
             self.db.execute("ALTER TABLE movies ADD COLUMN fail_stage TEXT")
             self.db.execute("UPDATE movies SET logged = 1 WHERE state = 'failed'")
+        if "images_synced" not in columns:  # NULL: written durably before the movie was done (earlier versions)
+            self.db.execute("ALTER TABLE movies ADD COLUMN images_synced INTEGER")
 
     def close(self) -> None:
         try:
@@ -321,7 +326,7 @@ class Journal:
 
     def mark_section_lost(self, movie_id: int) -> None:
         """A done movie whose section a crash cut from the stacks: back to ``seen``, corrected again."""
-        self.update(movie_id, state="seen", z=None, logged=0)
+        self.update(movie_id, state="seen", z=None, logged=0, images_synced=None)
 
     def forget_unready(self, movie_id: int) -> None:
         """Delete a ``seen`` row whose file went before it was complete (it was never a movie)."""
@@ -340,16 +345,23 @@ class Journal:
         """The stage a movie failed at, noted before its ``movie_failed`` line is written."""
         self.update(movie_id, fail_stage=stage)
 
+    def mark_images_synced(self, movie_id: int) -> None:
+        """The per-tilt images of a done movie are on disk (fsync'd)."""
+        self.update(movie_id, images_synced=1)
+
     def mark_logged(self, movie_id: int) -> None:
         """Its final drift-log line (``tilt_corrected`` or ``movie_failed``) is written."""
         self.update(movie_id, logged=1)
 
-    def mark_done(self, movie_id: int, *, z: int, stats: dict, flags: list, timings: dict, info: dict, now: float) -> None:
-        """One transaction: the movie is done with section ``z``."""
+    def mark_done(self, movie_id: int, *, z: int, stats: dict, flags: list, timings: dict, info: dict, now: float,
+                  images_synced: bool | None = None) -> None:
+        """One transaction: the movie is done with section ``z``. ``images_synced``: False when its
+        per-tilt images are written but not yet fsync'd (:meth:`mark_images_synced` follows; start-up
+        rewrites them from the stacks otherwise), None when there are none."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.update(movie_id, state="done", z=z, stats_json=stats, flags_json=flags, timings_json=timings, info_json=info,
-                        done_at=now, error=None)
+                        done_at=now, error=None, images_synced=None if images_synced is None else int(images_synced))
             sid = self.get(movie_id)["series_id"]
             self.db.execute("UPDATE series SET last_tilt_at = ? WHERE id = ?", (now, sid))
             self.db.execute("COMMIT")

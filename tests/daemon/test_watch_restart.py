@@ -5,12 +5,15 @@ import os
 import signal
 
 import mrcfile
+import numpy as np
 import pytest
 from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
 
 from framewatch.daemon.commands.simulated_acquisition import Acquisition
+from framewatch.daemon.outputs.tilt_images import tilt_image_paths
 
-POINTS = ["worker_reading", "worker_corrected", "append_data_written", "append_between_stacks", "before_journal_done"]
+POINTS = ["worker_reading", "worker_corrected", "append_data_written", "append_between_stacks", "before_journal_done",
+          "before_images_synced"]
 
 
 def visible_stacks_valid(d):
@@ -22,7 +25,7 @@ def test_sigkill_at_several_points_then_resume(tmp_path, verify):
     # the interrupted movie is redone first after each restart, so it may meet several pause points
     d = DaemonProc(tmp_path, TEST_CONFIG.replace("max_attempts = 3", "max_attempts = 3\nmax_interruptions = 10"))
     try:
-        acq = Acquisition(d.acq, n_tilts=5, shape=(256, 256), n_frames=8, frame_interval_s=0.02, tilt_interval_s=0.0)
+        acq = Acquisition(d.acq, n_tilts=6, shape=(256, 256), n_frames=8, frame_interval_s=0.02, tilt_interval_s=0.0)
         acq.start_mdoc()
         acq.write_tilt(0)
         acq.write_tilt(1)
@@ -32,7 +35,13 @@ def test_sigkill_at_several_points_then_resume(tmp_path, verify):
             d.wait_marker(point)
             d.kill()  # SIGKILL: no clean-up at all
             visible_stacks_valid(d)
-            if point in ("worker_reading", "worker_corrected", "before_journal_done"):
+            if point == "before_images_synced":  # done and logged, its images not yet fsync'd:
+                unsynced = [r for r in read_journal(d.state) if r["images_synced"] == 0]
+                assert len(unsynced) == 1, unsynced
+                lost = unsynced[0]
+                for p in tilt_image_paths(d.out / "TS_01", lost["path"]):  # what a power cut may leave of them
+                    p.write_bytes(p.read_bytes()[:1500])
+            if point in ("worker_reading", "worker_corrected", "before_journal_done", "before_images_synced"):
                 acq.write_tilt(written)
                 written += 1
         d.start()
@@ -52,6 +61,15 @@ def test_sigkill_at_several_points_then_resume(tmp_path, verify):
         # every tilt logged exactly once as corrected (a replay of a lost log line is marked)
         tilts = [e for e in events if e["event"] == "tilt_corrected" and not e.get("replayed")]
         assert sorted(e["movie"] for e in tilts) == sorted(str(m.path) for m in acq.written)
+        # the images cut short were written again from the stacks at the next start; every done
+        # movie's images are durable and equal its stack sections
+        rewritten = [e for e in events if e["event"] == "tilt_images_rewritten"]
+        assert [e["movie"] for e in rewritten] == [lost["path"]], rewritten
+        assert all(r["images_synced"] == 1 for r in rows)
+        for r in rows:
+            for p, k in zip(tilt_image_paths(d.out / "TS_01", r["path"]), ("", "_EVN", "_ODD")):
+                with mrcfile.open(p, permissive=False) as m, mrcfile.mmap(d.out / "TS_01" / f"TS_01{k}.mrc") as st:
+                    assert np.array_equal(m.data, st.data[r["z"]]), p
     finally:
         d.cleanup()
 
