@@ -36,40 +36,28 @@ def fsync_dir(directory: str | os.PathLike) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]:
-    """Yield the temporary path to write; on a clean exit it is fsync'd and renamed to ``path``.
-
-    ``durable=False``: renamed without the two fsyncs. Readers still never see half a file, but a
-    power loss may lose it: the caller makes it durable later (:func:`fsync_files`) and knows how to
-    write it again until then."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield the temporary path to write; on a clean exit it is fsync'd and renamed to ``path``."""
     final = Path(path)
     tmp = temp_name(final)
     try:
         yield tmp
-        if durable:
-            fsync_files([tmp])
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(final.parent)
-
-
-def fsync_files(paths) -> None:
-    """``fsync`` each file (raises OSError: e.g. the disk had no room for data written before)."""
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(final.parent)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data, *, durable: bool = True) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data) -> None:
     """``data``: bytes-like, or a tuple of bytes-like parts written one after the other (a header
-    and an image's memoryview, without joining them into one copy). ``durable``: see :func:`atomic_path`."""
-    with atomic_path(path, durable=durable) as tmp:
+    and an image's memoryview, without joining them into one copy)."""
+    with atomic_path(path) as tmp:
         # O_NOFOLLOW: a link planted at the working name is never written through
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "wb") as f:

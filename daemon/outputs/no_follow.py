@@ -117,11 +117,11 @@ def open_file(path: str | os.PathLike, mode: str, **kwargs):
     return os.fdopen(open_fd(path, flags), mode, **kwargs)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data, *, durable: bool = True) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data) -> None:
     """:func:`framewatch.core.atomic_write.atomic_write_bytes` (bytes, or a tuple of parts), with a link planted at the working
     name reported as :class:`LinkInOutputError` (the core writer opens it with ``O_NOFOLLOW``)."""
     try:
-        core_atomic_write.atomic_write_bytes(path, data, durable=durable)
+        core_atomic_write.atomic_write_bytes(path, data)
     except OSError as err:
         if err.errno == errno.ELOOP and not isinstance(err, LinkInOutputError):
             raise LinkInOutputError(core_atomic_write.temp_name(path)) from None

@@ -57,7 +57,10 @@ class SeriesTables:
         return RelionSettings.from_output_options(self._config.now.output, self._run.out_dir)
 
     def _write_relion_tables(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> None:
-        """``SERIES.star`` of this series, then ``tilt_series.star``; raises OSError (disk full)."""
+        """``SERIES.star`` of this series, then ``tilt_series.star``; raises OSError (disk full). A
+        tilt whose per-tilt images are still being written (``images_synced = 0``) is listed once
+        they are there (tilt_appender.py rewrites the tables then)."""
+        rows = [r for r in rows if r.get("images_synced") != 0]
         _, kept = records_of(rows, self._config.now.series.angle_tolerance_deg)
         if kept:
             atomic_write_text(paths.star, series_table(s["name"], paths.dir, kept, self._relion_settings()))

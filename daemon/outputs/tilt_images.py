@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from framewatch.core.atomic_write import fsync_dir, fsync_files, remove_leftovers
+from framewatch.core.atomic_write import remove_leftovers
 from framewatch.daemon.outputs.no_follow import atomic_write_bytes, ensure_real_dir
 from framewatch.daemon.outputs.stack import Stats, make_header, read_section
 from framewatch.daemon.state.output_names import fit_name, movie_stem
@@ -53,28 +53,14 @@ def mrc_image_parts(image: np.ndarray, *, pixel_size_a: float, label: str = "fra
     return header.tobytes(), memoryview(a).cast("B")
 
 
-def write_tilt_images(series_dir: str | Path, movie: str | Path, images, *, pixel_size_a: float,
-                      durable: bool = True) -> tuple[Path, Path, Path]:
-    """Write the dose-weighted, even and odd images ``(ny, nx)`` of one movie atomically.
-
-    ``durable=False``: in place (readers see whole files) but not fsync'd: :func:`sync_tilt_images`
-    follows, and until it has, the journal says so and start-up writes them again from the stacks
-    (:func:`restore_tilt_images`). At 4096² the three images are 192 MiB, which the disk took about
-    0.3 s to make durable beside the stacks' own 192 MiB on the path to the ``tilt_corrected`` line."""
+def write_tilt_images(series_dir: str | Path, movie: str | Path, images, *, pixel_size_a: float) -> tuple[Path, Path, Path]:
+    """Write the dose-weighted, even and odd images ``(ny, nx)`` of one movie atomically."""
     paths = tilt_image_paths(series_dir, movie)
     ensure_real_dir(series_dir, paths[0].parent)  # never through a link planted in OUT (no_follow.py)
     label = f"framewatch: {Path(movie).name}"
     for path, image in zip(paths, images):
-        atomic_write_bytes(path, mrc_image_parts(image, pixel_size_a=pixel_size_a, label=label), durable=durable)
+        atomic_write_bytes(path, mrc_image_parts(image, pixel_size_a=pixel_size_a, label=label))
     return paths
-
-
-def sync_tilt_images(series_dir: str | Path, movie: str | Path) -> None:
-    """Make the per-tilt images written with ``durable=False`` durable (the files, then their
-    folder); raises OSError when the disk cannot (e.g. no room for data it had accepted)."""
-    paths = tilt_image_paths(series_dir, movie)
-    fsync_files(paths)
-    fsync_dir(paths[0].parent)
 
 
 def restore_tilt_images(series_dir: str | Path, movie: str | Path, stacks, z: int, *,

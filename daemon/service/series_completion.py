@@ -58,8 +58,9 @@ class SeriesCompletion:
                 self.complete(s, done, reason, now)
 
     def _pending(self, s: dict, movies: list[dict]) -> bool:
-        """A movie of the series is still to be processed, or watched."""
-        if any(m["state"] in ("seen", "ready", "processing") for m in movies):
+        """A movie of the series is still to be processed, or watched, or its per-tilt images are
+        still being written (tilt_appender.py)."""
+        if any(m["state"] in ("seen", "ready", "processing") or m.get("images_synced") == 0 for m in movies):
             return True
         for c in self._intake.cands.values():
             ni = parse_movie_name(c.path, self._index.patterns)

@@ -77,7 +77,8 @@ class StartupRecovery:
                     redo += 1
         rows = j.sections(s["id"])
         self._tables.tidy_tilt_images(paths, rows)  # a crash's temporaries; images of movies not done
-        self._appender.restore_unsynced(s, paths, rows)  # images a crash may have kept from the disk
+        if self._appender.restore_unsynced(rows):  # images a crash kept from the disk
+            rows = j.sections(s["id"])
         if rows:
             self._tables.write(s, paths, rows)  # output disk full: written later (SeriesTables.retry_stale)
             self._plots.replot_stale(s, paths, rows)

@@ -1,13 +1,13 @@
 """Appending one corrected movie to its series: the per-tilt images and the three stacks, then the
 journal (``done`` with its section index), the tables, the ``tilt_corrected`` line and the plot.
 
-The per-tilt images are written in a second thread while the stacks are appended; the journal
-records the movie done only when both are in place, so a crash in between leaves it not done and
-start-up cuts the stacks back and removes its images. The stacks are fsync'd before that; the
-images, copies of the new sections, are made durable after the ``tilt_corrected`` line, in that
-thread (at 4096² the disk takes about 0.3 s for their 192 MiB): the journal holds
-``images_synced = 0`` until :meth:`TiltAppender.settle` sees the fsync done, and a start-up after a
-crash (or a failed fsync at once) writes them again from the stacks.
+The stacks are appended and fsync'd before the journal records the movie done, so a crash in
+between leaves it not done and start-up cuts the stacks back. The per-tilt images, copies of the
+new sections, are written (fsync'd, renamed) in a second thread after the ``tilt_corrected`` line:
+at 4096² their 192 MiB took the disk 0.3-0.5 s, which no longer delays the line. Until they are in
+place the journal holds ``images_synced = 0``, the RELION tables leave the tilt out (they are
+rewritten by :meth:`TiltAppender.settle` once the images are there) and the series does not
+complete; a start after a crash writes them again from the stacks (``tilt_images_rewritten``).
 
 An append that fails is undone (the stacks are cut back to the journal's count, the images go). A
 transient error (no room, not writable for now: output_warnings.py) is handed back to the
@@ -27,11 +27,13 @@ from framewatch.daemon.outputs.series_outputs import SeriesPaths, append_tilt, r
 from framewatch.daemon.outputs.tilt_images import (
     remove_tilt_images,
     restore_tilt_images,
-    sync_tilt_images,
+    tilt_image_paths,
     write_tilt_images,
 )
 from framewatch.daemon.state import faults
 from framewatch.daemon.state.records import CorrectionOutcome, TiltRecord
+
+IMAGE_RETRY_S = 10.0  # per-tilt images that could not be written are tried again after this
 
 
 @dataclass(frozen=True)
@@ -95,10 +97,11 @@ class TiltAppender:
         self._run = run
         self._config = config
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="framewatch-tilt-images")
-        self._syncing: dict = {}  # movie id -> the future of its images' fsync
+        self._pending: dict = {}  # movie id -> the future writing its per-tilt images
+        self._retry_at: dict = {}  # movie id -> when to write its images again (monotonic s)
 
     def append(self, mid: int, out: CorrectionOutcome) -> AppendResult:
-        """Append one correction as the next section of its series' stacks."""
+        """Append one correction as the next section of its series' stacks (its per-tilt images follow)."""
         j = self._journal
         row = j.get(mid)
         s = j.series(row["series_id"])
@@ -107,17 +110,9 @@ class TiltAppender:
         px = self._run.output_pixel_size_a(row)
         t0 = time.time()
         images = out.sums
+        with_images = self._config.now.output.per_tilt_images
         try:
-            written = None
-            if self._config.now.output.per_tilt_images:  # beside the stacks: a done tilt always has its images
-                paths.make_dir()  # OUT/SERIES checked for links first (no_follow.py)
-                written = self._writer.submit(write_tilt_images, paths.dir, row["path"], images, pixel_size_a=px,
-                                              durable=False)
-            try:
-                append_tilt(paths, z, images, pixel_size_a=px)
-            finally:
-                if written is not None:
-                    written.result()  # whole, or its error is this append's
+            append_tilt(paths, z, images, pixel_size_a=px)
         except (OSError, ValueError, RuntimeError) as err:
             try:
                 repair_stacks(paths, z)
@@ -130,45 +125,73 @@ class TiltAppender:
             self._events.movie_failed(row, "append", f"{type(err).__name__}: {err}")
             self._intake.finish(row)
             return AppendResult(False)
-        self._record_done(row, s, paths, z, out, t0=t0, px=px, images=written is not None)
-        if written is not None:
-            self._syncing[mid] = self._writer.submit(_sync_images, paths.dir, row["path"])
+        self._record_done(row, s, paths, z, out, t0=t0, px=px, images=with_images)
+        if with_images:
+            self._pending[mid] = self._writer.submit(_write_images, paths.dir, row["path"], images, px)
         return AppendResult(True)
 
     def settle(self, *, wait: bool = False) -> None:
-        """Record the per-tilt images whose fsync is done (``wait``: all of them, at stop). An fsync
-        that failed: the images are written again from the stacks, durably, at once."""
-        for mid, fut in list(self._syncing.items()):
+        """Record the per-tilt images written since (``wait``: all of them, at stop) and rewrite their
+        series' tables, which list a tilt once its images are there. Images that could not be
+        written (no room): ``output_write_failed`` once, then written from the stacks every
+        ``IMAGE_RETRY_S``; at stop, left to the next start."""
+        now = time.monotonic()
+        for mid, due in list(self._retry_at.items()):
+            if now >= due and mid not in self._pending:
+                row = self._journal.get(mid)
+                self._pending[mid] = self._writer.submit(restore_tilt_images, self._paths(row).dir, row["path"],
+                                                         self._paths(row).stacks, row["z"],
+                                                         pixel_size_a=self._run.output_pixel_size_a(row))
+        for mid, fut in list(self._pending.items()):
             if not (wait or fut.done()):
                 continue
-            del self._syncing[mid]
+            del self._pending[mid]
+            row = self._journal.get(mid)
             try:
                 fut.result()
-            except OSError as err:
-                self._restore_images(self._journal.get(mid), reason=f"fsync failed: {err}")
+            except (OSError, ValueError) as err:
+                if mid not in self._retry_at:
+                    s = self._journal.series(row["series_id"])
+                    self._log.event("output_write_failed", level="error", series=s["name"], what="per-tilt images",
+                                    reason=f"{type(err).__name__}: {err}", movie=row["path"],
+                                    note=f"written again from the stacks every {IMAGE_RETRY_S:g} s, or at the next start")
+                self._retry_at[mid] = now + IMAGE_RETRY_S
                 continue
-            self._journal.mark_images_synced(mid)
+            if self._retry_at.pop(mid, None) is not None:
+                self._log.event("tilt_images_rewritten", level="warning", movie=row["path"], z=row["z"],
+                                paths=[str(p) for p in tilt_image_paths(self._paths(row).dir, row["path"])],
+                                reason="written from the stacks after a failed write")
+            self._images_done(row)
 
-    def restore_unsynced(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> None:
-        """At start-up: the done movies of series ``s`` (its ``rows``) whose per-tilt images were
-        not known to be durable when the daemon stopped get them again from the stacks."""
+    def restore_unsynced(self, rows: list[dict]) -> bool:
+        """At start-up: done movies (``rows`` of one series) whose per-tilt images were not known to
+        be on disk when the daemon stopped get them again from the stacks; returns whether any did."""
+        any_done = False
         for row in rows:
-            if row.get("images_synced") == 0:
-                self._restore_images(row, reason="not known to be on disk when the daemon stopped", paths=paths)
+            if row.get("images_synced") != 0:
+                continue
+            paths = self._paths(row)
+            try:
+                written = restore_tilt_images(paths.dir, row["path"], paths.stacks, row["z"],
+                                              pixel_size_a=self._run.output_pixel_size_a(row))
+            except (OSError, ValueError) as err:
+                self._retry_at[row["id"]] = time.monotonic() + IMAGE_RETRY_S
+                self._log.event("output_write_failed", level="error", series=self._journal.series(row["series_id"])["name"],
+                                what="per-tilt images", reason=f"{type(err).__name__}: {err}", movie=row["path"])
+                continue
+            self._journal.mark_images_synced(row["id"])
+            any_done = True
+            self._log.event("tilt_images_rewritten", level="warning", movie=row["path"], z=row["z"],
+                            paths=[str(p) for p in written], reason="not known to be on disk when the daemon stopped")
+        return any_done
 
-    def _restore_images(self, row: dict, *, reason: str, paths: SeriesPaths | None = None) -> None:
-        s = self._journal.series(row["series_id"])
-        paths = paths or SeriesPaths.of(self._run.out_dir, s["out_rel"])
-        try:
-            written = restore_tilt_images(paths.dir, row["path"], paths.stacks, row["z"],
-                                          pixel_size_a=self._run.output_pixel_size_a(row))
-        except (OSError, ValueError) as err:  # kept at 0: tried again at the next start
-            self._log.event("output_write_failed", level="error", series=s["name"], what="per-tilt images",
-                            reason=f"{type(err).__name__}: {err}", movie=row["path"])
-            return
+    def _images_done(self, row: dict) -> None:
         self._journal.mark_images_synced(row["id"])
-        self._log.event("tilt_images_rewritten", level="warning", movie=row["path"], z=row["z"],
-                        paths=[str(p) for p in written], reason=reason)
+        s = self._journal.series(row["series_id"])
+        self._tables.write(s, self._paths(row), self._journal.sections(s["id"]))  # the RELION tables list it now
+
+    def _paths(self, row: dict) -> SeriesPaths:
+        return SeriesPaths.of(self._run.out_dir, self._journal.series(row["series_id"])["out_rel"])
 
     def _record_done(self, row: dict, s: dict, paths: SeriesPaths, z: int, out: CorrectionOutcome, *, t0: float,
                      px: float, images: bool) -> None:
@@ -210,7 +233,7 @@ class TiltAppender:
         self._intake.finish(j.get(mid))
 
 
-def _sync_images(series_dir, movie) -> None:
-    """The images' fsync, in the writer thread (a crash test can stop the daemon just before it)."""
-    faults.checkpoint("before_images_synced")
-    sync_tilt_images(series_dir, movie)
+def _write_images(series_dir, movie, images, pixel_size_a: float) -> None:
+    """The per-tilt images, durably, in the writer thread (a crash test can stop the daemon first)."""
+    faults.checkpoint("before_images_written")
+    write_tilt_images(series_dir, movie, images, pixel_size_a=pixel_size_a)

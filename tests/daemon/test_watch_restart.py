@@ -13,7 +13,7 @@ from framewatch.daemon.commands.simulated_acquisition import Acquisition
 from framewatch.daemon.outputs.tilt_images import tilt_image_paths
 
 POINTS = ["worker_reading", "worker_corrected", "append_data_written", "append_between_stacks", "before_journal_done",
-          "before_images_synced"]
+          "before_images_written"]
 
 
 def visible_stacks_valid(d):
@@ -35,13 +35,14 @@ def test_sigkill_at_several_points_then_resume(tmp_path, verify):
             d.wait_marker(point)
             d.kill()  # SIGKILL: no clean-up at all
             visible_stacks_valid(d)
-            if point == "before_images_synced":  # done and logged, its images not yet fsync'd:
+            if point == "before_images_written":  # done and logged, its per-tilt images not yet written
                 unsynced = [r for r in read_journal(d.state) if r["images_synced"] == 0]
                 assert len(unsynced) == 1, unsynced
                 lost = unsynced[0]
-                for p in tilt_image_paths(d.out / "TS_01", lost["path"]):  # what a power cut may leave of them
-                    p.write_bytes(p.read_bytes()[:1500])
-            if point in ("worker_reading", "worker_corrected", "before_journal_done", "before_images_synced"):
+                assert not any(p.exists() for p in tilt_image_paths(d.out / "TS_01", lost["path"]))
+                star = (d.out / "TS_01" / "TS_01.star").read_text()
+                assert os.path.basename(lost["path"]).split(".")[0] not in star  # listed once its images are there
+            if point in ("worker_reading", "worker_corrected", "before_journal_done", "before_images_written"):
                 acq.write_tilt(written)
                 written += 1
         d.start()
@@ -61,8 +62,8 @@ def test_sigkill_at_several_points_then_resume(tmp_path, verify):
         # every tilt logged exactly once as corrected (a replay of a lost log line is marked)
         tilts = [e for e in events if e["event"] == "tilt_corrected" and not e.get("replayed")]
         assert sorted(e["movie"] for e in tilts) == sorted(str(m.path) for m in acq.written)
-        # the images cut short were written again from the stacks at the next start; every done
-        # movie's images are durable and equal its stack sections
+        # the images the kill kept from being written were written from the stacks at the next
+        # start; every done movie's images are there, equal to its stack sections, and in the STAR
         rewritten = [e for e in events if e["event"] == "tilt_images_rewritten"]
         assert [e["movie"] for e in rewritten] == [lost["path"]], rewritten
         assert all(r["images_synced"] == 1 for r in rows)
@@ -70,6 +71,8 @@ def test_sigkill_at_several_points_then_resume(tmp_path, verify):
             for p, k in zip(tilt_image_paths(d.out / "TS_01", r["path"]), ("", "_EVN", "_ODD")):
                 with mrcfile.open(p, permissive=False) as m, mrcfile.mmap(d.out / "TS_01" / f"TS_01{k}.mrc") as st:
                     assert np.array_equal(m.data, st.data[r["z"]]), p
+        star = (d.out / "TS_01" / "TS_01.star").read_text()
+        assert all(tilt_image_paths(d.out / "TS_01", r["path"])[0].name in star for r in rows)
     finally:
         d.cleanup()
 
