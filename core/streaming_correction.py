@@ -4,22 +4,33 @@
 and does the first pass of :class:`~framewatch.core.movie_correction.MovieCorrection` on each at
 once: gain, defect replacement, the forward transform and the Fourier-cropped alignment copy.
 :meth:`~StreamingCorrection.finish` does the rest when the movie is complete: the final defect
-mask, alignment, local motion, dose weighting, half sums. The result equals
-``correct_movie`` of all the frames, value for value.
+mask, alignment, local motion, dose weighting, half sums. The result equals ``correct_movie`` of
+all the frames: value for value when every frame was transformed with the final mask or again,
+to float32 rounding (measured: 1e-6 of the sums' largest value, shifts 1e-8 px) when some frame
+was updated in Fourier space.
 
 Hot and dead pixels are found on the sum of all frames, which is only known at the end. While
-frames arrive, each is transformed with a provisional mask; at the end, every frame whose mask
-differs from the final one is transformed again from its decoded copy (``frames_transformed_again``
-says how many), so the result never depends on the provisional mask, only the time does. The
-decoded frames are kept (native dtype) until then.
+frames arrive, each is transformed with a provisional mask. At the end, a frame whose mask differs
+from the final one differs, once corrected, only at pixels bad in either mask (a bad pixel's random
+replacement depends only on the seed, the frame and the pixel, :mod:`~framewatch.core.pixel_replacement`),
+and only at those whose own status or candidates changed. Their old and new values are read from
+the decoded frame (the pixels and their replacements only); when at most
+:data:`FOURIER_UPDATE_MAX_POINTS` of them differ and the output is movie size (no Fourier binning:
+the spectrum is the plain ``rfft2`` of the frame), the transform of the difference is added to the
+frame's spectrum (:func:`~framewatch.core.sparse_spectrum.add_point_spectrum`) and its alignment
+copy is cropped again (``frames_updated_in_fourier_space``). Otherwise (more pixels, e.g. a column
+that died, or a binned output) the frame is transformed again from its decoded copy
+(``frames_transformed_again``). So the result never depends on the provisional mask, only the time
+does. The decoded frames are kept (native dtype) until then.
 
 The provisional mask is ``expected_mask`` when the caller has one (the final mask of the previous
 movie from the same camera, :attr:`StreamingCorrection.final_mask`: a camera's hot pixels change
-little within a session, so usually nothing is transformed again). Without it: bad gain, the defect
-list, and dead and hot pixels on the sum so far, refreshed after frames 1, 2, 4, 8, .... Measured on
-simulated 1024² movies with 6 hot pixels of a few counts per frame, the partial sums do not show
-them until the last refresh, so 7 of 8 (1 e/Å² per frame) or 7 of 10 (0.3 e/Å²) frames are
-transformed again: pass the previous movie's mask.
+little within a session; the 0-2 pixels Poisson noise makes "hot" in one movie and not the next are
+updated in Fourier space). Without it: bad gain, the defect list, and dead and hot pixels on the
+sum so far, refreshed after frames 1, 2, 4, 8, .... Measured on simulated 1024² movies with 6 hot
+pixels of a few counts per frame, the partial sums do not show them until the last refresh, so 7 of
+8 (1 e/Å² per frame) or 7 of 10 (0.3 e/Å²) frames were corrected at the end (before the Fourier-space
+update: transformed again): pass the previous movie's mask.
 """
 from __future__ import annotations
 
