@@ -119,13 +119,6 @@ class PixelReplacer:
     def n_bad(self) -> int:
         return int(self._bad_flat.size)
 
-    @property
-    def bad_flat_indices(self) -> np.ndarray:
-        """int64 ``(n_bad,)`` row-major flat indices of the bad pixels, ascending (read-only)."""
-        view = self._bad_flat.view()
-        view.flags.writeable = False
-        return view
-
     def _build_candidates(self, bad, ys, xs):
         r = self.radius
         grid = np.stack(np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1), indexing="ij"), axis=-1).reshape(-1, 2)

@@ -177,8 +177,8 @@ class StreamingCorrection:
                            new: PixelReplacer) -> tuple[np.ndarray, np.ndarray]:
         """Where and by how much frame ``i`` corrected with ``new`` differs from it corrected with
         ``old`` (``pixels``: those whose replacement may differ): flat indices int64 ``(m,)`` and
-        float64 ``(m,)`` new - old (exact: a difference of two float32), nonzero. Reads only the
-        pixels whose values the two take."""
+        float64 ``(m,)`` new - old (the float32 values subtracted in float64), nonzero. Reads only
+        the pixels whose values the two take."""
         src_old, src_new = old.source_pixels(pixels, i), new.source_pixels(pixels, i)
         moved = src_old != src_new
         pixels, src_old, src_new = pixels[moved], src_old[moved], src_new[moved]

@@ -406,6 +406,17 @@ def test_a_mask_change_changes_only_the_pixels_drawn_differently(change):
     assert n_differ > 0  # the change did change the corrected frames
 
 
+def test_replacers_of_another_seed_differ_at_every_bad_pixel():
+    rng = np.random.default_rng(36)
+    bad = some_bad_mask(rng)
+    same = PixelReplacer(bad, seed=1).pixels_drawn_differently(PixelReplacer(bad, seed=1))
+    assert same.size == 0
+    other_seed = PixelReplacer(bad, seed=1).pixels_drawn_differently(PixelReplacer(bad, seed=2))
+    np.testing.assert_array_equal(other_seed, np.flatnonzero(bad.ravel()))
+    with pytest.raises(ValueError, match="different frame shapes"):
+        PixelReplacer(bad).pixels_drawn_differently(PixelReplacer(bad[:, :10]))
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "float32", "float16"])
 @pytest.mark.parametrize("with_gain", [True, False])
 def test_gain_corrected_at_equals_apply_gain(dtype, with_gain):
