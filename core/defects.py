@@ -34,10 +34,9 @@ Dead-pixel rule (:func:`detect_dead_pixels`)
 
 Replacement (:class:`PixelReplacer`, :mod:`framewatch.core.pixel_replacement`)
     Every bad pixel takes the value of a good pixel drawn at random from the ``(2 radius + 1)**2``
-    window around it, a fresh draw per frame from a generator seeded with ``(seed, frame_index)``
-    (RELION does the same with a 5 x 5 window; MotionCor3 with 31 x 31). A bad pixel with no good
-    pixel in its window (inside a large dead area) draws from the window around the nearest good
-    pixel instead.
+    window around it, a fresh draw per frame, a hash of ``(seed, frame_index, pixel)`` (RELION does
+    the same with a 5 x 5 window; MotionCor3 with 31 x 31). A bad pixel with no good pixel in its
+    window (inside a large dead area) draws from the window around the nearest good pixel instead.
 """
 from __future__ import annotations
 

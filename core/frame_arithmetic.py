@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["add_frame", "apply_gain", "sum_frames"]
+__all__ = ["add_frame", "apply_gain", "gain_corrected_at", "sum_frames"]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
@@ -58,6 +58,22 @@ def apply_gain(raw: np.ndarray, gain: np.ndarray | None, *, out: np.ndarray | No
         raise ValueError(f"raw {raw.shape} and gain {gain.shape} differ")
     _gain_kernel(raw, np.ascontiguousarray(gain, dtype=np.float32), out)
     return out
+
+
+def gain_corrected_at(raw: np.ndarray, gain: np.ndarray | None, flat_px: np.ndarray) -> np.ndarray:
+    """float32 ``(m,)``: the values :func:`apply_gain` gives at row-major flat pixels ``flat_px`` ``(m,)``
+    of ``raw`` ``(ny, nx)`` (same float32 conversion and product), reading only those pixels."""
+    raw = np.asarray(raw)
+    flat = np.asarray(flat_px, dtype=np.int64)
+    if raw.ndim != 2:
+        raise ValueError(f"raw must be 2-D, got shape {raw.shape}")
+    index = np.unravel_index(flat, raw.shape)  # raises for an index outside the frame
+    values = raw[index].astype(np.float32)
+    if gain is None:
+        return values
+    if np.shape(gain) != raw.shape:
+        raise ValueError(f"raw {raw.shape} and gain {np.shape(gain)} differ")
+    return values * np.asarray(gain)[index].astype(np.float32, copy=False)
 
 
 def sum_frames(frames: list) -> np.ndarray:

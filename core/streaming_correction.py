@@ -4,22 +4,33 @@
 and does the first pass of :class:`~framewatch.core.movie_correction.MovieCorrection` on each at
 once: gain, defect replacement, the forward transform and the Fourier-cropped alignment copy.
 :meth:`~StreamingCorrection.finish` does the rest when the movie is complete: the final defect
-mask, alignment, local motion, dose weighting, half sums. The result equals
-``correct_movie`` of all the frames, value for value.
+mask, alignment, local motion, dose weighting, half sums. The result equals ``correct_movie`` of
+all the frames: value for value when every frame was transformed with the final mask or again,
+to float32 rounding (measured: 1e-6 of the sums' largest value, shifts 1e-8 px) when some frame
+was updated in Fourier space.
 
 Hot and dead pixels are found on the sum of all frames, which is only known at the end. While
-frames arrive, each is transformed with a provisional mask; at the end, every frame whose mask
-differs from the final one is transformed again from its decoded copy (``frames_transformed_again``
-says how many), so the result never depends on the provisional mask, only the time does. The
-decoded frames are kept (native dtype) until then.
+frames arrive, each is transformed with a provisional mask. At the end, a frame whose mask differs
+from the final one differs, once corrected, only at pixels bad in either mask (a bad pixel's random
+replacement depends only on the seed, the frame and the pixel, :mod:`~framewatch.core.pixel_replacement`),
+and only at those whose own status or candidates changed. Their old and new values are read from
+the decoded frame (the pixels and their replacements only); when at most
+:data:`FOURIER_UPDATE_MAX_POINTS` of them differ and the output is movie size (no Fourier binning:
+the spectrum is the plain ``rfft2`` of the frame), the transform of the difference is added to the
+frame's spectrum (:func:`~framewatch.core.sparse_spectrum.add_point_spectrum`) and its alignment
+copy is cropped again (``frames_updated_in_fourier_space``). Otherwise (more pixels, e.g. a column
+that died, or a binned output) the frame is transformed again from its decoded copy
+(``frames_transformed_again``). So the result never depends on the provisional mask, only the time
+does. The decoded frames are kept (native dtype) until then.
 
 The provisional mask is ``expected_mask`` when the caller has one (the final mask of the previous
 movie from the same camera, :attr:`StreamingCorrection.final_mask`: a camera's hot pixels change
-little within a session, so usually nothing is transformed again). Without it: bad gain, the defect
-list, and dead and hot pixels on the sum so far, refreshed after frames 1, 2, 4, 8, .... Measured on
-simulated 1024² movies with 6 hot pixels of a few counts per frame, the partial sums do not show
-them until the last refresh, so 7 of 8 (1 e/Å² per frame) or 7 of 10 (0.3 e/Å²) frames are
-transformed again: pass the previous movie's mask.
+little within a session; the 0-2 pixels Poisson noise makes "hot" in one movie and not the next are
+updated in Fourier space). Without it: bad gain, the defect list, and dead and hot pixels on the
+sum so far, refreshed after frames 1, 2, 4, 8, .... Measured on simulated 1024² movies with 6 hot
+pixels of a few counts per frame, the partial sums do not show them until the last refresh, so 7 of
+8 (1 e/Å² per frame) or 7 of 10 (0.3 e/Å²) frames were corrected at the end (before the Fourier-space
+update: transformed again): pass the previous movie's mask.
 """
 from __future__ import annotations
 
@@ -31,12 +42,21 @@ import numpy as np
 from .content_checks import check_value_magnitude
 from .defects import PixelReplacer, bad_gain_mask
 from .errors import FramewatchError, MovieFormatError, StreamSettingsChanged
-from .frame_arithmetic import add_frame, apply_gain
+from .fourier import fourier_crop
+from .frame_arithmetic import add_frame, apply_gain, gain_corrected_at
 from .movie_correction import MovieCorrection
 from .result import MovieResult
 from .settings import CorrectionSettings
+from .sparse_spectrum import add_point_spectrum
 
-__all__ = ["StreamingCorrection"]
+__all__ = ["FOURIER_UPDATE_MAX_POINTS", "StreamingCorrection"]
+
+# A frame whose corrected image changes at no more pixels than this is updated in Fourier space,
+# else transformed again. Measured on a 4096 x 4096 frame (core/sparse_spectrum.py): the update of
+# 2 pixels costs 14 ms, of 32 pixels 75 ms, of 64 pixels 210 ms, one rfft2 80 ms (one thread; two
+# threads: 8, 42, 127 and 46 ms). At 32 the update costs about one transform, which also needs the
+# gain and the replacement over the whole frame (the whole re-transform of a frame: 83 ms).
+FOURIER_UPDATE_MAX_POINTS = 32
 
 
 class StreamingCorrection:
@@ -58,10 +78,11 @@ class StreamingCorrection:
         self._raw: list = []
         self._total = np.zeros(self._shape, dtype=np.float32)
         self._masks: list[np.ndarray] = []  # provisional masks; a frame remembers the index of its own
-        self._replacer: PixelReplacer | None = None
+        self._replacers: list[PixelReplacer] = []  # one per provisional mask
         self._first_pass: list[tuple[np.ndarray, np.ndarray, int]] = []
         self._stream_s = 0.0
-        self.frames_transformed_again = 0
+        self.frames_transformed_again = 0  # after finish(): frames transformed again from their decoded copy
+        self.frames_updated_in_fourier_space = 0  # after finish(): frames whose spectrum got the few changed pixels
         known = np.zeros(self._shape, dtype=bool) if self._gain is None else bad_gain_mask(self._gain)
         if defect_mask is not None:
             if np.shape(defect_mask) != self._shape:
@@ -75,7 +96,7 @@ class StreamingCorrection:
             known = known | np.asarray(expected_mask, dtype=bool)
         self.final_mask: np.ndarray | None = None  # after finish(): carry it to the next movie of the camera
         self._masks.append(known)  # before any frame: what the gain and the defect list say
-        self._replacer = PixelReplacer(known)
+        self._replacers.append(PixelReplacer(known))
 
     @property
     def n_frames(self) -> int:
@@ -94,7 +115,7 @@ class StreamingCorrection:
         if self._refreshing and (i + 1) & i == 0:  # after frames 1, 2, 4, 8, ...: the mask on the sum so far
             self._refresh_mask()
         image = apply_gain(frame, self._gain)
-        self._replacer.apply(image, i)
+        self._replacers[-1].apply(image, i)
         spec, crop = self._engine.first_pass_frame(image)
         self._first_pass.append((spec, crop, len(self._masks) - 1))
         self._stream_s += time.perf_counter() - t
@@ -115,14 +136,56 @@ class StreamingCorrection:
         check_value_magnitude(self._raw, self._gain, path=self._path)
         final = engine.bad_mask(self._total.copy(), self._gain, self._defect_mask)
         self.final_mask = final
-        replacer = self._replacer if np.array_equal(final, self._masks[-1]) else PixelReplacer(final)
-        same = [np.array_equal(final, mask) for mask in self._masks]
-        first_pass = [(spec, crop) if same[version] else None for spec, crop, version in self._first_pass]
+        replacer = self._replacers[-1] if np.array_equal(final, self._masks[-1]) else PixelReplacer(final)
+        timings["defects_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        first_pass = self._settled_first_pass(final, replacer, engine)
         self.frames_transformed_again = sum(entry is None for entry in first_pass)
         self._first_pass = []
-        timings["defects_s"] = time.perf_counter() - t
+        timings["fourier_update_s"] = time.perf_counter() - t
         raw, self._raw = self._raw, []
         return engine.finish(raw, self._gain, replacer, timings, first_pass=first_pass)
+
+    def _settled_first_pass(self, final: np.ndarray, replacer: PixelReplacer, engine: MovieCorrection) -> list:
+        """Every frame's ``(spectrum, cropped)`` for the ``final`` mask (its ``replacer``): as streamed
+        when its provisional mask was the final one, updated in Fourier space when its corrected image
+        changes at few pixels (at most :data:`FOURIER_UPDATE_MAX_POINTS`; movie-size output only), else
+        ``None`` (the engine transforms it again)."""
+        sparse = engine.cfg.fourier_bin == 1  # the spectrum is the plain rfft2 of the corrected frame
+        differing: dict[int, np.ndarray | None] = {}  # per mask version: pixels drawn differently, None: same mask
+        settled = []
+        self.frames_updated_in_fourier_space = 0
+        for i, (spec, crop, version) in enumerate(self._first_pass):
+            if version not in differing:
+                same = np.array_equal(final, self._masks[version])
+                differing[version] = None if same else self._replacers[version].pixels_drawn_differently(replacer)
+            pixels = differing[version]
+            if pixels is None:
+                settled.append((spec, crop))
+                continue
+            if sparse:
+                where, delta = self._correction_change(i, pixels, self._replacers[version], replacer)
+                if where.size <= FOURIER_UPDATE_MAX_POINTS:
+                    add_point_spectrum(spec, self._shape, where, delta)
+                    settled.append((spec, fourier_crop(spec, engine.shape, engine.align_shape)))
+                    self.frames_updated_in_fourier_space += 1
+                    continue
+            settled.append(None)
+        return settled
+
+    def _correction_change(self, i: int, pixels: np.ndarray, old: PixelReplacer,
+                           new: PixelReplacer) -> tuple[np.ndarray, np.ndarray]:
+        """Where and by how much frame ``i`` corrected with ``new`` differs from it corrected with
+        ``old`` (``pixels``: those whose replacement may differ): flat indices int64 ``(m,)`` and
+        float64 ``(m,)`` new - old (the float32 values subtracted in float64), nonzero. Reads only
+        the pixels whose values the two take."""
+        src_old, src_new = old.source_pixels(pixels, i), new.source_pixels(pixels, i)
+        moved = src_old != src_new
+        pixels, src_old, src_new = pixels[moved], src_old[moved], src_new[moved]
+        values = gain_corrected_at(self._raw[i], self._gain, np.concatenate([src_new, src_old])).astype(np.float64)
+        delta = values[: pixels.size] - values[pixels.size:]
+        keep = delta != 0
+        return pixels[keep], delta[keep]
 
     def _final_engine(self, settings: CorrectionSettings | None) -> MovieCorrection:
         """The pipeline to finish with: this one, or one with the final ``settings`` when the frames
@@ -155,4 +218,4 @@ class StreamingCorrection:
         except FramewatchError:  # e.g. every pixel flagged on a very sparse partial sum
             return
         self._masks.append(mask)
-        self._replacer = replacer
+        self._replacers.append(replacer)

@@ -14,6 +14,7 @@ from framewatch.core.defects import (
     read_defect_file,
 )
 from framewatch.core.errors import DefectFileError, FramewatchError
+from framewatch.core.frame_arithmetic import apply_gain, gain_corrected_at
 from framewatch.core.pixel_replacement import _replace_kernel
 
 NY, NX = 64, 96
@@ -171,8 +172,28 @@ def test_dead_detection_respects_exclusion():
 # ------------------------------------------------------------------------------------ replacement
 
 
+_M64 = (1 << 64) - 1
+
+
+def reference_mix(z):
+    """splitmix64's step on Python ints (written here again from its definition, not imported)."""
+    z = (z + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def reference_draws(replacer, frame_index):
+    """The draw of every bad pixel in frame ``frame_index``: hash(seed, frame, flat index) mod its count
+    (slow: Python ints, one pixel at a time)."""
+    key = reference_mix((reference_mix(replacer.seed & _M64) + frame_index) & _M64)
+    counts = np.diff(replacer._candidate_ptr)
+    return np.array([reference_mix((key + int(p)) & _M64) % int(c) for p, c in zip(replacer._bad_flat, counts)],
+                    dtype=np.int64)
+
+
 def reference_replace(frame, replacer, draws):
-    """The slow NumPy version of the kernel, given the same random draws."""
+    """The slow NumPy version of the kernel, given the draws."""
     flat = frame.reshape(-1)
     chosen = replacer._candidate_flat[replacer._candidate_ptr[:-1] + draws]
     flat[replacer._bad_flat] = flat[chosen]
@@ -204,12 +225,14 @@ def test_kernel_matches_numpy_reference():
     bad = some_bad_mask(rng)
     replacer = PixelReplacer(bad, radius=2, seed=5)
     frame = rng.normal(size=(NY, NX)).astype(np.float32)
-    for index in range(3):
-        draws = replacer._draws(index)
+    for index in (0, 1, 2, 1000):
+        draws = reference_draws(replacer, index)
+        assert ((draws >= 0) & (draws < np.diff(replacer._candidate_ptr))).all()
         expected = frame.copy()
         reference_replace(expected, replacer, draws)
         got = frame.copy()
-        _replace_kernel(got.reshape(-1), replacer._bad_flat, replacer._candidate_ptr, replacer._candidate_flat, draws)
+        _replace_kernel(got.reshape(-1), replacer._bad_flat, replacer._candidate_ptr, replacer._candidate_flat,
+                        replacer._frame_key(index))
         np.testing.assert_array_equal(got, expected)
         via_method = frame.copy()
         replacer.apply(via_method, index)
@@ -245,6 +268,169 @@ def test_draws_are_deterministic_and_differ_between_frames():
     f4 = frame.copy()
     PixelReplacer(bad, seed=4).apply(f4, 7)
     assert (f1[:, 40] != f4[:, 40]).any()
+
+
+def test_the_hash_is_splitmix64():
+    from framewatch.core.pixel_replacement import _splitmix64
+
+    # the first two outputs of splitmix64 seeded with 1234567 (its published test sequence)
+    assert reference_mix(1234567) == 6457827717110365317
+    assert reference_mix((1234567 + 0x9E3779B97F4A7C15) & _M64) == 3203168211198807973
+    assert int(_splitmix64(np.uint64(1234567))) == 6457827717110365317
+
+
+def window_offset_counts(replacer, bad, n_frames):
+    """Per frame and bad pixel, the offset (dy, dx) of the pixel it took: counts over all frames and
+    pixels, ``(2r+1, 2r+1)`` int."""
+    r = replacer.radius
+    xy = replacer.coordinates_xy
+    counts = np.zeros((2 * r + 1, 2 * r + 1), dtype=np.int64)
+    for index in range(n_frames):
+        frame = np.arange(bad.size, dtype=np.float32).reshape(bad.shape)
+        replacer.apply(frame, index)
+        sy, sx = np.divmod(frame[xy[:, 1], xy[:, 0]].astype(np.int64), bad.shape[1])
+        np.add.at(counts, (sy - xy[:, 1] + r, sx - xy[:, 0] + r), 1)
+    return counts
+
+
+def test_draws_are_uniform_over_the_candidates():
+    from scipy import stats
+
+    bad = np.zeros((NY, NX), bool)
+    bad[3:NY - 3:6, 3:NX - 3:6] = True  # isolated: 24 candidates each
+    replacer = PixelReplacer(bad, radius=2, seed=11)
+    counts = window_offset_counts(replacer, bad, n_frames=120)
+    assert counts[2, 2] == 0  # never itself
+    observed = np.delete(counts.ravel(), 12)
+    expected = observed.sum() / 24  # 10 x 15 pixels x 120 frames / 24 = 750
+    chi2 = ((observed - expected) ** 2 / expected).sum()
+    assert chi2 < stats.chi2.isf(1e-6, df=23), (chi2, observed)  # false alarm one in a million
+
+
+def test_draws_of_neighbouring_pixels_are_independent():
+    """A dead row: consecutive flat indices. The pair (offset of pixel x, offset of pixel x+1) is
+    uniform over the 20 x 20 combinations (chi-square), so adjacent hash inputs are not correlated."""
+    from scipy import stats
+
+    bad = np.zeros((NY, NX), bool)
+    bad[30, :] = True
+    replacer = PixelReplacer(bad, radius=2, seed=12)
+    xy = replacer.coordinates_xy
+    inner = (xy[:, 0] >= 2) & (xy[:, 0] < NX - 3)  # both of the pair away from the edge: 20 candidates each
+    pairs = np.zeros((20, 20), dtype=np.int64)
+    offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy != 0]
+    code = {o: i for i, o in enumerate(offsets)}
+    for index in range(300):
+        frame = np.arange(bad.size, dtype=np.float32).reshape(bad.shape)
+        replacer.apply(frame, index)
+        sy, sx = np.divmod(frame[30, :].astype(np.int64), NX)
+        c = np.array([code[(y - 30, x - i)] for i, (y, x) in enumerate(zip(sy, sx))])
+        first = np.flatnonzero(inner)
+        np.add.at(pairs, (c[first], c[first + 1]), 1)
+    expected = pairs.sum() / 400
+    chi2 = ((pairs - expected) ** 2 / expected).sum()
+    assert chi2 < stats.chi2.isf(1e-6, df=399), chi2
+
+
+def test_source_pixels_say_what_apply_does():
+    rng = np.random.default_rng(33)
+    bad = some_bad_mask(rng)
+    bad[20:40, 60:90] = True  # lonely pixels too
+    replacer = PixelReplacer(bad, radius=2, seed=2)
+    everything = np.arange(NY * NX)
+    for index in (0, 5):
+        frame = np.arange(NY * NX, dtype=np.float32).reshape(NY, NX)
+        replacer.apply(frame, index)
+        np.testing.assert_array_equal(replacer.source_pixels(everything, index), frame.reshape(-1).astype(np.int64))
+    picked = rng.choice(NY * NX, 50)
+    np.testing.assert_array_equal(replacer.source_pixels(picked, 5), replacer.source_pixels(everything, 5)[picked])
+    with pytest.raises(ValueError, match="flat_px"):
+        replacer.source_pixels(np.array([NY * NX]), 0)
+    with pytest.raises(ValueError, match="frame_index"):
+        replacer.source_pixels(picked, -1)
+
+
+def reference_drawn_differently(bad_a, bad_b, radius=2):
+    """Slow: pixels bad in one mask only, or bad in both with another candidate list (one by one)."""
+    a, b = PixelReplacer(bad_a, radius=radius), PixelReplacer(bad_b, radius=radius)
+
+    def candidates(rep, p):
+        i = int(np.searchsorted(rep._bad_flat, p))
+        return rep._candidate_flat[rep._candidate_ptr[i]:rep._candidate_ptr[i + 1]].tolist()
+
+    out = []
+    for p in np.flatnonzero((bad_a | bad_b).ravel()):
+        if bad_a.flat[p] != bad_b.flat[p] or candidates(a, p) != candidates(b, p):
+            out.append(p)
+    return np.array(out, dtype=np.int64)
+
+
+@pytest.mark.parametrize("change", ["add_one", "remove_one", "add_next_to_a_column", "fill_a_lonely_area"])
+def test_a_mask_change_changes_only_the_pixels_drawn_differently(change):
+    """A few pixels more or less in the mask: the corrected frame differs only at the pixels listed by
+    pixels_drawn_differently (the changed pixels and bad pixels whose candidates changed), and the
+    new value there is the one gain_corrected_at reads at the new source: the streaming update's recipe."""
+    rng = np.random.default_rng(34)
+    old = some_bad_mask(rng)
+    old[44:52, 70:78] = True  # a block: its centre pixels are lonely
+    new = old.copy()
+    ys, xs = np.nonzero(old)
+    if change == "add_one":
+        new[5, 7] = True
+    elif change == "remove_one":
+        new[ys[3], xs[3]] = False
+    elif change == "add_next_to_a_column":
+        new[20, 51] = True  # next to the dead column at x = 50: its neighbours' windows change
+    else:
+        new[43, 70:78] = True  # grows the block: lonely pixels inside get another nearest good pixel
+    a, b = PixelReplacer(old), PixelReplacer(new)
+    listed = a.pixels_drawn_differently(b)
+    np.testing.assert_array_equal(listed, reference_drawn_differently(old, new))
+    np.testing.assert_array_equal(b.pixels_drawn_differently(a), listed)
+    assert listed.size < 40
+    raw = rng.poisson(3.0, (NY, NX)).astype(np.uint8)
+    gain = rng.uniform(0.8, 1.2, (NY, NX)).astype(np.float32)
+    n_differ = 0
+    for index in range(4):
+        with_old, with_new = apply_gain(raw, gain), apply_gain(raw, gain)
+        a.apply(with_old, index)
+        b.apply(with_new, index)
+        differ = np.flatnonzero(with_old.ravel() != with_new.ravel())
+        assert np.isin(differ, listed).all()
+        n_differ += differ.size
+        patched = with_old.copy().reshape(-1)
+        patched[listed] = gain_corrected_at(raw, gain, b.source_pixels(listed, index))
+        np.testing.assert_array_equal(patched, with_new.reshape(-1))
+        np.testing.assert_array_equal(gain_corrected_at(raw, gain, a.source_pixels(listed, index)),
+                                      with_old.reshape(-1)[listed])
+    assert n_differ > 0  # the change did change the corrected frames
+
+
+def test_replacers_of_another_seed_differ_at_every_bad_pixel():
+    rng = np.random.default_rng(36)
+    bad = some_bad_mask(rng)
+    same = PixelReplacer(bad, seed=1).pixels_drawn_differently(PixelReplacer(bad, seed=1))
+    assert same.size == 0
+    other_seed = PixelReplacer(bad, seed=1).pixels_drawn_differently(PixelReplacer(bad, seed=2))
+    np.testing.assert_array_equal(other_seed, np.flatnonzero(bad.ravel()))
+    with pytest.raises(ValueError, match="different frame shapes"):
+        PixelReplacer(bad).pixels_drawn_differently(PixelReplacer(bad[:, :10]))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "float32", "float16"])
+@pytest.mark.parametrize("with_gain", [True, False])
+def test_gain_corrected_at_equals_apply_gain(dtype, with_gain):
+    rng = np.random.default_rng(35)
+    raw = (rng.poisson(40.0, (NY, NX)) * (1 if dtype[0] == "u" else -1) ** rng.integers(0, 2, (NY, NX)))
+    raw = raw.astype(dtype) if dtype[0] != "u" else np.abs(raw).astype(dtype)
+    gain = rng.uniform(0.5, 2.0, (NY, NX)).astype(np.float32) if with_gain else None
+    picked = rng.choice(NY * NX, 300)
+    got = gain_corrected_at(raw[:, :], gain, picked)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, apply_gain(raw, gain).reshape(-1)[picked])
+    strided = raw[:, ::2]  # a frame that is a view reads the same values
+    np.testing.assert_array_equal(gain_corrected_at(strided, None, picked % strided.size),
+                                  apply_gain(np.ascontiguousarray(strided), None).reshape(-1)[picked % strided.size])
 
 
 def test_large_dead_area_draws_from_the_nearest_good_pixels():

@@ -4,7 +4,8 @@ numba compiles a kernel on its first call, for the argument types of that call. 
 warm-up the first movie of a session would pay several seconds of compilation (tens when nothing
 is cached). :func:`warm_up` therefore corrects a tiny synthetic movie (``framewatch.core.simulate``)
 once whole-frame and once with 2 x 2 patches, in every pixel type a detector movie is read as, with
-and without a gain reference, and times it.
+and without a gain reference, streams it frame by frame with an expected defect mask one pixel off
+(the Fourier-space update of ``StreamingCorrection.finish``), and times it.
 
 Compiled kernels are cached on disk (``cache=True``) in ``NUMBA_CACHE_DIR`` when it is set, else
 next to the installed package (``__pycache__``), so a restart loads them instead of compiling.
@@ -136,6 +137,7 @@ def warm_up(*, patches: tuple[int, int] = (2, 2), dtypes: tuple[str, ...] = MOVI
         # ... so the local warp is also run with a given smooth field, which always resamples
         step("patches_2x2_warp", lambda: correct_movie(frames, settings=local, gain=sim.gain, shifts_px=sim.shifts_px,
                                                        local_displacement_px=_smooth_field(nx, ny, spec.n_frames)))
+    step("streaming_mask_change", lambda: _warm_streaming(frames, base, sim.gain))
     counts = frames.astype(np.float32)
     for name in dtypes:
         dt = np.dtype(name)
@@ -146,6 +148,25 @@ def warm_up(*, patches: tuple[int, int] = (2, 2), dtypes: tuple[str, ...] = MOVI
     step("unpack_4bit", _warm_4bit)
     step("eer_decode", _warm_eer)
     return WarmupReport(time.perf_counter() - t_all, steps, status, reuse.reason)
+
+
+def _warm_streaming(frames, settings, gain) -> None:
+    """Stream the movie frame by frame twice, the second time with the first's final mask one pixel
+    off as the expected mask: ``finish()`` then updates every frame's spectrum in Fourier space
+    (core/sparse_spectrum.py, the replacer's source lookup)."""
+    from framewatch.core.streaming_correction import StreamingCorrection
+
+    def stream(expected):
+        streaming = StreamingCorrection(settings, frames[0].shape, gain=gain, expected_mask=expected)
+        for frame in frames:
+            streaming.add_frame(frame)
+        streaming.finish()
+        return streaming
+
+    expected = stream(None).final_mask.copy()
+    ny, nx = expected.shape
+    expected[ny // 2, nx // 2] = not expected[ny // 2, nx // 2]
+    stream(expected)
 
 
 def _smooth_field(nx: int, ny: int, n_frames: int):

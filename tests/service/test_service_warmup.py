@@ -40,7 +40,8 @@ def test_warm_up_compiles_the_kernels():
     import framewatch.core as core
 
     report = warm_up()
-    assert {"whole_frame", "patches_2x2", "patches_2x2_warp", "dtype_uint16", "eer_decode"} <= set(report.steps_s)
+    assert {"whole_frame", "patches_2x2", "patches_2x2_warp", "dtype_uint16", "eer_decode",
+            "streaming_mask_change"} <= set(report.steps_s)
     assert report.seconds >= sum(report.steps_s.values()) * 0.99
     top_level = {  # kernels called from Python (helpers inlined into them have no entry of their own)
         ("frame_arithmetic", "_gain_kernel"), ("frame_arithmetic", "_convert_kernel"), ("frame_arithmetic", "_add_kernel"),
@@ -48,6 +49,7 @@ def test_warm_up_compiles_the_kernels():
         ("weighted_sums", "_weighted_sums_kernel"), ("fourier", "_apply_phase_kernel"),
         ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"), ("bspline_prefilter", "_prefilter_kernel"),
         ("image_warp", "_warp_kernel"), ("mrc", "_unpack_4bit_kernel"),
+        ("pixel_replacement", "_source_kernel"), ("sparse_spectrum", "_point_spectrum_kernel"),
         ("eer_decode", "_parse_frames"), ("eer_decode", "_scatter_blocks"),
     }
     found = {}
