@@ -144,6 +144,7 @@ class BatchRun(Daemon):
         return list(latest.values())
 
     def _finish(self, now: float) -> None:
+        self.appender.settle(wait=True)  # the last per-tilt images, so the series' tables list every tilt
         for s in self.journal.all_series(self.hash):
             if s["complete"]:
                 continue

@@ -33,7 +33,7 @@ from framewatch.daemon.outputs.tilt_images import (
 from framewatch.daemon.state import faults
 from framewatch.daemon.state.records import CorrectionOutcome, TiltRecord
 
-IMAGE_RETRY_S = 10.0  # per-tilt images that could not be written are tried again after this
+IMAGE_RETRY_S = 2.0  # per-tilt images that could not be written are tried again after this (a full disk fails fast)
 
 
 @dataclass(frozen=True)
