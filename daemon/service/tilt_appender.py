@@ -1,5 +1,5 @@
-"""Appending one corrected movie to its series: the per-tilt images and the three stacks, then the
-journal (``done`` with its section index), the tables, the ``tilt_corrected`` line and the plot.
+"""Appending one corrected movie to its series: the three stacks, then the journal (``done`` with its
+section index), the tables, the ``tilt_corrected`` line and the plot, then the per-tilt images.
 
 The stacks are appended and fsync'd before the journal records the movie done, so a crash in
 between leaves it not done and start-up cuts the stacks back. The per-tilt images, copies of the
@@ -15,6 +15,7 @@ dispatcher, which queues the movie again; any other error fails the movie (stage
 """
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -138,10 +139,7 @@ class TiltAppender:
         now = time.monotonic()
         for mid, due in list(self._retry_at.items()):
             if now >= due and mid not in self._pending:
-                row = self._journal.get(mid)
-                self._pending[mid] = self._writer.submit(restore_tilt_images, self._paths(row).dir, row["path"],
-                                                         self._paths(row).stacks, row["z"],
-                                                         pixel_size_a=self._run.output_pixel_size_a(row))
+                self._pending[mid] = self._writer.submit(self._restore_job(self._journal.get(mid)))
         for mid, fut in list(self._pending.items()):
             if not (wait or fut.done()):
                 continue
@@ -151,16 +149,11 @@ class TiltAppender:
                 fut.result()
             except (OSError, ValueError) as err:
                 if mid not in self._retry_at:
-                    s = self._journal.series(row["series_id"])
-                    self._log.event("output_write_failed", level="error", series=s["name"], what="per-tilt images",
-                                    reason=f"{type(err).__name__}: {err}", movie=row["path"],
-                                    note=f"written again from the stacks every {IMAGE_RETRY_S:g} s, or at the next start")
+                    self._write_failed(row, err)
                 self._retry_at[mid] = now + IMAGE_RETRY_S
                 continue
             if self._retry_at.pop(mid, None) is not None:
-                self._log.event("tilt_images_rewritten", level="warning", movie=row["path"], z=row["z"],
-                                paths=[str(p) for p in tilt_image_paths(self._paths(row).dir, row["path"])],
-                                reason="written from the stacks after a failed write")
+                self._rewritten(row, "written from the stacks after a failed write")
             self._images_done(row)
 
     def restore_unsynced(self, rows: list[dict]) -> bool:
@@ -170,20 +163,33 @@ class TiltAppender:
         for row in rows:
             if row.get("images_synced") != 0:
                 continue
-            paths = self._paths(row)
             try:
-                written = restore_tilt_images(paths.dir, row["path"], paths.stacks, row["z"],
-                                              pixel_size_a=self._run.output_pixel_size_a(row))
+                self._restore_job(row)()
             except (OSError, ValueError) as err:
+                self._write_failed(row, err)
                 self._retry_at[row["id"]] = time.monotonic() + IMAGE_RETRY_S
-                self._log.event("output_write_failed", level="error", series=self._journal.series(row["series_id"])["name"],
-                                what="per-tilt images", reason=f"{type(err).__name__}: {err}", movie=row["path"])
                 continue
             self._journal.mark_images_synced(row["id"])
             any_done = True
-            self._log.event("tilt_images_rewritten", level="warning", movie=row["path"], z=row["z"],
-                            paths=[str(p) for p in written], reason="not known to be on disk when the daemon stopped")
+            self._rewritten(row, "not known to be on disk when the daemon stopped")
         return any_done
+
+    def _restore_job(self, row: dict):
+        """A call that writes a done movie's per-tilt images, durably, from its section of the series'
+        stacks (built here, so the writer thread never touches the journal)."""
+        paths = self._paths(row)
+        return functools.partial(restore_tilt_images, paths.dir, row["path"], paths.stacks, row["z"],
+                                 pixel_size_a=self._run.output_pixel_size_a(row))
+
+    def _write_failed(self, row: dict, err: Exception) -> None:
+        self._log.event("output_write_failed", level="error", series=self._journal.series(row["series_id"])["name"],
+                        what="per-tilt images", reason=f"{type(err).__name__}: {err}", movie=row["path"],
+                        note=f"written from the stacks every {IMAGE_RETRY_S:g} s, or at the next start")
+
+    def _rewritten(self, row: dict, reason: str) -> None:
+        paths = tilt_image_paths(self._paths(row).dir, row["path"])
+        self._log.event("tilt_images_rewritten", level="warning", movie=row["path"], z=row["z"],
+                        paths=[str(p) for p in paths], reason=reason)
 
     def _images_done(self, row: dict) -> None:
         self._journal.mark_images_synced(row["id"])
