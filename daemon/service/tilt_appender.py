@@ -147,7 +147,7 @@ class TiltAppender:
             row = self._journal.get(mid)
             try:
                 fut.result()
-            except (OSError, ValueError) as err:
+            except Exception as err:  # noqa: BLE001 - whatever kept the images back, the daemon goes on (retried)
                 if mid not in self._retry_at:
                     self._write_failed(row, err)
                 self._retry_at[mid] = now + IMAGE_RETRY_S
@@ -165,7 +165,7 @@ class TiltAppender:
                 continue
             try:
                 self._restore_job(row)()
-            except (OSError, ValueError) as err:
+            except Exception as err:  # noqa: BLE001 - as in settle: retried, the start goes on
                 self._write_failed(row, err)
                 self._retry_at[row["id"]] = time.monotonic() + IMAGE_RETRY_S
                 continue
