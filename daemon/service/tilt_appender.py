@@ -138,8 +138,11 @@ class TiltAppender:
         ``IMAGE_RETRY_S``; at stop, left to the next start."""
         now = time.monotonic()
         for mid, due in list(self._retry_at.items()):
-            if now >= due and mid not in self._pending:
-                self._pending[mid] = self._writer.submit(self._restore_job(self._journal.get(mid)))
+            row = self._journal.get(mid)
+            if row is None or row["state"] != "done" or row.get("images_synced") != 0:  # redone or gone since
+                del self._retry_at[mid]
+            elif now >= due and mid not in self._pending:
+                self._pending[mid] = self._writer.submit(self._restore_job(row))
         for mid, fut in list(self._pending.items()):
             if not (wait or fut.done()):
                 continue
