@@ -45,12 +45,20 @@ def find_peak(cc: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, fl
     ny, nx = cc.shape
     search = cc if mask is None else np.where(mask, cc, -np.inf)
     iy, ix = np.unravel_index(int(np.argmax(search)), cc.shape)
-    f0 = float(cc[iy, ix])
-    ox = gaussian_offset(float(cc[iy, (ix - 1) % nx]), f0, float(cc[iy, (ix + 1) % nx]))
-    oy = gaussian_offset(float(cc[(iy - 1) % ny, ix]), f0, float(cc[(iy + 1) % ny, ix]))
+    ox, oy, f0 = _gaussian_fit_at(cc, iy, ix)
     dx = (ix if ix <= nx // 2 else ix - nx) + ox
     dy = (iy if iy <= ny // 2 else iy - ny) + oy
     return float(dx), float(dy), f0
+
+
+def _gaussian_fit_at(cc: np.ndarray, iy: int, ix: int) -> tuple[float, float, float]:
+    """``(ox, oy, value)``: the 3-point Gaussian sub-pixel offsets around the sample ``cc[iy, ix]``
+    of a wrapped map ``(ny, nx)``, and its value."""
+    ny, nx = cc.shape
+    f0 = float(cc[iy, ix])
+    ox = gaussian_offset(float(cc[iy, (ix - 1) % nx]), f0, float(cc[iy, (ix + 1) % nx]))
+    oy = gaussian_offset(float(cc[(iy - 1) % ny, ix]), f0, float(cc[(iy + 1) % ny, ix]))
+    return ox, oy, f0
 
 
 @functools.lru_cache(maxsize=32)
@@ -117,10 +125,8 @@ def peaks_near_zero(cross_powers: np.ndarray, shape: tuple[int, int], max_radius
     for j in range(m):
         c = cc[j]
         iy, ix = np.unravel_index(int(np.argmax(np.where(outside, -np.inf, c))), c.shape)
-        f0 = float(c[iy, ix])
-        out[j, 0] = offsets[ix] + gaussian_offset(float(c[iy, ix - 1]), f0, float(c[iy, ix + 1]))
-        out[j, 1] = offsets[iy] + gaussian_offset(float(c[iy - 1, ix]), f0, float(c[iy + 1, ix]))
-        out[j, 2] = f0
+        ox, oy, f0 = _gaussian_fit_at(c, iy, ix)  # the window holds the neighbours: no wrap
+        out[j] = offsets[ix] + ox, offsets[iy] + oy, f0
     return out
 
 

@@ -32,13 +32,16 @@ class SeriesTables:
     def paths(self, s: dict) -> SeriesPaths:
         return SeriesPaths.of(self._run.out_dir, s["out_rel"])
 
-    def write(self, s: dict, paths: SeriesPaths, rows: list[dict]) -> list[TiltRecord]:
+    def write(self, s: dict, paths: SeriesPaths, rows: list[dict], *, relion_only: bool = False) -> list[TiltRecord]:
         """Rewrite the tilt table, .rawtlt and the RELION tables of a series; returns its records. When the
-        output disk is full the series is remembered and :meth:`retry_stale` writes them later."""
+        output disk is full the series is remembered and :meth:`retry_stale` writes them later.
+        ``relion_only``: only the RELION tables (a tilt's per-tilt images are in place: nothing else
+        changed), unless the others are still to be written."""
         tolerance = self._config.now.series.angle_tolerance_deg
         recs, _ = records_of(rows, tolerance)
         try:
-            rewrite_tables(paths, rows, tolerance, series_name=s["name"])
+            if not relion_only or s["id"] in self._stale:
+                rewrite_tables(paths, rows, tolerance, series_name=s["name"])
             self._write_relion_tables(s, paths, rows)
         except OSError as err:
             self._stale.add(s["id"])

@@ -6,6 +6,10 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
+from framewatch.core.image_stats import image_stats
+
 
 class KernelWarmup:
     def __init__(self, *, pool, log, service, config, state_dir: Path):
@@ -58,10 +62,6 @@ class KernelWarmup:
 def _warm_main_process() -> None:
     """The kernels the daemon's own process runs: the header statistics of every appended section
     and per-tilt image (core/image_stats.py)."""
-    import numpy as np
-
-    from framewatch.core.image_stats import image_stats
-
     image_stats(np.zeros((2, 2), np.float32))
 
 

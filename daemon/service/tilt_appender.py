@@ -197,7 +197,7 @@ class TiltAppender:
     def _images_done(self, row: dict) -> None:
         self._journal.mark_images_synced(row["id"])
         s = self._journal.series(row["series_id"])
-        self._tables.write(s, self._paths(row), self._journal.sections(s["id"]))  # the RELION tables list it now
+        self._tables.write(s, self._paths(row), self._journal.sections(s["id"]), relion_only=True)  # they list it now
 
     def _paths(self, row: dict) -> SeriesPaths:
         return SeriesPaths.of(self._run.out_dir, self._journal.series(row["series_id"])["out_rel"])
