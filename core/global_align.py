@@ -67,30 +67,56 @@ def bfactor_filter(shape: tuple[int, int], *, bfactor_px2: float) -> np.ndarray:
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _loo_cross_power_kernel(frame, total, filt, out):  # pragma: no cover - compiled
+def _loo_cross_power_kernel(frame, total, filt, out, even_width):  # pragma: no cover - compiled
+    """out = frame * conj(total - frame) * filt; returns the power of out over the full spectrum
+    (float64; off-axis columns twice, the kx = 0 column and the Nyquist column of an even width once)."""
     ny, nkx = frame.shape
+    last = nkx - 1 if even_width else nkx
+    power = 0.0
     for y in range(ny):
+        row = 0.0
         for x in range(nkx):
             f = frame[y, x]
             r = total[y, x] - f
-            out[y, x] = f * np.conj(r) * filt[y, x]
+            c = f * np.conj(r) * filt[y, x]
+            out[y, x] = c
+            row += np.float64(c.real) * np.float64(c.real) + np.float64(c.imag) * np.float64(c.imag)
+        edge = out[y, 0]
+        once = np.float64(edge.real) ** 2 + np.float64(edge.imag) ** 2
+        if last < nkx:
+            edge = out[y, last]
+            once += np.float64(edge.real) ** 2 + np.float64(edge.imag) ** 2
+        power += 2.0 * row - once
+    return power
 
 
 def loo_cross_power(frame: np.ndarray, total: np.ndarray, filt: np.ndarray) -> np.ndarray:
     """``frame * conj(total - frame) * filt``: complex64 ``(ny, nkx)``; all inputs the same shape."""
+    return loo_cross_power_rms(frame, total, filt, None)[0]
+
+
+def loo_cross_power_rms(frame: np.ndarray, total: np.ndarray, filt: np.ndarray, shape: tuple[int, int] | None, *,
+                        out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """:func:`loo_cross_power` and the RMS over all offsets of its correlation map
+    ``irfft2(xp, shape)`` (by Parseval, without transforming; a map of even width when ``shape`` is
+    ``None``), from one pass. ``out``: a C-contiguous complex64 array to write into."""
     if frame.shape != total.shape or frame.shape != filt.shape:
         raise ValueError(f"shapes differ: frame {frame.shape}, total {total.shape}, filter {filt.shape}")
-    out = np.empty(frame.shape, dtype=np.complex64)
-    _loo_cross_power_kernel(frame.astype(np.complex64, copy=False), total.astype(np.complex64, copy=False), filt, out)
-    return out
+    ny, nkx = frame.shape
+    shape = (ny, 2 * (nkx - 1)) if shape is None else shape
+    if shape[0] != ny or shape[1] // 2 + 1 != nkx:
+        raise ValueError(f"spectra {frame.shape} do not belong to a map {shape}")
+    if out is None:
+        out = np.empty(frame.shape, dtype=np.complex64)
+    elif out.shape != frame.shape or out.dtype != np.complex64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous complex64 {frame.shape}")
+    power = _loo_cross_power_kernel(np.ascontiguousarray(frame, dtype=np.complex64),
+                                    np.ascontiguousarray(total, dtype=np.complex64), filt, out, shape[1] % 2 == 0)
+    return out, _rms_from_power(power, shape)
 
 
-def correlation_rms(cross_power: np.ndarray, shape: tuple[int, int]) -> float:
-    """RMS over all offsets of ``irfft2(cross_power)``, by Parseval, without transforming."""
-    ny, nx = shape
-    power = np.abs(cross_power) ** 2
-    total = 2.0 * power.sum() - power[:, 0].sum() - (power[:, -1].sum() if nx % 2 == 0 else 0.0)
-    return float(np.sqrt(max(total, 0.0)) / (ny * nx))
+def _rms_from_power(power: float, shape: tuple[int, int]) -> float:
+    return float(np.sqrt(max(power, 0.0)) / (shape[0] * shape[1]))
 
 
 def align_frames(
@@ -140,8 +166,7 @@ def align_frames(
             filt, used = _spectral_filter(estimate, shape, bfilt)
         measured = pos.copy()
         for i in range(n):
-            xp = loo_cross_power(shifted[i], total, filt)
-            map_rms[i] = correlation_rms(xp, shape)
+            xp, map_rms[i] = loo_cross_power_rms(shifted[i], total, filt, shape)
             dx, dy, heights[i] = _peak_offset(xp, shape, mask, first=iteration == 1, refine=used == "spectral_snr",
                                               threads=threads)
             measured[i] += (dx, dy)

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.fft
 
 from .fourier import shift_spectrum
-from .global_align import bfactor_filter, correlation_rms, loo_cross_power
+from .global_align import bfactor_filter, loo_cross_power_rms
 from .peak import find_peak, offset_mask, peak_window_fits, peaks_near_zero
 
 MIN_ELECTRONS_PER_PATCH_GROUP = 1.0e5
@@ -126,8 +126,7 @@ def patch_trajectories(
                        for i, spec in enumerate(spectra[p])]
             total = np.sum(shifted, axis=0)
             for i in range(n):
-                xps[p, i] = loo_cross_power(shifted[i], total, filt)
-                rms[p, i] = correlation_rms(xps[p, i], shape)
+                rms[p, i] = loo_cross_power_rms(shifted[i], total, filt, shape, out=xps[p, i])[1]
         flat = xps.reshape(n_patches * n, *xps.shape[2:])
         if direct:
             peaks = peaks_near_zero(flat, shape, max_radius_px)

@@ -6,7 +6,7 @@ import scipy.fft
 from framewatch.core.dose import critical_exposure_e_per_a2, frame_weights, half_inverse_critical_exposure
 from framewatch.core.fourier import fourier_crop, shift_phase_vectors, shift_spectrum
 from framewatch.core.frame_arithmetic import apply_gain, sum_frames
-from framewatch.core.global_align import bfactor_filter, loo_cross_power
+from framewatch.core.global_align import bfactor_filter, loo_cross_power, loo_cross_power_rms
 from framewatch.core.peak import correlation_at
 from framewatch.core.weighted_sums import weighted_sums
 
@@ -36,6 +36,18 @@ def test_loo_cross_power_kernel_matches_numpy():
     filt = bfactor_filter(SHAPE, bfactor_px2=50.0)
     ref = f * np.conj(t - f) * filt
     np.testing.assert_allclose(loo_cross_power(f.astype(np.complex64), t.astype(np.complex64), filt), ref, rtol=1e-4, atol=1e-3)
+
+
+def test_power_sum_kernel_matches_numpy():
+    """``estimate_spectral_snr``'s power sum: float64 squares of the float32 parts, added in order."""
+    from framewatch.core.spectral_weight import _add_power_kernel
+
+    specs = [_spec().astype(np.complex64) for _ in range(3)]
+    got = np.zeros(specs[0].shape)
+    for spec in specs:
+        _add_power_kernel(spec, got)
+    want = sum(spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2 for spec in specs)
+    np.testing.assert_array_equal(got, want)
 
 
 def test_bfactor_filter_zeroes_dc_and_central_cross():
@@ -152,11 +164,19 @@ def test_frc_ring_kernel_matches_numpy(shape):
     np.testing.assert_allclose(c1, c2, rtol=1e-9, atol=1e-12)
 
 
-def test_correlation_rms_equals_rms_of_the_map():
-    from framewatch.core.global_align import correlation_rms
-
+def test_loo_cross_power_rms_equals_rms_of_the_map():
+    """The fused kernel's map RMS (Parseval over the half spectrum) for even and odd widths, and the
+    cross-power it writes into ``out``, against the NumPy reference."""
     for shape in ((48, 64), (40, 33)):
-        xp = scipy.fft.rfft2(RNG.standard_normal(shape))
-        cc = scipy.fft.irfft2(xp, s=shape)
-        assert correlation_rms(xp, shape) == pytest.approx(np.sqrt(np.mean(cc**2)), rel=1e-9)
+        f, t = _spec(shape).astype(np.complex64), _spec(shape).astype(np.complex64)
+        filt = bfactor_filter(shape, bfactor_px2=20.0)
+        out = np.empty(f.shape, np.complex64)
+        xp, rms = loo_cross_power_rms(f, t, filt, shape, out=out)
+        assert xp is out
+        ref = f.astype(np.complex128) * np.conj(t.astype(np.complex128) - f) * filt
+        np.testing.assert_allclose(xp, ref, rtol=1e-4, atol=1e-3)
+        cc = scipy.fft.irfft2(xp.astype(np.complex128), s=shape)
+        assert rms == pytest.approx(np.sqrt(np.mean(cc**2)), rel=1e-9)
+    with pytest.raises(ValueError, match="do not belong"):
+        loo_cross_power_rms(f, t, filt, (40, 40))
 
