@@ -65,8 +65,10 @@ def load(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     cfg, options = load(args)
     daemon = Daemon(cfg.watch.dir, cfg.output.dir, state_dir=cfg.output.state_dir or None, config=cfg, options=options,
-                    reload=lambda: load(args))
-    daemon.inbox.install()  # handlers only record the signal; the main loop acts on it
+                    reload=lambda: load(args), inbox=getattr(args, "signal_inbox", None))
+    # handlers only record the signal; the main loop acts on it. From the command line they were
+    # installed before the imports (cli._hold_stop_signals): a signal since then is still pending.
+    daemon.inbox.install()
     try:
         return daemon.run()
     finally:

@@ -100,10 +100,12 @@ class Daemon:
         reload=None,
         notifier=None,
         disk_probe=None,
+        inbox: SignalInbox | None = None,
     ):
         """``reload()`` returns a fresh (DaemonConfig, ProcessingOptions) from the configuration file
         and command line, for SIGHUP; ``notifier`` and ``disk_probe`` replace the sd_notify sender
-        and the free-space probe (tests)."""
+        and the free-space probe (tests); ``inbox``: a signal inbox installed earlier (signals it
+        holds are acted on when the main loop starts)."""
         self.watch_dir = Path(watch_dir).resolve()
         if not self.watch_dir.is_dir():
             raise SettingsError("watch directory does not exist", path=self.watch_dir, fix="create it or check the path")
@@ -121,7 +123,7 @@ class Daemon:
         self._reload = reload
         self._notifier = notifier
         self._disk_probe = disk_probe
-        self.inbox = SignalInbox()
+        self.inbox = inbox if inbox is not None else SignalInbox()
         self._abandon_now = False
         self._stop_reason = "signal"
         self._lock: InstanceLock | None = None

@@ -42,6 +42,9 @@ class SignalInbox:
         self._previous: dict[int, object] = {}
 
     def install(self) -> "SignalInbox":
+        """Install the handlers (again: a no-op; :meth:`restore` puts back those found the first time)."""
+        if self._previous:
+            return self
         for s in self.SIGNALS:
             self._previous[s] = signal.signal(s, self._handler)
         return self

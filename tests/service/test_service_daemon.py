@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import mrcfile
 from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
@@ -137,6 +138,35 @@ def test_second_instance_is_refused(tmp_path):
         assert f"another framewatch (pid {first.pid}) is already running on the state directory {d.state}" in p.stderr, p.stderr
         assert first.poll() is None  # the first one is untouched
         assert d.stop() == 0
+    finally:
+        d.cleanup()
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for ``signum`` (its SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def test_sigterm_during_the_imports_stops_cleanly(tmp_path):
+    """A SIGTERM while ``framewatch watch`` still imports numpy, scipy and numba (the first second
+    of a start) is held and acted on once the main loop runs: exit 0 and a ``daemon_stopped`` line,
+    not death by signal 15."""
+    d = DaemonProc(tmp_path)
+    try:
+        proc = d.start()
+        deadline = time.time() + 30
+        while not _catches(proc.pid, signal.SIGTERM):
+            assert proc.poll() is None and time.time() < deadline, d.output()
+            time.sleep(0.001)
+        loaded = Path(f"/proc/{proc.pid}/maps").read_text()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert "numpy" not in loaded, "the SIGTERM handler came only after numpy was imported"
+        assert proc.wait(120) == 0, d.output()
+        events = [e["event"] for e in d.events()]
+        assert "daemon_started" in events and events[-1] == "daemon_stopped", events
     finally:
         d.cleanup()
 
