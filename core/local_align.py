@@ -25,6 +25,7 @@ import numpy as np
 import scipy.fft
 
 from .fourier import shift_spectrum
+from .frame_pool import sum_in_order
 from .global_align import bfactor_filter, loo_cross_power_rms
 from .peak import find_peak, offset_mask, peak_window_fits, peaks_near_zero
 
@@ -124,7 +125,7 @@ def patch_trajectories(
         for p in range(n_patches):
             shifted = [spec if not pos[p, i].any() else shift_spectrum(spec, shape, -pos[p, i, 0], -pos[p, i, 1])
                        for i, spec in enumerate(spectra[p])]
-            total = np.sum(shifted, axis=0)
+            total = sum_in_order(shifted)  # the values of np.sum(shifted, axis=0), without stacking
             for i in range(n):
                 rms[p, i] = loo_cross_power_rms(shifted[i], total, filt, shape, out=xps[p, i])[1]
         flat = xps.reshape(n_patches * n, *xps.shape[2:])
