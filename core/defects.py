@@ -221,29 +221,41 @@ def _run_is_dead(expected, length, min_expected, min_level):
     return expected >= min_expected and expected >= min_level * length
 
 
-@njit(cache=True)
+_DEAD_COLUMN_BLOCK = 256  # columns per task of the column pass (each task reads its rows' pixels in order)
+
+
+@njit(cache=True, parallel=True, nogil=True)
 def _dead_runs_kernel(image, exclude, min_expected, min_level, dead):
-    """Mark runs of zeros along columns and rows whose neighbours predict >= min_expected counts."""
+    """Mark runs of zeros along columns and rows whose neighbours predict >= min_expected counts.
+
+    Column runs in blocks of columns and row runs row by row, each on its own thread; a task
+    writes only its own columns (rows) of ``dead``, so the result does not depend on the threads."""
     ny, nx = image.shape
-    scratch = np.empty(4, dtype=np.float64)
+    n_blocks = (nx + _DEAD_COLUMN_BLOCK - 1) // _DEAD_COLUMN_BLOCK
     # column runs: one open run per column, refs from x +/- 1, 2
-    col_start = np.full(nx, -1, dtype=np.int64)
-    col_expected = np.zeros(nx, dtype=np.float64)
-    for y in range(ny + 1):
-        for x in range(nx):
-            if y < ny and exclude[y, x] == 0 and image[y, x] == 0:
-                ref = _reference_across(image, exclude, y, x, 0, 1, scratch)
-                if col_start[x] < 0:
-                    col_start[x] = y
-                    col_expected[x] = 0.0
-                col_expected[x] += ref
-            elif col_start[x] >= 0:
-                if _run_is_dead(col_expected[x], y - col_start[x], min_expected, min_level):
-                    for yy in range(col_start[x], y):
-                        dead[yy, x] = 1
-                col_start[x] = -1
+    for b in prange(n_blocks):
+        x0 = b * _DEAD_COLUMN_BLOCK
+        x1 = min(nx, x0 + _DEAD_COLUMN_BLOCK)
+        scratch = np.empty(4, dtype=np.float64)
+        col_start = np.full(x1 - x0, -1, dtype=np.int64)
+        col_expected = np.zeros(x1 - x0, dtype=np.float64)
+        for y in range(ny + 1):
+            for x in range(x0, x1):
+                j = x - x0
+                if y < ny and exclude[y, x] == 0 and image[y, x] == 0:
+                    ref = _reference_across(image, exclude, y, x, 0, 1, scratch)
+                    if col_start[j] < 0:
+                        col_start[j] = y
+                        col_expected[j] = 0.0
+                    col_expected[j] += ref
+                elif col_start[j] >= 0:
+                    if _run_is_dead(col_expected[j], y - col_start[j], min_expected, min_level):
+                        for yy in range(col_start[j], y):
+                            dead[yy, x] = 1
+                    col_start[j] = -1
     # row runs: refs from y +/- 1, 2
-    for y in range(ny):
+    for y in prange(ny):
+        scratch = np.empty(4, dtype=np.float64)
         start = -1
         expected = 0.0
         for x in range(nx + 1):

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from framewatch.core import defects
 from framewatch.core.defects import (
     PixelReplacer,
     bad_gain_mask,
@@ -167,6 +168,59 @@ def test_dead_detection_respects_exclusion():
     exclude = np.zeros(total.shape, bool)
     exclude[:, 3] = True
     assert not detect_dead_pixels(total, exclude=exclude).any()
+
+
+def _dead_runs_reference(image, exclude, min_expected, min_level):
+    """Slow NumPy/Python reference of the dead-run rule (module docstring of core/defects.py)."""
+    ny, nx = image.shape
+    dead = np.zeros(image.shape, bool)
+    usable = (exclude == 0)
+
+    def across(y, x, dy, dx):
+        vals = [image[y + k * dy, x + k * dx] for k in (-2, -1, 1, 2)
+                if 0 <= y + k * dy < ny and 0 <= x + k * dx < nx and usable[y + k * dy, x + k * dx]]
+        return float(np.median(vals)) if vals else 0.0
+
+    zero = usable & (image == 0)
+    for axis in (0, 1):  # runs down columns, then along rows
+        for line in range(nx if axis == 0 else ny):
+            k = 0
+            length = ny if axis == 0 else nx
+            while k < length:
+                y, x = (k, line) if axis == 0 else (line, k)
+                if not zero[y, x]:
+                    k += 1
+                    continue
+                run = []
+                while k < length and zero[(k, line) if axis == 0 else (line, k)]:
+                    run.append((k, line) if axis == 0 else (line, k))
+                    k += 1
+                expected = sum(across(yy, xx, 0, 1) if axis == 0 else across(yy, xx, 1, 0) for yy, xx in run)
+                if expected >= min_expected and expected >= min_level * len(run):
+                    for yy, xx in run:
+                        dead[yy, xx] = True
+    return dead
+
+
+def test_dead_runs_kernel_matches_the_slow_reference_across_column_blocks():
+    """The parallel kernel (columns in blocks of 256, rows one per task) against the rule written
+    out in Python, on an image wider than two blocks with runs at the block edges, excluded pixels
+    and runs that Poisson explains."""
+    rng = np.random.default_rng(24)
+    total = rng.poisson(6.0, (70, 600)).astype(np.float32)
+    total[:, 255] = 0  # the last column of the first block
+    total[10:50, 256] = 0  # the first column of the second block
+    total[33, 250:262] = 0  # a row run across the block edge
+    total[5:9, 590:600] = 0  # a patch at the right edge
+    total[60:70, 0] = 0  # a run at the bottom-left corner
+    total[rng.random(total.shape) < 0.01] = 0  # scattered zeros
+    exclude = (rng.random(total.shape) < 0.02).astype(np.uint8)
+    exclude[20:25, 256] = 1  # splits the column run
+    dead = np.zeros(total.shape, np.uint8)
+    defects._dead_runs_kernel(total, exclude, 20.0, 3.0, dead)
+    expected = _dead_runs_reference(total, exclude, 20.0, 3.0)
+    assert expected[:, 255].sum() >= 60 and expected[33, 250:262].all()  # the planted runs are found
+    np.testing.assert_array_equal(dead.view(bool), expected)
 
 
 # ------------------------------------------------------------------------------------ replacement
