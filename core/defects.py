@@ -112,16 +112,41 @@ def _hot_z_slow(image, exclude, y, x):
     return (image[y, x] - local) / np.sqrt(max(local, 1.0))
 
 
+@njit(cache=True, inline="always")
+def _hot_z_interior(image, y, x):
+    """z of an interior pixel none of whose 8 neighbours is excluded."""
+    a, b, c = image[y - 1, x - 1], image[y - 1, x], image[y - 1, x + 1]
+    d, e = image[y, x - 1], image[y, x + 1]
+    f, g, h = image[y + 1, x - 1], image[y + 1, x], image[y + 1, x + 1]
+    largest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
+    local = (np.float64(a) + b + c + d + e + f + g + h - largest) / 7.0
+    return (image[y, x] - local) / np.sqrt(max(local, 1.0))
+
+
 @njit(cache=True, parallel=True)
 def _hot_zscore_kernel(image, exclude, z):
     """z[y, x] = (S - L) / sqrt(max(L, 1)), L = mean of the 8 neighbours without the largest.
 
     Excluded pixels are skipped as neighbours and get z = -inf (never hot). Interior pixels with
-    no excluded neighbour take a branch-free fast path.
+    no excluded neighbour take a branch-free fast path; an interior row whose three rows hold no
+    excluded pixel at all (most rows) runs it without looking at the mask.
     """
     ny, nx = image.shape
     for y in prange(ny):
         interior_row = 0 < y < ny - 1
+        clean = interior_row
+        if interior_row:
+            for x in range(nx):
+                if exclude[y - 1, x] | exclude[y, x] | exclude[y + 1, x]:
+                    clean = False
+                    break
+        if clean:
+            z[y, 0] = _hot_z_slow(image, exclude, y, 0)
+            for x in range(1, nx - 1):
+                z[y, x] = _hot_z_interior(image, y, x)
+            if nx > 1:
+                z[y, nx - 1] = _hot_z_slow(image, exclude, y, nx - 1)
+            continue
         for x in range(nx):
             if exclude[y, x]:
                 z[y, x] = -np.inf
@@ -132,12 +157,7 @@ def _hot_zscore_kernel(image, exclude, z):
                     | exclude[y, x + 1] | exclude[y + 1, x - 1] | exclude[y + 1, x] | exclude[y + 1, x + 1]
                 )
                 if near == 0:
-                    a, b, c = image[y - 1, x - 1], image[y - 1, x], image[y - 1, x + 1]
-                    d, e = image[y, x - 1], image[y, x + 1]
-                    f, g, h = image[y + 1, x - 1], image[y + 1, x], image[y + 1, x + 1]
-                    largest = max(max(max(a, b), max(c, d)), max(max(e, f), max(g, h)))
-                    local = (np.float64(a) + b + c + d + e + f + g + h - largest) / 7.0
-                    z[y, x] = (image[y, x] - local) / np.sqrt(max(local, 1.0))
+                    z[y, x] = _hot_z_interior(image, y, x)
                     continue
             z[y, x] = _hot_z_slow(image, exclude, y, x)
 

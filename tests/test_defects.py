@@ -134,6 +134,40 @@ def test_hot_detection_on_a_constant_image():
     assert hot[7, 9] and hot.sum() == 1
 
 
+def _hot_z_reference(image, exclude):
+    """The hot-pixel score written out pixel by pixel (module docstring of core/defects.py)."""
+    ny, nx = image.shape
+    z = np.empty(image.shape, np.float32)
+    for y in range(ny):
+        for x in range(nx):
+            if exclude[y, x]:
+                z[y, x] = -np.inf
+                continue
+            near = [float(image[yy, xx]) for yy in range(y - 1, y + 2) for xx in range(x - 1, x + 2)
+                    if (yy, xx) != (y, x) and 0 <= yy < ny and 0 <= xx < nx and not exclude[yy, xx]]
+            if not near:
+                z[y, x] = 0.0
+                continue
+            local = (sum(near) - max(near)) / (len(near) - 1) if len(near) >= 3 else sum(near) / len(near)
+            z[y, x] = (image[y, x] - local) / np.sqrt(max(local, 1.0))
+    return z
+
+
+def test_hot_zscore_kernel_matches_the_slow_reference():
+    """Rows with and without excluded pixels (the kernel's two paths), borders, an excluded block."""
+    rng = np.random.default_rng(25)
+    image = rng.poisson(5.0, (40, 57)).astype(np.float32)
+    image[7, 9] = 300.0
+    exclude = np.zeros(image.shape, np.uint8)
+    exclude[20, 30] = 1
+    exclude[0, 5] = 1
+    exclude[30:33, 50:57] = 1
+    z = np.empty(image.shape, np.float32)
+    defects._hot_zscore_kernel(image, exclude, z)
+    np.testing.assert_allclose(z, _hot_z_reference(image, exclude), rtol=1e-6, atol=1e-6)
+    assert np.argmax(z) == 7 * 57 + 9
+
+
 # ------------------------------------------------------------------------------------ dead pixels
 
 
