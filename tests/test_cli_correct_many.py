@@ -71,3 +71,25 @@ def test_out_with_several_movies_and_twin_names_are_refused_before_any_work(tmp_
     assert "would both write" in err and not list(out.iterdir())
     assert main(["correct", str(movies[0]), "--out-dir", str(tmp_path / "missing"), *FLAGS]) == 2
     assert "output directory does not exist" in capsys.readouterr().err
+
+
+def test_an_output_that_cannot_be_written_gets_one_line_and_the_others_are_written_in_order(tmp_path, capsys):
+    """Outputs are written by a thread while the next movie is corrected: a write that fails (a
+    directory stands on the middle movie's _EVN.mrc) is reported once, leaves none of that movie's
+    files, and the paths of the others are printed in the order of the movies."""
+    movies = _movies(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "TS_01_001_3.0_EVN.mrc").mkdir()
+    code = main(["correct", *map(str, movies), "--out-dir", str(out), *FLAGS])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and "TS_01_001_3.0_EVN.mrc" in err[0] and "Traceback" not in err[0], err
+    stems = [line.rsplit("/", 1)[-1].split(".mrc")[0].split(".json")[0] for line in captured.out.splitlines()]
+    assert [s.replace("_EVN", "").replace("_ODD", "") for s in stems] == ["TS_01_000_0.0"] * 4 + ["TS_01_002_-3.0"] * 4
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{s}{suffix}" for s in ("TS_01_000_0.0", "TS_01_002_-3.0") for suffix in (".mrc", "_EVN.mrc", "_ODD.mrc", ".json")]
+        + ["TS_01_001_3.0_EVN.mrc"]
+    )
+    assert not any(out.glob("TS_01_001_3.0.mrc")) and not any(out.glob("TS_01_001_3.0.json"))

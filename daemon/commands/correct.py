@@ -1,8 +1,9 @@
 """``framewatch correct``: correct movie files and write each one's sums and a JSON report.
 
 One movie: ``--out PREFIX``. Several: ``--out-dir DIR`` (each movie's outputs are named after its
-file name without the suffix). Kernels are compiled once per call and the next movie is read while
-this one is corrected (:mod:`framewatch.core.movie_sequence`). A movie that fails gets one line on
+file name without the suffix). Kernels are compiled once per call, the next movie is read while
+this one is corrected (:mod:`framewatch.core.movie_sequence`), and a movie's outputs are written
+while the next one is corrected. A movie that fails gets one line on
 stderr; the others are still corrected, and the exit status says that one failed.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,22 +86,36 @@ def run(args: argparse.Namespace) -> int:
             settings = dataclasses.replace(settings, gain_orientation=orientation)
         jobs.append(MovieJob(path=movie, settings=settings, gain=options.gain, defects_path=options.defects,
                              movie_dose_e_per_a2=movie_dose))
-    for outcome in correct_movie_files(jobs):
-        try:
+    # Each movie's outputs are written (fsync'd: disk-bound) by a writer thread while the next movie is
+    # corrected; at most one movie's sums wait to be written, and movies are reported in order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="framewatch-write") as writer:
+        writing: Future | None = None
+        for outcome in correct_movie_files(jobs):
+            report_written(writing, failure)
+            writing = None
             if outcome.error is not None:
-                raise outcome.error
-            written = write_outputs(prefixes[outcome.job.path], outcome.result, movie=outcome.job.path, options=options,
-                                    star=args.star)
-        except (FramewatchError, OSError) as err:
-            failure(err)
-            continue
-        finally:
-            outcome = None  # written: its sums go before the next movie is corrected (peak memory)
-        for path in written:
-            print(path)
+                failure(outcome.error)
+            else:
+                writing = writer.submit(write_outputs, prefixes[outcome.job.path], outcome.result,
+                                        movie=outcome.job.path, options=options, star=args.star)
+            outcome = None  # the writer holds the result until its sums are on disk
+        report_written(writing, failure)
     if failed:
         return max(getattr(err, "exit_status", 2) for err in failed)  # as a single failing movie (cli.main)
     return 0
+
+
+def report_written(writing: Future | None, failure) -> None:
+    """Wait for a movie's outputs to be written; print their paths, or hand its error to ``failure``."""
+    if writing is None:
+        return
+    try:
+        written = writing.result()
+    except (FramewatchError, OSError) as err:
+        failure(err)
+        return
+    for path in written:
+        print(path)
 
 
 def output_prefixes(movies: list[Path], *, out: str | None, out_dir: str | None) -> dict[Path, Path]:
