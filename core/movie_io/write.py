@@ -16,6 +16,7 @@ import numpy as np
 from ..atomic_write import atomic_path
 from ..errors import MovieFormatError
 from .mrc_header import IMOD_STAMP, MRC_MODE_DTYPES
+from .mrc_image import write_float32_mrc
 from .registry import require_format
 from .tiff import ANGSTROM_PER_CM, TIFF_DTYPES
 
@@ -165,25 +166,14 @@ def write_movie(
         _write_tiff_movie(path, stack, tiff_compression=tiff_compression, pixel_size_a=pixel_size_a)
 
 
-def write_image_mrc(path: str | os.PathLike, image, *, pixel_size_a: float) -> None:
+def write_image_mrc(path: str | os.PathLike, image, *, pixel_size_a: float, label: str = "framewatch") -> None:
     """Write a float32 image ``(ny, nx)`` or image stack ``(n, ny, nx)`` as an MRC file (mode 2).
 
     The header carries ``pixel_size_a`` and correct statistics, so the file passes
     ``mrcfile.validate``. It is written to a temporary file in the same folder, fsync'd and renamed
-    over ``path`` (readers never see a partial file).
+    over ``path`` (readers never see a partial file). Without mrcfile's copies of the image
+    (:mod:`framewatch.core.movie_io.mrc_image`).
     """
-    import mrcfile
-
-    path = Path(path)
-    data = np.asarray(image)
-    if data.ndim not in (2, 3) or min(data.shape) == 0:
-        raise ValueError(f"image must be a non-empty (ny, nx) or (n, ny, nx) array, got shape {data.shape}")
     if not (pixel_size_a > 0):
         raise ValueError(f"pixel_size_a must be positive, got {pixel_size_a}")
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    with atomic_path(path) as tmp:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(data)
-            if data.ndim == 3:
-                mrc.set_image_stack()
-            mrc.voxel_size = float(pixel_size_a)
+    write_float32_mrc(path, np.asarray(image), pixel_size_a=pixel_size_a, label=label)

@@ -20,7 +20,6 @@ never recorded, recomputes the statistics when sections were dropped, and rename
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -29,82 +28,17 @@ from typing import Iterable
 
 import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
-from mrcfile.utils import machine_stamp_from_byte_order
 
 from framewatch.core.atomic_write import atomic_path, fsync_dir
-from framewatch.core.image_stats import image_stats
+from framewatch.core.movie_io.mrc_image import HEADER_BYTES, MODE_FLOAT32, Stats, make_header, set_header_stats
 from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.state import faults
 
-HEADER_BYTES = 1024
-MODE_FLOAT32 = 2
 _DTYPE = np.dtype("<f4")
 
 
 def hidden_name(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.name}.{suffix}")
-
-
-@dataclass
-class Stats:
-    """Running statistics of all pixels: min, max, mean, population standard deviation."""
-
-    count: int = 0
-    dmin: float = math.inf
-    dmax: float = -math.inf
-    mean: float = 0.0
-    var: float = 0.0
-
-    def add(self, image: np.ndarray) -> None:
-        a = np.asarray(image, dtype=_DTYPE)
-        n2 = a.size
-        if n2 == 0:
-            return
-        st = image_stats(a)  # one kernel, no float64 copy (core/image_stats.py)
-        m2, v2 = st.mean, st.variance
-        self.dmin = min(self.dmin, st.min)
-        self.dmax = max(self.dmax, st.max)
-        n1 = self.count
-        n = n1 + n2
-        mean = (n1 * self.mean + n2 * m2) / n
-        self.var = (n1 * (self.var + (self.mean - mean) ** 2) + n2 * (v2 + (m2 - mean) ** 2)) / n
-        self.mean = mean
-        self.count = n
-
-    @classmethod
-    def from_header(cls, h, n_pixels: int) -> "Stats":
-        rms = float(h["rms"])
-        return cls(count=n_pixels, dmin=float(h["dmin"]), dmax=float(h["dmax"]), mean=float(h["dmean"]), var=max(rms, 0.0) ** 2)
-
-
-def make_header(*, nx: int, ny: int, nz: int, pixel_size_a: float, stats: Stats, label: str = "framewatch") -> np.ndarray:
-    h = np.zeros((), dtype=HEADER_DTYPE)
-    h["nx"], h["ny"], h["nz"] = nx, ny, nz
-    h["mode"] = MODE_FLOAT32
-    h["mx"], h["my"], h["mz"] = nx, ny, 1
-    h["cella"]["x"], h["cella"]["y"], h["cella"]["z"] = nx * pixel_size_a, ny * pixel_size_a, pixel_size_a
-    h["cellb"]["alpha"] = h["cellb"]["beta"] = h["cellb"]["gamma"] = 90.0
-    h["mapc"], h["mapr"], h["maps"] = 1, 2, 3
-    h["ispg"] = 0  # image stack
-    h["nsymbt"] = 0
-    h["nversion"] = 20141
-    h["map"] = b"MAP "
-    h["machst"] = machine_stamp_from_byte_order("<")
-    _set_stats(h, stats)
-    text = label[:80].ljust(80)
-    h["label"][0] = text.encode("ascii", "replace")
-    h["nlabl"] = 1
-    return h
-
-
-def _set_stats(h, stats: Stats) -> None:
-    if stats.count == 0:
-        h["dmin"], h["dmax"], h["dmean"], h["rms"] = 0.0, -1.0, -2.0, -1.0
-        return
-    h["dmin"] = np.float32(stats.dmin)
-    h["dmax"] = np.float32(stats.dmax)
-    h["dmean"] = np.float32(stats.mean)
-    h["rms"] = np.float32(math.sqrt(max(stats.var, 0.0)))
 
 
 def read_header(f) -> np.ndarray:
@@ -239,7 +173,7 @@ def _append_in_place(work: Path, a: np.ndarray) -> int:
         stats = Stats.from_header(h, nz * nx * ny)
         stats.add(a)
         h["nz"] = nz + 1
-        _set_stats(h, stats)
+        set_header_stats(h, stats)
         _write_header(f, h)
         f.flush()
         os.fsync(f.fileno())
@@ -335,7 +269,7 @@ def repair(path: str | Path, n_expected: int) -> tuple[int, str]:
                 f.seek(offset + z * sb)
                 stats.add(np.frombuffer(f.read(sb), dtype=_DTYPE))
             h["nz"] = n_keep
-            _set_stats(h, stats)
+            set_header_stats(h, stats)
             _write_header(f, h)
             actions.append(f"nz {nz} -> {n_keep}, statistics recomputed")
         f.flush()

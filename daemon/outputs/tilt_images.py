@@ -13,11 +13,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
-
 from framewatch.core.atomic_write import remove_leftovers
+from framewatch.core.movie_io.mrc_image import mrc_image_parts
 from framewatch.daemon.outputs.no_follow import atomic_write_bytes, ensure_real_dir
-from framewatch.daemon.outputs.stack import Stats, make_header, read_section
+from framewatch.daemon.outputs.stack import read_section
 from framewatch.daemon.state.output_names import fit_name, movie_stem
 
 TILTS_DIR = "tilts"
@@ -39,18 +38,6 @@ def tilt_image_paths(series_dir: str | Path, movie: str | Path) -> tuple[Path, P
     d = Path(series_dir) / TILTS_DIR
     stem = tilt_image_stem(movie)
     return tuple(d / f"{stem}{s}.mrc" for s in SUFFIXES)  # type: ignore[return-value]
-
-
-def mrc_image_parts(image: np.ndarray, *, pixel_size_a: float, label: str = "framewatch") -> tuple[bytes, memoryview]:
-    """A whole MRC file holding the 2D ``image`` ``(ny, nx)`` as float32: (header, pixels), to be
-    written one after the other (no joined copy of a 64 MiB image)."""
-    a = np.ascontiguousarray(image, dtype="<f4")
-    if a.ndim != 2:
-        raise ValueError(f"a per-tilt image must be 2D (ny, nx), got shape {a.shape}")
-    stats = Stats()
-    stats.add(a)
-    header = make_header(nx=a.shape[1], ny=a.shape[0], nz=1, pixel_size_a=pixel_size_a, stats=stats, label=label)
-    return header.tobytes(), memoryview(a).cast("B")
 
 
 def write_tilt_images(series_dir: str | Path, movie: str | Path, images, *, pixel_size_a: float) -> tuple[Path, Path, Path]:
