@@ -13,6 +13,7 @@ import dataclasses
 import json
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +97,10 @@ def run(args: argparse.Namespace) -> int:
             if outcome.error is not None:
                 failure(outcome.error)
             else:
-                writing = writer.submit(write_outputs, prefixes[outcome.job.path], outcome.result,
-                                        movie=outcome.job.path, options=options, star=args.star)
-            outcome = None  # the writer holds the result until its sums are on disk
+                planned = plan_outputs(prefixes[outcome.job.path], outcome.result, movie=outcome.job.path,
+                                       options=options, star=args.star)
+                writing = writer.submit(planned.write)
+            outcome = planned = None  # the writer holds the sums, each until it is on disk
         report_written(writing, failure)
     if failed:
         return max(getattr(err, "exit_status", 2) for err in failed)  # as a single failing movie (cli.main)
@@ -139,17 +141,54 @@ def output_prefixes(movies: list[Path], *, out: str | None, out_dir: str | None)
     return prefixes
 
 
-def write_outputs(prefix: Path, result, *, movie: Path, options, star: bool) -> list[Path]:
-    """Write the sums, the JSON report (and the STAR file); all or nothing. Returns the paths written."""
-    outputs = {
+@dataclass
+class OutputPlan:
+    """What to write for one movie: ``images`` (path -> float32 image, in order), the STAR file
+    (its path and the result without its images), the JSON ``report`` (written last). :meth:`write`
+    drops each image once it is on disk, so a writer thread holds a movie's sums no longer than that."""
+
+    images: dict[Path, np.ndarray]
+    pixel_size_a: float
+    star_path: Path | None
+    star_result: object
+    star_kwargs: dict
+    json_path: Path
+    report: dict
+
+    def write(self) -> list[Path]:
+        """Write everything; all or nothing. Returns the paths written."""
+        written: list[Path] = []
+        try:
+            if self.json_path.parent and not self.json_path.parent.exists():
+                raise FramewatchError("output directory does not exist", path=self.json_path.parent,
+                                      fix="create it or choose another --out")
+            for path in list(self.images):
+                write_image_mrc(path, self.images.pop(path), pixel_size_a=self.pixel_size_a)
+                written.append(path)
+            if self.star_path is not None:
+                self.report["star"] = write_result_star(self.star_path, self.star_result, **self.star_kwargs)
+                written.append(self.star_path)
+            atomic_write_text(self.json_path, json.dumps(self.report, indent=1) + "\n")
+            written.append(self.json_path)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+        finally:
+            self.images.clear()
+        return written
+
+
+def plan_outputs(prefix: Path, result, *, movie: Path, options, star: bool) -> OutputPlan:
+    """The :class:`OutputPlan` of one movie's ``result``: PREFIX.mrc, _EVN, _ODD (_noDW), .star, .json."""
+    images = {
         prefix.with_name(prefix.name + ".mrc"): result.dose_weighted_sum,
         prefix.with_name(prefix.name + "_EVN.mrc"): result.even_sum,
         prefix.with_name(prefix.name + "_ODD.mrc"): result.odd_sum,
     }
     if result.unweighted_sum is not None:
-        outputs[prefix.with_name(prefix.name + "_noDW.mrc")] = result.unweighted_sum
+        images[prefix.with_name(prefix.name + "_noDW.mrc")] = result.unweighted_sum
     report = result_summary(result)
-    star_path = prefix.with_name(prefix.name + ".star") if star else None
     report.update(
         framewatch_version=framewatch_version(),
         movie=str(movie.resolve()),
@@ -157,28 +196,22 @@ def write_outputs(prefix: Path, result, *, movie: Path, options, star: bool) -> 
         defects=None if options.defects is None else str(Path(options.defects).resolve()),
         outputs={"sum": str(prefix) + ".mrc", "even": str(prefix) + "_EVN.mrc", "odd": str(prefix) + "_ODD.mrc"},
     )
-    written: list[Path] = []
-    try:
-        if prefix.parent and not prefix.parent.exists():
-            raise FramewatchError("output directory does not exist", path=prefix.parent, fix="create it or choose another --out")
-        for path, image in outputs.items():
-            write_image_mrc(path, image, pixel_size_a=result.pixel_size_a)
-            written.append(path)
-        if star_path is not None:
-            report["star"] = write_result_star(star_path, result, movie=movie, gain=options.gain, defects=options.defects)
-            written.append(star_path)
-        json_path = prefix.with_name(prefix.name + ".json")
-        atomic_write_text(json_path, json.dumps(report, indent=1) + "\n")
-        written.append(json_path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return written
+    return OutputPlan(
+        images=images,
+        pixel_size_a=result.pixel_size_a,
+        star_path=prefix.with_name(prefix.name + ".star") if star else None,
+        star_result=dataclasses.replace(result, dose_weighted_sum=None, even_sum=None, odd_sum=None,
+                                        unweighted_sum=None) if star else None,
+        star_kwargs=dict(image_shape=result.dose_weighted_sum.shape, movie=movie, gain=options.gain,
+                         defects=options.defects),
+        json_path=prefix.with_name(prefix.name + ".json"),
+        report=report,
+    )
 
 
-def write_result_star(path: Path, result, *, movie: Path, gain, defects) -> dict:
-    """The per-movie RELION motion STAR of ``result`` (see framewatch.core.star for conventions)."""
+def write_result_star(path: Path, result, *, image_shape: tuple[int, int], movie: Path, gain, defects) -> dict:
+    """The per-movie RELION motion STAR of ``result`` (its images are not used; ``image_shape``
+    ``(ny, nx)`` of its sums; see framewatch.core.star for conventions)."""
     local_fn = None
     lm = result.local_motion
     if lm is not None and lm.model is not None:
@@ -195,7 +228,7 @@ def write_result_star(path: Path, result, *, movie: Path, gain, defects) -> dict
     return write_motion_star(
         path,
         shifts_px=result.shifts_px,
-        image_shape=result.dose_weighted_sum.shape,
+        image_shape=image_shape,
         movie_name=str(movie),
         pixel_size_a=cfg.pixel_size_a,
         dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
