@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba.typed import List as TypedList
 
+from .array_addresses import array_addresses, complex64_frame
 from .fourier import shift_phase_vectors
 
 __all__ = ["WeightedSums", "weighted_sums"]
@@ -40,7 +40,8 @@ class WeightedSums:
 @numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def _weighted_sums_kernel(spectra, phase_y, phase_x, inv2ne, first_dose, dose_step,  # pragma: no cover - compiled
                           full, even, odd, plain):
-    n = len(spectra)
+    """``spectra``: the frames' addresses (:func:`~framewatch.core.array_addresses.array_addresses`)."""
+    n = spectra.shape[0]
     ny, nkx = inv2ne.shape
     n_even = (n + 1) // 2
     n_odd = n // 2
@@ -58,7 +59,7 @@ def _weighted_sums_kernel(spectra, phase_y, phase_x, inv2ne, first_dose, dose_st
             q[x] = np.exp(-first_dose * v)
             r[x] = np.exp(-dose_step * v)
         for i in range(n):
-            row = spectra[i][y]
+            row = complex64_frame(spectra, i, ny, nkx)[y]
             fy = phase_y[i, y]
             px = phase_x[i]
             acc = a if i % 2 == 0 else b
@@ -110,11 +111,11 @@ def weighted_sums(
     step = float(doses[1] - doses[0]) if n > 1 else 0.0
     if n > 2 and not np.allclose(np.diff(doses), step, rtol=1e-6, atol=1e-9):
         raise ValueError("accumulated doses must grow by the same dose per frame")
-    frames = TypedList()
     for spec in spectra:
         if spec.shape != spec_shape or spec.dtype != np.complex64:
             raise ValueError(f"spectra must be complex64 {spec_shape}, got {spec.dtype} {spec.shape}")
-        frames.append(np.ascontiguousarray(spec))
+    frames = [np.ascontiguousarray(spec) for spec in spectra]  # held until the kernel has run
+    addresses = array_addresses(frames, shape=spec_shape)
     phase_y = np.empty((n, spec_shape[0]), np.complex64)
     phase_x = np.empty((n, spec_shape[1]), np.complex64)
     for i, (dx, dy) in enumerate(np.asarray(shifts_px, dtype=np.float64)):
@@ -126,5 +127,6 @@ def weighted_sums(
     plain = (reusable.pop(0) if reusable else np.empty(spec_shape, np.complex64)) if unweighted else \
         np.empty((0, 0), np.complex64)
     del reusable
-    _weighted_sums_kernel(frames, phase_y, phase_x, inv2ne, doses[0], step, full, even, odd, plain)
+    _weighted_sums_kernel(addresses, phase_y, phase_x, inv2ne, doses[0], step, full, even, odd, plain)
+    del frames
     return WeightedSums(full, even, odd, plain if unweighted else None)

@@ -180,3 +180,15 @@ def test_loo_cross_power_rms_equals_rms_of_the_map():
     with pytest.raises(ValueError, match="do not belong"):
         loo_cross_power_rms(f, t, filt, (40, 40))
 
+
+
+def test_array_addresses_refuse_what_a_kernel_could_not_view():
+    """The only way a kernel gets frame pointers: C-contiguous complex64 arrays of one shape."""
+    from framewatch.core.array_addresses import array_addresses
+
+    good = [np.zeros((4, 3), np.complex64) for _ in range(2)]
+    addresses = array_addresses(good, shape=(4, 3))
+    assert addresses.dtype == np.uint64 and list(addresses) == [a.ctypes.data for a in good]
+    for bad in (np.zeros((4, 3), np.complex128), np.zeros((4, 6), np.complex64)[:, ::2], np.zeros((3, 3), np.complex64)):
+        with pytest.raises(ValueError, match="C-contiguous complex64"):
+            array_addresses([good[0], bad], shape=(4, 3))
