@@ -7,7 +7,6 @@ import sys
 
 from framewatch.daemon.commands.daemon_setup import load_daemon_setup
 from framewatch.daemon.config.processing_options import add_processing_arguments
-from framewatch.daemon.service.batch import BatchRun, Progress, batch_config, summary_text
 
 
 def register(subparsers) -> None:
@@ -34,11 +33,16 @@ def register(subparsers) -> None:
 
 def load(args: argparse.Namespace):
     """The configuration file with the command line on top, as `watch` reads it: (batch config, ProcessingOptions)."""
+    from framewatch.daemon.service.batch import batch_config
+
     cfg, options = load_daemon_setup(args, watch_dir=args.movie_dir, require_directories=False)
     return batch_config(cfg), options
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: the daemon's modules cost the other commands 0.1 s of start-up
+    from framewatch.daemon.service.batch import BatchRun, Progress, summary_text
+
     cfg, options = load(args)
     tty = sys.stderr.isatty() and not args.no_progress
     # on a terminal the progress bar replaces the event lines (they are all in OUT/framewatch.jsonl)

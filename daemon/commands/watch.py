@@ -5,7 +5,6 @@ import argparse
 
 from framewatch.daemon.commands.daemon_setup import load_daemon_setup
 from framewatch.daemon.config.processing_options import add_processing_arguments
-from framewatch.daemon.service.daemon import Daemon
 
 
 def register(subparsers) -> None:
@@ -63,6 +62,8 @@ def load(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from framewatch.daemon.service.daemon import Daemon  # here: the other commands do not need it (0.1 s)
+
     cfg, options = load(args)
     daemon = Daemon(cfg.watch.dir, cfg.output.dir, state_dir=cfg.output.state_dir or None, config=cfg, options=options,
                     reload=lambda: load(args), inbox=getattr(args, "signal_inbox", None))
