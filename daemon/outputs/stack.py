@@ -16,7 +16,9 @@ the MRC2014 header mrcfile writes for an image stack (``ispg = 0``, ``mz = 1``, 
 
 :func:`repair` brings a stack back to the number of sections the journal knows: it finds the file
 under either name, drops a torn tail (data written, header not yet grown) or sections the journal
-never recorded, recomputes the statistics when sections were dropped, and renames it back.
+never recorded, recomputes the statistics when sections were dropped, and renames it back. A stack
+it must change at its visible name is first renamed to the working name (after the same grace
+period), so a reader never sees a header that declares sections the file does not hold.
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ from framewatch.daemon.outputs.no_follow import open_file
 from framewatch.daemon.state import faults
 
 _DTYPE = np.dtype("<f4")
+# after a stack is renamed to its working name and before it is changed: a reader that opened it
+# just before has read its header and size by then
+READER_GRACE_S = 0.02
 
 
 def hidden_name(path: Path, suffix: str) -> Path:
@@ -109,7 +114,8 @@ def append_section(path: str | Path, image: np.ndarray, *, pixel_size_a: float, 
     return append_sections([(Path(path), image)], pixel_size_a=pixel_size_a, label=label, grace_s=grace_s)[0]
 
 
-def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", grace_s: float = 0.02, between=None) -> list[int]:
+def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", grace_s: float = READER_GRACE_S,
+                    between=None) -> list[int]:
     """Append one section to each of several stacks (the dose-weighted, even and odd stacks of a tilt).
 
     All stacks are first renamed to their working names, then -- after ``grace_s``, so that a
@@ -249,6 +255,12 @@ def repair(path: str | Path, n_expected: int) -> tuple[int, str]:
     if st.under_work_name:
         actions.append("renamed back from the working name")
     n_keep = min(n_expected, st.n_sections)
+    if src == path and 0 < n_keep and (st.header_nz != n_keep or st.extra_bytes or st.n_sections != n_keep):
+        # truncated and given a new header under the working name, as an append is: a reader never
+        # finds a header whose sections are not (yet, or any more) in the file
+        os.replace(path, work)
+        src = work
+        time.sleep(READER_GRACE_S)
     if n_keep == 0:
         src.unlink()
         fsync_dir(path.parent)

@@ -126,6 +126,31 @@ def test_repair_to_journal_count_after_header_grew(tmp_path):
         np.testing.assert_array_equal(m.data, np.stack(secs))
 
 
+def test_repair_changes_a_visible_stack_only_under_its_working_name(tmp_path, monkeypatch):
+    """A stack at its visible name whose header counts a section the journal never recorded (a kill
+    after the rename back, before the journal): repair truncates it and rewrites its header. Found by
+    the torture run: done in place, a live reader saw the old header over the truncated file
+    ("Data block could not be read"). Now nothing is at the visible name while the file is changed."""
+    p = tmp_path / "TS.mrc"
+    secs = sections(3)
+    for s in secs:
+        stack.append_section(p, s, pixel_size_a=1.0)
+    seen = []  # at each header rewrite (the truncation comes just before it, on the same file):
+    write_header = stack._write_header  # is anything at the visible name, and how big is the working file?
+
+    def write_header_watched(f, h):
+        seen.append((p.exists(), os.fstat(f.fileno()).st_size))
+        return write_header(f, h)
+
+    monkeypatch.setattr(stack, "_write_header", write_header_watched)
+    n, what = stack.repair(p, 2)  # the journal knows two of the three sections
+    assert n == 2 and "statistics recomputed" in what and "truncated" in what
+    assert seen == [(False, 1024 + 2 * 48 * 64 * 4)], seen
+    assert p.exists() and not stack.hidden_name(p, "appending").exists() and valid(p)
+    with mrcfile.open(p) as m:
+        np.testing.assert_array_equal(m.data, np.stack(secs[:2]))
+
+
 def test_repair_missing_sections_and_empty(tmp_path):
     p = tmp_path / "TS.mrc"
     for s in sections(2):
