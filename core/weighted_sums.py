@@ -114,7 +114,7 @@ def weighted_sums(
     for spec in spectra:
         if spec.shape != spec_shape or spec.dtype != np.complex64:
             raise ValueError(f"spectra must be complex64 {spec_shape}, got {spec.dtype} {spec.shape}")
-    frames = [np.ascontiguousarray(spec) for spec in spectra]  # held until the kernel has run
+    frames = [np.ascontiguousarray(spec) for spec in spectra]  # the addresses below are valid while this lives
     addresses = array_addresses(frames, shape=spec_shape)
     phase_y = np.empty((n, spec_shape[0]), np.complex64)
     phase_x = np.empty((n, spec_shape[1]), np.complex64)
@@ -128,5 +128,4 @@ def weighted_sums(
         np.empty((0, 0), np.complex64)
     del reusable
     _weighted_sums_kernel(addresses, phase_y, phase_x, inv2ne, doses[0], step, full, even, odd, plain)
-    del frames
     return WeightedSums(full, even, odd, plain if unweighted else None)

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="framewatch-write") as writer:
         writing: Future | None = None
         for outcome in correct_movie_files(jobs):
-            report_written(writing, failure)
+            print_paths(wait_written(writing, failure))
             writing = None
             if outcome.error is not None:
                 failure(outcome.error)
@@ -101,22 +101,27 @@ def run(args: argparse.Namespace) -> int:
                                        options=options, star=args.star)
                 writing = writer.submit(planned.write)
             outcome = planned = None  # the writer holds the sums, each until it is on disk
-        report_written(writing, failure)
+        print_paths(wait_written(writing, failure))
     if failed:
         return max(getattr(err, "exit_status", 2) for err in failed)  # as a single failing movie (cli.main)
     return 0
 
 
-def report_written(writing: Future | None, failure) -> None:
-    """Wait for a movie's outputs to be written; print their paths, or hand its error to ``failure``."""
+def wait_written(writing: Future | None, failure) -> list[Path]:
+    """Wait for a movie's outputs to be written and return their paths; on an error hand it to
+    ``failure`` and return none."""
     if writing is None:
-        return
+        return []
     try:
-        written = writing.result()
+        return writing.result()
     except (FramewatchError, OSError) as err:
         failure(err)
-        return
-    for path in written:
+        return []
+
+
+def print_paths(paths: list[Path]) -> None:
+    """The command's standard output: one written file per line, movie after movie."""
+    for path in paths:
         print(path)
 
 

@@ -255,7 +255,7 @@ def repair(path: str | Path, n_expected: int) -> tuple[int, str]:
     if st.under_work_name:
         actions.append("renamed back from the working name")
     n_keep = min(n_expected, st.n_sections)
-    if src == path and 0 < n_keep and (st.header_nz != n_keep or st.extra_bytes or st.n_sections != n_keep):
+    if src == path and 0 < n_keep and (st.header_nz != n_keep or st.extra_bytes):  # it will be changed
         # truncated and given a new header under the working name, as an append is: a reader never
         # finds a header whose sections are not (yet, or any more) in the file
         os.replace(path, work)
