@@ -21,6 +21,11 @@ a task reads its movie from the shared file system and returns the three sums an
   ``distributed.scheduler.allowed-failures`` deaths, then the future errs with KilledWorker and the
   daemon counts an interruption, as for a local worker process). A task whose every allowed worker
   is gone is cancelled and submitted again to the ready workers.
+- **Streaming.** A streaming job (a movie still being written) is a task like any other; it hears
+  that its movie is complete, or that it should stop, through a variable on the scheduler
+  (:mod:`daemon.processing.dask_stream_signals`), which is set before the task is sent (again). Its
+  worker follows the file where ``path_map`` says it is; a file the worker sees late or changed is
+  read afresh once complete, as on a local worker.
 - The main loop alone touches ``in_flight``; the thread only updates the roster and queues log
   lines, which :meth:`DaskPool.finished` hands to the daemon's log (the daemon is the only writer).
 """
@@ -34,6 +39,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from framewatch.daemon.config.dask_options import DaskOptions, map_path
+from framewatch.daemon.processing.dask_stream_signals import DaskStreamSignals
 from framewatch.daemon.processing.pool import WorkerPool
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
@@ -67,7 +73,8 @@ class DaskPool(WorkerPool):
     """Corrections as tasks on a Dask cluster; see the module docstring."""
 
     backend = "dask"
-    streams = False  # its workers may be on other machines: movies are sent once complete
+    streams = True  # its workers follow a movie where path_map says it is; the signals go through the scheduler
+    same_machine = False  # its workers may be other machines: the sums come back as the task's result
 
     def __init__(self, options: DaskOptions, *, on_done=None, warmup: bool = True):
         if not options.address and not options.cluster:
@@ -92,6 +99,8 @@ class DaskPool(WorkerPool):
         self._events_seen = 0
         self._reports: dict[str, dict] = {}  # worker address -> its plugin's last report (this registration)
         self._announced: set[tuple[str, str]] = set()
+        self._signals = DaskStreamSignals(client=lambda: self._client if self.connected() else None,
+                                          worker_job=self._worker_job, note=self._note)
 
     # ----------------------------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -137,11 +146,19 @@ class DaskPool(WorkerPool):
         return f"dask {self.options.describe()}"
 
     # ------------------------------------------------------------------------------- the work
-    def submit(self, job: CorrectionJob) -> None:
+    def stream_signals(self, directory) -> DaskStreamSignals:
+        """The signals of its streaming jobs: variables on the scheduler (``directory`` is not used:
+        its workers need not see the daemon's state directory)."""
+        return self._signals
+
+    def _worker_job(self, job: CorrectionJob) -> CorrectionJob:
+        """``job`` with its paths as the workers see them (``[dask] path_map``)."""
         pm = self.options.path_map
-        mapped = dataclasses.replace(job, movie=map_path(job.movie, pm), gain=map_path(job.gain, pm),
-                                     defects=map_path(job.defects, pm))
-        task = _Task(mapped)
+        return dataclasses.replace(job, movie=map_path(job.movie, pm), gain=map_path(job.gain, pm),
+                                   defects=map_path(job.defects, pm))
+
+    def submit(self, job: CorrectionJob) -> None:
+        task = _Task(self._worker_job(job))
         self.in_flight[job.movie_id] = task
         self.started_at[job.movie_id] = time.time()
         self._send(job.movie_id, task)
@@ -155,6 +172,8 @@ class DaskPool(WorkerPool):
             task.future = None
             return
         try:
+            if task.job.stream is not None:  # its signal first, so the worker's first look finds it
+                self._signals.opened(movie_id, client)
             key = f"framewatch-correct-{movie_id}-{uuid.uuid4().hex[:8]}"
             fut = client.submit(correct_on_worker, task.job, key=key, pure=False, retries=self.options.retries, workers=workers,
                                 allow_other_workers=False)
@@ -242,6 +261,7 @@ class DaskPool(WorkerPool):
         if cancel:
             self.abandon()
         self._stop.set()
+        self._signals.close()
         if self._thread is not None:
             self._thread.join(self.options.connect_timeout_s + 5)
             self._thread = None

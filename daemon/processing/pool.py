@@ -19,9 +19,13 @@ What goes in and out:
   in died (``BrokenProcessPool``, ``KilledWorker``, ...);
 - ``in_flight`` maps movie id -> an opaque handle (only its keys and length are read);
   ``started_at`` maps movie id -> the submission time (``time.time()``, s);
-- ``streams``: True when its workers see this machine's files and its state directory, so they can
-  take streaming jobs (a job with ``stream_dir``: follow a movie while it is written,
-  processing/stream_worker.py); the daemon submits none to a pool where it is False.
+- ``streams``: True when its workers can take streaming jobs (a job with ``stream``: follow a movie
+  while it is written, processing/stream_worker.py); the daemon submits none to a pool where it is
+  False. ``stream_signals(directory)`` gives the daemon's side of the channel those jobs hear from
+  (``end``, ``cancel``, ``clear``, ``reset``, ``channel``): files in ``directory`` for the local pool,
+  variables on the scheduler for Dask;
+- ``same_machine``: True when its workers run on this machine, so a worker hands its sums over
+  through a file on tmpfs (processing/sums_handover.py) instead of the result.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class WorkerPool(Protocol):
     in_flight: Mapping[int, object]
     started_at: Mapping[int, float]
     streams: bool
+    same_machine: bool
 
     def start(self) -> None:
         """Start the workers (or the connection to them); returns without waiting for them."""
@@ -49,6 +54,9 @@ class WorkerPool(Protocol):
 
     def has_room(self) -> bool:
         """True when one more movie may be submitted now."""
+
+    def stream_signals(self, directory):
+        """The daemon's side of the streaming jobs' channel (module docstring); one object per pool."""
 
     def submit(self, job: CorrectionJob) -> None:
         """Start correcting one movie (only when :meth:`has_room`); ``job`` as in the module docstring."""

@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from framewatch.daemon.processing import worker
 from framewatch.daemon.processing.pool import WorkerPool
+from framewatch.daemon.processing.stream_signals import StreamSignals
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome, QueueItem
 
 
@@ -71,6 +72,7 @@ class LocalProcessPool(WorkerPool):
 
     backend = "local"
     streams = True  # its workers see this machine's files: they can follow a movie while it is written
+    same_machine = True  # a worker hands its sums over through tmpfs (sums_handover.py)
 
     def __init__(self, workers: int, *, on_done=None):
         self.workers = workers
@@ -130,6 +132,10 @@ class LocalProcessPool(WorkerPool):
 
     def has_room(self) -> bool:
         return len(self.in_flight) < self.workers
+
+    def stream_signals(self, directory) -> StreamSignals:
+        """Files in ``directory`` (the daemon's ``<state>/streams``), which its workers read."""
+        return StreamSignals(directory)
 
     def submit(self, job: CorrectionJob) -> None:
         fut = self._track(self._pool.submit(worker.correct, job))

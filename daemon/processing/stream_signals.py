@@ -1,9 +1,9 @@
 """How the daemon tells a streaming worker that its movie is complete, or that it should stop.
 
-A streaming job (a :class:`~framewatch.daemon.state.records.CorrectionJob` with ``stream_dir``)
+A streaming job (a :class:`~framewatch.daemon.state.records.CorrectionJob` with ``stream``)
 follows its movie while the acquisition writes it; only the daemon decides when the movie is
 complete (readiness.py: the frame mdoc, the format's self-check, the tilt-series mdoc, the settle
-time). The daemon says so through two files in ``stream_dir`` (``<state>/streams``), which the worker
+time). The daemon says so through two files in its signal directory (``<state>/streams``), which the worker
 polls between frames:
 
 - ``<movie id>.end``: the final job (the settings resolved from the mdoc line, the frame count the
@@ -13,7 +13,10 @@ polls between frames:
 
 Files, not a pipe: a process-pool task has no channel of its own, and a file survives whichever side
 dies first (the daemon clears the directory at start-up, so a signal is never read by a later run).
-The directory is the daemon's private state; nothing else writes there.
+The directory is the daemon's private state; nothing else writes there. This is the local pool's
+channel (its workers share this machine's files); a Dask worker hears the same two signals through
+the scheduler (processing/dask_stream_signals.py). :func:`control_for` gives a worker the control of
+its job's channel.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from framewatch.core.atomic_write import atomic_path
-from framewatch.daemon.state.records import CorrectionJob
+from framewatch.daemon.state.records import CorrectionJob, StreamChannel
 
 END_SUFFIX = ".end"
 CANCEL_SUFFIX = ".cancel"
@@ -34,6 +37,11 @@ class StreamSignals:
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
+
+    @property
+    def channel(self) -> StreamChannel:
+        """What a streaming job is given to hear from these signals."""
+        return StreamChannel("files", str(self.directory))
 
     def reset(self) -> None:
         """Remove every signal (at start-up: no job of an earlier run is alive)."""
@@ -82,3 +90,13 @@ class StreamControl:
             return self._cancel.read_text().strip() or "cancelled by the daemon"
         except OSError:
             return "cancelled by the daemon"
+
+
+def control_for(channel: StreamChannel, movie_id: int):
+    """The worker's control of movie ``movie_id`` over ``channel``: ``end()`` -> the final job or None,
+    ``cancelled()``, ``cancel_reason()``."""
+    if channel.kind == "dask":
+        from framewatch.daemon.processing.dask_stream_signals import DaskStreamControl
+
+        return DaskStreamControl(channel.where, movie_id)
+    return StreamControl(channel.where, movie_id)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from framewatch.daemon.processing.stream_signals import StreamControl
+from framewatch.daemon.processing.stream_signals import control_for
 from framewatch.daemon.processing.worker import correct_complete, failure, outcome, where
 from framewatch.daemon.state import faults
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
@@ -37,7 +37,7 @@ _masks: dict[tuple, object] = {}  # camera key -> the final defect mask of its l
 class _EndOfMovie:
     """Core's stream control over the daemon's signals: the final frame count, settings and dose."""
 
-    def __init__(self, control: StreamControl):
+    def __init__(self, control):
         self._control = control
         self._seen = False
 
@@ -66,7 +66,7 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
     from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamSettingsChanged
     from framewatch.core.streamed_file import stream_correct_file
 
-    control = StreamControl(job.stream_dir, job.movie_id)
+    control = control_for(job.stream, job.movie_id)
     camera = _camera(job)
     try:
         streamed = stream_correct_file(

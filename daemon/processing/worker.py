@@ -63,8 +63,8 @@ def oriented_gain(path, orientation, shape, movie):
 def correct(job: CorrectionJob) -> CorrectionOutcome:
     """Correct ``job.movie`` with its settings, gain and defects; the outcome holds the three sums
     (``(ny, nx)`` float32), the statistics and the frame shifts, or the error as data. A streaming
-    job (``job.stream_dir``) follows the movie while it is written (stream_worker.py)."""
-    if job.stream_dir is not None:
+    job (``job.stream``) follows the movie while it is written (stream_worker.py)."""
+    if job.stream is not None:
         from framewatch.daemon.processing.stream_worker import stream
 
         return stream(job)

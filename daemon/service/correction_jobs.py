@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from framewatch.daemon.state.records import CorrectionJob
+from framewatch.daemon.state.records import CorrectionJob, StreamChannel
 
 
 def movie_job(movie_id: int, movie: str, resolved: Mapping, *, opts, gain_session, n_frames: int | None,
-              stream_dir: str | None = None, sums_dir: str | None = None) -> CorrectionJob:
+              stream: StreamChannel | None = None, sums_dir: str | None = None) -> CorrectionJob:
     """The :class:`CorrectionJob` of a movie whose values are ``resolved`` (``pixel_size_a``,
     ``dose_per_frame_e_per_a2``, ``prior_dose_e_per_a2``, ``voltage_kv``, ``dose_e_per_a2``:
     dose_precedence.Resolved as a dict); ``n_frames``: the count it was found complete with (None
@@ -31,7 +31,7 @@ def movie_job(movie_id: int, movie: str, resolved: Mapping, *, opts, gain_sessio
         defects=None if opts.defects is None else str(opts.defects),
         expected_frames=n_frames,
         movie_dose_e_per_a2=resolved.get("dose_e_per_a2"),  # EER: groups the raw frames by dose
-        stream_dir=stream_dir,
+        stream=stream,
         sums_dir=sums_dir,
     )
 

@@ -51,7 +51,6 @@ from framewatch.daemon.outputs.series_tables import SeriesTables
 from framewatch.daemon.processing.pool_choice import describe_pool, make_pool
 from framewatch.daemon.processing.scheduler import ReadyQueue
 from framewatch.daemon.processing.stream_registry import StreamRegistry
-from framewatch.daemon.processing.stream_signals import StreamSignals
 from framewatch.daemon.processing.sums_handover import handover_dir, reset
 from framewatch.daemon.service.dispatch import Dispatcher
 from framewatch.daemon.service.events import EventLog
@@ -212,7 +211,7 @@ class Daemon:
         warnings = OutputWarnings(self.log)
         tables = SeriesTables(**common, warnings=warnings)
         plots = PlotRefresh(service=self.service, config=self.config)
-        signals = StreamSignals(self.state_dir / "streams")
+        signals = self.pool.stream_signals(self.state_dir / "streams")
         signals.reset()  # no job of an earlier run is alive
         registry = StreamRegistry(signals)
         self.intake = MovieIntake(**common, events=self.events, watcher=self.watcher, index=self.index, queue=self.queue,
@@ -220,7 +219,7 @@ class Daemon:
         appender = self.appender = TiltAppender(**common, events=self.events, tables=tables, plots=plots, intake=self.intake)
         streams = StreamStarter(**common, pool=self.pool, queue=self.queue, intake=self.intake, registry=registry)
         sums_dir = self._sums_dir = None
-        if getattr(self.pool, "streams", False):  # its workers see this machine's files
+        if self.pool.same_machine:  # its workers see this machine's tmpfs
             sums_dir = self._sums_dir = handover_dir(self.state_dir)
             reset(sums_dir)  # what a crash left there
         self.dispatcher = Dispatcher(**common, pool=self.pool, queue=self.queue, events=self.events, intake=self.intake,

@@ -137,7 +137,10 @@ class Dispatcher:
             self._log.event(name, **kw)
         broken = False
         for out in map(with_sums_taken, finished):
-            if out.dropped or (out.interrupted and self.streams.registry.is_open(out.job.movie_id)):
+            unfinished = out.interrupted or out.error is not None
+            if out.dropped or (unfinished and self.streams.registry.is_open(out.job.movie_id)):
+                # a stream that ended before its movie was complete (or its place died): a drop, whatever
+                # the reason (e.g. a Dask worker found the file already deleted); the movie's row may be gone
                 broken = broken or out.interrupted
                 final = self.streams.dropped(out)  # followed, never complete: intake still watches it
                 if final is not None:  # ... or complete by now: the finished file, as any complete movie

@@ -73,7 +73,7 @@ class StreamStarter:
         resolved = resolve(info, self._run.opts, n_guess).as_dict()
         resolved["dose_per_frame_e_per_a2"] = resolved["dose_per_frame_e_per_a2"] or 1.0
         job = movie_job(mid, path, resolved, opts=self._run.opts, gain_session=gain_session, n_frames=n_guess,
-                        stream_dir=str(self.registry.signals.directory))
+                        stream=self.registry.signals.channel)
         return dataclasses.replace(job, expected_frames=None)  # not known until the movie is complete
 
     def end(self, final: CorrectionJob) -> None:

@@ -67,15 +67,26 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
+class StreamChannel:
+    """Where a streaming job hears from the daemon (its movie is complete, or it should stop):
+    ``kind`` ``"files"``, ``where`` the daemon's signal directory (a local worker,
+    processing/stream_signals.py); or ``kind`` ``"dask"``, ``where`` the prefix of the Dask variables
+    (a Dask worker, processing/dask_stream_signals.py)."""
+
+    kind: str
+    where: str
+
+
+@dataclass(frozen=True)
 class CorrectionJob:
     """One movie to correct (plain data, picklable: it crosses to worker processes and Dask workers).
 
     ``settings``: the :class:`framewatch.core.settings.CorrectionSettings` resolved for this movie;
     ``gain`` / ``defects``: file paths or None; ``expected_frames``: the frame count it was found
     complete with (a different count is a retryable error); ``movie_dose_e_per_a2``: the dose of
-    the whole movie (EER: groups the raw frames by dose). ``stream_dir``: set for a streaming job,
-    which follows a movie still being written and finishes with the final job the daemon leaves in
-    that directory (processing/stream_signals.py); its ``settings`` are provisional until then."""
+    the whole movie (EER: groups the raw frames by dose). ``stream``: set for a streaming job,
+    which follows a movie still being written and finishes with the final job the daemon sends
+    through that channel (processing/stream_signals.py); its ``settings`` are provisional until then."""
 
     movie_id: int
     movie: str
@@ -84,7 +95,7 @@ class CorrectionJob:
     defects: str | None = None
     expected_frames: int | None = None
     movie_dose_e_per_a2: float | None = None
-    stream_dir: str | None = None
+    stream: StreamChannel | None = None
     sums_dir: str | None = None  # a local worker hands its sums over through a file here (sums_handover.py)
 
 

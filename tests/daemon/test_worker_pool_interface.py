@@ -29,7 +29,7 @@ def _pools():
 
 def test_protocol_lists_what_the_daemon_calls():
     assert set(PROTOCOL_METHODS) == {"start", "warm_up", "has_room", "submit", "finished", "notes", "describe",
-                                     "broken", "restart", "abandon", "shutdown"}
+                                     "broken", "restart", "abandon", "shutdown", "stream_signals"}
 
 
 @pytest.mark.parametrize("pool", _pools(), ids=["local", "dask"])
