@@ -2,7 +2,7 @@
 
     python -m benchmarks.daemon_replay [--format tiff|mrc|eer] [--arrival frames|rename] [--patches auto|0]
         [--no-streaming] [--tilts 8] [--size 4096] [--frames 10] [--frame-interval-s 0.2] [--pace-s 8]
-        [--eer-raw-frames 400] [--eer-group-frames 40] [--keep DIR] [--json F]
+        [--eer-raw-frames 400] [--eer-group-frames 40] [--dask-workers N] [--keep DIR] [--json F]
 
 Before the clock starts, every tilt is simulated (``Acquisition.frames_for``: 0.3 e/A^2 per frame,
 3 e/A^2 per tilt, 1.5 A pixels) and encoded once into a staging folder of the run's temporary
@@ -348,6 +348,20 @@ class ReplayOptions:
     eer_group_frames: int = 40
     dose_per_tilt: bool = False
     quiet_cores: float = 0.0
+    dask_workers: int = 0
+
+
+def _dask_cluster(directory: Path, workers: int):
+    """A scheduler and ``workers`` one-thread worker processes on localhost (tests/dask/dask_helpers.py)."""
+    if str(ROOT / "tests" / "dask") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests" / "dask"))
+    from dask_helpers import LocalDask
+
+    cluster = LocalDask(directory)
+    cluster.start_scheduler()
+    for i in range(workers):
+        cluster.start_worker(f"w{i + 1}")
+    return cluster
 
 
 def replay(*, workdir: Path, **options) -> dict:
@@ -365,9 +379,15 @@ def replay(*, workdir: Path, **options) -> dict:
     foreign = ForeignCpu()
     foreign.start()
     floor = floor_s(movies[0].staged)
-    events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
-                                      streaming=o.streaming, pace_s=o.pace_s, exposure_s=o.frames * o.frame_interval_s,
-                                      workdir=workdir, extra=_watch_flags(o))
+    cluster = _dask_cluster(workdir / "dask", o.dask_workers) if o.dask_workers else None
+    try:
+        extra = _watch_flags(o) + (("--dask-address", cluster.address) if cluster else ())
+        events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
+                                          streaming=o.streaming, pace_s=o.pace_s,
+                                          exposure_s=o.frames * o.frame_interval_s, workdir=workdir, extra=extra)
+    finally:
+        if cluster is not None:
+            cluster.cleanup()  # reaped before the foreign-work count: its processes are this run's
     foreign_cores = foreign.stop()
     tilts, problems = per_tilt(events, closed, rows)
     lat = [t["latency_s"] for t in tilts]
@@ -391,7 +411,8 @@ def report(res: dict) -> str:
     floor = res["floor_s"]
     head = (f"{res['format']} {res['size']}^2 x {res['frames']} ({res['file_frames']} frames in the file), "
             f"arrival {res['arrival']}, patches {res['patches']}, streaming {'on' if res['streaming'] else 'off'}, "
-            f"{len(res['per_tilt'])}/{res['tilts']} tilts at one per {res['pace_s']:g} s")
+            + (f"Dask backend ({res['dask_workers']} one-thread workers on localhost), " if res.get("dask_workers") else "")
+            + f"{len(res['per_tilt'])}/{res['tilts']} tilts at one per {res['pace_s']:g} s")
     lines = [head, f"floor (fresh process, decode + rfft2 per frame): {floor:.2f} s"]
     if res["latency_median_s"] is not None:
         lines.append(f"closed -> tilt_corrected: median {res['latency_median_s']:.2f} s = "
@@ -440,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="pass the tilt dose (3 e/A^2) to the daemon, as a Tomography 5 user does (known before the mdoc line)")
     p.add_argument("--quiet-cores", type=float, default=0.0, metavar="C",
                    help="after the staging, wait until fewer than C cores are busy (5 s samples) before the floor")
+    p.add_argument("--dask-workers", type=int, default=0, metavar="N",
+                   help="run the daemon on the Dask backend: a scheduler and N one-thread workers on localhost")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)

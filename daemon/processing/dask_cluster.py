@@ -6,7 +6,9 @@ PBS, SGE, LSF): ``cores``, ``memory``, ``processes``, ``walltime``, ``queue``, `
 :data:`daemon.config.dask_options.JOBQUEUE_KEYS`; ``adapt_minimum`` / ``adapt_maximum`` make it adaptive
 (workers are asked for while movies wait and given back when idle), else one job is started
 (``adapt_minimum``, default 1). The scheduler runs inside the daemon's process; the workers
-connect to it from the batch jobs, so the job's node must reach the daemon's host.
+connect to it from the batch jobs, so the job's node must reach the daemon's host. The job script
+exports ``MALLOC_ARENA_MAX=1`` first unless ``job_script_prologue`` sets it (see
+:func:`daemon.processing.dask_worker_plugin.arena_advice`).
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ def jobqueue_kwargs(options: DaskOptions) -> dict:
     # one single-threaded worker process per core unless told otherwise: one movie per process at a
     # time (its numba kernels use [processing] threads), like the local pool's worker processes
     kw.setdefault("processes", kw.get("cores", 1))
+    prologue = list(kw.get("job_script_prologue", ()))
+    if not any("MALLOC_ARENA_MAX" in line for line in prologue):  # dask_worker_plugin.arena_advice
+        kw["job_script_prologue"] = ["export MALLOC_ARENA_MAX=1", *prologue]
     if options.cluster in ("sge", "lsf") and "account" in kw:
         kw["project"] = kw.pop("account")  # their name for the accounting project
     return kw

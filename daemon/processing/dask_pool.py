@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from framewatch.daemon.config.dask_options import DaskOptions, map_path
 from framewatch.daemon.processing.dask_stream_signals import DaskStreamSignals
+from framewatch.daemon.processing.dask_worker_plugin import from_wire
 from framewatch.daemon.processing.pool import WorkerPool
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
@@ -204,7 +205,7 @@ class DaskPool(WorkerPool):
             status = fut.status
             if status == "finished":
                 try:
-                    res = fut.result(timeout=RESULT_TIMEOUT_S)
+                    res = from_wire(fut.result(timeout=RESULT_TIMEOUT_S))
                 except Exception as err:  # noqa: BLE001 - the worker holding it died: Dask recomputes it
                     if fut.status in ("pending", "lost"):
                         continue
@@ -376,8 +377,10 @@ class DaskPool(WorkerPool):
         w.report = dict(msg)
         if msg.get("status") == "ready":
             w.ready, w.refused, w.warmup_s = True, None, msg.get("warmup_s")
+            advice = msg.get("advice")
             self._note("dask_worker_ready", worker=w.address, worker_name=w.name, nthreads=w.nthreads,
-                       warmup_s=w.warmup_s, versions=msg.get("versions"))
+                       warmup_s=w.warmup_s, versions=msg.get("versions"),
+                       **({"level": "warning", "advice": advice} if advice else {}))
         else:
             w.ready, w.refused = False, str(msg.get("message"))
             if (w.address, w.refused) not in self._announced:

@@ -42,9 +42,11 @@ class LocalDask:
         self.scheduler = self._spawn("scheduler", args)
 
     def start_worker(self, name: str, *, env_extra: dict | None = None) -> subprocess.Popen:
-        """One worker process (no nanny: a SIGKILL ends it for good), one thread."""
+        """One worker process (no nanny: a SIGKILL ends it for good), one thread, started with
+        ``MALLOC_ARENA_MAX=1`` as the README advises (``env_extra`` may say otherwise)."""
+        env = {"MALLOC_ARENA_MAX": "1", **(env_extra or {})}
         p = self._spawn(name, ["distributed.cli.dask_worker", self.address, "--name", name, "--nthreads", "1", "--no-nanny",
-                               "--no-dashboard", "--death-timeout", "300"], env_extra)
+                               "--no-dashboard", "--death-timeout", "300"], env)
         self.workers[name] = p
         return p
 

@@ -9,7 +9,7 @@ from framewatch.core.errors import SettingsError
 from framewatch.daemon.config.configuration import config_from_dict, with_overrides
 from framewatch.daemon.config.dask_options import dask_options_from_table, map_path
 from framewatch.daemon.processing.dask_cluster import job_script, jobqueue_kwargs
-from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker, version_mismatch, versions
+from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker, from_wire, version_mismatch, versions
 from framewatch.daemon.state.records import CorrectionJob
 
 SLURM = {"cluster": "slurm", "jobqueue": {"cores": 8, "memory": "32GB", "walltime": "08:00:00", "queue": "cryoem",
@@ -27,6 +27,22 @@ def test_slurm_job_script_from_the_jobqueue_table():
     # one single-threaded worker process per core (one movie at a time each)
     assert "--nworkers 8" in worker and "--nthreads 1" in worker, worker
     assert "adapt" not in script
+    # one malloc arena, exported before the worker starts (dask_worker_plugin.arena_advice)
+    assert lines.index("export MALLOC_ARENA_MAX=1") < lines.index(worker)
+
+
+def test_a_prologue_that_sets_the_arenas_is_kept_as_given():
+    table = {**SLURM, "jobqueue": {**SLURM["jobqueue"], "job_script_prologue": ["export MALLOC_ARENA_MAX=2"]}}
+    assert jobqueue_kwargs(dask_options_from_table(table))["job_script_prologue"] == ["export MALLOC_ARENA_MAX=2"]
+
+
+def test_arena_advice_names_the_variable_unless_it_is_set():
+    from framewatch.daemon.processing.dask_worker_plugin import arena_advice
+
+    assert "MALLOC_ARENA_MAX=1" in arena_advice({})
+    assert "MALLOC_ARENA_MAX=1" in arena_advice({"MALLOC_ARENA_MAX": "4"})
+    assert arena_advice({"MALLOC_ARENA_MAX": "1"}) is None
+    assert arena_advice({"GLIBC_TUNABLES": "glibc.malloc.arena_max=1"}) is None
 
 
 def test_sge_and_lsf_take_the_account_as_project():
@@ -83,7 +99,7 @@ def test_version_mismatch_names_both_versions():
 
 
 def test_a_movie_the_worker_cannot_see_fails_with_that_reason(tmp_path):
-    res = correct_on_worker(CorrectionJob(1, str(tmp_path / "nowhere" / "TS_01_000_0.0.tif")))
+    res = from_wire(correct_on_worker(CorrectionJob(1, str(tmp_path / "nowhere" / "TS_01_000_0.0.tif"))))
     assert res.retryable and res.kind == "MovieNotVisible"
     assert "cannot see the movie" in res.error and "path_map" in res.error and "is not there either" in res.error
 

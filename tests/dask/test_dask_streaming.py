@@ -47,7 +47,7 @@ def test_movies_stream_on_dask_workers(tmp_path, cluster):
     and gives the section of ``correct_movie_file`` of the finished file (verify_series), each once."""
     cluster.start_scheduler()
     cluster.start_worker("w1")
-    cluster.start_worker("w2")
+    cluster.start_worker("w2", env_extra={"MALLOC_ARENA_MAX": "8"})  # its ready line advises one arena
     d = DaemonProc(tmp_path / "run")
     acq = Acquisition(d.acq, n_tilts=3, shape=(192, 192), n_frames=8, dose_per_tilt_e_per_a2=DOSE_PER_TILT,
                       pixel_size_a=1.5, frame_interval_s=0.15, tilt_interval_s=0.8, frame_mdoc_every=2, seed=5)
@@ -67,6 +67,8 @@ def test_movies_stream_on_dask_workers(tmp_path, cluster):
     assert started == sorted(m.path.name for m in acq.written), started
     assert _events(d, "stream_dropped") == []
     ready = {e["worker"] for e in _events(d, "dask_worker_ready")}
+    advice = {e["worker_name"]: e.get("advice") for e in _events(d, "dask_worker_ready")}
+    assert advice["w1"] is None and "MALLOC_ARENA_MAX=1" in advice["w2"], advice
     tilts = _events(d, "tilt_corrected")
     assert all(e.get("streamed_frames", 0) >= 1 for e in tilts), [(e["movie"], e.get("streamed_frames")) for e in tilts]
     assert {e["worker"] for e in tilts} <= ready, (tilts, ready)
