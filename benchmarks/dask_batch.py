@@ -127,7 +127,8 @@ def bytes_4k(workdir: Path) -> dict:
 
     from benchmarks.__main__ import CASES, make_movie
     from framewatch.core.settings import CorrectionSettings
-    from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker
+    from framewatch.daemon.processing.dask_worker_plugin import correct_on_worker, from_wire
+    from framewatch.daemon.state.records import CorrectionJob
 
     case = next(c for c in CASES if c.name == "tilt_4k_tiff_lzw")
     movie = make_movie(case, workdir)
@@ -136,7 +137,7 @@ def bytes_4k(workdir: Path) -> dict:
         with Client(cluster.address, timeout=60, set_as_default=False) as client:
             client.wait_for_workers(1, timeout=120)
             settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3)
-            job = {"movie": str(movie), "settings": settings, "gain": None, "defects": None, "expected_frames": case.n_frames}
+            job = CorrectionJob(1, str(movie), settings=settings, expected_frames=case.n_frames)
             fut = client.submit(correct_on_worker, job, pure=False)
             t = time.perf_counter()
             fut.result()  # compile + correct + fetch once
@@ -152,10 +153,10 @@ def bytes_4k(workdir: Path) -> dict:
             staging.mkdir(exist_ok=True)
 
             def write_staging(job):
-                r = correct_on_worker(job)
+                r = from_wire(correct_on_worker(job))
                 t0 = time.perf_counter()
                 p = staging / "TS_01_000.npz"
-                np.savez(p, s=r["dose_weighted_sum"], e=r["even_sum"], o=r["odd_sum"])
+                np.savez(p, s=r.dose_weighted_sum, e=r.even_sum, o=r.odd_sum)
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
                 return time.perf_counter() - t0
