@@ -84,10 +84,11 @@ def test_a_deleted_movie_drops_its_dask_stream_and_the_worker_goes_on(tmp_path, 
         d.start("--dask-address", cluster.address)
         d.wait_ready(timeout=300)
         path, _ = _half_written(d, "deleted_001.tif", _frames(8, seed=1))
-        time.sleep(1.0)  # the worker follows it by now (a task that starts after the deletion is a drop too)
+        time.sleep(1.0)  # the worker follows it by now
         path.unlink()
         dropped = d.wait_event(lambda e: e["event"] == "stream_dropped", timeout=60)
-        assert "no longer watched" in dropped["reason"], dropped
+        # the daemon cancels it, or the worker finds the file gone first: either way, for the deletion
+        assert "no longer watched" in dropped["reason"] or "deleted or moved away" in dropped["reason"], dropped
         good, rest = _half_written(d, "good_002.tif", _frames(8, seed=2))
         with open(good, "ab") as f:
             f.write(rest)
