@@ -109,6 +109,7 @@ EVENT_KEYS: dict[str, tuple[str, ...]] = {
     "dask_worker_refused": ("worker", "worker_name", "reason", "worker_versions"),
     "dask_worker_left": ("worker", "worker_name"),
     "dask_task_resubmitted": ("movie", "reason"),
+    "dask_stream_signal_failed": ("variable", "reason"),
     "batch_finished": ("movies", "done", "already_done", "failed", "failed_movies", "duration_s"),
     "tilt_image_removed": ("path", "reason"),
     "tilt_images_rewritten": ("movie", "z", "paths", "reason"),
