@@ -35,6 +35,8 @@ from framewatch.daemon.state.records import CorrectionJob, StreamChannel
 MIN_LOOK_S = 0.02  # the worker reads the variable at most this often (its loop polls every 0.05 s)
 GET_TIMEOUT_S = 5.0  # a worker's read of a variable that is not there (a restarted scheduler) gives up after this
 SET_TIMEOUT_S = 10.0  # the daemon's write of a variable
+SET_ATTEMPTS = 3  # a write that fails is tried again this often in all ...
+SET_RETRY_S = 1.0  # ... this far apart
 
 
 class DaskStreamSignals:
@@ -102,20 +104,25 @@ class DaskStreamSignals:
         """On the signal thread: set (or delete, ``value`` None) one variable."""
         from distributed import Variable
 
-        client = self._client()
-        if client is None:  # not connected: set again when the task is sent again
-            return
-        try:
-            variable = Variable(name, client=client)
-            if value is None:
-                variable.delete()
-            else:
-                variable.set(value, timeout=SET_TIMEOUT_S)
-        except Exception as err:  # noqa: BLE001 - the connection went: the task is sent again with its value
-            if not self._failed_once:
-                self._failed_once = True
-                self._note("dask_stream_signal_failed", level="warning", variable=name, reason=f"{type(err).__name__}: {err}",
-                           note="the streaming job hears it when its task is sent again after the connection is back")
+        for attempt in range(SET_ATTEMPTS):
+            client = self._client()
+            if client is None:  # not connected: set again when the task is sent again
+                return
+            try:
+                variable = Variable(name, client=client)
+                if value is None:
+                    variable.delete()
+                else:
+                    variable.set(value, timeout=SET_TIMEOUT_S)
+                return
+            except Exception as err:  # noqa: BLE001 - tried again; a lost connection sends the task again with its value
+                if attempt + 1 < SET_ATTEMPTS:
+                    time.sleep(SET_RETRY_S)
+                elif not self._failed_once:
+                    self._failed_once = True
+                    self._note("dask_stream_signal_failed", level="warning", variable=name,
+                               reason=f"{type(err).__name__}: {err}",
+                               note="the streaming job hears it when its task is sent again after the connection is back")
 
 
 class DaskStreamControl:
