@@ -85,7 +85,7 @@ class SchedulerOptions:
     newest_first_backlog: int = 0
     backlog_log_s: float = 10.0
     backend: str = "local"  # "local" worker processes or "dask" (the [dask] table)
-    streaming: bool = True  # a free worker follows a movie while it is written (local backend)
+    streaming: bool = True  # a free worker (local or Dask) follows a movie while it is written
 
 
 @dataclass(frozen=True)
