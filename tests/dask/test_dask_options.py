@@ -1,5 +1,6 @@
 """The [dask] table, path mapping, the version check, the Slurm job script, and that the default
 install never imports dask."""
+import dataclasses
 import subprocess
 import sys
 
@@ -128,3 +129,30 @@ def test_batch_progress_line_counts_and_eta():
     quiet = io.StringIO()
     Progress(quiet, enabled=False).update(finished=1, total=2, failed=0, s_per_movie=None, eta_s=None)
     assert quiet.getvalue() == ""  # not a terminal: no bar
+
+
+def test_stream_signals_send_worker_paths_and_a_cancel_is_never_ended():
+    """The Dask pool's streaming signals (no scheduler needed: values are kept for when one is
+    reachable): a streaming job and its end carry the workers' paths (path_map), a cancelled movie
+    is not ended afterwards, and the variable's value is forgotten when the job comes back."""
+    import pickle
+
+    from framewatch.daemon.processing.dask_pool import DaskPool
+    from framewatch.daemon.state.records import StreamChannel
+
+    opts = dask_options_from_table({"address": "tcp://127.0.0.1:1", "path_map": {"/data/scope": "/mnt/scope"}})
+    pool = DaskPool(opts)
+    signals = pool.stream_signals("/unused")
+    assert signals.channel == StreamChannel("dask", signals.prefix) and signals.prefix.startswith("framewatch-stream-")
+    job = CorrectionJob(7, "/data/scope/TS_01_000_0.0.tif", gain="/data/scope/gain.mrc", expected_frames=10)
+    signals.end(job)
+    sent = pickle.loads(signals._values[7]["end"])
+    assert (sent.movie, sent.gain, sent.expected_frames) == ("/mnt/scope/TS_01_000_0.0.tif", "/mnt/scope/gain.mrc", 10)
+    signals.cancel(8, "deleted")
+    signals.end(CorrectionJob(8, "/data/scope/TS_01_001_3.0.tif"))
+    assert signals._values[8] == {"cancel": "deleted"}
+    signals.clear(7)
+    assert 7 not in signals._values
+    pool.submit(dataclasses.replace(job, stream=signals.channel))  # not connected: kept for later, mapped
+    assert pool.in_flight[7].job.movie == "/mnt/scope/TS_01_000_0.0.tif" and pool.in_flight[7].future is None
+    pool.shutdown()
