@@ -42,6 +42,20 @@ def _half_written(d: DaemonProc, name: str, frames: np.ndarray) -> tuple:
     return path, data[len(data) // 2:]
 
 
+def _daemon_on_one_worker(tmp_path, cluster) -> DaemonProc:
+    """A scheduler, one one-thread worker and a ready daemon on them (no mdoc: the dose from the config)."""
+    cluster.start_scheduler()
+    cluster.start_worker("w1")
+    d = DaemonProc(tmp_path / "run", NO_MDOC_CONFIG)
+    d.start("--dask-address", cluster.address)
+    try:
+        d.wait_ready(timeout=300)
+    except BaseException:
+        d.cleanup()
+        raise
+    return d
+
+
 def test_movies_stream_on_dask_workers(tmp_path, cluster):
     """Every movie written while the daemon runs is followed by a Dask worker from its first frames on
     and gives the section of ``correct_movie_file`` of the finished file (verify_series), each once."""
@@ -77,12 +91,8 @@ def test_movies_stream_on_dask_workers(tmp_path, cluster):
 def test_a_deleted_movie_drops_its_dask_stream_and_the_worker_goes_on(tmp_path, cluster):
     """A movie deleted mid-stream: its stream comes back dropped with the reason, nothing is appended,
     and the one worker thread takes the next movie (streamed, corrected once)."""
-    cluster.start_scheduler()
-    cluster.start_worker("w1")
-    d = DaemonProc(tmp_path / "run", NO_MDOC_CONFIG)
+    d = _daemon_on_one_worker(tmp_path, cluster)
     try:
-        d.start("--dask-address", cluster.address)
-        d.wait_ready(timeout=300)
         path, _ = _half_written(d, "deleted_001.tif", _frames(8, seed=1))
         time.sleep(1.0)  # the worker follows it by now
         path.unlink()
@@ -106,12 +116,8 @@ def test_daemon_killed_mid_stream_frees_the_dask_worker_and_restart_corrects_onc
     that nobody waits for the task (it would otherwise follow the file for the 600 s stall limit and
     hold the only thread); after the restart the movie is corrected from disk, once, with the section
     of ``correct_movie_file`` of the finished file."""
-    cluster.start_scheduler()
-    cluster.start_worker("w1")
-    d = DaemonProc(tmp_path / "run", NO_MDOC_CONFIG)
+    d = _daemon_on_one_worker(tmp_path, cluster)
     try:
-        d.start("--dask-address", cluster.address)
-        d.wait_ready(timeout=300)
         path, rest = _half_written(d, "killed_001.tif", _frames(8, seed=3))
         d.kill()
         with open(path, "ab") as f:
