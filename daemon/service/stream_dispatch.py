@@ -1,7 +1,7 @@
 """Streaming: a free worker corrects a movie while the acquisition writes it (``[scheduler] streaming``).
 
 When a watched movie has its first frame on disk, no complete movie waits in the queue, and the pool
-has room and can stream (its workers see this machine's files: the local pool), :class:`StreamStarter`
+has room and can stream (``WorkerPool.streams``: the local and the Dask pool), :class:`StreamStarter`
 submits a streaming job for it with provisional settings (the mdoc and options known now; what the
 first pass needs: frame geometry, gain orientation, alignment binning). The movie stays ``seen`` in the
 journal and intake keeps deciding when it is complete, by the same rules as ever. Then:
