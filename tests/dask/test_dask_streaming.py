@@ -42,11 +42,11 @@ def _half_written(d: DaemonProc, name: str, frames: np.ndarray) -> tuple:
     return path, data[len(data) // 2:]
 
 
-def _daemon_on_one_worker(tmp_path, cluster) -> DaemonProc:
+def _daemon_on_one_worker(tmp_path, cluster, config_text: str = NO_MDOC_CONFIG) -> DaemonProc:
     """A scheduler, one one-thread worker and a ready daemon on them (no mdoc: the dose from the config)."""
     cluster.start_scheduler()
     cluster.start_worker("w1")
-    d = DaemonProc(tmp_path / "run", NO_MDOC_CONFIG)
+    d = DaemonProc(tmp_path / "run", config_text)
     d.start("--dask-address", cluster.address)
     try:
         d.wait_ready(timeout=300)
@@ -138,3 +138,43 @@ def test_daemon_killed_mid_stream_frees_the_dask_worker_and_restart_corrects_onc
     ref = correct_movie_file(path, settings=CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=DOSE_PER_TILT / 8)
                              ).dose_weighted_sum
     np.testing.assert_allclose(stack[0], ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_a_stream_lost_with_the_scheduler_is_sent_again_with_its_end(tmp_path, cluster):
+    """The scheduler (and the worker following a movie) die mid-stream; the movie is found complete
+    while no scheduler is reachable, so its end signal cannot be set. When a scheduler and a worker
+    are back on the same address, the task is sent again with the end it missed, and the movie is
+    corrected once, equal to ``correct_movie_file`` of the finished file."""
+    fast = NO_MDOC_CONFIG + "\n[dask]\nconnect_timeout_s = 1.0\nreconnect_max_s = 2.0\n"
+    d = _daemon_on_one_worker(tmp_path, cluster, fast)
+    try:
+        path, rest = _half_written(d, "lost_001.tif", _frames(8, seed=4))
+        time.sleep(1.0)  # the worker follows it by now
+        cluster.scheduler.kill()
+        cluster.scheduler.wait(10)
+        cluster.kill_worker("w1")
+        d.wait_event(lambda e: e["event"] in ("dask_disconnected", "dask_unreachable"), timeout=60)
+        with open(path, "ab") as f:
+            f.write(rest)
+        deadline = time.monotonic() + 60  # found complete meanwhile: the stream is ended (journal: processing)
+        while [r["state"] for r in read_journal(d.state)] != ["processing"]:
+            assert time.monotonic() < deadline, read_journal(d.state)
+            time.sleep(0.2)
+        assert _events(d, "tilt_corrected") == []
+        cluster.start_scheduler()
+        cluster.start_worker("w2")
+        tilt = d.wait_event(lambda e: e["event"] == "tilt_corrected", timeout=180)
+        time.sleep(1.0)  # nothing more comes of it
+        assert d.stop() == 0
+    finally:
+        d.cleanup()
+    assert tilt["movie"].endswith(path.name)
+    assert len(_events(d, "tilt_corrected")) == 1 and _events(d, "movie_failed") == []
+    resent = _events(d, "dask_task_resubmitted")
+    assert resent and resent[0]["reason"] == "the connection to the scheduler was lost", resent
+    assert [r["state"] for r in read_journal(d.state)] == ["done"]
+    with mrcfile.open(d.out / tilt["series"] / f"{tilt['series']}.mrc") as m:
+        section = m.data.reshape(-1, *m.data.shape[-2:])[0].copy()
+    ref = correct_movie_file(path, settings=CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=DOSE_PER_TILT / 8)
+                             ).dose_weighted_sum
+    np.testing.assert_allclose(section, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
