@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 
 from framewatch.daemon.config.dask_options import DaskOptions, map_path
 from framewatch.daemon.processing.dask_stream_signals import DaskStreamSignals
-from framewatch.daemon.processing.dask_worker_plugin import from_wire
 from framewatch.daemon.processing.pool import WorkerPool
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 
@@ -188,6 +187,8 @@ class DaskPool(WorkerPool):
     def finished(self) -> list[CorrectionOutcome]:
         """Outcomes of finished tasks (a task whose workers all died: ``interrupted``); also sends
         again the tasks a lost connection or lost workers took away."""
+        from framewatch.daemon.processing.dask_worker_plugin import from_wire  # imports distributed
+
         out = []
         alive = set(self.ready_workers())
         for mid, task in list(self.in_flight.items()):

@@ -26,6 +26,7 @@ movie nobody waits for (measured on localhost: 30 ms after the client closed).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import pickle
 import time
 import uuid
@@ -95,10 +96,8 @@ class DaskStreamSignals:
         self._run(self.name(movie_id), value)
 
     def _run(self, name: str, value: dict | None) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # closed: the daemon stops, its client with it
             self._thread.submit(self._change, name, value)
-        except RuntimeError:  # closed: the daemon stops, its client with it
-            pass
 
     def _change(self, name: str, value: dict | None) -> None:
         """On the signal thread: set (or delete, ``value`` None) one variable."""
