@@ -19,7 +19,7 @@ _GAIN = (1.0 - _POLE) * (1.0 - 1.0 / _POLE)  # = 6
 _HORIZON = int(math.ceil(math.log(1e-10) / math.log(abs(_POLE))))  # |z|**horizon < 1e-10
 _STRIP_ROWS = 64  # output rows per strip of the prefilter (strip + margins stay in L2)
 
-__all__ = ["bspline_prefilter"]
+__all__ = ["bspline_prefilter", "prefilter_factors"]
 
 
 def _causal_init_weights(n: int) -> np.ndarray:
@@ -40,6 +40,29 @@ def _causal_init_weights(n: int) -> np.ndarray:
     w[n - 1] = z ** (n - 1) / (1.0 - z**period)
     return w
 
+
+
+def prefilter_factors(spectrum_shape: tuple[int, int], *, image_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The prefilter as a separable factor on a half spectrum: ``(fy, fx)``, float32 ``(sy,)`` and
+    ``(sx,)``, ``fy[ky] * fx[kx] = 1 / (B(ky) B(kx))`` with ``B(f) = 2/3 + cos(2 pi f) / 3`` (the
+    sampled kernel ``(1, 4, 1) / 6``), ``f`` in cycles per pixel of ``image_shape`` ``(ny, nx)``.
+
+    ``spectrum_shape`` ``(sy, sx)``: the half spectrum of ``image_shape`` itself
+    ``(ny, nx//2+1)``, or of a Fourier-cropped copy (``(oy, ox//2+1)``, its rows the frequencies
+    ``k / ny`` of ``fftfreq(oy) * oy``). Interpolating the raw image with the B-spline taps and
+    multiplying its spectrum by these factors equals prefiltering first, up to the boundary (periodic
+    here, mirrored in :func:`bspline_prefilter`: a band of about ``_HORIZON`` pixels) and, for a
+    warp, the field's change across the kernel's few pixels. The factors are 1 at zero frequency and
+    3 at Nyquist.
+    """
+    sy, sx = (int(v) for v in spectrum_shape)
+    ny, nx = (int(v) for v in image_shape)
+    oy, ox = sy, 2 * (sx - 1)
+    if oy > ny or ox > nx:
+        raise ValueError(f"a spectrum {spectrum_shape} is not that of {image_shape} or of a cropped copy")
+    fy = np.fft.fftfreq(oy) * (oy / ny)
+    fx = np.fft.rfftfreq(ox) * (ox / nx)
+    return tuple((1.0 / (2.0 / 3.0 + np.cos(2.0 * np.pi * f) / 3.0)).astype(np.float32) for f in (fy, fx))
 
 
 def bspline_prefilter(image: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:

@@ -36,7 +36,7 @@ from .global_align import GlobalAlignment, align_frames
 from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
 from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
 from .partial_transform import PartialSpectrum
-from .resample import bspline_prefilter, field_grid_shape, warp_image
+from .resample import field_grid_shape, prefilter_factors, warp_image
 from .result import MovieResult
 from .settings import CorrectionSettings
 from .weighted_sums import weighted_sums
@@ -136,7 +136,8 @@ class MovieCorrection:
         alignment, spectra, local = self._motion(raw, corrected, timings, known_shifts_px, known_local,
                                                  first_pass=first_pass)
         t = time.perf_counter()
-        sums = self._sums(spectra, n, alignment.shifts_px, doses)
+        warped = local is not None and local.model is not None
+        sums = self._sums(spectra, n, alignment.shifts_px, doses, prefilter=warped)
         timings["sum_s"] = time.perf_counter() - t
         t = time.perf_counter()
         freq, frc = frc_curve(sums["even_spec"], sums["odd_spec"], self.shape)
@@ -316,7 +317,7 @@ class MovieCorrection:
         gy, gx = (gy + 0.5) / fb - 0.5, (gx + 0.5) / fb - 0.5
         seconds = np.zeros((n, 2))  # per frame: warp, transform
 
-        scratch = [np.empty(self.movie_shape, np.float32) for _ in range(2)]  # the frame, its spline coefficients
+        scratch = [np.empty(self.movie_shape, np.float32) for _ in range(2)]  # the frame, the warped frame
 
         def one(i: int) -> np.ndarray:
             image = corrected(i, scratch[0])
@@ -326,10 +327,10 @@ class MovieCorrection:
                 gdx, gdy = alignment.shifts_px[i] - middle
                 # the model is in registered coordinates; this frame's pixel u + G_t shows point u
                 fdx, fdy = local.model.displacement(gx - gdx, gy - gdy, float(i))
-                coefficients = bspline_prefilter(image, out=scratch[1])
-                # the warp reads only the coefficients, so the warped frame is written over the frame
-                image = warp_image(coefficients, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32),
-                                   grid_step_px=step, out=scratch[0], coefficients=coefficients)
+                # the B-spline taps run on the frame itself; its prefilter is applied in Fourier space
+                # by the sums (prefilter_factors), which saves a pass over every frame
+                image = warp_image(image, np.asarray(fdx * fb, np.float32), np.asarray(fdy * fb, np.float32),
+                                   grid_step_px=step, out=scratch[1], coefficients=image)
             f = time.perf_counter()
             spectrum = self._to_output(rfft2(image, threads=self.threads))
             seconds[i] = f - w, time.perf_counter() - f
@@ -369,11 +370,15 @@ class MovieCorrection:
         bad |= detect_hot_pixels(total, threshold_sigma=self.cfg.hot_pixel_sigma, exclude=bad)
         return bad
 
-    def _sums(self, spectra, n: int, shifts_px: np.ndarray, doses: np.ndarray) -> dict:
+    def _sums(self, spectra, n: int, shifts_px: np.ndarray, doses: np.ndarray, *, prefilter: bool) -> dict:
         """Shift every frame to the middle frame's position and form the weighted full, even and odd
-        sums (:mod:`framewatch.core.weighted_sums`). ``spectra``: a list of ``n`` spectra (emptied)."""
+        sums (:mod:`framewatch.core.weighted_sums`). ``spectra``: a list of ``n`` spectra (emptied).
+        ``prefilter``: the spectra are of frames warped with unfiltered B-spline taps
+        (:meth:`_warped_spectra`); the sums apply the prefilter."""
         cfg, shape = self.cfg, self.shape
         inv2ne = half_inverse_critical_exposure(shape, pixel_size_a=self.pixel_size_a, voltage_kv=cfg.voltage_kv)
+        factors = prefilter_factors(inv2ne.shape, image_shape=self.movie_shape) if prefilter else None
         sums = weighted_sums(spectra, shape=shape, shifts_px=shifts_px - shifts_px[n // 2], inv2ne=inv2ne,
-                             doses_e_per_a2=doses, unweighted=cfg.unweighted_sum, consume=True)
+                             doses_e_per_a2=doses, unweighted=cfg.unweighted_sum, consume=True,
+                             frequency_factors=factors)
         return {"full_spec": sums.full, "even_spec": sums.even, "odd_spec": sums.odd, "plain_spec": sums.plain}

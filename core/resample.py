@@ -34,12 +34,18 @@ All images are float32 ``(ny, nx)``, C order, x the fast axis; displacements are
 The numba kernels run on the numba thread pool, in parallel over rows (warp) or strips of rows
 (prefilter).
 
+The prefilter is linear and shift-invariant, so it can also be applied after the warp, in Fourier
+space (:func:`prefilter_factors`): the correction warps each frame with the taps on its raw pixels
+and folds the prefilter into the weighted sums, which saves one pass over every frame. The two
+orders differ only where the field changes across the kernel's few pixels (a smooth local field:
+~1e-3 px per pixel) and in a band at the edges (mirror here, periodic in Fourier space).
+
 The prefilter is :mod:`framewatch.core.bspline_prefilter`, the warp and its grid
 :mod:`framewatch.core.image_warp`; this module keeps their public names.
 """
 from __future__ import annotations
 
-from .bspline_prefilter import bspline_prefilter
+from .bspline_prefilter import bspline_prefilter, prefilter_factors
 from .image_warp import field_grid_shape, warp_image
 
-__all__ = ["bspline_prefilter", "field_grid_shape", "warp_image"]
+__all__ = ["bspline_prefilter", "field_grid_shape", "prefilter_factors", "warp_image"]

@@ -92,6 +92,7 @@ def weighted_sums(
     doses_e_per_a2: np.ndarray,
     unweighted: bool = False,
     consume: bool = False,
+    frequency_factors: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> WeightedSums:
     """Shift every frame by ``-shifts_px[i]`` and sum with dose weights (see the module docstring).
 
@@ -102,6 +103,9 @@ def weighted_sums(
     accumulated dose per frame, growing by the same step. ``unweighted``: also the plain sum.
     ``consume``: the caller gives up ``spectra`` (emptied here): the sums are written over the first
     frames' spectra (each row is read before it is written), which saves three spectra of memory.
+    ``frequency_factors``: ``(fy, fx)`` real ``(ny,)`` and ``(nx//2+1,)``: every frame is also
+    multiplied by ``fy[ky] * fx[kx]`` (folded into its phase vectors, at no cost), e.g. the B-spline
+    prefilter of warped frames (:func:`framewatch.core.bspline_prefilter.prefilter_factors`).
     """
     n = len(spectra)
     spec_shape = inv2ne.shape
@@ -120,6 +124,12 @@ def weighted_sums(
     phase_x = np.empty((n, spec_shape[1]), np.complex64)
     for i, (dx, dy) in enumerate(np.asarray(shifts_px, dtype=np.float64)):
         phase_y[i], phase_x[i] = shift_phase_vectors(shape, -dx, -dy)
+    if frequency_factors is not None:
+        fy, fx = (np.asarray(f, np.float32) for f in frequency_factors)
+        if fy.shape != (spec_shape[0],) or fx.shape != (spec_shape[1],):
+            raise ValueError(f"frequency factors {fy.shape} and {fx.shape} do not fit spectra {spec_shape}")
+        phase_y *= fy
+        phase_x *= fx
     reusable = [frames[i] for i in range(n)] if consume else []
     if consume:
         spectra.clear()

@@ -114,6 +114,26 @@ def test_weighted_sums_kernel_matches_numpy(n_frames):
         np.testing.assert_array_equal(getattr(consumed, name), getattr(got, name), err_msg=name)
 
 
+def test_weighted_sums_apply_frequency_factors_to_every_frame():
+    pixel_size_a, voltage_kv = 1.3, 300
+    doses = 0.5 * np.arange(1, 6)
+    spectra = [_spec().astype(np.complex64) for _ in range(5)]
+    shifts = RNG.uniform(-2, 2, (5, 2))
+    fy = RNG.uniform(0.5, 3.0, SHAPE[0]).astype(np.float32)
+    fx = RNG.uniform(0.5, 3.0, SHAPE[1] // 2 + 1).astype(np.float32)
+    inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=pixel_size_a, voltage_kv=voltage_kv)
+    got = weighted_sums(spectra, shape=SHAPE, shifts_px=shifts, inv2ne=inv2ne, doses_e_per_a2=doses,
+                        unweighted=True, frequency_factors=(fy, fx))
+    filtered = [spec * fy[:, None] * fx[None, :] for spec in spectra]
+    full, even, odd, plain, _ = _weighted_sums_reference(filtered, shifts, doses, pixel_size_a, voltage_kv)
+    scale = np.abs(plain).max()
+    for name, want in (("full", full), ("even", even), ("odd", odd), ("plain", plain)):
+        np.testing.assert_allclose(getattr(got, name), want, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+    with pytest.raises(ValueError, match="do not fit"):
+        weighted_sums(spectra, shape=SHAPE, shifts_px=shifts, inv2ne=inv2ne, doses_e_per_a2=doses,
+                      frequency_factors=(fx, fy))
+
+
 def test_weighted_sums_refuse_uneven_doses():
     spectra = [_spec().astype(np.complex64) for _ in range(3)]
     inv2ne = half_inverse_critical_exposure(SHAPE, pixel_size_a=1.0, voltage_kv=300)

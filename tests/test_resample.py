@@ -4,7 +4,7 @@ import pytest
 import scipy.fft
 from scipy import ndimage
 
-from framewatch.core.resample import bspline_prefilter, field_grid_shape, warp_image
+from framewatch.core.resample import bspline_prefilter, field_grid_shape, prefilter_factors, warp_image
 
 RNG = np.random.default_rng(20240611)
 BORDER = 10  # px excluded where the mirror boundary and periodic references differ
@@ -136,6 +136,43 @@ def test_kernel_matches_scipy_map_coordinates_with_smooth_field():
     assert err < 1e-3, f"relative rms {err:.2e} vs scipy.ndimage.map_coordinates"
     # the mirror boundary is the scipy one too, up to the frame edge
     np.testing.assert_allclose(out, ref, atol=1e-3 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(
+    ("wave_px", "tolerance"),
+    [
+        (0.0, 1e-5),  # a constant subpixel shift: the filters commute exactly (float rounding)
+        # a field changing by 0.0056 px per px (a 0.2 px wave over 224 px; a fitted local model changes
+        # by ~3 px over a patch spacing of ~800 px, 0.004 px per px); measured 3.8e-3, and ~0.65 x the
+        # gradient in general: the prefilter's few taps see a slightly different shift after the warp
+        (0.2, 5e-3),
+    ],
+)
+def test_prefilter_factors_after_the_warp_equal_the_prefilter_before_it(wave_px, tolerance):
+    """The correction warps raw pixels and applies the prefilter in Fourier space; away from the
+    edges that is the prefiltered warp, for a smooth field; the factors of a cropped spectrum are
+    those of the same frequencies."""
+    shape, step = (192, 224), 16
+    img = _band_limited(shape, 0.49, rng=np.random.default_rng(11))  # power up to Nyquist
+    gy, gx = field_grid_shape(shape, step)
+    jj, ii = np.mgrid[0:gy, 0:gx] * step
+    fdx = (0.4 + wave_px * np.sin(2 * np.pi * ii / 224.0) * np.cos(np.pi * jj / 192.0)).astype(np.float32)
+    fdy = (-1.3 + 0.8 * wave_px * np.cos(2 * np.pi * jj / 192.0)).astype(np.float32)
+    want = warp_image(img, fdx, fdy, grid_step_px=step)  # prefiltered first
+    taps_only = warp_image(img, fdx, fdy, grid_step_px=step, coefficients=img)
+    assert _rel_rms(_interior(taps_only), _interior(want)) > 0.3  # the taps alone blur
+    spectrum = scipy.fft.rfft2(taps_only.astype(np.float64))
+    fy, fx = prefilter_factors(spectrum.shape, image_shape=shape)
+    got = scipy.fft.irfft2(spectrum * fy[:, None] * fx[None, :], s=shape)
+    err = _rel_rms(_interior(got), _interior(want))
+    assert err < tolerance, f"relative rms {err:.2e} between prefiltering after and before the warp"
+    assert fy[0] == fx[0] == 1.0 and fx[-1] == pytest.approx(3.0)  # 1 / (2/3 + cos(pi)/3) at Nyquist
+    cropped = (96, 112)  # rows: frequencies 0..47 and -48..-1 of the full 192, as fourier_crop keeps them
+    cy, cx = prefilter_factors((cropped[0], cropped[1] // 2 + 1), image_shape=shape)
+    np.testing.assert_allclose(cy, np.concatenate([fy[:48], fy[-48:]]), rtol=1e-6)
+    np.testing.assert_allclose(cx, fx[: cropped[1] // 2 + 1], rtol=1e-6)
+    with pytest.raises(ValueError, match="not that of"):
+        prefilter_factors((400, 113), image_shape=shape)
 
 
 def test_large_and_rough_fields_match_scipy_including_edges():
