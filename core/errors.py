@@ -65,6 +65,13 @@ class StreamStalled(MovieChangedError):
     reading the finished file on one does so here too."""
 
 
+class StreamNotStarted(FramewatchError):
+    """A movie followed while it is written was complete before its first frame was read (a movie
+    renamed into place in whole, its writer's signal close behind): nothing was decoded, so reading
+    it as a complete movie is faster (two readers decode while frames are transformed) and reads it
+    once. Raised only when the caller asks for it."""
+
+
 class StreamSettingsChanged(FramewatchError):
     """The final settings of a movie followed while it was written differ from those it was followed
     with in what the frames already read depend on (frame geometry, alignment binning, gain

@@ -19,7 +19,13 @@ from sim_helpers import simulated
 from test_growing_movie import EER_OPTIONS, KINDS, N_FRAMES, case_bytes, sim_frames
 
 from framewatch.core.correct import correct_movie_file
-from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamSettingsChanged, StreamStalled
+from framewatch.core.errors import (
+    MovieChangedError,
+    StreamCancelled,
+    StreamNotStarted,
+    StreamSettingsChanged,
+    StreamStalled,
+)
 from framewatch.core.movie_io import write_image_mrc
 from framewatch.core.settings import CorrectionSettings
 from framewatch.core.streamed_file import StreamEnd, stream_correct_file
@@ -69,6 +75,34 @@ def test_a_movie_corrected_while_written_equals_the_finished_files_correction(tm
         assert out.frames_before_end >= 1  # it really streamed
     assert out.final_mask.shape == (256, 256) and out.final_mask.dtype == bool
     assert out.streamed_s > 0 and out.finish_s > 0
+
+
+@pytest.mark.parametrize("kind", ["tiff_lzw", "mrc_nz_final", "eer_count"])
+def test_a_movie_complete_before_its_first_frame_was_read(tmp_path, kind):
+    """A movie renamed into place in whole, its end known at the first look: asked to, the stream
+    stops before decoding anything (the caller reads it as a complete movie); else it is followed."""
+    suffix, _, steps, n = case_bytes(kind, tmp_path, sim_frames())
+    path = tmp_path / f"movie{suffix}"
+    writer = GrowingWriter(path, steps, pause_s=0.0)
+    writer.start()
+    writer.join(timeout=30)
+    assert writer.error is None and writer.done.is_set()
+    settings = settings_for(suffix)
+    with pytest.raises(StreamNotStarted, match="before its first frame was read") as err:
+        stream_correct_file(path, settings=settings, control=WriterControl(writer, n), poll_s=0.002,
+                            stop_if_not_started=True)
+    assert err.value.path == path
+    out = stream_correct_file(path, settings=settings, control=WriterControl(writer, n), poll_s=0.002)
+    assert out.frames_before_end == 0
+    assert_same(out.result, correct_movie_file(path, settings=settings))
+
+
+@pytest.mark.parametrize("kind", ["tiff_lzw", "eer_no_count"])
+def test_a_stream_that_read_frames_is_not_stopped(tmp_path, kind):
+    """``stop_if_not_started`` stops nothing once a frame (EER: a raw frame parsed, though no
+    fraction could be made before the end) was read."""
+    out, path, settings = streamed(tmp_path, kind, stop_if_not_started=True)
+    assert_same(out.result, correct_movie_file(path, settings=settings))
 
 
 def test_a_gain_file_defects_and_the_previous_movies_mask(tmp_path):

@@ -16,6 +16,10 @@ What can go wrong, and what follows:
 - the final settings differ from the provisional ones in what the first pass used (the frame
   geometry, the gain orientation; the mdoc's pixel size can change the alignment binning): the
   finished file is read afresh too;
+- the movie was complete before the stream read its first frame (a movie renamed into place in
+  whole, its frame mdoc close behind): it is read as a complete movie (:func:`worker.correct_complete`:
+  two readers decode while the frames are transformed, about 1 s sooner at 4096² x 10 LZW than
+  taking every frame through the stream; nothing was read twice). Not a drop: no ``fallback``;
 - any other error once the movie is complete: the same outcome as a complete movie's.
 
 The final defect mask of each movie is kept for the next movie of the same camera (gain, defect
@@ -63,7 +67,7 @@ def _camera(job: CorrectionJob) -> tuple:
 
 def stream(job: CorrectionJob) -> CorrectionOutcome:
     """Follow ``job.movie`` while it is written and correct it (module docstring)."""
-    from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamSettingsChanged
+    from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamNotStarted, StreamSettingsChanged
     from framewatch.core.streamed_file import stream_correct_file
 
     control = control_for(job.stream, job.movie_id)
@@ -73,8 +77,10 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
             job.movie, settings=job.settings, control=_EndOfMovie(control),
             gain=job.gain,  # a file: oriented by the settings once the frame size is known
             defects_path=job.defects, movie_dose_e_per_a2=job.movie_dose_e_per_a2,
-            expected_mask=_masks.get(camera),
+            expected_mask=_masks.get(camera), stop_if_not_started=True,
         )
+    except StreamNotStarted:
+        return correct_complete(control.end())
     except StreamCancelled:
         return CorrectionOutcome.stream_dropped(job, control.cancel_reason(), worker=where())
     except (MovieChangedError, StreamSettingsChanged) as err:
