@@ -7,6 +7,12 @@ caller says through a :class:`StreamControl` when the movie is complete (and wit
 MRC sections, TIFF pages, EER raw frames) or that the stream is cancelled. The result equals
 :func:`~framewatch.core.correct.correct_movie_file` of the finished file.
 
+The frames are decoded by a reader thread of the stream's own, one frame per poll, while the caller's
+thread transforms those already decoded: when several frames are on disk at once (a stream that
+starts late, a movie renamed into place before its writer's signal, EER raw frames arriving faster
+than fractions are transformed), decoding frame i + 1 overlaps the work on frame i, as the two
+readers of a complete movie do. The same thread decodes the frames left once the movie is complete.
+
 What can go wrong and what the caller does:
 
 - :class:`~framewatch.core.errors.MovieChangedError` (the file was truncated, replaced, rewritten, or
@@ -22,6 +28,8 @@ What can go wrong and what the caller does:
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,11 +187,15 @@ def stream_correct_file(
     reading = movie_reading_options(settings, movie_dose_e_per_a2)
     with GrowingMovie(path, **reading) as movie:
         feed = _Feed(movie, settings=settings, gain=gain, defects_path=defects_path, expected_mask=expected_mask)
-        end = _follow(movie, feed, control, poll_s=poll_s, stall_s=stall_s)
-        ended = time.perf_counter()
-        if stop_if_not_started and movie.raw_frames_read == 0:
-            raise StreamNotStarted("the movie was complete before its first frame was read", path=Path(path),
-                                   fix="read the finished file as a complete movie")
+        with _FrameReader(movie, poll_s=poll_s) as reader:
+            end = _follow(movie, feed, control, reader, stall_s=stall_s)
+            ended = time.perf_counter()
+            frames_before_end = feed.n_frames
+            reader.stop()  # after the frame it is decoding, if any
+            if stop_if_not_started and movie.raw_frames_read == 0:
+                raise StreamNotStarted("the movie was complete before its first frame was read", path=Path(path),
+                                       fix="read the finished file as a complete movie")
+            feed.add(reader.take(0.0))
         final = end if isinstance(end, StreamEnd) else StreamEnd(int(end))
         final_settings = final.settings or settings
         final_dose = final.movie_dose_e_per_a2 if final.settings is not None else movie_dose_e_per_a2
@@ -194,7 +206,16 @@ def stream_correct_file(
                                             "followed with", path=Path(path),
                                             fix="correct the finished file with the final settings")
             movie.set_total_dose(final_dose, final.n_frames)  # the grouping by dose needs it
-        frames_before_end = feed.n_frames
+        # the frames left, decoded by a reader of their own while those before them are transformed
+        with _FrameReader(movie, poll_s=0.0, until_none_left=True) as reader:
+            reader.go()
+            while True:
+                ended_reading = reader.ended()
+                feed.add(reader.take(0.0 if ended_reading else poll_s))  # raises what the reader raised
+                if ended_reading:
+                    break
+        # checks that the file holds final.n_frames (and nothing changed); EER without a raw frame
+        # count in its metadata: every fraction, built only now
         feed.add(movie.rest(final.n_frames))
     if feed.stream is None:
         raise MovieFormatError("has zero frames", path=Path(path), fix="check the acquisition wrote the frames")
@@ -203,9 +224,77 @@ def stream_correct_file(
                          finish_s=time.perf_counter() - ended, final_mask=feed.stream.final_mask)
 
 
-def _follow(movie: GrowingMovie, feed: _Feed, control: StreamControl, *, poll_s: float, stall_s: float
+class _FrameReader:
+    """Decodes the frames of a followed movie in a thread of its own, one frame per poll, while the
+    caller transforms those already decoded (:meth:`take`): decoding frame i + 1 overlaps the work on
+    frame i, as the two readers of a complete movie do (core/movie_decoding.py). Frames come in
+    order; the thread is the only user of ``movie`` until :meth:`stop` returns. ``until_none_left``:
+    the movie is complete; the thread ends at the first poll that finds no new frame."""
+
+    def __init__(self, movie: GrowingMovie, *, poll_s: float, until_none_left: bool = False) -> None:
+        self._movie = movie
+        self.poll_s = poll_s
+        self._until_none_left = until_none_left
+        self._frames: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._going = threading.Event()  # the first poll waits for go(): the caller asks end() first
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="framewatch-stream-reader", daemon=True)
+
+    def __enter__(self) -> "_FrameReader":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def go(self) -> None:
+        """Start polling (the caller saw the movie is not complete yet)."""
+        self._going.set()
+
+    def _run(self) -> None:
+        self._going.wait()
+        try:
+            while not self._stopping.is_set():
+                frames = self._movie.poll(max_frames=1)
+                for frame in frames:
+                    self._frames.put(frame)
+                if not frames:
+                    if self._until_none_left:
+                        return
+                    self._stopping.wait(self.poll_s)
+        except BaseException as err:  # noqa: BLE001 - raised in the caller's thread by take()
+            self._error = err
+
+    def take(self, timeout_s: float) -> list[np.ndarray]:
+        """The frames decoded and not yet taken (waiting up to ``timeout_s`` for a first one); raises
+        what the thread's poll raised (MovieChangedError, a decode error ...)."""
+        frames = []
+        try:
+            frames.append(self._frames.get(timeout=timeout_s) if timeout_s > 0 else self._frames.get_nowait())
+            while True:
+                frames.append(self._frames.get_nowait())
+        except queue.Empty:
+            pass
+        if self._error is not None:
+            raise self._error
+        return frames
+
+    def ended(self) -> bool:
+        """The thread has ended: a :meth:`take` now gets every frame left (or raises its error)."""
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        """End the thread after its current poll; frames already decoded stay for :meth:`take`."""
+        self._stopping.set()
+        self._going.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def _follow(movie: GrowingMovie, feed: _Feed, control: StreamControl, reader: _FrameReader, *, stall_s: float
             ) -> int | StreamEnd:
-    """Poll until ``control.end()`` answers; returns its answer."""
+    """Take the frames ``reader`` decodes until ``control.end()`` answers; returns its answer."""
     last_size, last_growth = -1, time.monotonic()
     while True:
         if control.cancelled():
@@ -213,7 +302,8 @@ def _follow(movie: GrowingMovie, feed: _Feed, control: StreamControl, *, poll_s:
         end = control.end()
         if end is not None:
             return end
-        feed.add(movie.poll())
+        reader.go()
+        feed.add(reader.take(reader.poll_s))
         feed.load_references()
         now = time.monotonic()
         if movie.size_bytes != last_size:
@@ -224,4 +314,3 @@ def _follow(movie: GrowingMovie, feed: _Feed, control: StreamControl, *, poll_s:
                 f"{movie.frames_returned} frames read) and its writer has not said it is complete",
                 path=movie.path, fix="read the finished file the ordinary way once it is complete",
             )
-        time.sleep(poll_s)

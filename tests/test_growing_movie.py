@@ -99,6 +99,34 @@ def test_frames_read_while_written_equal_open_movie_of_the_finished_file(tmp_pat
     assert movie.shape == expected[0].shape
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_poll_of_at_most_one_frame_returns_the_frames_one_by_one_in_order(tmp_path, kind):
+    """What the stream's reader thread asks for (core/streamed_file.py): ``poll(max_frames=1)``
+    returns the next frame only; the others come at the next polls, then ``rest`` has nothing left
+    (EER without a count: no fraction before ``rest``)."""
+    frames = sim_frames()
+    suffix, data, _, n = case_bytes(kind, tmp_path, frames)
+    path = tmp_path / f"movie{suffix}"
+    path.write_bytes(data)
+    options = EER_OPTIONS if suffix == ".eer" else {}
+    with open_movie(path, **options) as reader:
+        expected = [reader.read_frame(i) for i in range(reader.n_frames)]
+    polled = []
+    with GrowingMovie(path, **options) as movie:
+        while got := movie.poll(max_frames=1):
+            assert len(got) == 1
+            polled += got
+            assert movie.frames_returned == len(polled)
+        assert movie.poll(max_frames=0) == []
+        rest = movie.rest(n)
+    if kind == "eer_no_count":
+        assert polled == [] and len(rest) == N_FRAMES
+    else:
+        assert len(polled) == N_FRAMES and rest == []
+    for a, b in zip(polled + rest, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("with_count", [True, False])
 @pytest.mark.parametrize("grouping", [
     dict(eer_group_frames=20),

@@ -10,6 +10,7 @@ is StreamStalled.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -26,7 +27,7 @@ from framewatch.core.errors import (
     StreamSettingsChanged,
     StreamStalled,
 )
-from framewatch.core.movie_io import write_image_mrc
+from framewatch.core.movie_io import GrowingMovie, write_image_mrc
 from framewatch.core.settings import CorrectionSettings
 from framewatch.core.streamed_file import StreamEnd, stream_correct_file
 
@@ -102,6 +103,23 @@ def test_a_stream_that_read_frames_is_not_stopped(tmp_path, kind):
     """``stop_if_not_started`` stops nothing once a frame (EER: a raw frame parsed, though no
     fraction could be made before the end) was read."""
     out, path, settings = streamed(tmp_path, kind, stop_if_not_started=True)
+    assert_same(out.result, correct_movie_file(path, settings=settings))
+
+
+def test_frames_are_decoded_by_a_reader_thread_one_at_a_time(tmp_path, monkeypatch):
+    """Decoding overlaps the transforms: every poll runs in the stream's reader thread and asks for
+    one frame, so the caller transforms frame i while frame i + 1 decodes."""
+    polls = []
+    poll = GrowingMovie.poll
+
+    def spy(self, max_frames=None):
+        polls.append((threading.current_thread().name, max_frames))
+        return poll(self, max_frames)
+
+    monkeypatch.setattr(GrowingMovie, "poll", spy)
+    out, path, settings = streamed(tmp_path, "tiff_lzw")
+    assert len(polls) >= N_FRAMES
+    assert set(polls) == {("framewatch-stream-reader", 1)}, set(polls)
     assert_same(out.result, correct_movie_file(path, settings=settings))
 
 

@@ -41,8 +41,9 @@ class Follower(ABC):
         return self.frames_returned
 
     @abstractmethod
-    def poll(self, f: BinaryIO, size: int) -> list[np.ndarray]:
-        """The frames that became readable since the last poll."""
+    def poll(self, f: BinaryIO, size: int, max_frames: int | None = None) -> list[np.ndarray]:
+        """The frames that became readable since the last poll (at most ``max_frames`` of them, the
+        first ones; the others at the next poll)."""
 
     @abstractmethod
     def rest(self, f: BinaryIO, size: int, n_frames: int) -> list[np.ndarray]:

@@ -102,10 +102,11 @@ class GrowingMovie:
     def dose_per_fraction_e_per_a2(self) -> float | None:
         return self._follower.dose_per_fraction_e_per_a2
 
-    def poll(self) -> list[np.ndarray]:
-        """The frames ``(ny, nx)`` (EER: fractions) that became readable since the last poll, in order."""
+    def poll(self, max_frames: int | None = None) -> list[np.ndarray]:
+        """The frames ``(ny, nx)`` (EER: fractions) that became readable since the last poll, in order;
+        at most ``max_frames`` (the first ones: the rest come at the next poll)."""
         self._check_open()
-        return self._follower.poll(self._file, self._checked_size())
+        return self._follower.poll(self._file, self._checked_size(), max_frames)
 
     def set_total_dose(self, total_dose_e_per_a2: float | None, n_frames: int) -> None:
         """EER: the dose of the whole movie (``n_frames`` raw frames), known only at the end; the

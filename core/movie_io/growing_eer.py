@@ -68,7 +68,7 @@ class EerFollower(Follower):
             return self.grouping.boundaries[self.frames_returned]
         return len(self._events)
 
-    def poll(self, f: BinaryIO, size: int) -> list[np.ndarray]:
+    def poll(self, f: BinaryIO, size: int, max_frames: int | None = None) -> list[np.ndarray]:
         n_raw = self._ingest(f, size, self._chain.walk(f, size).pages)
         if n_raw == 0:
             return []
@@ -78,7 +78,7 @@ class EerFollower(Follower):
             except SettingsError:  # a dose target before the movie's dose is known: group in rest()
                 self.header_n_frames = None
         if self.grouping is not None:
-            return self._decode_ready(f, n_raw)
+            return self._decode_ready(f, n_raw, max_frames)
         self._parse(f, n_raw)
         return []
 
@@ -185,10 +185,13 @@ class EerFollower(Follower):
         check_decoded_size(path=self.path, frame_shape=self.shape, n_frames=self.grouping.n_fractions,
                            itemsize=self._dtype.itemsize, limits=options.limits)
 
-    def _decode_ready(self, f: BinaryIO, n_raw: int) -> list[np.ndarray]:
-        """The fractions not yet returned whose raw frames are all among the ``n_raw`` known, decoded."""
+    def _decode_ready(self, f: BinaryIO, n_raw: int, max_frames: int | None = None) -> list[np.ndarray]:
+        """The fractions not yet returned whose raw frames are all among the ``n_raw`` known (at most
+        ``max_frames`` of them), decoded."""
         bounds, out = self.grouping.boundaries, []
-        while self.frames_returned < self.grouping.n_fractions and bounds[self.frames_returned + 1] <= n_raw:
+        limit = self.grouping.n_fractions if max_frames is None else min(self.grouping.n_fractions,
+                                                                          self.frames_returned + max(0, int(max_frames)))
+        while self.frames_returned < limit and bounds[self.frames_returned + 1] <= n_raw:
             first, stop = bounds[self.frames_returned], bounds[self.frames_returned + 1]
             buf, starts, sizes = self._read(f, first, stop)
             out.append(decode_raw_frames(buf, starts, sizes, first=first, sensor_shape=self.sensor_shape,

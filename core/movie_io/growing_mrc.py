@@ -42,11 +42,13 @@ class MrcFollower(Follower):
         super().__init__(path, options)
         self._samples: list[bytes] = []  # of the frames returned (checked again in rest())
 
-    def poll(self, f: BinaryIO, size: int) -> list[np.ndarray]:
+    def poll(self, f: BinaryIO, size: int, max_frames: int | None = None) -> list[np.ndarray]:
         layout = self._header(f, size)
         if layout is None:
             return []
         readable = min(probe_mrc(f).frames_readable, int(layout.header.nz))
+        if max_frames is not None:
+            readable = min(readable, self.frames_returned + max(0, int(max_frames)))
         return self._read(f, readable)
 
     def rest(self, f: BinaryIO, size: int, n_frames: int) -> list[np.ndarray]:

@@ -88,9 +88,9 @@ class TiffFollower(Follower):
         self._chain = PageChain(path)
         self._dtype: np.dtype | None = None
 
-    def poll(self, f: BinaryIO, size: int) -> list[np.ndarray]:
+    def poll(self, f: BinaryIO, size: int, max_frames: int | None = None) -> list[np.ndarray]:
         chain = self._chain.walk(f, size)
-        return self._decode(f, size, chain.pages)
+        return self._decode(f, size, chain.pages, max_frames)
 
     def rest(self, f: BinaryIO, size: int, n_frames: int) -> list[np.ndarray]:
         chain = self._chain.walk(f, size)
@@ -102,9 +102,13 @@ class TiffFollower(Follower):
                           f"{len(chain.pages)} pages")
         return self._decode(f, size, chain.pages)
 
-    def _decode(self, f: BinaryIO, size: int, pages: tuple[TiffPage, ...]) -> list[np.ndarray]:
-        """The pages after those already returned, decoded; the decode limits checked on all of ``pages`` first."""
+    def _decode(self, f: BinaryIO, size: int, pages: tuple[TiffPage, ...], max_frames: int | None = None
+                ) -> list[np.ndarray]:
+        """The pages after those already returned (at most ``max_frames``), decoded; the decode limits
+        checked on all of ``pages`` first."""
         new = pages[self.frames_returned:]
+        if max_frames is not None:
+            new = new[:max(0, int(max_frames))]
         if not new:
             return []
         frames = []
