@@ -48,7 +48,7 @@ def test_warm_up_compiles_the_kernels():
         ("defects", "_hot_zscore_kernel"), ("defects", "_dead_runs_kernel"), ("pixel_replacement", "_replace_kernel"),
         ("weighted_sums", "_weighted_sums_kernel"), ("fourier", "_apply_phase_kernel"),
         ("frc", "_ring_sums_kernel"), ("global_align", "_loo_cross_power_kernel"),
-        ("spectral_weight", "_add_power_kernel"), ("bspline_prefilter", "_prefilter_kernel"),
+        ("spectral_weight", "_add_power_kernel"),  # (no _prefilter_kernel: a correction prefilters in Fourier space)
         ("image_warp", "_warp_kernel"), ("mrc", "_unpack_4bit_kernel"),
         ("pixel_replacement", "_source_kernel"), ("sparse_spectrum", "_point_spectrum_kernel"),
         ("eer_decode", "_parse_frames"), ("eer_decode", "_scatter_blocks"),
