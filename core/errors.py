@@ -66,10 +66,10 @@ class StreamStalled(MovieChangedError):
 
 
 class StreamNotStarted(FramewatchError):
-    """A movie followed while it is written was complete before its first frame was read (a movie
-    renamed into place in whole, its writer's signal close behind): nothing was decoded, so reading
-    it as a complete movie is faster (two readers decode while frames are transformed) and reads it
-    once. Raised only when the caller asks for it."""
+    """A movie followed while it is written was complete before the stream had corrected a frame (a
+    movie renamed into place in whole, its writer's signal close behind): reading it as a complete
+    movie is faster (the final defect mask known before any transform, two readers at once). Raised
+    only when the caller asks for it."""
 
 
 class StreamSettingsChanged(FramewatchError):

@@ -21,8 +21,9 @@ What can go wrong and what the caller does:
   read the finished file the ordinary way;
 - :class:`~framewatch.core.errors.StreamCancelled`: ``control.cancelled()`` answered True;
 - :class:`~framewatch.core.errors.StreamNotStarted` (only with ``stop_if_not_started``): the movie
-  was complete before its first frame was read: read the finished file the ordinary way (faster
-  than following it: two readers decode while frames are transformed; nothing was read twice);
+  was complete before the stream had corrected a frame (its reader thread had decoded at most
+  :data:`NOT_STARTED_MAX_READ`): read the finished file the ordinary way (faster than following it:
+  the final defect mask is known before any transform, two readers decode at once);
 - any other :class:`~framewatch.core.errors.FramewatchError`: as ``correct_movie_file`` raises it.
 """
 from __future__ import annotations
@@ -48,6 +49,9 @@ from .streaming_correction import StreamingCorrection
 __all__ = ["DEFAULT_STALL_S", "StreamControl", "StreamEnd", "StreamedMovie", "stream_correct_file"]
 
 DEFAULT_STALL_S = 600.0
+# stop_if_not_started: frames (EER: raw frames) the reader thread may have decoded, none of them
+# corrected yet, for the stream to count as not started (they are read again with the whole movie)
+NOT_STARTED_MAX_READ = 2
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ def stream_correct_file(
     from ``settings`` in what the frames read so far depend on, raises
     :class:`~framewatch.core.errors.StreamSettingsChanged` (read the finished file with them instead).
     ``stop_if_not_started``: raise :class:`~framewatch.core.errors.StreamNotStarted` when ``end()``
-    answers before any frame (EER: raw frame) was read.
+    answers before any frame was corrected and at most :data:`NOT_STARTED_MAX_READ` frames (EER:
+    raw frames) were decoded.
     """
     started = time.perf_counter()
     reading = movie_reading_options(settings, movie_dose_e_per_a2)
@@ -192,9 +197,9 @@ def stream_correct_file(
             ended = time.perf_counter()
             frames_before_end = feed.n_frames
             reader.stop()  # after the frame it is decoding, if any
-            if stop_if_not_started and movie.raw_frames_read == 0:
-                raise StreamNotStarted("the movie was complete before its first frame was read", path=Path(path),
-                                       fix="read the finished file as a complete movie")
+            if stop_if_not_started and frames_before_end == 0 and movie.raw_frames_read <= NOT_STARTED_MAX_READ:
+                raise StreamNotStarted("the movie was complete before the stream had corrected a frame",
+                                       path=Path(path), fix="read the finished file as a complete movie")
             feed.add(reader.take(0.0))
         final = end if isinstance(end, StreamEnd) else StreamEnd(int(end))
         final_settings = final.settings or settings

@@ -89,7 +89,7 @@ def test_a_movie_complete_before_its_first_frame_was_read(tmp_path, kind):
     writer.join(timeout=30)
     assert writer.error is None and writer.done.is_set()
     settings = settings_for(suffix)
-    with pytest.raises(StreamNotStarted, match="before its first frame was read") as err:
+    with pytest.raises(StreamNotStarted, match="before the stream had corrected a frame") as err:
         stream_correct_file(path, settings=settings, control=WriterControl(writer, n), poll_s=0.002,
                             stop_if_not_started=True)
     assert err.value.path == path

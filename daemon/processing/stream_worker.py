@@ -16,10 +16,11 @@ What can go wrong, and what follows:
 - the final settings differ from the provisional ones in what the first pass used (the frame
   geometry, the gain orientation; the mdoc's pixel size can change the alignment binning): the
   finished file is read afresh too;
-- the movie was complete before the stream read its first frame (a movie renamed into place in
+- the movie was complete before the stream had corrected a frame (a movie renamed into place in
   whole, its frame mdoc close behind): it is read as a complete movie (:func:`worker.correct_complete`:
-  two readers decode while the frames are transformed, about 1 s sooner at 4096² x 10 LZW than
-  taking every frame through the stream; nothing was read twice). Not a drop: no ``fallback``;
+  the final defect mask known before any transform, two readers at once; 1.5-2 s sooner at
+  4096² x 10 LZW than taking every frame through the stream; the one or two frames the stream's
+  reader had decoded are read again). Not a drop: no ``fallback``;
 - any other error once the movie is complete: the same outcome as a complete movie's.
 
 The final defect mask of each movie is kept for the next movie of the same camera (gain, defect
