@@ -233,7 +233,8 @@ class _FrameReader:
     """Decodes the frames of a followed movie in a thread of its own, one frame per poll, while the
     caller transforms those already decoded (:meth:`take`): decoding frame i + 1 overlaps the work on
     frame i, as the two readers of a complete movie do (core/movie_decoding.py). Frames come in
-    order; the thread is the only user of ``movie`` until :meth:`stop` returns. ``until_none_left``:
+    order; the thread is the only caller of ``movie``'s methods until :meth:`stop` returns (the
+    caller reads its attributes: shape, size, EER dose per fraction). ``until_none_left``:
     the movie is complete; the thread ends at the first poll that finds no new frame."""
 
     def __init__(self, movie: GrowingMovie, *, poll_s: float, until_none_left: bool = False) -> None:
