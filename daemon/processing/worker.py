@@ -83,8 +83,7 @@ def correct_complete(job: CorrectionJob) -> CorrectionOutcome:
         movie_dose = job.movie_dose_e_per_a2  # EER: the dose of the whole movie
         with open_movie(movie, **movie_reading_options(settings, movie_dose)) as reader:
             n_frames = getattr(reader, "n_raw_frames", reader.n_frames)  # EER: the raw frames (TIFF pages)
-            shape = reader.shape
-            reader.read_frame(0)
+            shape = reader.shape  # the structure only: every frame is decoded once, by the correction
             faults.checkpoint("worker_reading", movie)
         if job.expected_frames is not None and n_frames != job.expected_frames:
             return CorrectionOutcome.failed(job, f"the movie now has {n_frames} frames, {job.expected_frames} when it was "

@@ -2,7 +2,8 @@
 
 ``FRAMEWATCH_PAUSE_AT=name[,name...]`` makes :func:`checkpoint` of that name write
 ``$FRAMEWATCH_PAUSE_DIR/<name>.reached`` and then sleep, so a test can SIGKILL the daemon at a known
-point: ``worker_reading`` (the worker has read the first frame), ``worker_corrected`` (the result is
+point: ``worker_reading`` (the worker has opened the movie and read its structure; a stream: the
+movie was found complete), ``worker_corrected`` (the result is
 computed, not yet handed back), ``append_data_written`` (a section's data is on disk, the header
 not yet grown), ``append_between_stacks`` (the dose-weighted stack has the section, EVN/ODD not),
 ``before_journal_done`` (all stacks appended, journal not yet updated), ``after_tilt_logged`` (the
