@@ -19,6 +19,9 @@ from framewatch.core.correct import correct_movie_file
 from framewatch.core.settings import CorrectionSettings
 from framewatch.daemon.commands.simulated_acquisition import (
     Acquisition,
+    WrittenMovie,
+    movie_name,
+    write_frame_mdoc,
     write_mrc_frame_by_frame,
     write_tiff_frame_by_frame,
 )
@@ -110,6 +113,46 @@ def _corrected_once_after_one_drop(d: DaemonProc, path) -> None:
 
 def _wait_stream(d: DaemonProc, name: str, timeout: float = 30.0) -> None:
     d.wait_event(lambda e: e["event"] == "stream_started" and e["movie"].endswith(name), timeout=timeout)
+
+
+def test_movies_renamed_into_place_with_their_frame_mdoc_close_behind(daemon, verify):
+    """Movies copied in whole (written elsewhere, renamed into the watched folder), each frame mdoc
+    and mdoc section written right after, as SerialEM does once the movie is closed: a free worker
+    may start following a movie before its mdoc says it is complete (here one of five, typically).
+    Whatever the race gives, every movie is corrected once and equals ``correct_movie_file``
+    (verify_series) and nothing is dropped. A stream that had corrected no frame reads the movie
+    whole, so no line says ``streamed_frames`` 0 (the worker-level test,
+    tests/daemon/test_stream_worker.py, makes that case happen every time)."""
+    acq = Acquisition(daemon.acq, n_tilts=5, shape=(256, 256), n_frames=8, dose_per_tilt_e_per_a2=DOSE_PER_TILT,
+                      pixel_size_a=1.5, frame_mdoc_every=1)
+    acq.start_mdoc()
+    staging = daemon.base / "staging"  # outside the watched folder, same file system
+    staging.mkdir()
+    daemon.start()
+    daemon.wait_ready()
+    for i in range(acq.n_tilts):
+        frames = acq.frames_for(i)
+        fmt = acq.formats[i % len(acq.formats)]
+        name = movie_name(acq.series, i, acq.angles[i], "tif" if fmt == "tiff" else "mrc")
+        staged, path = staging / name, acq.frames_dir / name
+        if fmt == "tiff":
+            write_tiff_frame_by_frame(staged, frames, 0.0)
+        else:
+            write_mrc_frame_by_frame(staged, frames, 0.0, pixel_size_a=1.5)
+        renamed = time.time()
+        os.rename(staged, path)
+        write_frame_mdoc(path, len(frames), angle=acq.angles[i], pixel_size_a=1.5, dose_per_frame=acq.dose_per_frame)
+        movie = WrittenMovie(path, i, acq.angles[i], len(frames), fmt, renamed, renamed, time.time())
+        with open(acq.mdoc_path, "a", newline="\n") as f:
+            f.write(acq.section_text(movie, prior=i * DOSE_PER_TILT))
+        acq.written.append(movie)
+        time.sleep(0.8)
+    daemon.wait_event(lambda e: e["event"] == "series_completed", timeout=90)
+    assert daemon.stop() == 0
+    verify(daemon, acq, acq.written, dose_per_tilt=DOSE_PER_TILT)
+    assert _events(daemon, "stream_dropped") == []
+    tilts = _events(daemon, "tilt_corrected")
+    assert all(e.get("streamed_frames") != 0 for e in tilts), [(e["movie"], e.get("streamed_frames")) for e in tilts]
 
 
 def test_a_movie_rewritten_mid_stream_is_corrected_from_the_finished_file(tmp_path):
