@@ -28,6 +28,7 @@ What can go wrong and what the caller does:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -276,12 +277,10 @@ class _FrameReader:
         """The frames decoded and not yet taken (waiting up to ``timeout_s`` for a first one); raises
         what the thread's poll raised (MovieChangedError, a decode error ...)."""
         frames = []
-        try:
+        with contextlib.suppress(queue.Empty):  # no frame (more) decoded yet
             frames.append(self._frames.get(timeout=timeout_s) if timeout_s > 0 else self._frames.get_nowait())
             while True:
                 frames.append(self._frames.get_nowait())
-        except queue.Empty:
-            pass
         if self._error is not None:
             raise self._error
         return frames
