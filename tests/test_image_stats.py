@@ -40,3 +40,12 @@ def test_other_pixel_types_and_shapes_are_read_as_float32():
 def test_empty_image_is_refused_with_its_reason():
     with pytest.raises(ValueError, match="empty"):
         image_stats(np.zeros((0, 5), np.float32))
+
+
+def test_a_nan_pixel_makes_mean_and_variance_nan_and_min_max_skip_it():
+    # the behaviour the module documents (a corrected image never holds NaN; a stack written by hand may)
+    a = np.arange(1.0, 65.0, dtype=np.float32).reshape(8, 8)
+    a[3, 5] = np.nan
+    got = image_stats(a)
+    assert np.isnan(got.mean) and np.isnan(got.variance)
+    assert (got.min, got.max) == (1.0, 64.0)

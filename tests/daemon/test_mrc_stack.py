@@ -174,3 +174,53 @@ def test_write_stack_streams_sections(tmp_path):
     with pytest.raises(ValueError):
         stack.write_stack(tmp_path / "empty.mrc", iter([]), pixel_size_a=1.0)
     assert not (tmp_path / ".empty.mrc.tmp").exists()
+
+
+def _three(tmp_path):
+    return [tmp_path / "TS.mrc", tmp_path / "TS_EVN.mrc", tmp_path / "TS_ODD.mrc"]
+
+
+def test_the_stacks_of_a_tilt_are_appended_side_by_side_with_exact_statistics(tmp_path):
+    """append_sections writes each stack in a thread of its own: every stack gets its own section,
+    at the z it reports, and a header whose statistics are those of all its pixels (float64)."""
+    paths = _three(tmp_path)
+    rounds = [sections(3, shape=(96, 80), seed=k) for k in range(4)]
+    for k, images in enumerate(rounds):
+        assert stack.append_sections(list(zip(paths, images)), pixel_size_a=1.5, grace_s=0.0) == [k, k, k]
+    for j, p in enumerate(paths):
+        assert valid(p)
+        expected = np.stack([images[j] for images in rounds]).astype(np.float64)
+        with mrcfile.open(p) as m:
+            np.testing.assert_array_equal(m.data, expected.astype(np.float32))
+            h = m.header
+            assert float(h.dmin) == expected.min() and float(h.dmax) == expected.max()
+            assert float(h.dmean) == pytest.approx(expected.mean(), rel=1e-6)
+            assert float(h.rms) == pytest.approx(expected.std(), rel=1e-6)
+    assert not any(f.name.startswith(".") for f in tmp_path.iterdir())
+
+
+def test_a_stack_that_fails_mid_append_leaves_all_three_repairable(tmp_path, monkeypatch):
+    """One stack's thread fails (a disk error): the error reaches the caller after the other threads
+    end, and repair brings every stack back to the sections the journal knows."""
+    paths = _three(tmp_path)
+    rounds = [sections(3, seed=k) for k in range(3)]
+    for images in rounds[:2]:
+        stack.append_sections(list(zip(paths, images)), pixel_size_a=1.0, grace_s=0.0)
+    real = stack._append_in_place
+
+    def failing(work, a):
+        if "EVN" in work.name:
+            raise OSError(28, "No space left on device")
+        return real(work, a)
+
+    monkeypatch.setattr(stack, "_append_in_place", failing)
+    with pytest.raises(OSError, match="No space"):
+        stack.append_sections(list(zip(paths, rounds[2])), pixel_size_a=1.0, grace_s=0.0)
+    monkeypatch.undo()
+    grown = [stack.inspect_stack(p) for p in paths]
+    assert [s.under_work_name for s in grown] == [True, True, True]
+    assert [s.n_sections for s in grown] == [3, 2, 3]  # the others finished theirs
+    for j, p in enumerate(paths):
+        assert stack.repair(p, 2)[0] == 2 and valid(p)
+        with mrcfile.open(p) as m:
+            np.testing.assert_array_equal(m.data, np.stack([images[j] for images in rounds[:2]]))
