@@ -80,51 +80,81 @@ def run_relion(relion: str, movie: Path, gain: Path, workdir: Path, *, dose: flo
     return shifts, image
 
 
+def own_cases(args, threads: int):
+    """framewatch's simulator (``core/simulate.py``): ``(label, frames, gain, truth, ideal, oracle FRC)``."""
+    from sim_helpers import oracle_frc, simulated
+
+    for trajectory in args.trajectory or ["smooth", "jerky", "fast_early"]:
+        for exponent in args.exponent or [0.0, 1.0, 2.0]:
+            spec = dict(TILT, trajectory=trajectory, blob_mass_exponent=exponent, seed=args.seed)
+            sim = simulated(**spec)
+            yield f"{trajectory:10} {exponent:3.0f}", sim.frames, sim.gain, sim.shifts_px, sim.ideal, oracle_frc(**spec)
+
+
+def independent_cases(args, threads: int):
+    """The second simulator (``tests/independent_sim.py``): CTF-shaped random-field specimens, a
+    B-factor damage law, pixel integration; the oracle is framewatch's correction with the true shifts."""
+    from independent_sim import independent_movie
+    from sim_helpers import quarter_band_frc
+
+    from framewatch.core.correct import correct_movie
+
+    for path in args.trajectory or ["beam", "walk", "wobble"]:
+        for exponent in args.exponent or [1.0, 2.0]:
+            for seed in range(args.seed, args.seed + args.seeds):
+                sim = independent_movie(size=TILT["ny"], n_frames=TILT["n_frames"], pixel_size_a=TILT["pixel_size_a"],
+                                        dose_per_frame_e_per_a2=TILT["dose_per_frame_e_per_a2"],
+                                        contrast_rms=TILT["contrast_rms"], path=path, exponent=exponent, seed=seed)
+                oracle = correct_movie(sim.frames, gain=sim.gain, pixel_size_a=TILT["pixel_size_a"],
+                                       dose_per_frame_e_per_a2=TILT["dose_per_frame_e_per_a2"], patches=(0, 0),
+                                       shifts_px=sim.shifts_px, threads=threads)
+                yield (f"{path:6} {exponent:1.0f} s{seed:<2}", sim.frames, sim.gain, sim.shifts_px, sim.ideal,
+                       quarter_band_frc(oracle.dose_weighted_sum, sim.ideal))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--relion", required=True)
-    parser.add_argument("--trajectory", action="append")
+    parser.add_argument("--simulator", choices=("framewatch", "independent"), default="framewatch",
+                        help="framewatch's own (core/simulate.py) or the second one (tests/independent_sim.py)")
+    parser.add_argument("--trajectory", action="append", help="own: smooth/jerky/fast_early; independent: beam/walk/wobble")
     parser.add_argument("--exponent", action="append", type=float)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=1, help="independent simulator: seeds per movie kind")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from sim_helpers import oracle_frc, quarter_band_frc, simulated, trajectory_rmse_px
+    from sim_helpers import quarter_band_frc, trajectory_rmse_px
 
     from framewatch.core.correct import correct_movie
     from framewatch.core.movie_io import write_movie
 
-    trajectories = args.trajectory or ["smooth", "jerky", "fast_early"]
-    exponents = args.exponent or [0.0, 1.0, 2.0]
-    print(f"{'path':10} {'e':>3}  {'framewatch RMSE, FRC/oracle':34}  {'RELION 5 RMSE, FRC/oracle':34}  conventions", flush=True)
-    for trajectory in trajectories:
-        for exponent in exponents:
-            spec = dict(TILT, trajectory=trajectory, blob_mass_exponent=exponent, seed=args.seed)
-            sim = simulated(**spec)
-            oracle = oracle_frc(**spec)
-            ours = correct_movie(sim.frames, gain=sim.gain, pixel_size_a=TILT["pixel_size_a"],
-                                 dose_per_frame_e_per_a2=TILT["dose_per_frame_e_per_a2"], patches=(0, 0),
-                                 threads=args.threads)
-            ours_rmse = trajectory_rmse_px(ours.shifts_px, sim.shifts_px)
-            ours_frc = quarter_band_frc(ours.dose_weighted_sum, sim.ideal) / oracle
-            with tempfile.TemporaryDirectory() as tmp:
-                tmp = Path(tmp)
-                movie, gain = tmp / "movie.mrc", tmp / "gain.mrc"
-                write_movie(movie, np.asarray(sim.frames, dtype=np.float32), pixel_size_a=TILT["pixel_size_a"])
-                with mrcfile.new(gain) as m:
-                    m.set_data(np.asarray(sim.gain, dtype=np.float32))
-                shifts, image = run_relion(args.relion, movie, gain, tmp, dose=TILT["dose_per_frame_e_per_a2"],
-                                           threads=args.threads)
-            errors = {sign: trajectory_rmse_px(sign * shifts, sim.shifts_px) for sign in (-1.0, 1.0)}
-            sign = min(errors, key=errors.get)
-            middle = sign * (shifts[len(shifts) // 2] - shifts[0])
-            scores = {d: quarter_band_frc(shifted(image, d * middle[0], d * middle[1]), sim.ideal) / oracle
-                      for d in (-1.0, 1.0)}
-            direction = max(scores, key=lambda d: float(scores[d].sum()))
-            theirs_frc = scores[direction]
-            fmt = lambda r, f: f"{r:.3f}, " + "/".join(f"{v:.3f}" for v in f)  # noqa: E731
-            print(f"{trajectory:10} {exponent:3.0f}  {fmt(ours_rmse, ours_frc):34}  {fmt(errors[sign], theirs_frc):34}  "
-                  f"{'+' if sign > 0 else '-'}{'+' if direction > 0 else '-'}", flush=True)
+    cases = own_cases if args.simulator == "framewatch" else independent_cases
+    print(f"{'movie':13}  {'framewatch RMSE, FRC/oracle':34}  {'RELION 5 RMSE, FRC/oracle':34}  conventions", flush=True)
+    for label, frames, gain, truth, ideal, oracle in cases(args, args.threads):
+        ours = correct_movie(frames, gain=gain, pixel_size_a=TILT["pixel_size_a"],
+                             dose_per_frame_e_per_a2=TILT["dose_per_frame_e_per_a2"], patches=(0, 0),
+                             threads=args.threads)
+        ours_rmse = trajectory_rmse_px(ours.shifts_px, truth)
+        ours_frc = quarter_band_frc(ours.dose_weighted_sum, ideal) / oracle
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            movie, gain_file = tmp / "movie.mrc", tmp / "gain.mrc"
+            write_movie(movie, np.asarray(frames, dtype=np.float32), pixel_size_a=TILT["pixel_size_a"])
+            with mrcfile.new(gain_file) as m:
+                m.set_data(np.asarray(gain, dtype=np.float32))
+            shifts, image = run_relion(args.relion, movie, gain_file, tmp, dose=TILT["dose_per_frame_e_per_a2"],
+                                       threads=args.threads)
+        errors = {sign: trajectory_rmse_px(sign * shifts, truth) for sign in (-1.0, 1.0)}
+        sign = min(errors, key=errors.get)
+        middle = sign * (shifts[len(shifts) // 2] - shifts[0])
+        scores = {d: quarter_band_frc(shifted(image, d * middle[0], d * middle[1]), ideal) / oracle
+                  for d in (-1.0, 1.0)}
+        direction = max(scores, key=lambda d: float(scores[d].sum()))
+        theirs_frc = scores[direction]
+        fmt = lambda r, f: f"{r:.3f}, " + "/".join(f"{v:.3f}" for v in f)  # noqa: E731
+        print(f"{label:13}  {fmt(ours_rmse, ours_frc):34}  {fmt(errors[sign], theirs_frc):34}  "
+              f"{'+' if sign > 0 else '-'}{'+' if direction > 0 else '-'}", flush=True)
     return 0
 
 

@@ -1,0 +1,121 @@
+"""A second movie simulator, written apart from ``framewatch.core.simulate`` and sharing none of its
+code, so that the accuracy claims are not only claims about framewatch's own simulator (issue 12:
+"your own simulator is not the world").
+
+What differs from ``core/simulate.py``, on purpose:
+
+- **Specimen**: a Gaussian random field, not blobs. Its power spectrum is a defocused phase-contrast
+  image's: ``CTF(k)^2 * (k^2 + k0^2)^(-a/2)`` with ``CTF = -(sqrt(1 - A^2) sin chi + A cos chi)``,
+  ``chi = pi lambda df k^2 - pi/2 Cs lambda^3 k^4`` (300 kV, Cs 2.7 mm, amplitude contrast
+  A = 0.07, defocus ``defocus_um``): the power oscillates to zero on rings and there is little
+  contrast at the lowest frequencies, as in a tomogram's tilt images. ``a``: 1 or 2.
+- **Radiation damage**: a B-factor that grows with the accumulated dose N,
+  ``exp(-B_per_dose * N * k^2 / 4)`` (a Gaussian in k), not Grant & Grigorieff's critical exposure
+  that framewatch's dose weighting uses.
+- **Detector**: every frame is rendered on a grid twice as fine and binned 2 x 2 (pixel
+  integration), multiplied by a per-pixel sensitivity (the gain reference is its inverse, normalised
+  to mean 1), then counted (Poisson).
+- **Motion**, drawn here: ``beam`` (an exponential approach of 3 px in a random direction plus a
+  slow drift: the fast-early shape of beam-induced motion), ``walk`` (a random walk, 0.3 px rms
+  steps per axis), ``wobble`` (a 0.8 px sinusoid with a 4-frame period on a drift of 0.2 px per
+  frame).
+
+Conventions are DESIGN.md's: ``shifts_px[i]`` (x, y) is where frame ``i`` shows a specimen point
+relative to frame 0 (pixel ``u + shifts_px[i]`` of frame ``i`` shows what pixel ``u`` of frame 0
+shows), and ``ideal`` is the noiseless, undamaged specimen in the middle frame's configuration,
+binned as the frames are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+WAVELENGTH_300KV_A = 0.019687
+CS_A = 2.7e7
+AMPLITUDE_CONTRAST = 0.07
+PATHS = ("beam", "walk", "wobble")
+
+
+@dataclass(frozen=True)
+class IndependentMovie:
+    """``frames`` uint16 ``(n, ny, nx)`` counts; ``gain`` float32 ``(ny, nx)`` (corrected = raw x gain);
+    ``shifts_px`` ``(n, 2)`` the truth; ``ideal`` float32 ``(ny, nx)``."""
+
+    frames: np.ndarray
+    gain: np.ndarray
+    shifts_px: np.ndarray
+    ideal: np.ndarray
+
+
+def trajectory_px(path: str, n_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_frames, 2)`` positions (x, y) in px, frame 0 at the origin."""
+    t = np.arange(n_frames, dtype=np.float64)
+    if path == "beam":
+        angle, drift_angle = rng.uniform(0, 2 * np.pi, 2)
+        jump = 3.0 * (1.0 - np.exp(-t / 1.5))
+        drift = 0.1 * t
+        pos = np.stack([jump * np.cos(angle) + drift * np.cos(drift_angle),
+                        jump * np.sin(angle) + drift * np.sin(drift_angle)], axis=1)
+    elif path == "walk":
+        steps = rng.normal(0.0, 0.3, (n_frames, 2))
+        steps[0] = 0.0
+        pos = np.cumsum(steps, axis=0)
+    elif path == "wobble":
+        angle, drift_angle = rng.uniform(0, 2 * np.pi, 2)
+        wob = 0.8 * np.sin(2 * np.pi * t / 4.0 + rng.uniform(0, 2 * np.pi))
+        pos = np.stack([wob * np.cos(angle) + 0.2 * t * np.cos(drift_angle),
+                        wob * np.sin(angle) + 0.2 * t * np.sin(drift_angle)], axis=1)
+    else:
+        raise ValueError(f"path {path!r} is not one of {PATHS}")
+    return pos - pos[0]
+
+
+def _ctf(k_a: np.ndarray, defocus_a: float) -> np.ndarray:
+    lam = WAVELENGTH_300KV_A
+    chi = np.pi * lam * defocus_a * k_a**2 - 0.5 * np.pi * CS_A * lam**3 * k_a**4
+    return -(np.sqrt(1 - AMPLITUDE_CONTRAST**2) * np.sin(chi) + AMPLITUDE_CONTRAST * np.cos(chi))
+
+
+def _bin2(image: np.ndarray) -> np.ndarray:
+    ny, nx = image.shape
+    return image.reshape(ny // 2, 2, nx // 2, 2).mean(axis=(1, 3))
+
+
+def independent_movie(*, size: int = 2048, n_frames: int = 10, pixel_size_a: float = 1.5,
+                      dose_per_frame_e_per_a2: float = 0.3, contrast_rms: float = 0.10, path: str = "beam",
+                      exponent: float = 1.0, defocus_um: float = 3.0, b_per_dose_a2: float = 4.0,
+                      sensitivity_rms: float = 0.05, seed: int = 0) -> IndependentMovie:
+    """One square movie ``size`` px (see the module docstring for the model)."""
+    rng = np.random.default_rng(seed)
+    fine = 2 * size
+    fine_px_a = pixel_size_a / 2.0
+    ky = scipy.fft.fftfreq(fine, d=fine_px_a)[:, None]
+    kx = scipy.fft.rfftfreq(fine, d=fine_px_a)[None, :]
+    k2 = kx**2 + ky**2
+    k = np.sqrt(k2)
+    power = _ctf(k, defocus_um * 1e4) ** 2 * (k2 + (1 / 200.0) ** 2) ** (-exponent / 2.0)
+    power[0, 0] = 0.0
+    white = scipy.fft.rfft2(rng.standard_normal((fine, fine)).astype(np.float32))
+    specimen = (white * np.sqrt(power)).astype(np.complex64)
+    del white
+    pos = trajectory_px(path, n_frames, rng)
+    field_middle = _bin2(scipy.fft.irfft2(specimen, s=(fine, fine)))
+    scale = contrast_rms / float(field_middle.std())
+    counts_per_px = dose_per_frame_e_per_a2 * pixel_size_a**2
+    sensitivity = np.clip(1.0 + sensitivity_rms * rng.standard_normal((size, size)), 0.5, 1.5)
+    frames = np.empty((n_frames, size, size), dtype=np.uint16)
+    for i in range(n_frames):
+        dose = (i + 1) * dose_per_frame_e_per_a2
+        damage = np.exp(-b_per_dose_a2 * dose * k2 / 4.0)
+        # frame i shows at pixel u + pos[i] what frame 0 shows at u: move the specimen by +pos[i]
+        phase = np.exp(-2j * np.pi * (kx * pos[i, 0] + ky * pos[i, 1]) * pixel_size_a)
+        image = _bin2(scipy.fft.irfft2(specimen * damage * phase, s=(fine, fine)))
+        intensity = np.clip(1.0 + scale * image, 0.0, None)
+        frames[i] = rng.poisson(counts_per_px * sensitivity * intensity)
+    mid = n_frames // 2
+    phase = np.exp(-2j * np.pi * (kx * pos[mid, 0] + ky * pos[mid, 1]) * pixel_size_a)
+    ideal = (1.0 + scale * _bin2(scipy.fft.irfft2(specimen * phase, s=(fine, fine)))) * counts_per_px * n_frames
+    gain = (1.0 / sensitivity) / float(np.mean(1.0 / sensitivity))
+    return IndependentMovie(frames, gain.astype(np.float32), pos, ideal.astype(np.float32))
