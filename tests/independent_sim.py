@@ -20,6 +20,12 @@ What differs from ``core/simulate.py``, on purpose:
   steps per axis), ``wobble`` (a 0.8 px sinusoid with a 4-frame period on a drift of 0.2 px per
   frame).
 
+- **Local motion** (``local_amplitude_px`` > 0): a field ``D(u)`` made of a tilt-plane term and
+  three Gaussian bumps (sigma a tenth to a fifth of the frame) scaled to the given largest
+  displacement, growing in time as ``sqrt`` of the dose (fast early), zero at the middle frame.
+  Frames are then rendered by cubic-spline resampling of the fine grid (``scipy.ndimage``), each
+  pixel mapped back through the field by fixed-point iteration, instead of by a Fourier shift.
+
 Conventions are DESIGN.md's: ``shifts_px[i]`` (x, y) is where frame ``i`` shows a specimen point
 relative to frame 0 (pixel ``u + shifts_px[i]`` of frame ``i`` shows what pixel ``u`` of frame 0
 shows), and ``ideal`` is the noiseless, undamaged specimen in the middle frame's configuration,
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+import scipy.ndimage
 
 WAVELENGTH_300KV_A = 0.019687
 CS_A = 2.7e7
@@ -41,12 +48,16 @@ PATHS = ("beam", "walk", "wobble")
 @dataclass(frozen=True)
 class IndependentMovie:
     """``frames`` uint16 ``(n, ny, nx)`` counts; ``gain`` float32 ``(ny, nx)`` (corrected = raw x gain);
-    ``shifts_px`` ``(n, 2)`` the truth; ``ideal`` float32 ``(ny, nx)``."""
+    ``shifts_px`` ``(n, 2)`` the truth; ``ideal`` float32 ``(ny, nx)``; ``local``: the true local
+    motion as ``f(x, y, t) -> (dx, dy)`` in the middle frame's registered coordinates (pixel
+    ``u + shifts_px[t] - shifts_px[mid] + f(u, t)`` of frame ``t`` shows what pixel ``u`` of the
+    middle frame shows; what ``correct_movie(local_displacement_px=...)`` takes), ``None`` without."""
 
     frames: np.ndarray
     gain: np.ndarray
     shifts_px: np.ndarray
     ideal: np.ndarray
+    local: object = None
 
 
 def trajectory_px(path: str, n_frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,7 +97,7 @@ def _bin2(image: np.ndarray) -> np.ndarray:
 def independent_movie(*, size: int = 2048, n_frames: int = 10, pixel_size_a: float = 1.5,
                       dose_per_frame_e_per_a2: float = 0.3, contrast_rms: float = 0.10, path: str = "beam",
                       exponent: float = 1.0, defocus_um: float = 3.0, b_per_dose_a2: float = 4.0,
-                      sensitivity_rms: float = 0.05, seed: int = 0) -> IndependentMovie:
+                      sensitivity_rms: float = 0.05, local_amplitude_px: float = 0.0, seed: int = 0) -> IndependentMovie:
     """One square movie ``size`` px (see the module docstring for the model)."""
     rng = np.random.default_rng(seed)
     fine = 2 * size
@@ -106,6 +117,12 @@ def independent_movie(*, size: int = 2048, n_frames: int = 10, pixel_size_a: flo
     counts_per_px = dose_per_frame_e_per_a2 * pixel_size_a**2
     sensitivity = np.clip(1.0 + sensitivity_rms * rng.standard_normal((size, size)), 0.5, 1.5)
     frames = np.empty((n_frames, size, size), dtype=np.uint16)
+    gain = ((1.0 / sensitivity) / float(np.mean(1.0 / sensitivity))).astype(np.float32)
+    if local_amplitude_px > 0:
+        return _with_local_motion(specimen, k2, kx, ky, pos, rng, frames, gain, size=size, pixel_size_a=pixel_size_a,
+                                  dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, scale=scale,
+                                  counts_per_px=counts_per_px, sensitivity=sensitivity, b_per_dose_a2=b_per_dose_a2,
+                                  amplitude_px=local_amplitude_px)
     for i in range(n_frames):
         dose = (i + 1) * dose_per_frame_e_per_a2
         damage = np.exp(-b_per_dose_a2 * dose * k2 / 4.0)
@@ -117,5 +134,73 @@ def independent_movie(*, size: int = 2048, n_frames: int = 10, pixel_size_a: flo
     mid = n_frames // 2
     phase = np.exp(-2j * np.pi * (kx * pos[mid, 0] + ky * pos[mid, 1]) * pixel_size_a)
     ideal = (1.0 + scale * _bin2(scipy.fft.irfft2(specimen * phase, s=(fine, fine)))) * counts_per_px * n_frames
-    gain = (1.0 / sensitivity) / float(np.mean(1.0 / sensitivity))
-    return IndependentMovie(frames, gain.astype(np.float32), pos, ideal.astype(np.float32))
+    return IndependentMovie(frames, gain, pos, ideal.astype(np.float32))
+
+
+def local_field(size: int, amplitude_px: float, rng: np.random.Generator):
+    """``D(x, y) -> (dx, dy)`` in px: a tilt plane plus three Gaussian bumps, largest |D| on the
+    frame = ``amplitude_px``."""
+    plane = rng.normal(0.0, 1.0, (2, 2)) / size  # (dx, dy) per px of (x, y)
+    centres = rng.uniform(0.15 * size, 0.85 * size, (3, 2))
+    sigmas = rng.uniform(0.1 * size, 0.2 * size, 3)
+    weights = rng.normal(0.0, 1.0, (3, 2))
+
+    def raw(x, y):
+        x = np.asarray(x, np.float64) - size / 2
+        y = np.asarray(y, np.float64) - size / 2
+        dx = plane[0, 0] * x + plane[0, 1] * y
+        dy = plane[1, 0] * x + plane[1, 1] * y
+        for (cx, cy), sig, (wx, wy) in zip(centres, sigmas, weights):
+            g = np.exp(-((x + size / 2 - cx) ** 2 + (y + size / 2 - cy) ** 2) / (2 * sig**2))
+            dx = dx + wx * g
+            dy = dy + wy * g
+        return dx, dy
+
+    gy, gx = np.mgrid[0:size:16, 0:size:16]
+    dx, dy = raw(gx, gy)
+    norm = amplitude_px / float(np.sqrt(dx**2 + dy**2).max())
+    return lambda x, y: tuple(norm * d for d in raw(x, y))
+
+
+def _with_local_motion(specimen, k2, kx, ky, pos, rng, frames, gain, *, size, pixel_size_a, dose_per_frame_e_per_a2,
+                       scale, counts_per_px, sensitivity, b_per_dose_a2, amplitude_px) -> IndependentMovie:
+    """Frames resampled through the global shift and the local field (module docstring)."""
+    n = len(frames)
+    fine = 2 * size
+    mid = n // 2
+    field = local_field(size, amplitude_px, rng)
+    profile = np.sqrt((np.arange(n) + 1.0) / n)  # fast early: grows with the square root of the dose
+    profile = profile - profile[mid]
+
+    def local(x, y, t):
+        dx, dy = field(x, y)
+        h = profile[int(round(float(t)))]
+        return h * dx, h * dy
+
+    # the specimen in the middle frame's configuration (the ideal), then every frame mapped from it
+    to_middle = np.exp(-2j * np.pi * (kx * pos[mid, 0] + ky * pos[mid, 1]) * pixel_size_a)
+    middle = specimen * to_middle
+    ideal = (1.0 + scale * _bin2(scipy.fft.irfft2(middle, s=(fine, fine)))) * counts_per_px * n
+    q = (np.arange(fine) - 0.5) / 2.0  # coarse coordinate of each fine pixel's centre
+    py, px = np.meshgrid(q, q, indexing="ij")
+    # the field is smooth (its bumps are >= 0.1 of the frame wide): solve for it on every 8th fine
+    # pixel (and one past the edge) and interpolate linearly, ~1e-4 px from solving at every pixel
+    step = 8
+    q_grid = (np.arange(0, fine + 1, step) - 0.5) / 2.0
+    gy, gx = np.meshgrid(q_grid, q_grid, indexing="ij")
+    for i in range(n):
+        damaged = scipy.fft.irfft2(middle * np.exp(-b_per_dose_a2 * (i + 1) * dose_per_frame_e_per_a2 * k2 / 4.0),
+                                   s=(fine, fine))
+        coefficients = scipy.ndimage.spline_filter(damaged, order=3, mode="grid-wrap")
+        g = pos[i] - pos[mid]
+        fx = fy = np.zeros_like(gx)
+        for _ in range(4):  # u + g + f(u, t) = p, solved by fixed-point iteration
+            fx, fy = local(gx - g[0] - fx, gy - g[1] - fy, i)
+        fx, fy = (scipy.ndimage.zoom(f, (fine + 1) / f.shape[0], order=1, grid_mode=False)[:fine, :fine]
+                  for f in (fx, fy))
+        ux, uy = px - g[0] - fx, py - g[1] - fy
+        sampled = scipy.ndimage.map_coordinates(coefficients, [2 * uy + 0.5, 2 * ux + 0.5], order=3,
+                                                mode="grid-wrap", prefilter=False)
+        intensity = np.clip(1.0 + scale * _bin2(sampled), 0.0, None)
+        frames[i] = rng.poisson(counts_per_px * sensitivity * intensity)
+    return IndependentMovie(frames, gain, pos, ideal.astype(np.float32), local)
