@@ -149,6 +149,7 @@ def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", gr
             moved.append(path)
     if moved and grace_s > 0:
         time.sleep(grace_s)
+
     def append_one(path: Path, a: np.ndarray) -> int:
         work = work_of[path]
         if not work.exists():
@@ -162,7 +163,7 @@ def append_sections(items, *, pixel_size_a: float, label: str = "framewatch", gr
         futures = [pool.submit(append_one, path, a) for path, a in prepared]
         zs = []
         for i, future in enumerate(futures):
-            zs.append(future.result())  # the first error is raised once all threads have stopped
+            zs.append(future.result())  # an error leaves the with-block once every thread has stopped
             if between is not None:
                 between(i)
     for path, _ in prepared:
