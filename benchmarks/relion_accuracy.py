@@ -1,11 +1,14 @@
 """Whole-frame trajectories of framewatch and of RELION 5's own motion correction against the truth.
 
     python -m benchmarks.relion_accuracy --relion /opt/relion/bin/relion_run_motioncorr \\
-        [--trajectory jerky --trajectory smooth ...] [--exponent 0 --exponent 2 ...] [--seed 1]
+        [--simulator framewatch|independent] [--trajectory jerky --trajectory smooth ...]
+        [--exponent 0 --exponent 2 ...] [--seed 1] [--seeds 1]
 
 The movies of issue 12's whole-frame acceptance (``tests/test_accuracy_global.py``): 2048² × 10
 frames, 0.3 e/Å² per frame, 1.5 Å/px, 10 % rms contrast, no local motion, simulated by
-``framewatch.core.simulate`` with a gain reference; written as float32 MRC with the gain as an MRC
+``framewatch.core.simulate`` (or, with ``--simulator independent``, by the second simulator of
+``tests/independent_sim.py``, which shares no code with it: paths ``beam``/``walk``/``wobble``,
+spectrum exponents 1 and 2, ``--seeds`` seeds each) with a gain reference; written as float32 MRC with the gain as an MRC
 file, and corrected whole-frame by ``framewatch.core.correct.correct_movie`` and by
 ``relion_run_motioncorr --use_own --patch_x 1 --patch_y 1 --dose_weighting`` (RELION's default
 B-factor, 150 Å²). Printed per movie: the trajectory RMSE (px, after removing the best constant
