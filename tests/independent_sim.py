@@ -112,8 +112,8 @@ def independent_movie(*, size: int = 2048, n_frames: int = 10, pixel_size_a: flo
     specimen = (white * np.sqrt(power)).astype(np.complex64)
     del white
     pos = trajectory_px(path, n_frames, rng)
-    field_middle = _bin2(scipy.fft.irfft2(specimen, s=(fine, fine)))
-    scale = contrast_rms / float(field_middle.std())
+    undamaged = _bin2(scipy.fft.irfft2(specimen, s=(fine, fine)))  # sets the contrast scale
+    scale = contrast_rms / float(undamaged.std())
     counts_per_px = dose_per_frame_e_per_a2 * pixel_size_a**2
     sensitivity = np.clip(1.0 + sensitivity_rms * rng.standard_normal((size, size)), 0.5, 1.5)
     frames = np.empty((n_frames, size, size), dtype=np.uint16)
