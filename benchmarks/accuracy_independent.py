@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from independent_sim import independent_movie
+    from independent_sim import independent_movie, oracle_correction
     from sim_helpers import quarter_band_frc
 
     from framewatch.core.correct import correct_movie
@@ -46,11 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                                 local_amplitude_px=amplitude, seed=args.seed)
         whole = correct_movie(sim.frames, gain=sim.gain, patches=(0, 0), **kw)
         defaults = correct_movie(sim.frames, gain=sim.gain, **kw)
-        if sim.local is not None:
-            oracle = correct_movie(sim.frames, gain=sim.gain, patches=(5, 5), shifts_px=sim.shifts_px,
-                                   local_displacement_px=sim.local, **kw)
-        else:
-            oracle = correct_movie(sim.frames, gain=sim.gain, patches=(0, 0), shifts_px=sim.shifts_px, **kw)
+        oracle = oracle_correction(sim, **kw)
         best = quarter_band_frc(oracle.dose_weighted_sum, sim.ideal)
         fw = quarter_band_frc(whole.dose_weighted_sum, sim.ideal) / best
         fd = quarter_band_frc(defaults.dose_weighted_sum, sim.ideal) / best

@@ -97,10 +97,8 @@ def own_cases(args, threads: int):
 def independent_cases(args, threads: int):
     """The second simulator (``tests/independent_sim.py``): CTF-shaped random-field specimens, a
     B-factor damage law, pixel integration; the oracle is framewatch's correction with the true shifts."""
-    from independent_sim import independent_movie
+    from independent_sim import independent_movie, oracle_correction
     from sim_helpers import quarter_band_frc
-
-    from framewatch.core.correct import correct_movie
 
     for path in args.trajectory or ["beam", "walk", "wobble"]:
         for exponent in args.exponent or [1.0, 2.0]:
@@ -108,9 +106,8 @@ def independent_cases(args, threads: int):
                 sim = independent_movie(size=TILT["ny"], n_frames=TILT["n_frames"], pixel_size_a=TILT["pixel_size_a"],
                                         dose_per_frame_e_per_a2=TILT["dose_per_frame_e_per_a2"],
                                         contrast_rms=TILT["contrast_rms"], path=path, exponent=exponent, seed=seed)
-                oracle = correct_movie(sim.frames, gain=sim.gain, pixel_size_a=TILT["pixel_size_a"],
-                                       dose_per_frame_e_per_a2=TILT["dose_per_frame_e_per_a2"], patches=(0, 0),
-                                       shifts_px=sim.shifts_px, threads=threads)
+                oracle = oracle_correction(sim, pixel_size_a=TILT["pixel_size_a"],
+                                           dose_per_frame_e_per_a2=TILT["dose_per_frame_e_per_a2"], threads=threads)
                 yield (f"{path:6} {exponent:1.0f} s{seed:<2}", sim.frames, sim.gain, sim.shifts_px, sim.ideal,
                        quarter_band_frc(oracle.dose_weighted_sum, sim.ideal))
 

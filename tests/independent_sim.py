@@ -118,23 +118,39 @@ def independent_movie(*, size: int = 2048, n_frames: int = 10, pixel_size_a: flo
     sensitivity = np.clip(1.0 + sensitivity_rms * rng.standard_normal((size, size)), 0.5, 1.5)
     frames = np.empty((n_frames, size, size), dtype=np.uint16)
     gain = ((1.0 / sensitivity) / float(np.mean(1.0 / sensitivity))).astype(np.float32)
+
+    def moved(p) -> np.ndarray:  # the phase that moves the specimen by +p px
+        return np.exp(-2j * np.pi * (kx * p[0] + ky * p[1]) * pixel_size_a)
+
+    def damage(i: int) -> np.ndarray:  # at the end of frame i
+        return np.exp(-b_per_dose_a2 * ((i + 1) * dose_per_frame_e_per_a2) * k2 / 4.0)
+
+    mid = n_frames // 2
+    middle = specimen * moved(pos[mid])  # the specimen in the middle frame's configuration
+    ideal = ((1.0 + scale * _bin2(scipy.fft.irfft2(middle, s=(fine, fine)))) * counts_per_px * n_frames
+             ).astype(np.float32)
     if local_amplitude_px > 0:
-        return _with_local_motion(specimen, k2, kx, ky, pos, rng, frames, gain, size=size, pixel_size_a=pixel_size_a,
-                                  dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, scale=scale,
-                                  counts_per_px=counts_per_px, sensitivity=sensitivity, b_per_dose_a2=b_per_dose_a2,
-                                  amplitude_px=local_amplitude_px)
+        return _with_local_motion(middle, ideal, damage, pos, rng, frames, gain, size=size, scale=scale,
+                                  counts_per_px=counts_per_px, sensitivity=sensitivity, amplitude_px=local_amplitude_px)
     for i in range(n_frames):
-        dose = (i + 1) * dose_per_frame_e_per_a2
-        damage = np.exp(-b_per_dose_a2 * dose * k2 / 4.0)
         # frame i shows at pixel u + pos[i] what frame 0 shows at u: move the specimen by +pos[i]
-        phase = np.exp(-2j * np.pi * (kx * pos[i, 0] + ky * pos[i, 1]) * pixel_size_a)
-        image = _bin2(scipy.fft.irfft2(specimen * damage * phase, s=(fine, fine)))
+        image = _bin2(scipy.fft.irfft2(specimen * damage(i) * moved(pos[i]), s=(fine, fine)))
         intensity = np.clip(1.0 + scale * image, 0.0, None)
         frames[i] = rng.poisson(counts_per_px * sensitivity * intensity)
-    mid = n_frames // 2
-    phase = np.exp(-2j * np.pi * (kx * pos[mid, 0] + ky * pos[mid, 1]) * pixel_size_a)
-    ideal = (1.0 + scale * _bin2(scipy.fft.irfft2(specimen * phase, s=(fine, fine)))) * counts_per_px * n_frames
-    return IndependentMovie(frames, gain, pos, ideal.astype(np.float32))
+    return IndependentMovie(frames, gain, pos, ideal)
+
+
+def oracle_correction(sim: IndependentMovie, **options):
+    """``correct_movie`` of ``sim``'s frames with its true motion (the true field too, when it has
+    one: ``patches`` is then (5, 5) only because ``correct_movie`` needs a grid to accept a field):
+    the oracle sum that accuracy is scored against. ``options``: ``correct_movie``'s
+    (``pixel_size_a``, ``dose_per_frame_e_per_a2``, ``threads`` ...)."""
+    from framewatch.core.correct import correct_movie
+
+    if sim.local is None:
+        return correct_movie(sim.frames, gain=sim.gain, shifts_px=sim.shifts_px, **{**options, "patches": (0, 0)})
+    return correct_movie(sim.frames, gain=sim.gain, shifts_px=sim.shifts_px, local_displacement_px=sim.local,
+                         **{**options, "patches": (5, 5)})
 
 
 def local_field(size: int, amplitude_px: float, rng: np.random.Generator):
@@ -162,9 +178,11 @@ def local_field(size: int, amplitude_px: float, rng: np.random.Generator):
     return lambda x, y: tuple(norm * d for d in raw(x, y))
 
 
-def _with_local_motion(specimen, k2, kx, ky, pos, rng, frames, gain, *, size, pixel_size_a, dose_per_frame_e_per_a2,
-                       scale, counts_per_px, sensitivity, b_per_dose_a2, amplitude_px) -> IndependentMovie:
-    """Frames resampled through the global shift and the local field (module docstring)."""
+def _with_local_motion(middle, ideal, damage, pos, rng, frames, gain, *, size, scale, counts_per_px, sensitivity,
+                       amplitude_px) -> IndependentMovie:
+    """Frames resampled through the global shift and the local field (module docstring): ``middle``
+    is the specimen's fine half spectrum in the middle frame's configuration, ``damage(i)`` its
+    attenuation at the end of frame ``i``."""
     n = len(frames)
     fine = 2 * size
     mid = n // 2
@@ -177,10 +195,7 @@ def _with_local_motion(specimen, k2, kx, ky, pos, rng, frames, gain, *, size, pi
         h = profile[int(round(float(t)))]
         return h * dx, h * dy
 
-    # the specimen in the middle frame's configuration (the ideal), then every frame mapped from it
-    to_middle = np.exp(-2j * np.pi * (kx * pos[mid, 0] + ky * pos[mid, 1]) * pixel_size_a)
-    middle = specimen * to_middle
-    ideal = (1.0 + scale * _bin2(scipy.fft.irfft2(middle, s=(fine, fine)))) * counts_per_px * n
+    # every frame is mapped from the specimen in the middle frame's configuration
     q = (np.arange(fine) - 0.5) / 2.0  # coarse coordinate of each fine pixel's centre
     py, px = np.meshgrid(q, q, indexing="ij")
     # the field is smooth (its bumps are >= 0.1 of the frame wide): solve for it on every 8th fine
@@ -189,8 +204,7 @@ def _with_local_motion(specimen, k2, kx, ky, pos, rng, frames, gain, *, size, pi
     q_grid = (np.arange(0, fine + 1, step) - 0.5) / 2.0
     gy, gx = np.meshgrid(q_grid, q_grid, indexing="ij")
     for i in range(n):
-        damaged = scipy.fft.irfft2(middle * np.exp(-b_per_dose_a2 * (i + 1) * dose_per_frame_e_per_a2 * k2 / 4.0),
-                                   s=(fine, fine))
+        damaged = scipy.fft.irfft2(middle * damage(i), s=(fine, fine))
         coefficients = scipy.ndimage.spline_filter(damaged, order=3, mode="grid-wrap")
         g = pos[i] - pos[mid]
         fx = fy = np.zeros_like(gx)
@@ -203,4 +217,4 @@ def _with_local_motion(specimen, k2, kx, ky, pos, rng, frames, gain, *, size, pi
                                                 mode="grid-wrap", prefilter=False)
         intensity = np.clip(1.0 + scale * _bin2(sampled), 0.0, None)
         frames[i] = rng.poisson(counts_per_px * sensitivity * intensity)
-    return IndependentMovie(frames, gain, pos, ideal.astype(np.float32), local)
+    return IndependentMovie(frames, gain, pos, ideal, local)

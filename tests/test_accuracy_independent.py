@@ -6,7 +6,7 @@ oracle's (true shifts) >= 0.98 in the three lower quarter bands; the top band, w
 frame's own measurement error shifts the whole sum (README, "Whole-frame alignment"), >= 0.97."""
 import numpy as np
 import pytest
-from independent_sim import independent_movie, trajectory_px
+from independent_sim import independent_movie, oracle_correction, trajectory_px
 from sim_helpers import quarter_band_frc, trajectory_rmse_px
 
 from framewatch.core.correct import correct_movie
@@ -16,7 +16,7 @@ TILT = dict(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3, patches=(0, 0), threa
 
 def _scores(sim):
     ours = correct_movie(sim.frames, gain=sim.gain, **TILT)
-    oracle = correct_movie(sim.frames, gain=sim.gain, shifts_px=sim.shifts_px, **TILT)
+    oracle = oracle_correction(sim, **TILT)
     frc = quarter_band_frc(ours.dose_weighted_sum, sim.ideal) / quarter_band_frc(oracle.dose_weighted_sum, sim.ideal)
     return trajectory_rmse_px(ours.shifts_px, sim.shifts_px), frc
 
@@ -70,8 +70,7 @@ def test_local_motion_on_the_second_simulator_never_hurts_and_pays_where_measura
     del kw["patches"]
     whole = correct_movie(sim.frames, gain=sim.gain, patches=(0, 0), **kw)
     defaults = correct_movie(sim.frames, gain=sim.gain, **kw)
-    oracle = correct_movie(sim.frames, gain=sim.gain, patches=(5, 5), shifts_px=sim.shifts_px,
-                           local_displacement_px=sim.local, **kw)
+    oracle = oracle_correction(sim, **kw)
     best = quarter_band_frc(oracle.dose_weighted_sum, sim.ideal)
     frc_whole = quarter_band_frc(whole.dose_weighted_sum, sim.ideal) / best
     frc_defaults = quarter_band_frc(defaults.dose_weighted_sum, sim.ideal) / best
