@@ -39,8 +39,16 @@ def drift_statistics(alignment: GlobalAlignment, local, doses: np.ndarray, freq:
         relion_late_motion_px=relion.late_px,
         relion_early_motion_a=relion.early_px * px,
         relion_late_motion_a=relion.late_px * px,
+        trajectory_smoothing=_smoothing_label(alignment),
+        shift_precision_px=None if alignment.measurement_sd_px is None else float(np.median(alignment.measurement_sd_px)),
         **(local.statistics() if local is not None else {"local_motion": "off (--patches 0 0)"}),
     )
+
+
+def _smoothing_label(alignment: GlobalAlignment) -> str:
+    if alignment.free_start_frames:
+        return f"{alignment.smoothing}, first {alignment.free_start_frames} frames free"
+    return alignment.smoothing
 
 
 def correction_notes(input_notes: list[str], alignment: GlobalAlignment, local, *, tolerance_px: float) -> tuple[str, ...]:

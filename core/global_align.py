@@ -10,8 +10,12 @@ The first iteration searches the whole map within ``max_shift``; later ones eval
 exactly at the 3 x 3 offsets around the current estimate by a direct DFT and fall back to the full
 search when the peak is not at the centre. Sub-pixel offsets come from a 3-point Gaussian fit
 (:mod:`framewatch.core.peak`). After each iteration the trajectory is regularised in time
-(:mod:`framewatch.core.trajectory`). Iteration stops when no frame's estimate moved by more than
-``tolerance_px`` (unbinned pixels), or after ``max_iterations``.
+(:mod:`framewatch.core.trajectory`) by the dose rule. Iteration stops when no frame's estimate moved
+by more than ``tolerance_px`` (unbinned pixels), or after ``max_iterations``. The last measurements
+are then smoothed once more, as strongly as the frames' own measurement noise allows, each frame's
+noise estimated from its correlation peak (:mod:`framewatch.core.peak_precision`). Once, not in
+every iteration: a choice near the rule's threshold, fed back through the references, flipped
+from one iteration to the next and kept the alignment from converging.
 """
 from __future__ import annotations
 
@@ -21,10 +25,11 @@ import numba
 import numpy as np
 
 from .fourier import irfft2, shift_spectrum
-from .frame_pool import sum_in_order
+from .frame_pool import frame_pool, sum_in_order
 from .peak import correlation_at, find_peak, gaussian_offset, offset_mask, refine_peak
+from .peak_precision import peak_covariance
 from .spectral_weight import SpectralSNR, estimate_spectral_snr, spectral_snr_weight
-from .trajectory import regularise_trajectory
+from .trajectory import WEIGHT_RANGE, regularise_trajectory
 
 WEIGHTINGS = ("spectral_snr", "bfactor")
 _LOCAL_OFFSETS = np.array([-1.0, 0.0, 1.0])  # alignment pixels around the current estimate
@@ -41,6 +46,10 @@ class GlobalAlignment:
     ``weighting``: the filter of the last iteration, ``"spectral_snr"`` or ``"bfactor"`` (with the
     reason in parentheses when the spectral weight was asked for but not usable); ``spectral_snr``:
     the last estimate (:class:`framewatch.core.spectral_weight.SpectralSNR`), if any.
+    ``measurement_sd_px`` ``(n_frames,)``: each frame's last measurement error per axis, as its
+    correlation peak implies (:mod:`framewatch.core.peak_precision`; unbinned px), if estimated;
+    ``smoothing``: the trajectory rule (:mod:`framewatch.core.trajectory`), ``"measurement noise"`` or
+    ``"dose"``, and ``free_start_frames`` the frames at the start it left free of its penalty.
     """
 
     shifts_px: np.ndarray
@@ -52,6 +61,9 @@ class GlobalAlignment:
     peak_significance: np.ndarray | None = None
     weighting: str = "bfactor"
     spectral_snr: SpectralSNR | None = None
+    measurement_sd_px: np.ndarray | None = None
+    smoothing: str = "dose"
+    free_start_frames: int = 0
 
 
 def bfactor_filter(shape: tuple[int, int], *, bfactor_px2: float) -> np.ndarray:
@@ -157,31 +169,40 @@ def align_frames(
     iteration = 0
     used = "bfactor"
     estimate = None
-    for iteration in range(1, max_iterations + 1):
-        shifted = [shift_spectrum(spec, shape, -pos[i, 0], -pos[i, 1]) for i, spec in enumerate(spectra)]
-        total = sum_in_order(shifted)
-        filt, used = bfilt, "bfactor"
-        if weighting == "spectral_snr" and iteration > 1:
-            estimate = estimate_spectral_snr(shifted, total, shape)
-            filt, used = _spectral_filter(estimate, shape, bfilt)
-        measured = pos.copy()
-        for i in range(n):
-            xp, map_rms[i] = loo_cross_power_rms(shifted[i], total, filt, shape)
-            dx, dy, heights[i] = _peak_offset(xp, shape, mask, first=iteration == 1, refine=used == "spectral_snr",
-                                              threads=threads)
-            measured[i] += (dx, dy)
-        smoothed = regularise_trajectory(
-            measured,
-            dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
-            outlier_floor=1.0 / bin_factor,
-            peak_heights=heights,
-        )
-        new = smoothed.positions - smoothed.positions[0]
-        change = float(np.max(np.abs(new - pos))) * bin_factor
-        pos = new
-        if change < tolerance_px:
-            converged = True
-            break
+    variances = None
+    with frame_pool(threads, n) as pool:
+        for iteration in range(1, max_iterations + 1):
+            shifted = pool.map(lambda i: shift_spectrum(spectra[i], shape, -pos[i, 0], -pos[i, 1]), range(n))
+            total = sum_in_order(shifted)
+            filt, used = bfilt, "bfactor"
+            if weighting == "spectral_snr" and iteration > 1:
+                estimate = estimate_spectral_snr(shifted, total, shape)
+                filt, used = _spectral_filter(estimate, shape, bfilt)
+            first, refine = iteration == 1, used == "spectral_snr"
+
+            def measure(i: int, filt=filt, first=first, refine=refine) -> tuple:
+                xp, rms = loo_cross_power_rms(shifted[i], total, filt, shape)
+                dx, dy, height = _peak_offset(xp, shape, mask, first=first, refine=refine, threads=pool.threads_each)
+                return dx, dy, height, rms, None if first else peak_covariance(xp, shape, dx, dy)
+
+            found = pool.map(measure, range(n))
+            del shifted, total
+            measured = pos + np.array([(f[0], f[1]) for f in found])
+            heights = np.array([f[2] for f in found])
+            map_rms = np.array([f[3] for f in found])
+            variances = None if iteration == 1 else _measurement_variances([f[4] for f in found])
+            smoothed = regularise_trajectory(measured, dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
+                                             outlier_floor=1.0 / bin_factor, peak_heights=heights)
+            new = smoothed.positions - smoothed.positions[0]
+            change = float(np.max(np.abs(new - pos))) * bin_factor
+            pos = new
+            if change < tolerance_px:
+                converged = True
+                break
+    if variances is not None:  # once, on the last measurements: iterating on it would feed its choice back
+        smoothed = regularise_trajectory(measured, dose_per_frame_e_per_a2=dose_per_frame_e_per_a2,
+                                         outlier_floor=1.0 / bin_factor, peak_heights=heights, variances=variances)
+        pos = smoothed.positions - smoothed.positions[0]
     residual = float(np.sqrt(np.mean(smoothed.residuals[~smoothed.outliers] ** 2))) * bin_factor
     return GlobalAlignment(
         shifts_px=pos * bin_factor,
@@ -193,7 +214,22 @@ def align_frames(
         peak_significance=heights / map_rms,
         weighting=used,
         spectral_snr=estimate,
+        measurement_sd_px=None if variances is None else np.sqrt(variances) * bin_factor,
+        smoothing=smoothed.rule,
+        free_start_frames=smoothed.free_start,
     )
+
+
+def _measurement_variances(covariances: list) -> np.ndarray | None:
+    """Each frame's variance per axis (alignment px^2, the mean of x and y) from its peak's
+    covariance; a frame whose peak gave none (not concave there) gets ``WEIGHT_RANGE`` times the
+    largest of the others, so it counts least. ``None`` when most frames gave none."""
+    per_axis = [None if c is None else 0.5 * float(c[0, 0] + c[1, 1]) for c in covariances]
+    known = [v for v in per_axis if v is not None and np.isfinite(v) and v > 0]
+    if len(known) <= len(per_axis) // 2:
+        return None
+    worst = WEIGHT_RANGE * max(known)
+    return np.array([v if v is not None and np.isfinite(v) and v > 0 else worst for v in per_axis])
 
 
 def _spectral_filter(estimate: SpectralSNR, shape: tuple[int, int], bfilt: np.ndarray) -> tuple[np.ndarray, str]:
@@ -213,8 +249,13 @@ def _peak_offset(xp: np.ndarray, shape: tuple[int, int], mask: np.ndarray, *, fi
     After the first iteration the 3 x 3 offsets around the estimate are evaluated exactly and
     fitted by a 3-point Gaussian when the centre is the largest; otherwise (and in the first
     iteration) the whole map within ``mask`` is searched. ``refine``: Newton steps on the exact
-    correlation (the spectral-SNR weighting).
+    correlation (the spectral-SNR weighting); after the first iteration they start at the current
+    estimate, and the 3 x 3 check runs only when they find no maximum within a pixel of it.
     """
+    if refine and not first:  # Newton from the current estimate; the 3 x 3 check only when it fails
+        refined = refine_peak(xp, shape, 0.0, 0.0)
+        if refined is not None:
+            return refined
     cc3 = None if first else correlation_at(xp, shape, _LOCAL_OFFSETS, _LOCAL_OFFSETS)
     if cc3 is not None and np.argmax(cc3) == 4:
         f0 = float(cc3[1, 1])

@@ -208,7 +208,7 @@ class MovieCorrection:
             known = np.asarray(known_shifts_px, dtype=np.float64)
             return GlobalAlignment(
                 shifts_px=known - known[0], iterations=0, converged=True, residual_px=0.0, outlier_frames=(),
-                peak_heights=np.zeros(len(spectra)),
+                peak_heights=np.zeros(len(spectra)), smoothing="none (shifts given)",
             )
         return align_frames(
             spectra,

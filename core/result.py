@@ -48,6 +48,10 @@ class DriftStatistics:
     local_evidence_gain_fraction: float | None = None
     local_field_rms_px: float | None = None
     local_field_uncertainty_px: float | None = None
+    # whole-frame trajectory smoothing (core.trajectory): "measurement noise", "measurement noise, first
+    # k frames free" or "dose"; each frame's measurement error per axis as its peak implies, median
+    trajectory_smoothing: str | None = None
+    shift_precision_px: float | None = None
     # RELION's rule (prior dose included); None only in results made before it was added
     relion_early_motion_px: float | None = None
     relion_late_motion_px: float | None = None

@@ -50,6 +50,9 @@ STAT_KEYS = (
     "relion_late_motion_px",
     "relion_early_motion_a",
     "relion_late_motion_a",
+    # whole-frame trajectory smoothing (core.trajectory) and the frames' median measurement error per axis
+    "trajectory_smoothing",
+    "shift_precision_px",
 )
 # the first keys of a tilt, in the tilt table and in the ``tilt_corrected`` line alike
 TILT_PLACE_KEYS = ("z", "movie", "tilt_angle_deg", "acquisition_index", "acquisition_time", "n_frames")
