@@ -186,7 +186,6 @@ def align_frames(
                 return dx, dy, height, rms, None if first else peak_covariance(xp, shape, dx, dy)
 
             found = pool.map(measure, range(n))
-            del shifted, total
             measured = pos + np.array([(f[0], f[1]) for f in found])
             heights = np.array([f[2] for f in found])
             map_rms = np.array([f[3] for f in found])
