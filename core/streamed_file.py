@@ -202,6 +202,9 @@ def stream_correct_file(
                 raise StreamNotStarted("the movie was complete before the stream had corrected a frame",
                                        path=Path(path), fix="read the finished file as a complete movie")
             feed.add(reader.take(0.0))
+        # where the time between end() and finish() goes: the frames decoded by then (the reader
+        # stopped after its current frame), the frames left, the check of the whole file
+        after_end = {"frames_at_end_s": time.perf_counter() - ended}
         final = end if isinstance(end, StreamEnd) else StreamEnd(int(end))
         final_settings = final.settings or settings
         final_dose = final.movie_dose_e_per_a2 if final.settings is not None else movie_dose_e_per_a2
@@ -213,6 +216,7 @@ def stream_correct_file(
                                             fix="correct the finished file with the final settings")
             movie.set_total_dose(final_dose, final.n_frames)  # the grouping by dose needs it
         # the frames left, decoded by a reader of their own while those before them are transformed
+        t = time.perf_counter()
         with _FrameReader(movie, poll_s=0.0, until_none_left=True) as reader:
             reader.go()
             while True:
@@ -220,12 +224,16 @@ def stream_correct_file(
                 feed.add(reader.take(0.0 if ended_reading else poll_s))  # raises what the reader raised
                 if ended_reading:
                     break
+        after_end["last_frames_s"] = time.perf_counter() - t
+        t = time.perf_counter()
         # checks that the file holds final.n_frames (and nothing changed); EER without a raw frame
         # count in its metadata: every fraction, built only now
         feed.add(movie.rest(final.n_frames))
+        after_end["rest_check_s"] = time.perf_counter() - t
     if feed.stream is None:
         raise MovieFormatError("has zero frames", path=Path(path), fix="check the acquisition wrote the frames")
     result = feed.stream.finish(settings=feed.movie_settings(final_settings))
+    result.timings_s.update(after_end)
     return StreamedMovie(result=result, frames_before_end=frames_before_end, streamed_s=ended - started,
                          finish_s=time.perf_counter() - ended, final_mask=feed.stream.final_mask)
 

@@ -122,10 +122,13 @@ def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
     hand-over file when the job has a ``sums_dir`` (sums_handover.py), else in the outcome."""
     sums = (result.dose_weighted_sum, result.even_sum, result.odd_sum)
     sums_file = None
+    timings = {k: float(v) for k, v in result.timings_s.items()}
     if job.sums_dir is not None:
         from framewatch.daemon.processing.sums_handover import put_sums
 
+        t = time.perf_counter()
         sums_file = put_sums(job.sums_dir, job.movie_id, sums)
+        timings["handover_s"] = time.perf_counter() - t
         sums = (None, None, None)
     else:
         sums = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in sums)
@@ -142,7 +145,7 @@ def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
         n_raw_frames=n_raw_frames if n_raw_frames != result.n_frames else None,  # EER: raw frames grouped into n_frames
         dose_per_frame_e_per_a2=float(result.settings.dose_per_frame_e_per_a2),  # EER: the dose per fraction
         n_replaced_pixels=int(len(result.replaced_pixels)),
-        engine_timings_s={k: float(v) for k, v in result.timings_s.items()},
+        engine_timings_s=timings,
         notes=tuple(result.notes),
         worker_s=time.perf_counter() - started,
         pid=os.getpid(),
