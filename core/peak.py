@@ -131,13 +131,15 @@ def peaks_near_zero(cross_powers: np.ndarray, shape: tuple[int, int], max_radius
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
-def _correlation_derivatives_kernel(cross_power, ex, ey, ax, by, hw, out):  # pragma: no cover - compiled
+def _correlation_derivatives_kernel(cross_power, ex, ey, ax, by, hw, noise, out):  # pragma: no cover - compiled
     """Correlation and its first and second derivatives at one (fractional) offset.
 
     ``cross_power`` complex64 ``(ny, nkx)``; ``ex`` ``(nkx,)``, ``ey`` ``(ny,)`` complex128 phase
     factors of the offset; ``ax`` ``(nkx,)``, ``by`` ``(ny,)`` the angular frequencies
-    ``2 pi k / n``; ``hw`` ``(nkx,)`` half-spectrum multiplicities. ``out`` (6,) float64 receives
-    ``c, dc/dx, dc/dy, d2c/dx2, d2c/dxdy, d2c/dy2`` (unnormalised sums).
+    ``2 pi k / n``; ``hw`` ``(nkx,)`` half-spectrum multiplicities. ``out`` (9,) float64 receives
+    ``c, dc/dx, dc/dy, d2c/dx2, d2c/dxdy, d2c/dy2`` (unnormalised sums) and, when ``noise``, the
+    gradient's noise covariance ``sum a^2 im^2, sum a b im^2, sum b^2 im^2`` (``im`` the weighted
+    imaginary part; :mod:`core.peak_precision`), else zeros.
     """
     ny, nkx = cross_power.shape
     c = 0.0
@@ -146,6 +148,9 @@ def _correlation_derivatives_kernel(cross_power, ex, ey, ax, by, hw, out):  # pr
     hxx = 0.0
     hxy = 0.0
     hyy = 0.0
+    nxx = 0.0
+    nxy = 0.0
+    nyy = 0.0
     for y in range(ny):
         eyy = ey[y]
         b = by[y]
@@ -161,6 +166,14 @@ def _correlation_derivatives_kernel(cross_power, ex, ey, ax, by, hw, out):  # pr
             hxx -= a * a * re
             hxy -= a * b * re
             hyy -= b * b * re
+            if noise:
+                q = im * im
+                nxx += a * a * q
+                nxy += a * b * q
+                nyy += b * b * q
+    out[6] = nxx
+    out[7] = nxy
+    out[8] = nyy
     out[0] = c
     out[1] = gx
     out[2] = gy
@@ -185,19 +198,33 @@ def _angular_frequencies(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray
     return ax, by, hw
 
 
-def correlation_derivatives(cross_power: np.ndarray, shape: tuple[int, int], x: float, y: float) -> np.ndarray:
-    """``(6,)`` float64: the correlation ``irfft2(cross_power)`` continued to the offset ``(x, y)``
-    (the band-limited interpolation a DFT defines) and its derivatives: ``c, c_x, c_y, c_xx, c_xy,
-    c_yy``. ``cross_power`` is a half spectrum ``(ny, nx//2+1)`` of a map ``shape``."""
+def _derivative_sums(cross_power: np.ndarray, shape: tuple[int, int], x: float, y: float, *, noise: bool) -> np.ndarray:
+    """``(9,)`` float64: the unnormalised sums of :func:`_correlation_derivatives_kernel`."""
     ny, nx = shape
     if cross_power.shape != (ny, nx // 2 + 1):
         raise ValueError(f"cross-power {cross_power.shape} does not belong to a map {shape}")
     ax, by, hw = _angular_frequencies((int(ny), int(nx)))
-    ex = np.exp(1j * ax * x)
-    ey = np.exp(1j * by * y)
-    out = np.zeros(6)
-    _correlation_derivatives_kernel(np.ascontiguousarray(cross_power, dtype=np.complex64), ex, ey, ax, by, hw, out)
-    return out / (ny * nx)
+    out = np.zeros(9)
+    _correlation_derivatives_kernel(np.ascontiguousarray(cross_power, dtype=np.complex64), np.exp(1j * ax * x),
+                                    np.exp(1j * by * y), ax, by, hw, noise, out)
+    return out
+
+
+def correlation_derivatives(cross_power: np.ndarray, shape: tuple[int, int], x: float, y: float) -> np.ndarray:
+    """``(6,)`` float64: the correlation ``irfft2(cross_power)`` continued to the offset ``(x, y)``
+    (the band-limited interpolation a DFT defines) and its derivatives: ``c, c_x, c_y, c_xx, c_xy,
+    c_yy``. ``cross_power`` is a half spectrum ``(ny, nx//2+1)`` of a map ``shape``."""
+    return _derivative_sums(cross_power, shape, x, y, noise=False)[:6] / (shape[0] * shape[1])
+
+
+def correlation_derivatives_with_noise(cross_power: np.ndarray, shape: tuple[int, int], x: float,
+                                       y: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`correlation_derivatives` and, in one pass, ``(3,)`` float64 the covariance of the noise
+    in the gradient ``(g_xx, g_xy, g_yy)`` estimated from the imaginary parts at ``(x, y)``, normalised
+    as the derivatives (see :mod:`core.peak_precision`)."""
+    n = float(shape[0] * shape[1])
+    sums = _derivative_sums(cross_power, shape, x, y, noise=True)
+    return sums[:6] / n, sums[6:] / n**2
 
 
 def refine_peak(cross_power: np.ndarray, shape: tuple[int, int], x0: float, y0: float, *,

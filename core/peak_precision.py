@@ -17,51 +17,19 @@ smooths less than it could.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from .peak import _angular_frequencies, correlation_derivatives
-
-
-@numba.njit(cache=True, fastmath=True, nogil=True)
-def _gradient_noise_kernel(cross_power, ex, ey, ax, by, hw, out):  # pragma: no cover - compiled
-    """``out`` (3,) float64 += ``sum (hw a)^2 im^2``, ``sum hw^2 a b im^2``, ``sum (hw b)^2 im^2`` with
-    ``im = Im(cross_power * ex * ey)``: the gradient's noise covariance (unnormalised)."""
-    ny, nkx = cross_power.shape
-    gxx = 0.0
-    gxy = 0.0
-    gyy = 0.0
-    for y in range(ny):
-        eyy = ey[y]
-        b = by[y]
-        for x in range(nkx):
-            z = cross_power[y, x] * ex[x] * eyy
-            im = hw[x] * z.imag
-            a = ax[x]
-            q = im * im
-            gxx += a * a * q
-            gxy += a * b * q
-            gyy += b * b * q
-    out[0] = gxx
-    out[1] = gxy
-    out[2] = gyy
+from .peak import correlation_derivatives_with_noise
 
 
 def peak_covariance(cross_power: np.ndarray, shape: tuple[int, int], x: float, y: float) -> np.ndarray | None:
     """float64 ``(2, 2)``: the covariance of the maximum at ``(x, y)`` (map pixels squared, x then y)
     of the correlation ``irfft2(cross_power, shape)``; ``cross_power`` a half spectrum
     ``(ny, nx//2+1)``. ``None`` when the correlation is not concave at ``(x, y)`` (not a maximum)."""
-    ny, nx = shape
-    if cross_power.shape != (ny, nx // 2 + 1):
-        raise ValueError(f"cross-power {cross_power.shape} does not belong to a map {shape}")
-    d = correlation_derivatives(cross_power, shape, x, y)
+    d, g = correlation_derivatives_with_noise(cross_power, shape, x, y)
     hessian = np.array([[d[3], d[4]], [d[4], d[5]]])
     if not (hessian[0, 0] < 0 and np.linalg.det(hessian) > 0):
         return None
-    ax, by, hw = _angular_frequencies((int(ny), int(nx)))
-    g = np.zeros(3)
-    _gradient_noise_kernel(np.ascontiguousarray(cross_power, dtype=np.complex64), np.exp(1j * ax * x),
-                           np.exp(1j * by * y), ax, by, hw, g)
-    noise = np.array([[g[0], g[1]], [g[1], g[2]]]) / float(ny * nx) ** 2  # as correlation_derivatives normalises
+    noise = np.array([[g[0], g[1]], [g[1], g[2]]])
     inverse = np.linalg.inv(hessian)
     return inverse @ noise @ inverse
