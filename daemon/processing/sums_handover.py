@@ -109,16 +109,14 @@ def make_spare(directory: str | os.PathLike, nbytes: int) -> Path | None:
         if spare.exists():
             return spare
         tmp = spare.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        zeros = memoryview(bytes(_ZERO_CHUNK))
         try:
-            zeros = memoryview(bytes(_ZERO_CHUNK))
-            for start in range(0, nbytes, _ZERO_CHUNK):  # written, not fallocated: the pages must be touched
-                os.write(fd, zeros[: min(_ZERO_CHUNK, nbytes - start)])
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                for start in range(0, nbytes, _ZERO_CHUNK):  # written, not fallocated: the pages must be touched
+                    f.write(zeros[: min(_ZERO_CHUNK, nbytes - start)])
         except OSError:
-            os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        os.close(fd)
         os.rename(tmp, spare)  # whole, or not there
         return spare
     finally:
