@@ -215,30 +215,38 @@ def write_at(f, offset: int, a: np.ndarray) -> bool:
     a = np.ascontiguousarray(a)
     data = memoryview(a).cast("B")  # no 64 MiB copy (tobytes) at 4096²
     f.flush()
-    fd = f.fileno()
-    done = 0
-    direct = getattr(os, "O_DIRECT", 0)  # Linux
-    if direct and a.ctypes.data % DIRECT_ALIGN == 0 and offset % DIRECT_ALIGN == 0 and data.nbytes % DIRECT_ALIGN == 0:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
-        except OSError:  # e.g. tmpfs, some network or FUSE file systems
-            pass
-        else:
-            try:
-                while done < data.nbytes and done % DIRECT_ALIGN == 0:
-                    done += os.pwrite(fd, data[done:], offset + done)
-            except OSError as err:
-                if err.errno != errno.EINVAL:
-                    raise
-            finally:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    aligned = a.ctypes.data % DIRECT_ALIGN == 0 and offset % DIRECT_ALIGN == 0 and data.nbytes % DIRECT_ALIGN == 0
+    done = _write_direct(f.fileno(), data, offset) if aligned else 0
     if done < data.nbytes:
         f.seek(offset + done)
         f.write(data[done:])
         f.flush()
         return False
     return done > 0
+
+
+def _write_direct(fd: int, data: memoryview, offset: int) -> int:
+    """Write ``data`` (aligned) at ``offset`` with ``O_DIRECT`` set on ``fd`` for the while; returns
+    the bytes written: 0 when the file system or device refuses, fewer when a write came back short
+    of a whole block (the caller writes the rest through the page cache)."""
+    direct = getattr(os, "O_DIRECT", 0)  # Linux
+    if not direct:
+        return 0
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
+    except OSError:  # e.g. some network or FUSE file systems
+        return 0
+    done = 0
+    try:
+        while done < data.nbytes and done % DIRECT_ALIGN == 0:
+            done += os.pwrite(fd, data[done:], offset + done)
+    except OSError as err:
+        if err.errno != errno.EINVAL:  # a device with larger blocks refuses with EINVAL
+            raise
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    return done
 
 
 @dataclass(frozen=True)

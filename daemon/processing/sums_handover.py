@@ -24,6 +24,7 @@ spare is made, all of them at a stop.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -91,10 +92,9 @@ def put_sums(directory: str | os.PathLike, movie_id: int, sums, *, make_spare: b
 
 def _make_spare_later(directory: Path, nbytes: int) -> None:
     time.sleep(SPARE_DELAY_S)
-    try:
+    # no room on tmpfs, the directory gone at a stop: no spare, the next hand-over writes a new file
+    with contextlib.suppress(OSError):
         make_spare(directory, nbytes)
-    except OSError:  # no room on tmpfs, the directory gone at a stop: the next hand-over writes a new file
-        pass
 
 
 def make_spare(directory: str | os.PathLike, nbytes: int) -> Path | None:
@@ -131,11 +131,12 @@ def _remove_spares_of_gone_workers(directory: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # it exists, under another user
         return True
     return True
 
