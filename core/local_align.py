@@ -19,7 +19,7 @@ robustly, and :mod:`framewatch.core.local_motion` decides whether to apply it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
@@ -159,6 +159,84 @@ class PatchOptions:
     threads: int
 
 
+@dataclass(frozen=True)
+class PatchLayout:
+    """Where and how a movie's patches are measured: the ``grid``, the frame groups ``bounds``
+    (``(start, stop)`` frame indices; a remainder joins the last group) of ``group_size`` frames,
+    and the taper ``window`` ``(size, size)`` float32."""
+
+    grid: PatchGrid
+    bounds: tuple[tuple[int, int], ...]
+    group_size: int
+    window: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def group_times(self) -> np.ndarray:
+        """``(n_groups,)`` the mean frame index of each group."""
+        return np.array([(a + b - 1) / 2.0 for a, b in self.bounds])
+
+
+def patch_area_a2(grid: PatchGrid, *, bin_factor: float, pixel_size_a: float) -> float:
+    """The area of one patch of ``grid`` in square angstroms."""
+    return (grid.size_px * bin_factor * pixel_size_a) ** 2
+
+
+def patch_layout(field_shape: tuple[int, int], *, n_frames: int, bin_factor: float, pixel_size_a: float,
+                 dose_per_frame_e_per_a2: float, options: PatchOptions) -> PatchLayout:
+    """The :class:`PatchLayout` of ``n_frames`` frames of the alignment copy ``field_shape`` ``(ay, ax)``."""
+    grid = patch_grid(field_shape, patches=options.patches, overlap=options.overlap)
+    g = group_size_for(dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, n_frames=n_frames,
+                       patch_area_a2=patch_area_a2(grid, bin_factor=bin_factor, pixel_size_a=pixel_size_a))
+    bounds = [(s, s + g) for s in range(0, n_frames - g + 1, g)]
+    if bounds[-1][1] < n_frames:  # a remainder joins the last group
+        bounds[-1] = (bounds[-1][0], n_frames)
+    return PatchLayout(grid, tuple(bounds), g, taper_window(grid.size_px))
+
+
+def patch_block_spectra(blocks: np.ndarray, window: np.ndarray, *, threads: int) -> np.ndarray:
+    """Spectra ``(..., size, size//2+1)`` complex64 of square real-space blocks ``(..., size, size)``
+    float32 (overwritten): each block's mean removed, then the taper ``window``. Linear in the
+    blocks, so the spectrum of a group's summed blocks is the sum of the blocks' spectra."""
+    blocks -= blocks.mean(axis=(-2, -1), keepdims=True)
+    blocks *= window
+    return scipy.fft.rfft2(blocks, axes=(-2, -1), workers=threads, overwrite_x=True)
+
+
+def patch_chunk_size(layout: PatchLayout) -> int:
+    """Patches whose group spectra are measured together (:data:`PATCH_CHUNK_BYTES` bounds them
+    and their cross-powers)."""
+    size = layout.grid.size_px
+    per_patch = len(layout.bounds) * size * (size // 2 + 1) * 8
+    return max(1, PATCH_CHUNK_BYTES // (2 * per_patch))
+
+
+def measure_patch_spectra(chunk_spectra, layout: PatchLayout, *, bin_factor: float,
+                          options: PatchOptions) -> PatchMeasurements:
+    """The residual trajectories of every patch of ``layout`` from its group spectra.
+
+    ``chunk_spectra(start, stop)``: complex64 ``(stop - start, n_groups, size, size//2+1)``, the
+    spectra (:func:`patch_block_spectra`) of patches ``start:stop`` in each frame group, called for
+    chunks of :func:`patch_chunk_size` patches. Shifts in movie pixels (``bin_factor`` converts)."""
+    grid = layout.grid
+    size = grid.size_px
+    n_patches = len(grid.corners)
+    shifts = np.zeros((n_patches, len(layout.bounds), 2))
+    significance = np.zeros(n_patches)
+    filt = bfactor_filter((size, size), bfactor_px2=options.bfactor_px2)
+    radius = max(2.0, MAX_LOCAL_SHIFT_PX / bin_factor)
+    iterations = max(1, min(options.max_iterations, PATCH_ITERATIONS))
+    chunk = patch_chunk_size(layout)
+    for start in range(0, n_patches, chunk):
+        stop = min(n_patches, start + chunk)
+        pos, sig = patch_trajectories(chunk_spectra(start, stop), shape=(size, size), filt=filt,
+                                      max_radius_px=radius, iterations=iterations, threads=options.threads)
+        shifts[start:stop] = (pos - pos[:, :1]) * bin_factor
+        significance[start:stop] = np.median(sig, axis=1)
+    rejected = (significance < MIN_PATCH_SIGNIFICANCE) | (significance < 0.25 * float(np.median(significance)))
+    centres = (grid.centres_px + 0.5) * bin_factor - 0.5
+    return PatchMeasurements(shifts, centres, layout.group_times, significance, rejected, layout.group_size)
+
+
 def measure_patches(
     aligned: np.ndarray,
     *,
@@ -173,40 +251,16 @@ def measure_patches(
     whole-frame shifts. Shifts are returned in movie pixels (``bin_factor`` converts).
     """
     n_frames, ay, ax = aligned.shape
-    grid = patch_grid((ay, ax), patches=options.patches, overlap=options.overlap)
-    size = grid.size_px
-    patch_area_a2 = (size * bin_factor * pixel_size_a) ** 2
-    g = group_size_for(dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, patch_area_a2=patch_area_a2, n_frames=n_frames)
-    starts = list(range(0, n_frames - g + 1, g))
-    bounds = [(s, s + g) for s in starts]
-    if bounds[-1][1] < n_frames:  # a remainder joins the last group
-        bounds[-1] = (bounds[-1][0], n_frames)
-    group_times = np.array([(a + b - 1) / 2.0 for a, b in bounds])
-    window = taper_window(size)
-    n_patches = len(grid.corners)
-    shifts = np.zeros((n_patches, len(bounds), 2))
-    significance = np.zeros(n_patches)
-    filt = bfactor_filter((size, size), bfactor_px2=options.bfactor_px2)
-    radius = max(2.0, MAX_LOCAL_SHIFT_PX / bin_factor)
-    iterations = max(1, min(options.max_iterations, PATCH_ITERATIONS))
+    layout = patch_layout((ay, ax), n_frames=n_frames, bin_factor=bin_factor, pixel_size_a=pixel_size_a,
+                          dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, options=options)
+    size = layout.grid.size_px
 
-    n_groups = len(bounds)
-    per_patch = n_groups * size * (size // 2 + 1) * 8
-    chunk = max(1, PATCH_CHUNK_BYTES // (2 * per_patch))  # the spectra and their cross-powers
-    for start in range(0, n_patches, chunk):
-        corners = grid.corners[start : start + chunk]
-        blocks = np.empty((len(corners), n_groups, size, size), dtype=np.float32)
+    def chunk_spectra(start: int, stop: int) -> np.ndarray:
+        corners = layout.grid.corners[start:stop]
+        blocks = np.empty((len(corners), len(layout.bounds), size, size), dtype=np.float32)
         for c, (x0, y0) in enumerate(corners):
-            for k, (a, b) in enumerate(bounds):
+            for k, (a, b) in enumerate(layout.bounds):
                 aligned[a:b, y0 : y0 + size, x0 : x0 + size].sum(axis=0, dtype=np.float32, out=blocks[c, k])
-        blocks -= blocks.mean(axis=(2, 3), keepdims=True)
-        blocks *= window
-        spectra = scipy.fft.rfft2(blocks, axes=(-2, -1), workers=options.threads, overwrite_x=True)
-        del blocks
-        pos, sig = patch_trajectories(spectra, shape=(size, size), filt=filt, max_radius_px=radius,
-                                      iterations=iterations, threads=options.threads)
-        shifts[start : start + len(corners)] = (pos - pos[:, :1]) * bin_factor
-        significance[start : start + len(corners)] = np.median(sig, axis=1)
-    rejected = (significance < MIN_PATCH_SIGNIFICANCE) | (significance < 0.25 * float(np.median(significance)))
-    centres = (grid.centres_px + 0.5) * bin_factor - 0.5
-    return PatchMeasurements(shifts, centres, group_times, significance, rejected, g)
+        return patch_block_spectra(blocks, layout.window, threads=options.threads)
+
+    return measure_patch_spectra(chunk_spectra, layout, bin_factor=bin_factor, options=options)

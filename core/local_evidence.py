@@ -57,6 +57,11 @@ class LocalEvidence:
     n_patches: int
     n_times: int
 
+    def near_threshold(self, options: EvidenceOptions, *, z_margin: float, gain_margin: float) -> bool:
+        """The statistics lie within the margins of the rule's thresholds (``options``): measurements
+        that differ by noise of that size could decide the other way."""
+        return abs(self.z - options.min_z) < z_margin or abs(self.gain_fraction - options.min_gain_fraction) < gain_margin
+
     def summary(self) -> dict:
         return {"supported": self.supported, "z": round(self.z, 3), "gain_fraction": round(self.gain_fraction, 4),
                 "reason": self.reason, "n_patches": self.n_patches, "n_times": self.n_times,

@@ -25,7 +25,8 @@ from .local_align import PatchMeasurements, PatchOptions, measure_patches
 from .local_evidence import EvidenceOptions, LocalEvidence, cross_validate_local_motion
 from .separable_motion import PatchShiftData, SeparableFitOptions, fit_separable_motion
 
-__all__ = ["KnownDisplacement", "LocalMotion", "PatchGridChoice", "choose_patch_grid", "estimate_local_motion"]
+__all__ = ["KnownDisplacement", "LocalMotion", "PatchGridChoice", "choose_patch_grid", "estimate_local_motion",
+           "local_motion_from_patches"]
 
 AUTO_MAX_PATCHES = 5  # per axis
 AUTO_MIN_PATCH_PX = 512  # movie (output) pixels: smaller patches carry too little signal at tilt dose
@@ -200,10 +201,24 @@ def estimate_local_motion(
     ``image_shape``: ``(ny, nx)`` of the output image (the model's pixels). Returns a
     :class:`LocalMotion` whose ``model`` is ``None`` unless local motion is applied.
     """
-    n_frames = registered.shape[0]
-    grid = tuple(int(v) for v in options.patches)
     meas = measure_patches(registered, bin_factor=bin_factor, pixel_size_a=pixel_size_a,
                            dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, options=options)
+    return local_motion_from_patches(meas, n_frames=registered.shape[0], grid=options.patches,
+                                     image_shape=image_shape, force=force, evidence_options=evidence_options)
+
+
+def local_motion_from_patches(
+    meas: PatchMeasurements,
+    *,
+    n_frames: int,
+    grid: tuple[int, int],
+    image_shape: tuple[int, int],
+    force: bool = False,
+    evidence_options: EvidenceOptions = EvidenceOptions(),
+) -> LocalMotion:
+    """Test and fit the patch measurements ``meas`` of a movie of ``n_frames`` (steps 3 and 4 of
+    the module docstring); ``grid`` (nx, ny) the patches they were measured on."""
+    grid = tuple(int(v) for v in grid)
     n_patches, n_times = meas.shifts_px.shape[:2]
     accepted = ~meas.rejected
     rejected_fraction = float(meas.rejected.mean())

@@ -17,6 +17,7 @@ of half spectra (the sums are written over the first three of them).
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -33,17 +34,39 @@ from .frame_pool import frame_pool, use_kernel_threads
 from .frame_size import require_alignable_shape
 from .frc import frc_curve
 from .global_align import GlobalAlignment, align_frames
-from .local_align import LOCAL_FIELD_GRID_PX, PatchOptions
-from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, estimate_local_motion, local_motion_off
+from .local_align import (
+    LOCAL_FIELD_GRID_PX,
+    PatchOptions,
+    group_size_for,
+    measure_patches,
+    patch_area_a2,
+    patch_grid,
+    patch_layout,
+    taper_window,
+)
+from .local_evidence import EvidenceOptions
+from .local_motion import KnownDisplacement, LocalMotion, choose_patch_grid, local_motion_from_patches, local_motion_off
 from .partial_transform import PartialSpectrum
 from .resample import field_grid_shape, prefilter_factors, warp_image
 from .result import MovieResult
 from .settings import CorrectionSettings
+from .streamed_patches import StreamedPatches
 from .weighted_sums import weighted_sums
 
 __all__ = ["DefectsFound", "MovieCorrection"]
 
-_NESTED_TIMINGS = ("warp_s", "fft_again_s")  # parts of second_pass_s
+_NESTED_TIMINGS = ("warp_s", "fft_again_s", "streamed_patches_s")  # parts of second_pass_s and streamed_s
+# frames a streamed movie's patches are grouped for before its length is known (the grouping caps the
+# group at a third of the frames; a movie this long is never capped)
+STREAMED_GROUPING_FRAMES = 1 << 20
+# Streamed patch measurements (core/streamed_patches.py) differ from those on the copy registered by
+# the final shifts by far less than their noise: the evidence's z by up to 0.03, the patch shifts by up
+# to 0.01 px (a 384² movie whose early frames kept 6 hot pixels in the stream; 0.0015 px at 1024²,
+# tests/test_streamed_patches.py and tests/test_streaming_correction.py). Within these margins of the evidence
+# rule's thresholds the movie is measured again on the final copy, so the decision is the one
+# correct_movie makes.
+STREAMED_Z_MARGIN = 0.25
+STREAMED_GAIN_MARGIN = 0.005
 
 
 @dataclass(frozen=True)
@@ -117,11 +140,12 @@ class MovieCorrection:
         return DefectsFound(gain, replacer, timings)
 
     def finish(self, raw: list, gain, replacer: PixelReplacer, timings: dict, *, first_pass: list | None = None,
-               known_shifts_px=None, known_local=None) -> MovieResult:
+               known_shifts_px=None, known_local=None, streamed_patches: StreamedPatches | None = None) -> MovieResult:
         """Everything after the defect mask: first pass, alignment, local motion, sums, statistics.
 
         ``first_pass``: per frame ``(spectrum, cropped)`` already computed with this ``replacer``
-        and ``gain`` (streaming), or ``None`` for a frame to transform here; ``None``: all of them."""
+        and ``gain`` (streaming), or ``None`` for a frame to transform here; ``None``: all of them.
+        ``streamed_patches``: the patch spectra built while the frames arrived (streaming)."""
         use_kernel_threads(self.threads)
         n = len(raw)
         doses = accumulated_dose_e_per_a2(
@@ -134,7 +158,7 @@ class MovieCorrection:
             return image
 
         alignment, spectra, local = self._motion(raw, corrected, timings, known_shifts_px, known_local,
-                                                 first_pass=first_pass)
+                                                 first_pass=first_pass, streamed_patches=streamed_patches)
         t = time.perf_counter()
         warped = local is not None and local.model is not None
         sums = self._sums(spectra, n, alignment.shifts_px, doses, prefilter=warped)
@@ -178,7 +202,8 @@ class MovieCorrection:
             )
         return gain
 
-    def _motion(self, raw: list, corrected, timings: dict, known_shifts_px, known_local, *, first_pass=None):
+    def _motion(self, raw: list, corrected, timings: dict, known_shifts_px, known_local, *, first_pass=None,
+                streamed_patches: StreamedPatches | None = None):
         """Whole-frame alignment, then local motion if asked for: ``(alignment, spectra, local)``.
 
         ``spectra``: the output-size spectra to sum (of the warped frames when local motion is
@@ -193,7 +218,7 @@ class MovieCorrection:
                                                               keep_raw=self.local, first_pass=first_pass)
         local = None
         if self.local:
-            local = self._local_motion(cropped, alignment, timings)
+            local = self._local_motion(cropped, alignment, timings, streamed_patches)
             if local.model is not None:  # a second pass: warp every frame, transform it again
                 del spectra
                 return alignment, self._warped_spectra(raw, corrected, alignment, local, timings), local
@@ -256,6 +281,34 @@ class MovieCorrection:
         spec = self._to_output(rfft2(image, threads=self.threads))
         return spec, fourier_crop(spec, self.shape, self.align_shape)
 
+    def patch_options(self, patches: tuple[int, int]) -> PatchOptions:
+        """How the patches of grid ``patches`` (nx, ny) are measured with these settings."""
+        cfg = self.cfg
+        return PatchOptions(patches=tuple(int(v) for v in patches), overlap=cfg.patch_overlap,
+                            bfactor_px2=cfg.patch_bfactor_px2, max_iterations=cfg.max_iterations,
+                            tolerance_px=cfg.tolerance_px, threads=self.threads)
+
+    def streamed_patches(self) -> StreamedPatches | None:
+        """A :class:`~framewatch.core.streamed_patches.StreamedPatches` for the grid and frame
+        groups this movie will probably be measured with (``None`` without patches): the
+        automatic grid as if the whole-frame peaks carry signal, groups as if the movie were long."""
+        cfg = self.cfg
+        if not self.local:
+            return None
+        patches = cfg.patches
+        if patches == "auto":
+            patches = choose_patch_grid(self.align_shape, bin_factor=self.bin_factor, whole_frame_significance=math.inf,
+                                        overlap=cfg.patch_overlap).patches
+            if patches == (0, 0):
+                return None
+        grid = patch_grid(self.align_shape, patches=patches, overlap=cfg.patch_overlap)
+        area = patch_area_a2(grid, bin_factor=self.bin_factor, pixel_size_a=self.pixel_size_a)
+        group = group_size_for(dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2, patch_area_a2=area,
+                               n_frames=STREAMED_GROUPING_FRAMES)
+        return StreamedPatches(align_shape=self.align_shape, grid=grid, group_size=group,
+                               window=taper_window(grid.size_px), bfactor_px2=cfg.bfactor_px2,
+                               max_shift_px=cfg.max_shift_a / self.pixel_size_a / self.bin_factor, threads=self.threads)
+
     def _partial_first_pass(self, image: np.ndarray) -> tuple:
         """Like :meth:`first_pass_frame` when local motion may make the spectrum unnecessary: a
         :class:`~framewatch.core.partial_transform.PartialSpectrum` finished in the columns the
@@ -266,9 +319,11 @@ class MovieCorrection:
         partial = PartialSpectrum(image, head_kx=head_kx, threads=self.threads)
         return partial, fourier_crop(partial.head, self.shape, self.align_shape)
 
-    def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict) -> LocalMotion:
+    def _local_motion(self, cropped: list, alignment: GlobalAlignment, timings: dict,
+                      streamed: StreamedPatches | None = None) -> LocalMotion:
         """Patches on the registered alignment copy (the cropped spectra shifted by the whole-frame
-        trajectory), the evidence rule and the pooled fit (:mod:`framewatch.core.local_motion`)."""
+        trajectory), the evidence rule and the pooled fit (:mod:`framewatch.core.local_motion`).
+        ``streamed``: the patch spectra built while the frames arrived, used when they fit."""
         cfg = self.cfg
         t = time.perf_counter()
         patches = cfg.patches
@@ -281,27 +336,32 @@ class MovieCorrection:
                 timings["local_align_s"] = time.perf_counter() - t
                 return local_motion_off(f"--patches auto: {choice.reason}")
             patches = choice.patches
-        shape = self.align_shape
-        with frame_pool(self.threads, len(cropped)) as pool:  # small transforms: one frame per thread
-            registered = np.stack(pool.map(lambda i: irfft2(
-                shift_spectrum(cropped[i], shape, *(-alignment.shifts_px[i] / self.bin_factor)), shape,
-                threads=pool.threads_each), range(len(cropped))))
-        local = estimate_local_motion(
-            registered,
-            bin_factor=float(self.bin_factor),
-            image_shape=self.shape,
-            pixel_size_a=self.pixel_size_a,
-            dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
-            options=PatchOptions(
-                patches=patches,
-                overlap=cfg.patch_overlap,
-                bfactor_px2=cfg.patch_bfactor_px2,
-                max_iterations=cfg.max_iterations,
-                tolerance_px=cfg.tolerance_px,
-                threads=self.threads,
-            ),
-            force=cfg.local_force,
-        )
+        options = self.patch_options(patches)
+        layout = patch_layout(self.align_shape, n_frames=len(cropped), bin_factor=self.bin_factor,
+                              pixel_size_a=self.pixel_size_a, dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2,
+                              options=options)
+        local = None
+        if streamed is not None:
+            meas = streamed.measurements(alignment.shifts_px, layout=layout, bin_factor=self.bin_factor,
+                                         options=options)
+            if meas is not None:
+                local = local_motion_from_patches(meas, n_frames=len(cropped), grid=patches, image_shape=self.shape,
+                                                  force=cfg.local_force)
+                if local.evidence is not None and local.evidence.near_threshold(
+                        EvidenceOptions(), z_margin=STREAMED_Z_MARGIN, gain_margin=STREAMED_GAIN_MARGIN):
+                    streamed.dropped = f"the evidence is near its threshold ({local.evidence.reason})"
+                    local = None  # decide on the copy registered by the final shifts, as correct_movie does
+        if local is None:
+            shape = self.align_shape
+            with frame_pool(self.threads, len(cropped)) as pool:  # small transforms: one frame per thread
+                registered = np.stack(pool.map(lambda i: irfft2(
+                    shift_spectrum(cropped[i], shape, *(-alignment.shifts_px[i] / self.bin_factor)), shape,
+                    threads=pool.threads_each), range(len(cropped))))
+            meas = measure_patches(registered, bin_factor=float(self.bin_factor), pixel_size_a=self.pixel_size_a,
+                                   dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2, options=options)
+            del registered
+            local = local_motion_from_patches(meas, n_frames=len(cropped), grid=patches, image_shape=self.shape,
+                                              force=cfg.local_force)
         timings["local_align_s"] = time.perf_counter() - t
         return local
 

@@ -95,6 +95,9 @@ class StreamingCorrection:
         if expected_mask is not None:
             known = known | np.asarray(expected_mask, dtype=bool)
         self.final_mask: np.ndarray | None = None  # after finish(): carry it to the next movie of the camera
+        self._patches = self._engine.streamed_patches()  # local motion's patch spectra, frame by frame
+        self.patches_from_stream = False  # after finish(): local motion measured on the streamed patch spectra
+        self.streamed_patches_dropped: str | None = None  # after finish(): why they were not used, if so
         self._masks.append(known)  # before any frame: what the gain and the defect list say
         self._replacers.append(PixelReplacer(known))
 
@@ -118,6 +121,8 @@ class StreamingCorrection:
         self._replacers[-1].apply(image, i)
         spec, crop = self._engine.first_pass_frame(image)
         self._first_pass.append((spec, crop, len(self._masks) - 1))
+        if self._patches is not None:
+            self._patches.add(crop)
         self._stream_s += time.perf_counter() - t
 
     def finish(self, *, settings: CorrectionSettings | None = None) -> MovieResult:
@@ -144,7 +149,16 @@ class StreamingCorrection:
         self._first_pass = []
         timings["fourier_update_s"] = time.perf_counter() - t
         raw, self._raw = self._raw, []
-        return engine.finish(raw, self._gain, replacer, timings, first_pass=first_pass)
+        patches, self._patches = self._patches, None
+        if patches is not None:
+            timings["streamed_patches_s"] = patches.seconds
+            # a frame transformed again changed at many pixels (a column that died): its streamed
+            # patches are not those of the final frame (the few pixels of a Fourier update are noise)
+            patches = patches if self.frames_transformed_again == 0 else None
+        result = engine.finish(raw, self._gain, replacer, timings, first_pass=first_pass, streamed_patches=patches)
+        self.patches_from_stream = patches is not None and patches.used and patches.dropped is None
+        self.streamed_patches_dropped = None if patches is None else patches.dropped
+        return result
 
     def _settled_first_pass(self, final: np.ndarray, replacer: PixelReplacer, engine: MovieCorrection) -> list:
         """Every frame's ``(spectrum, cropped)`` for the ``final`` mask (its ``replacer``): as streamed
