@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from .errors import GainError, MovieContentError
@@ -46,15 +47,45 @@ def check_gain_defects(bad: np.ndarray, *, path: str | Path) -> str | None:
     return f"gain: {n_bad} pixels zero, negative or not finite replaced as defects"
 
 
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _signal_summary_kernel(frame_sum):  # pragma: no cover - compiled
+    """``(nonzero pixels, negative pixels, float64 sum)`` of a 2-D array, in one pass."""
+    ny, nx = frame_sum.shape
+    nonzero = 0
+    negative = 0
+    total = 0.0
+    for y in numba.prange(ny):
+        row = 0.0
+        for x in range(nx):
+            v = frame_sum[y, x]
+            if v != 0:
+                nonzero += 1
+            if v < 0:
+                negative += 1
+            row += np.float64(v)
+        total += row
+    return nonzero, negative, total
+
+
+def signal_summary(frame_sum: np.ndarray) -> tuple[int, int, float]:
+    """``(nonzero, negative, mean)`` of ``frame_sum`` ``(ny, nx)``: how many pixels are not 0, how
+    many are below 0, and the float64 mean (NaN counts as not 0)."""
+    a = np.asarray(frame_sum)
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"frame_sum must be a non-empty 2-D array, got shape {a.shape}")
+    nonzero, negative, total = _signal_summary_kernel(np.ascontiguousarray(a))
+    return int(nonzero), int(negative), float(total) / a.size
+
+
 def check_movie_signal(frame_sum: np.ndarray, *, path: str | Path) -> None:
     """Refuse a movie whose raw frame sum ``(ny, nx)`` is all zero or mostly negative."""
-    if not np.any(frame_sum):
+    nonzero, negative_px, mean = signal_summary(frame_sum)
+    if not nonzero:
         raise MovieContentError(
             "holds no signal: every pixel of every frame is 0",
             path=path, fix="the beam was blanked, the shutter closed or the camera failed; exclude the movie",
         )
-    negative = float(np.count_nonzero(frame_sum < 0)) / frame_sum.size
-    mean = float(np.mean(frame_sum, dtype=np.float64))
+    negative = negative_px / np.size(frame_sum)
     if negative > 0.5 or mean <= 0:
         raise MovieContentError(
             f"is not detector counts: {negative:.0%} of the pixels of the frame sum are negative (mean {mean:.3g})",

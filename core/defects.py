@@ -56,13 +56,26 @@ __all__ = ["read_defect_file", "bad_gain_mask", "detect_hot_pixels", "detect_dea
 # ------------------------------------------------------------------------------------ known bad pixels
 
 
+@njit(cache=True, parallel=True, nogil=True)
+def _bad_gain_kernel(gain, out):  # pragma: no cover - compiled (no fastmath: NaN must compare False)
+    ny, nx = gain.shape
+    for y in prange(ny):
+        for x in range(nx):
+            g = gain[y, x]
+            out[y, x] = not (g > 0 and g < np.inf)
+
+
 def bad_gain_mask(gain: np.ndarray) -> np.ndarray:
     """Bool mask of gain pixels that are zero, negative or not finite (shape of ``gain``).
 
     A multiplicative gain is positive; :mod:`framewatch.core.content_checks` refuses a gain with too
-    many such pixels."""
+    many such pixels. One pass for a 2-D float gain (``~np.isfinite(g) | (g <= 0)`` otherwise)."""
     g = np.asarray(gain)
-    return ~np.isfinite(g) | (g <= 0)
+    if g.ndim != 2 or g.dtype.kind != "f":
+        return ~np.isfinite(g) | (g <= 0)
+    out = np.empty(g.shape, dtype=bool)
+    _bad_gain_kernel(np.ascontiguousarray(g), out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- hot pixels

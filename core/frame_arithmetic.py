@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["add_frame", "apply_gain", "gain_corrected_at", "sum_frames"]
+__all__ = ["add_frame", "apply_gain", "gain_corrected_at", "gain_where_good", "sum_frames"]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True, nogil=True)
@@ -33,6 +33,14 @@ def _add_kernel(raw, total):  # pragma: no cover - compiled
     for y in numba.prange(ny):
         for x in range(nx):
             total[y, x] += np.float32(raw[y, x])
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _gain_where_good_kernel(total, gain, bad):  # pragma: no cover - compiled
+    ny, nx = total.shape
+    for y in numba.prange(ny):
+        for x in range(nx):
+            total[y, x] = np.float32(0.0) if bad[y, x] else total[y, x] * gain[y, x]
 
 
 def _kernel_input(frame: np.ndarray) -> np.ndarray:
@@ -89,3 +97,16 @@ def add_frame(total: np.ndarray, frame: np.ndarray) -> None:
     if total.dtype != np.float32 or np.shape(frame) != total.shape:
         raise ValueError(f"total {total.dtype} {total.shape} and frame {np.shape(frame)} do not match")
     _add_kernel(_kernel_input(frame), total)
+
+
+def gain_where_good(total: np.ndarray, gain: np.ndarray, bad: np.ndarray) -> None:
+    """``total *= gain`` in place where ``bad`` is False, 0 where it is True (a bad gain pixel's
+    value never reaches the sum): ``total`` and ``gain`` float32 ``(ny, nx)``, ``bad`` bool
+    ``(ny, nx)``. One pass, no temporary (``total *= np.where(bad, 0, gain)`` made two, 192 MB at
+    4096², fresh pages on every movie)."""
+    if total.dtype != np.float32 or not total.flags.c_contiguous or np.shape(gain) != total.shape \
+            or np.shape(bad) != total.shape:
+        raise ValueError(f"total {total.dtype} {total.shape}, gain {np.shape(gain)} and bad {np.shape(bad)} "
+                         "must be float32 arrays of one shape (total C-contiguous)")
+    _gain_where_good_kernel(total, np.ascontiguousarray(gain, dtype=np.float32),
+                            np.ascontiguousarray(bad, dtype=np.bool_))

@@ -29,7 +29,7 @@ from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_ho
 from .dose import accumulated_dose_e_per_a2, half_inverse_critical_exposure
 from .errors import GainError, MovieFormatError, SettingsError
 from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
-from .frame_arithmetic import apply_gain, sum_frames
+from .frame_arithmetic import apply_gain, gain_where_good, sum_frames
 from .frame_pool import frame_pool, use_kernel_threads
 from .frame_size import require_alignable_shape
 from .frc import frc_curve
@@ -419,7 +419,7 @@ class MovieCorrection:
             bad |= bad_gain_mask(gain)
             note = check_gain_defects(bad, path=self.path)
             self.input_notes += [note] if note and final else []
-            total *= np.where(bad, 0.0, gain).astype(np.float32)
+            gain_where_good(total, gain, bad)
         if defect_mask is not None:
             if defect_mask.shape != self.movie_shape:
                 raise MovieFormatError(

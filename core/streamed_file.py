@@ -238,6 +238,9 @@ def stream_correct_file(
                          finish_s=time.perf_counter() - ended, final_mask=feed.stream.final_mask)
 
 
+_READER_ENDED = object()  # what a _FrameReader's thread queues last
+
+
 class _FrameReader:
     """Decodes the frames of a followed movie in a thread of its own, one frame per poll, while the
     caller transforms those already decoded (:meth:`take`): decoding frame i + 1 overlaps the work on
@@ -254,6 +257,7 @@ class _FrameReader:
         self._stopping = threading.Event()
         self._going = threading.Event()  # the first poll waits for go(): the caller asks end() first
         self._error: BaseException | None = None
+        self._ended = False  # take() met the thread's last item: every frame has been taken
         self._thread = threading.Thread(target=self._run, name="framewatch-stream-reader", daemon=True)
 
     def __enter__(self) -> "_FrameReader":
@@ -280,6 +284,8 @@ class _FrameReader:
                     self._stopping.wait(self.poll_s)
         except BaseException as err:  # noqa: BLE001 - raised in the caller's thread by take()
             self._error = err
+        finally:
+            self._frames.put(_READER_ENDED)  # wakes a take() waiting for a frame that will not come
 
     def take(self, timeout_s: float) -> list[np.ndarray]:
         """The frames decoded and not yet taken (waiting up to ``timeout_s`` for a first one); raises
@@ -291,11 +297,14 @@ class _FrameReader:
                 frames.append(self._frames.get_nowait())
         if self._error is not None:
             raise self._error
+        if any(frame is _READER_ENDED for frame in frames):
+            self._ended = True
+            frames = [frame for frame in frames if frame is not _READER_ENDED]
         return frames
 
     def ended(self) -> bool:
         """The thread has ended: a :meth:`take` now gets every frame left (or raises its error)."""
-        return not self._thread.is_alive()
+        return self._ended or not self._thread.is_alive()
 
     def stop(self) -> None:
         """End the thread after its current poll; frames already decoded stay for :meth:`take`."""

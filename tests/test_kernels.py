@@ -212,3 +212,40 @@ def test_array_addresses_refuse_what_a_kernel_could_not_view():
     for bad in (np.zeros((4, 3), np.complex128), np.zeros((4, 6), np.complex64)[:, ::2], np.zeros((3, 3), np.complex64)):
         with pytest.raises(ValueError, match="C-contiguous complex64"):
             array_addresses([good[0], bad], shape=(4, 3))
+
+
+def test_gain_where_good_kernel_matches_numpy():
+    from framewatch.core.frame_arithmetic import gain_where_good
+
+    total = RNG.poisson(5.0, SHAPE).astype(np.float32)
+    gain = RNG.uniform(0.5, 1.5, SHAPE).astype(np.float32)
+    gain[3, 4], gain[7, 1], gain[0, 0] = np.nan, np.inf, -1.0
+    bad = ~np.isfinite(gain) | (gain <= 0)
+    ref = total * np.where(bad, 0.0, gain).astype(np.float32)
+    gain_where_good(total, gain, bad)
+    np.testing.assert_array_equal(total, ref)
+    assert np.isfinite(total).all() and (total[bad] == 0).all()
+    with pytest.raises(ValueError, match="float32"):
+        gain_where_good(total.astype(np.float64), gain, bad)
+
+
+def test_bad_gain_kernel_matches_numpy():
+    from framewatch.core.defects import bad_gain_mask
+
+    for dtype in (np.float32, np.float64):
+        gain = RNG.uniform(-0.2, 2.0, SHAPE).astype(dtype)
+        gain[1, 1], gain[2, 2], gain[3, 3], gain[4, 4] = np.nan, np.inf, -np.inf, 0.0
+        np.testing.assert_array_equal(bad_gain_mask(gain), ~np.isfinite(gain) | (gain <= 0))
+    ints = RNG.integers(-2, 3, SHAPE)  # not a float gain: the NumPy expression
+    np.testing.assert_array_equal(bad_gain_mask(ints), ints <= 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_signal_summary_kernel_matches_numpy(dtype):
+    from framewatch.core.content_checks import signal_summary
+
+    frame_sum = (RNG.standard_normal(SHAPE) * 3).astype(dtype)
+    frame_sum[:5] = 0
+    nonzero, negative, mean = signal_summary(frame_sum)
+    assert nonzero == np.count_nonzero(frame_sum) and negative == np.count_nonzero(frame_sum < 0)
+    assert mean == pytest.approx(float(np.mean(frame_sum, dtype=np.float64)), rel=1e-12, abs=1e-12)
