@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +51,13 @@ from .partial_transform import PartialSpectrum
 from .resample import field_grid_shape, prefilter_factors, warp_image
 from .result import MovieResult
 from .settings import CorrectionSettings
+from .sparse_spectrum import PointSpectra
 from .streamed_patches import StreamedPatches
 from .weighted_sums import weighted_sums
 
 __all__ = ["DefectsFound", "MovieCorrection"]
 
-_NESTED_TIMINGS = ("warp_s", "fft_again_s", "streamed_patches_s")  # parts of second_pass_s and streamed_s
+_NESTED_TIMINGS = ("warp_s", "fft_again_s", "streamed_patches_s", "point_update_wait_s")  # parts of others
 # frames a streamed movie's patches are grouped for before its length is known (the grouping caps the
 # group at a third of the frames; a movie this long is never capped)
 STREAMED_GROUPING_FRAMES = 1 << 20
@@ -67,6 +69,22 @@ STREAMED_GROUPING_FRAMES = 1 << 20
 # correct_movie makes.
 STREAMED_Z_MARGIN = 0.25
 STREAMED_GAIN_MARGIN = 0.005
+
+
+def _add_point_spectra(points: PointSpectra, first_pass: list, *, threads: int) -> None:
+    """Add each frame's point spectrum to its first-pass spectrum (``first_pass[i][0]``), with
+    ``threads`` kernel threads."""
+    use_kernel_threads(threads)
+    for i, entry in enumerate(first_pass):
+        if entry is not None:
+            points.add_to(i, entry[0])
+
+
+def _waited(future) -> float:
+    """Seconds spent waiting for ``future``'s result (raises what it raised)."""
+    t = time.perf_counter()
+    future.result()
+    return time.perf_counter() - t
 
 
 @dataclass(frozen=True)
@@ -140,12 +158,17 @@ class MovieCorrection:
         return DefectsFound(gain, replacer, timings)
 
     def finish(self, raw: list, gain, replacer: PixelReplacer, timings: dict, *, first_pass: list | None = None,
-               known_shifts_px=None, known_local=None, streamed_patches: StreamedPatches | None = None) -> MovieResult:
+               known_shifts_px=None, known_local=None, streamed_patches: StreamedPatches | None = None,
+               first_pass_points: PointSpectra | None = None) -> MovieResult:
         """Everything after the defect mask: first pass, alignment, local motion, sums, statistics.
 
         ``first_pass``: per frame ``(spectrum, cropped)`` already computed with this ``replacer``
         and ``gain`` (streaming), or ``None`` for a frame to transform here; ``None``: all of them.
-        ``streamed_patches``: the patch spectra built while the frames arrived (streaming)."""
+        ``streamed_patches``: the patch spectra built while the frames arrived (streaming).
+        ``first_pass_points``: what the ``first_pass`` spectra still lack (a few pixels' change; their
+        crops already have it): added to them in a thread of its own, on one kernel thread, while the
+        local motion is measured on the crops (beside the whole-frame alignment, which keeps both
+        cores busy, it slowed the alignment by as much as it saved), before the sums."""
         use_kernel_threads(self.threads)
         n = len(raw)
         doses = accumulated_dose_e_per_a2(
@@ -157,10 +180,23 @@ class MovieCorrection:
             replacer.apply(image, i)
             return image
 
-        alignment, spectra, local = self._motion(raw, corrected, timings, known_shifts_px, known_local,
-                                                 first_pass=first_pass, streamed_patches=streamed_patches)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="framewatch-point-spectra") as beside:
+            updating = []
+
+            def update_spectra() -> None:  # beside the local motion, which works on the alignment copies
+                updating.append(beside.submit(_add_point_spectra, first_pass_points, first_pass, threads=1))
+
+            alignment, spectra, local = self._motion(
+                raw, corrected, timings, known_shifts_px, known_local, first_pass=first_pass,
+                streamed_patches=streamed_patches, after_alignment=None if first_pass_points is None else update_spectra)
+            if updating:
+                timings["point_update_wait_s"] = _waited(updating[0])
+            elif first_pass_points is not None:  # no local motion to work beside: on every core, now
+                t = time.perf_counter()
+                _add_point_spectra(first_pass_points, first_pass, threads=self.threads)
+                timings["fourier_update_s"] = timings.get("fourier_update_s", 0.0) + time.perf_counter() - t
         t = time.perf_counter()
-        warped = local is not None and local.model is not None
+        warped = local is not None and local.model is not None  # else the spectra are the first pass's
         sums = self._sums(spectra, n, alignment.shifts_px, doses, prefilter=warped)
         timings["sum_s"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -203,11 +239,12 @@ class MovieCorrection:
         return gain
 
     def _motion(self, raw: list, corrected, timings: dict, known_shifts_px, known_local, *, first_pass=None,
-                streamed_patches: StreamedPatches | None = None):
+                streamed_patches: StreamedPatches | None = None, after_alignment=None):
         """Whole-frame alignment, then local motion if asked for: ``(alignment, spectra, local)``.
 
         ``spectra``: the output-size spectra to sum (of the warped frames when local motion is
-        applied: a second pass over the decoded frames)."""
+        applied: a second pass over the decoded frames). ``after_alignment()``: called once the
+        whole-frame alignment is done, before the local motion is measured."""
         n = len(raw)
         if self.local and known_local is not None:
             alignment = self._global([None] * n, self.shape, 1.0, known_shifts_px)
@@ -218,6 +255,8 @@ class MovieCorrection:
                                                               keep_raw=self.local, first_pass=first_pass)
         local = None
         if self.local:
+            if after_alignment is not None:
+                after_alignment()
             local = self._local_motion(cropped, alignment, timings, streamed_patches)
             if local.model is not None:  # a second pass: warp every frame, transform it again
                 del spectra

@@ -47,9 +47,9 @@ from .frame_arithmetic import add_frame, apply_gain, gain_corrected_at
 from .movie_correction import MovieCorrection
 from .result import MovieResult
 from .settings import CorrectionSettings
-from .sparse_spectrum import add_point_spectrum
+from .sparse_spectrum import PointSpectra, add_point_spectrum
 
-__all__ = ["FOURIER_UPDATE_MAX_POINTS", "StreamingCorrection"]
+__all__ = ["DEFERRED_UPDATE_MAX_POINTS", "FOURIER_UPDATE_MAX_POINTS", "StreamingCorrection"]
 
 # A frame whose corrected image changes at no more pixels than this is updated in Fourier space,
 # else transformed again. Measured on a 4096 x 4096 frame (core/sparse_spectrum.py): the update of
@@ -57,6 +57,13 @@ __all__ = ["FOURIER_UPDATE_MAX_POINTS", "StreamingCorrection"]
 # threads: 8, 42, 127 and 46 ms). At 32 the update costs about one transform, which also needs the
 # gain and the replacement over the whole frame (the whole re-transform of a frame: 83 ms).
 FOURIER_UPDATE_MAX_POINTS = 32
+# When the frames updated in Fourier space change at no more pixels than this in all (the one or two
+# marginal hot pixels a camera's mask gains or loses from one movie to the next, and the replacements
+# of bad pixels beside them), their alignment copies
+# are updated at once and their spectra in a thread beside the alignment and the local motion, which
+# work on the copies (MovieCorrection.finish): 4096² x 10 frames with 2 points, 0.07-0.09 s of
+# updates in the daemon replay. More points: each spectrum is updated first, on both cores.
+DEFERRED_UPDATE_MAX_POINTS = 8
 
 
 class StreamingCorrection:
@@ -83,6 +90,7 @@ class StreamingCorrection:
         self._stream_s = 0.0
         self.frames_transformed_again = 0  # after finish(): frames transformed again from their decoded copy
         self.frames_updated_in_fourier_space = 0  # after finish(): frames whose spectrum got the few changed pixels
+        self.deferred_update_points = 0  # after finish(): changed pixels added to the spectra after the alignment
         known = np.zeros(self._shape, dtype=bool) if self._gain is None else bad_gain_mask(self._gain)
         if defect_mask is not None:
             if np.shape(defect_mask) != self._shape:
@@ -144,7 +152,8 @@ class StreamingCorrection:
         replacer = self._replacers[-1] if np.array_equal(final, self._masks[-1]) else PixelReplacer(final)
         timings["defects_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        first_pass = self._settled_first_pass(final, replacer, engine)
+        first_pass, points = self._settled_first_pass(final, replacer, engine)
+        self.deferred_update_points = 0 if points is None else int(points.flat_px.size)
         self.frames_transformed_again = sum(entry is None for entry in first_pass)
         self._first_pass = []
         timings["fourier_update_s"] = time.perf_counter() - t
@@ -155,20 +164,25 @@ class StreamingCorrection:
             # a frame transformed again changed at many pixels (a column that died): its streamed
             # patches are not those of the final frame (the few pixels of a Fourier update are noise)
             patches = patches if self.frames_transformed_again == 0 else None
-        result = engine.finish(raw, self._gain, replacer, timings, first_pass=first_pass, streamed_patches=patches)
+        result = engine.finish(raw, self._gain, replacer, timings, first_pass=first_pass, streamed_patches=patches,
+                               first_pass_points=points)
         self.patches_from_stream = patches is not None and patches.used and patches.dropped is None
         self.streamed_patches_dropped = None if patches is None else patches.dropped
         return result
 
-    def _settled_first_pass(self, final: np.ndarray, replacer: PixelReplacer, engine: MovieCorrection) -> list:
+    def _settled_first_pass(self, final: np.ndarray, replacer: PixelReplacer,
+                            engine: MovieCorrection) -> tuple[list, PointSpectra | None]:
         """Every frame's ``(spectrum, cropped)`` for the ``final`` mask (its ``replacer``): as streamed
         when its provisional mask was the final one, updated in Fourier space when its corrected image
         changes at few pixels (at most :data:`FOURIER_UPDATE_MAX_POINTS`; movie-size output only), else
-        ``None`` (the engine transforms it again)."""
+        ``None`` (the engine transforms it again). When all the updated frames change at no more than
+        :data:`DEFERRED_UPDATE_MAX_POINTS` pixels in all, their alignment copies are updated here and
+        the point spectra returned for the engine to add to the spectra beside the alignment;
+        otherwise each spectrum is updated here and ``None`` is returned."""
         sparse = engine.cfg.fourier_bin == 1  # the spectrum is the plain rfft2 of the corrected frame
         differing: dict[int, np.ndarray | None] = {}  # per mask version: pixels drawn differently, None: same mask
-        settled = []
-        self.frames_updated_in_fourier_space = 0
+        settled: list = []
+        changes: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # frame -> (flat pixels, new - old)
         for i, (spec, crop, version) in enumerate(self._first_pass):
             if version not in differing:
                 same = np.array_equal(final, self._masks[version])
@@ -180,12 +194,28 @@ class StreamingCorrection:
             if sparse:
                 where, delta = self._correction_change(i, pixels, self._replacers[version], replacer)
                 if where.size <= FOURIER_UPDATE_MAX_POINTS:
-                    add_point_spectrum(spec, self._shape, where, delta)
-                    settled.append((spec, fourier_crop(spec, engine.shape, engine.align_shape)))
-                    self.frames_updated_in_fourier_space += 1
+                    settled.append((spec, crop))
+                    changes[i] = (where, delta)
                     continue
             settled.append(None)
-        return settled
+        self.frames_updated_in_fourier_space = len(changes)
+        if not changes:
+            return settled, None
+        union = np.unique(np.concatenate([where for where, _ in changes.values()]))
+        if union.size <= DEFERRED_UPDATE_MAX_POINTS:
+            values = np.zeros((len(settled), union.size))
+            for i, (where, delta) in changes.items():
+                np.add.at(values[i], np.searchsorted(union, where), delta)
+            points = PointSpectra(self._shape, union, values)
+            for i in changes:
+                spec, crop = settled[i]
+                settled[i] = (spec, crop + points.cropped(i, engine.align_shape))
+            return settled, points
+        for i, (where, delta) in changes.items():
+            spec, _ = settled[i]
+            add_point_spectrum(spec, self._shape, where, delta)
+            settled[i] = (spec, fourier_crop(spec, engine.shape, engine.align_shape))
+        return settled, None
 
     def _correction_change(self, i: int, pixels: np.ndarray, old: PixelReplacer,
                            new: PixelReplacer) -> tuple[np.ndarray, np.ndarray]:

@@ -249,3 +249,4 @@ def test_signal_summary_kernel_matches_numpy(dtype):
     nonzero, negative, mean = signal_summary(frame_sum)
     assert nonzero == np.count_nonzero(frame_sum) and negative == np.count_nonzero(frame_sum < 0)
     assert mean == pytest.approx(float(np.mean(frame_sum, dtype=np.float64)), rel=1e-12, abs=1e-12)
+

@@ -109,3 +109,30 @@ def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="finite"):
         add_point_spectrum(spectrum, (8, 8), one, np.array([np.nan]))
     assert (spectrum == 0).all()
+
+
+def test_point_spectra_update_each_frame_and_its_alignment_copy():
+    from framewatch.core.fourier import fourier_crop
+    from framewatch.core.sparse_spectrum import PointSpectra
+
+    shape, out = (48, 64), (24, 32)
+    rng = np.random.default_rng(11)
+    spectra = [rfft2(rng.standard_normal(shape).astype(np.float32), threads=1) for _ in range(4)]
+    flat = np.array([5, 130, 3001])
+    values = rng.uniform(-40, 40, (4, flat.size))
+    values[2] = 0.0  # a frame without a change
+    points = PointSpectra(shape, flat, values)
+    for i, spec in enumerate(spectra):
+        image = np.fft.irfft2(spec, s=shape)
+        image.flat[flat] += values[i]
+        want = np.fft.rfft2(image)
+        got = spec.copy()
+        points.add_to(i, got)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+        if i == 2:
+            np.testing.assert_array_equal(got, spec)
+        # the crop of the update: what fourier_crop of the updated spectrum adds to the frame's crop
+        crop = fourier_crop(got, shape, out) - fourier_crop(spec, shape, out)
+        np.testing.assert_allclose(points.cropped(i, out), crop, rtol=0, atol=1e-4 * max(np.abs(crop).max(), 1.0))
+    with pytest.raises(ValueError, match="must lie in"):
+        PointSpectra(shape, np.array([48 * 64]), np.zeros((1, 1)))

@@ -174,6 +174,8 @@ def test_a_few_pixels_of_difference_update_every_frame_in_fourier_space(differen
     np.testing.assert_array_equal(stream.final_mask, final)
     assert stream.frames_updated_in_fourier_space == CAMERA["n_frames"]
     assert stream.frames_transformed_again == 0
+    # at most DEFERRED_UPDATE_MAX_POINTS in all: the alignment copies updated first, the spectra after
+    assert stream.deferred_update_points == {"one_extra_pixel": 1, "hot_pixels_missing": 5, "both": 6}[difference]
     truth = sim.shifts_px - sim.shifts_px[CAMERA["n_frames"] // 2]
     got = streamed.shifts_px - streamed.shifts_px[CAMERA["n_frames"] // 2]
     assert np.abs(got - truth).max() < 0.3
@@ -189,11 +191,35 @@ def test_without_the_update_the_missed_hot_pixels_would_stay_in_the_sums(monkeyp
     for x, y in sim.hot_pixels_xy.tolist():
         expected[y, x] = False
     whole = correct_movie(sim.frames, gain=sim.gain, settings=SETTINGS)
+    import framewatch.core.sparse_spectrum as sparse_spectrum
+
     monkeypatch.setattr(streaming, "add_point_spectrum", lambda *args: None)
+    monkeypatch.setattr(sparse_spectrum, "add_point_spectrum", lambda *args: None)  # the deferred update
     stream, streamed = _stream(list(sim.frames), SETTINGS, gain=sim.gain, expected_mask=expected)
     assert stream.frames_updated_in_fourier_space == CAMERA["n_frames"]
     error = np.abs(streamed.dose_weighted_sum - whole.dose_weighted_sum).max()
     assert error > 1e-2 * np.abs(whole.dose_weighted_sum).max()  # vs <= 1e-5 with the update
+
+
+def test_without_the_deferred_points_the_sums_would_keep_the_old_pixel(monkeypatch):
+    """The deferred update can fail too: with the points dropped, the sums keep the frames' values
+    of the provisional mask at the pixel the last movie called hot."""
+    from framewatch.core.movie_correction import MovieCorrection
+
+    sim = simulated(**CAMERA)
+    final = _final_mask(sim.frames, SETTINGS, sim.gain)
+    expected = final.copy()
+    expected[_far_from(final)] = True
+    whole = correct_movie(sim.frames, gain=sim.gain, settings=SETTINGS)
+    stream, streamed = _stream(list(sim.frames), SETTINGS, gain=sim.gain, expected_mask=expected)
+    assert stream.deferred_update_points == 1
+    _close(streamed, whole)
+    finish = MovieCorrection.finish
+    monkeypatch.setattr(MovieCorrection, "finish", lambda self, *a, **kw: finish(self, *a, **{**kw, "first_pass_points": None}))
+    stream, streamed = _stream(list(sim.frames), SETTINGS, gain=sim.gain, expected_mask=expected)
+    assert stream.deferred_update_points == 1
+    error = np.abs(streamed.dose_weighted_sum - whole.dose_weighted_sum).max()
+    assert error > 1e-3 * np.abs(whole.dose_weighted_sum).max()  # vs <= 1e-5 with the points
 
 
 @pytest.mark.parametrize("difference", ["dead_column", "500_extra_pixels"])
@@ -247,5 +273,6 @@ def test_the_limit_is_where_the_update_stops():
         _close(streamed, whole)
         if k <= FOURIER_UPDATE_MAX_POINTS:
             assert (stream.frames_updated_in_fourier_space, stream.frames_transformed_again) == (CAMERA["n_frames"], 0)
+            assert stream.deferred_update_points == 0  # more than DEFERRED_UPDATE_MAX_POINTS: each spectrum at once
         else:  # 128 pixels at ~2 counts: far more than 32 of them differ from their replacement
             assert (stream.frames_updated_in_fourier_space, stream.frames_transformed_again) == (0, CAMERA["n_frames"])
