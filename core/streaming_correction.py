@@ -176,7 +176,7 @@ class StreamingCorrection:
         when its provisional mask was the final one, updated in Fourier space when its corrected image
         changes at few pixels (at most :data:`FOURIER_UPDATE_MAX_POINTS`; movie-size output only), else
         ``None`` (the engine transforms it again). When all the updated frames change at no more than
-        :data:`DEFERRED_UPDATE_MAX_POINTS` pixels in all, their alignment copies are updated here and
+        :data:`DEFERRED_UPDATE_MAX_POINTS` pixels in all and patches are measured, their alignment copies are updated here and
         the point spectra returned for the engine to add to the spectra beside the alignment;
         otherwise each spectrum is updated here and ``None`` is returned."""
         sparse = engine.cfg.fourier_bin == 1  # the spectrum is the plain rfft2 of the corrected frame
@@ -202,7 +202,7 @@ class StreamingCorrection:
         if not changes:
             return settled, None
         union = np.unique(np.concatenate([where for where, _ in changes.values()]))
-        if union.size <= DEFERRED_UPDATE_MAX_POINTS:
+        if union.size <= DEFERRED_UPDATE_MAX_POINTS and engine.local:  # whole-frame: nothing to work beside
             values = np.zeros((len(settled), union.size))
             for i, (where, delta) in changes.items():
                 np.add.at(values[i], np.searchsorted(union, where), delta)

@@ -174,8 +174,14 @@ def test_a_few_pixels_of_difference_update_every_frame_in_fourier_space(differen
     np.testing.assert_array_equal(stream.final_mask, final)
     assert stream.frames_updated_in_fourier_space == CAMERA["n_frames"]
     assert stream.frames_transformed_again == 0
-    # at most DEFERRED_UPDATE_MAX_POINTS in all: the alignment copies updated first, the spectra after
+    # whole-frame (no local motion to work beside): every spectrum updated at once
+    assert stream.deferred_update_points == 0
+    # with patches, at most DEFERRED_UPDATE_MAX_POINTS in all: the alignment copies updated first, the
+    # spectra beside the local motion; the same result as the whole movie's
+    local = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, patches=(2, 2), threads=1)
+    stream, streamed = _stream(list(sim.frames), local, gain=sim.gain, expected_mask=expected)
     assert stream.deferred_update_points == {"one_extra_pixel": 1, "hot_pixels_missing": 5, "both": 6}[difference]
+    _close(streamed, correct_movie(sim.frames, gain=sim.gain, settings=local))
     truth = sim.shifts_px - sim.shifts_px[CAMERA["n_frames"] // 2]
     got = streamed.shifts_px - streamed.shifts_px[CAMERA["n_frames"] // 2]
     assert np.abs(got - truth).max() < 0.3
@@ -207,16 +213,17 @@ def test_without_the_deferred_points_the_sums_would_keep_the_old_pixel(monkeypat
     from framewatch.core.movie_correction import MovieCorrection
 
     sim = simulated(**CAMERA)
-    final = _final_mask(sim.frames, SETTINGS, sim.gain)
+    settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, patches=(2, 2), threads=1)
+    final = _final_mask(sim.frames, settings, sim.gain)
     expected = final.copy()
     expected[_far_from(final)] = True
-    whole = correct_movie(sim.frames, gain=sim.gain, settings=SETTINGS)
-    stream, streamed = _stream(list(sim.frames), SETTINGS, gain=sim.gain, expected_mask=expected)
+    whole = correct_movie(sim.frames, gain=sim.gain, settings=settings)
+    stream, streamed = _stream(list(sim.frames), settings, gain=sim.gain, expected_mask=expected)
     assert stream.deferred_update_points == 1
     _close(streamed, whole)
     finish = MovieCorrection.finish
     monkeypatch.setattr(MovieCorrection, "finish", lambda self, *a, **kw: finish(self, *a, **{**kw, "first_pass_points": None}))
-    stream, streamed = _stream(list(sim.frames), SETTINGS, gain=sim.gain, expected_mask=expected)
+    stream, streamed = _stream(list(sim.frames), settings, gain=sim.gain, expected_mask=expected)
     assert stream.deferred_update_points == 1
     error = np.abs(streamed.dose_weighted_sum - whole.dose_weighted_sum).max()
     assert error > 1e-3 * np.abs(whole.dose_weighted_sum).max()  # vs <= 1e-5 with the points
