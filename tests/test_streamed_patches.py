@@ -129,15 +129,20 @@ def test_more_spectra_than_the_memory_bound_are_dropped(monkeypatch):
     assert stream.measurements(np.zeros((10, 2)), layout=_layout(10), bin_factor=1.0, options=OPTIONS) is None
 
 
-def test_a_streamed_movie_with_local_motion_ends_as_the_complete_one():
-    # 1024² x 10 frames, 2 px of local motion: applied by both, on the streamed spectra by the stream
-    sim = simulated(ny=1024, nx=1024, n_frames=10, dose_per_frame_e_per_a2=1.0, local_amplitude_px=2.0, seed=7)
+def _streamed_and_whole(size: int):
+    """A ``size``² x 10-frame movie with 2 px of local motion (1 e/A^2 per frame), streamed frame
+    by frame and corrected whole with the defaults: ``(stream, streamed result, whole result)``."""
+    sim = simulated(ny=size, nx=size, n_frames=10, dose_per_frame_e_per_a2=1.0, local_amplitude_px=2.0, seed=7)
     settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, threads=1)
     stream = StreamingCorrection(settings, sim.frames[0].shape)
     for frame in sim.frames:
         stream.add_frame(frame)
-    streamed = stream.finish()
-    whole = correct_movie(sim.frames, settings=settings)
+    return stream, stream.finish(), correct_movie(sim.frames, settings=settings)
+
+
+def test_a_streamed_movie_with_local_motion_ends_as_the_complete_one():
+    # 1024²: local motion applied by both, on the streamed spectra by the stream
+    stream, streamed, whole = _streamed_and_whole(1024)
     assert stream.patches_from_stream and stream.streamed_patches_dropped is None
     assert streamed.local_motion.decision == whole.local_motion.decision == "applied"
     # measured: patch shifts within 0.0011 px, sums correlated to 1 - 7e-8, the same whole-frame shifts
@@ -157,13 +162,7 @@ def test_a_streamed_movie_with_local_motion_ends_as_the_complete_one():
 def test_near_the_evidence_threshold_the_final_copy_decides():
     # 768² with 2 x 2 patches: the evidence (z = 3.1 against 3) is within the margin, so the stream's
     # patches are dropped and the movie is measured as correct_movie measures it: the same numbers
-    sim = simulated(ny=768, nx=768, n_frames=10, dose_per_frame_e_per_a2=1.0, local_amplitude_px=2.0, seed=7)
-    settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, threads=1)
-    stream = StreamingCorrection(settings, sim.frames[0].shape)
-    for frame in sim.frames:
-        stream.add_frame(frame)
-    streamed = stream.finish()
-    whole = correct_movie(sim.frames, settings=settings)
+    stream, streamed, whole = _streamed_and_whole(768)
     assert not stream.patches_from_stream
     assert "near its threshold" in stream.streamed_patches_dropped
     assert streamed.statistics.local_motion == whole.statistics.local_motion
