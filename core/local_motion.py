@@ -5,13 +5,15 @@ The steps (each in its own module):
 1. :func:`choose_patch_grid` (``--patches auto``): the patch grid from the frame size and the signal
    (none when the whole-frame alignment's peaks are barely above noise);
 2. :func:`framewatch.core.local_align.measure_patches`: per-patch residual trajectories on the
-   globally aligned alignment copy;
+   globally aligned alignment copy (or, for a streamed movie, on patch spectra built while the
+   frames arrived, :mod:`framewatch.core.streamed_patches`);
 3. :func:`framewatch.core.local_evidence.cross_validate_local_motion`: is there a deformation the
    held-out frames confirm?
 4. :func:`framewatch.core.separable_motion.fit_separable_motion` on all frames: the model that is
    applied, with its uncertainty.
 
-Without support the movie is corrected whole-frame only, and the result says
+:func:`local_motion_from_patches` does steps 3 and 4 on the measurements of step 2. Without support
+the movie is corrected whole-frame only, and the result says
 ``local_motion: declined (reason)``; ``force`` applies the fitted model anyway
 (``--local-force``), still recording what the evidence said.
 """
@@ -21,12 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .local_align import PatchMeasurements, PatchOptions, measure_patches
+from .local_align import PatchMeasurements
 from .local_evidence import EvidenceOptions, LocalEvidence, cross_validate_local_motion
 from .separable_motion import PatchShiftData, SeparableFitOptions, fit_separable_motion
 
-__all__ = ["KnownDisplacement", "LocalMotion", "PatchGridChoice", "choose_patch_grid", "estimate_local_motion",
-           "local_motion_from_patches"]
+__all__ = ["KnownDisplacement", "LocalMotion", "PatchGridChoice", "choose_patch_grid", "local_motion_from_patches"]
 
 AUTO_MAX_PATCHES = 5  # per axis
 AUTO_MIN_PATCH_PX = 512  # movie (output) pixels: smaller patches carry too little signal at tilt dose
@@ -183,28 +184,6 @@ class LocalMotion:
 def local_motion_off(reason: str) -> LocalMotion:
     """No patches were measured (``--patches 0 0``, or the automatic grid found none)."""
     return LocalMotion(None, None, None, None, None, reason, decision="off", reason=reason)
-
-
-def estimate_local_motion(
-    registered: np.ndarray,
-    *,
-    bin_factor: float,
-    image_shape: tuple[int, int],
-    pixel_size_a: float,
-    dose_per_frame_e_per_a2: float,
-    options: PatchOptions,
-    force: bool = False,
-    evidence_options: EvidenceOptions = EvidenceOptions(),
-) -> LocalMotion:
-    """Measure patches on the registered alignment copy ``(n_frames, ay, ax)``, test and fit.
-
-    ``image_shape``: ``(ny, nx)`` of the output image (the model's pixels). Returns a
-    :class:`LocalMotion` whose ``model`` is ``None`` unless local motion is applied.
-    """
-    meas = measure_patches(registered, bin_factor=bin_factor, pixel_size_a=pixel_size_a,
-                           dose_per_frame_e_per_a2=dose_per_frame_e_per_a2, options=options)
-    return local_motion_from_patches(meas, n_frames=registered.shape[0], grid=options.patches,
-                                     image_shape=image_shape, force=force, evidence_options=evidence_options)
 
 
 def local_motion_from_patches(
