@@ -87,11 +87,12 @@ def taper_window(size: int) -> np.ndarray:
     return np.outer(w, w).astype(np.float32)
 
 
-def group_size_for(*, dose_per_frame_e_per_a2: float, patch_area_a2: float, n_frames: int) -> int:
-    """Frames per group so one patch group holds at least ``MIN_ELECTRONS_PER_PATCH_GROUP``."""
+def group_size_for(*, dose_per_frame_e_per_a2: float, patch_area_a2: float, n_frames: int | None) -> int:
+    """Frames per group so one patch group holds at least ``MIN_ELECTRONS_PER_PATCH_GROUP``, at most
+    a third of ``n_frames`` (``None``: a movie whose length is not known yet, not capped)."""
     per_frame = dose_per_frame_e_per_a2 * patch_area_a2
     size = max(1, math.ceil(MIN_ELECTRONS_PER_PATCH_GROUP / per_frame))
-    return int(min(size, max(1, n_frames // 3)))
+    return int(size if n_frames is None else min(size, max(1, n_frames // 3)))
 
 
 def patch_trajectories(

@@ -57,10 +57,7 @@ from .weighted_sums import weighted_sums
 
 __all__ = ["DefectsFound", "MovieCorrection"]
 
-_NESTED_TIMINGS = ("warp_s", "fft_again_s", "streamed_patches_s", "point_update_wait_s")  # parts of others
-# frames a streamed movie's patches are grouped for before its length is known (the grouping caps the
-# group at a third of the frames; a movie this long is never capped)
-STREAMED_GROUPING_FRAMES = 1 << 20
+_NESTED_TIMINGS = ("warp_s", "fft_again_s", "streamed_patches_s")  # parts of second_pass_s and streamed_s
 # Streamed patch measurements (core/streamed_patches.py) differ from those on the copy registered by
 # the final shifts by far less than their noise: the evidence's z by up to 0.03, the patch shifts by up
 # to 0.01 px (a 384² movie whose early frames kept 6 hot pixels in the stream; 0.0015 px at 1024²,
@@ -343,7 +340,7 @@ class MovieCorrection:
         grid = patch_grid(self.align_shape, patches=patches, overlap=cfg.patch_overlap)
         area = patch_area_a2(grid, bin_factor=self.bin_factor, pixel_size_a=self.pixel_size_a)
         group = group_size_for(dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2, patch_area_a2=area,
-                               n_frames=STREAMED_GROUPING_FRAMES)
+                               n_frames=None)  # the length is not known yet
         return StreamedPatches(align_shape=self.align_shape, grid=grid, group_size=group,
                                window=taper_window(grid.size_px), bfactor_px2=cfg.bfactor_px2,
                                max_shift_px=cfg.max_shift_a / self.pixel_size_a / self.bin_factor, threads=self.threads)

@@ -146,10 +146,6 @@ class PointSpectra:
         object.__setattr__(self, "flat_px", flat)
         object.__setattr__(self, "values", values)
 
-    @property
-    def n_frames(self) -> int:
-        return int(self.values.shape[0])
-
     def add_to(self, frame: int, spectrum: np.ndarray) -> None:
         """Add frame ``frame``'s point spectrum to its half ``spectrum`` in place
         (:func:`add_point_spectrum`); nothing when it has no change."""
