@@ -60,8 +60,8 @@ __all__ = ["DefectsFound", "MovieCorrection"]
 _NESTED_TIMINGS = ("warp_s", "fft_again_s", "streamed_patches_s")  # parts of second_pass_s and streamed_s
 # Streamed patch measurements (core/streamed_patches.py) differ from those on the copy registered by
 # the final shifts by far less than their noise: the evidence's z by up to 0.03, the patch shifts by up
-# to 0.01 px (a 384² movie whose early frames kept 6 hot pixels in the stream; 0.0015 px at 1024²,
-# tests/test_streamed_patches.py and tests/test_streaming_correction.py). Within these margins of the evidence
+# to 0.016 px (24 simulated 1024² movies, contrast 5-20 %, 0.3-1 e/A^2, README "Streaming"; a 384²
+# movie whose early frames kept 6 hot pixels in the stream: 0.01 px). Within these margins of the evidence
 # rule's thresholds the movie is measured again on the final copy, so the decision is the one
 # correct_movie makes.
 STREAMED_Z_MARGIN = 0.25

@@ -7,7 +7,7 @@ once: gain, defect replacement, the forward transform and the Fourier-cropped al
 mask, alignment, local motion, dose weighting, half sums. The result equals ``correct_movie`` of
 all the frames: value for value when every frame was transformed with the final mask or again,
 to float32 rounding (measured: 1e-6 of the sums' largest value, shifts 1e-8 px) when some frame
-was updated in Fourier space; with patches, the local motion to within 0.01 px (below).
+was updated in Fourier space; with patches, the patch shifts to within 0.016 px (below).
 
 Hot and dead pixels are found on the sum of all frames, which is only known at the end. While
 frames arrive, each is transformed with a provisional mask. At the end, a frame whose mask differs
@@ -30,7 +30,7 @@ the local motion is measured (``deferred_update_points``).
 With patches, local motion's patch spectra are built while the frames arrive, each frame registered
 by a preliminary shift (:mod:`~framewatch.core.streamed_patches`; ``patches_from_stream``, or
 ``streamed_patches_dropped`` with the reason they were not used, after :meth:`finish`): the
-patches' shifts then differ from those of ``correct_movie`` by at most 0.01 px, and the decision is
+patches' shifts then differ from those of ``correct_movie`` by up to 0.016 px, and the decision is
 ``correct_movie``'s whenever the evidence lies near its thresholds.
 
 The provisional mask is ``expected_mask`` when the caller has one (the final mask of the previous
