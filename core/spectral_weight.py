@@ -188,3 +188,32 @@ def spectral_snr_weight(estimate: SpectralSNR, shape: tuple[int, int]) -> np.nda
     weight[0, :] = 0.0
     weight[:, 0] = 0.0
     return weight.astype(np.float32)
+
+
+def shift_bound_px(estimate: SpectralSNR, shape: tuple[int, int]) -> float:
+    """The Cramér–Rao bound (px of ``shape`` per axis, the root of the mean of the x and y variances)
+    on the position of one frame against the sum of the other ``n - 1``, for a specimen that is a
+    Gaussian random field with the per-frame power ``P_S`` of ``estimate`` under white noise ``P_N``.
+
+    Each independent frequency ``k`` of the pair (frame, reference) carries the Fisher information
+    ``2 (2 pi k)^2 g / (1 - g)`` on the shift, ``g = P_S^2 / ((P_S + P_N)(P_S + P_N / (n - 1)))`` the
+    squared coherence (Knapp & Carter, 1976), i.e. ``2 (2 pi k)^2 (n - 1) P_S^2 / (P_N (n P_S + P_N))``;
+    summed over the half spectrum with its multiplicity (DC and the central cross left out, as in
+    the estimate). No unbiased estimator measures a frame more precisely; the others' own errors
+    only add to it. A smoothness prior on the trajectory can do better where the path is smooth.
+    ``inf`` without signal."""
+    p_s, p_n, n = estimate.signal_power, estimate.noise_power, estimate.n_frames
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_bin = np.where((p_n > 0) & (p_s > 0), (n - 1) * p_s**2 / (p_n * (n * p_s + p_n)), 0.0)
+    if n < 2 or not np.any(per_bin > 0):
+        return float("inf")
+    bins, radius, weight = _bin_index(shape)
+    ratio = np.interp(radius, estimate.frequency_cycles_per_px, per_bin, right=0.0) * weight
+    ratio[bins < 0] = 0.0
+    ky = np.fft.fftfreq(shape[0])[:, None]
+    kx = np.fft.rfftfreq(shape[1])[None, :]
+    info_x = float(np.sum(ratio * (2.0 * np.pi * kx) ** 2))
+    info_y = float(np.sum(ratio * (2.0 * np.pi * ky) ** 2))
+    if not (info_x > 0 and info_y > 0):
+        return float("inf")
+    return float(np.sqrt(0.5 * (1.0 / info_x + 1.0 / info_y)))
