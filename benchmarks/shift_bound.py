@@ -36,27 +36,6 @@ INDEPENDENT = [(0.10, "beam", 1.0, 3.0), (0.10, "beam", 2.0, 3.0), (0.10, "walk"
 OPTIONS = dict(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3, patches=(0, 0))
 
 
-def frame_error_px(estimated: np.ndarray, truth: np.ndarray) -> float:
-    """Per-axis rms error ``(n, 2)`` -> px of a frame against the mean of the others (module docstring)."""
-    err = np.asarray(estimated, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
-    err -= err.mean(axis=0)
-    n = err.shape[0]
-    return float(np.sqrt(np.mean(err**2))) * n / (n - 1)
-
-
-def bound_px(frames: np.ndarray, gain: np.ndarray, truth: np.ndarray, *, threads: int) -> float:
-    """:func:`~framewatch.core.spectral_weight.shift_bound_px` of ``frames`` ``(n, ny, nx)`` (raw;
-    corrected = raw x ``gain``) registered by their true positions ``truth`` ``(n, 2)`` (x, y)."""
-    from framewatch.core.fourier import rfft2, shift_spectrum
-    from framewatch.core.spectral_weight import estimate_spectral_snr, shift_bound_px
-
-    shape = frames.shape[1:]
-    spectra = [shift_spectrum(rfft2((f * gain).astype(np.float32), threads=threads), shape, -dx, -dy)
-               for f, (dx, dy) in zip(frames, truth)]
-    total = np.sum(spectra, axis=0)
-    return shift_bound_px(estimate_spectral_snr(spectra, total, shape), shape)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1, help="noise seeds per movie (1, 2, ...)")
@@ -65,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from independent_sim import independent_movie
     from independent_sim import oracle_correction as independent_oracle
-    from sim_helpers import frc_over_oracle, quarter_band_frc, simulated
+    from sim_helpers import bound_px, frame_error_px, frc_over_oracle, quarter_band_frc, simulated
 
     from framewatch.core.correct import correct_movie
 

@@ -4,8 +4,10 @@ import functools
 import numpy as np
 import scipy.fft
 
+from framewatch.core.fourier import rfft2, shift_spectrum
 from framewatch.core.frc import band_averaged_frc, frc_curve
 from framewatch.core.simulate import SimulationSpec, oracle_correction, simulate_movie
+from framewatch.core.spectral_weight import estimate_spectral_snr, shift_bound_px
 
 
 @functools.lru_cache(maxsize=8)
@@ -40,3 +42,21 @@ def frc_over_oracle(result, **spec) -> np.ndarray:
     over the oracle's (the accuracy score of issue 12: 1.0 = as good as knowing the motion)."""
     sim = simulated(**spec)
     return quarter_band_frc(result.dose_weighted_sum, sim.ideal) / oracle_frc(**spec)
+
+
+def frame_error_px(estimated: np.ndarray, truth: np.ndarray) -> float:
+    """The per-axis rms error of a frame's position against the mean of the others' (``(n, 2)``
+    estimated and true positions; :func:`trajectory_rmse_px` per axis times ``n / (n - 1)``): the
+    quantity :func:`bound_px` bounds."""
+    n = len(truth)
+    return trajectory_rmse_px(estimated, truth) / np.sqrt(2.0) * n / (n - 1)
+
+
+def bound_px(frames: np.ndarray, gain: np.ndarray, truth: np.ndarray, *, threads: int) -> float:
+    """:func:`~framewatch.core.spectral_weight.shift_bound_px` of ``frames`` ``(n, ny, nx)`` (raw;
+    corrected = raw x ``gain``) registered by their true positions ``truth`` ``(n, 2)`` (x, y)."""
+    shape = frames.shape[1:]
+    spectra = [shift_spectrum(rfft2((f * gain).astype(np.float32), threads=threads), shape, -dx, -dy)
+               for f, (dx, dy) in zip(frames, truth)]
+    total = np.sum(spectra, axis=0)
+    return shift_bound_px(estimate_spectral_snr(spectra, total, shape), shape)
