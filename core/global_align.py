@@ -185,7 +185,8 @@ def align_frames(
                 dx, dy, height = _peak_offset(xp, shape, mask, first=first, refine=refine, threads=pool.threads_each)
                 return dx, dy, height, rms, None if first else peak_covariance(xp, shape, dx, dy)
 
-            found = pool.map(measure, range(n))
+            found = _first_pass_in_order(spectra, shape, filt, mask, threads=pool.workers * pool.threads_each) if first else \
+                pool.map(measure, range(n))
             measured = pos + np.array([(f[0], f[1]) for f in found])
             heights = np.array([f[2] for f in found])
             map_rms = np.array([f[3] for f in found])
@@ -217,6 +218,32 @@ def align_frames(
         smoothing=smoothed.rule,
         free_start_frames=smoothed.free_start,
     )
+
+
+def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt: np.ndarray, mask: np.ndarray, *,
+                         threads: int) -> list[tuple]:
+    """The first iteration's measurements ``(dx, dy, height, map rms, None)`` per frame, in alignment
+    pixels: each frame in turn against the sum of the others, where every frame measured before it
+    that moved by a pixel or more already sits at its new position (Gauss–Seidel, not all against the
+    unaligned sum at once). When the frames fall into two groups of the same size (a jump half-way
+    through the exposure, larger than the correlation peak is wide), each frame's leave-one-out sum
+    holds more of the *other* group, so measured all at once every frame would take the other
+    group's position and the groups would swap, further apart than before; measured in turn, the
+    first frame joins the other group and every later frame finds one majority. Offsets under a pixel
+    move nothing (the next iterations refine them), so a movie that moves less measures as before."""
+    current = list(spectra)
+    total = sum_in_order(current)
+    found = []
+    for i, spectrum in enumerate(spectra):
+        xp, rms = loo_cross_power_rms(current[i], total, filt, shape)
+        dx, dy, height = find_peak(irfft2(xp, shape, threads=threads), mask)
+        found.append((dx, dy, height, rms, None))
+        if max(abs(dx), abs(dy)) >= 1.0:
+            moved = shift_spectrum(spectrum, shape, -dx, -dy)
+            total += moved
+            total -= current[i]
+            current[i] = moved
+    return found
 
 
 def _measurement_variances(covariances: list) -> np.ndarray | None:
