@@ -26,7 +26,7 @@ import numpy as np
 
 from .fourier import irfft2, shift_spectrum
 from .frame_pool import frame_pool, sum_in_order
-from .peak import correlation_at, find_peak, gaussian_offset, offset_mask, refine_peak
+from .peak import correlation_at, find_peak_within, gaussian_offset, refine_peak
 from .peak_precision import peak_covariance
 from .spectral_weight import SpectralSNR, estimate_spectral_snr, spectral_snr_weight
 from .trajectory import WEIGHT_RANGE, regularise_trajectory
@@ -163,7 +163,7 @@ def align_frames(
     if n < 2:
         return GlobalAlignment(pos, 0, True, 0.0, (), heights, np.zeros(n))
     bfilt = bfactor_filter(shape, bfactor_px2=bfactor_px2)
-    mask = offset_mask(shape, max(2.0, max_shift_px / bin_factor))
+    radius = max(2.0, max_shift_px / bin_factor)  # alignment pixels
     converged = False
     smoothed = None
     iteration = 0
@@ -182,10 +182,10 @@ def align_frames(
 
             def measure(i: int, filt=filt, first=first, refine=refine) -> tuple:
                 xp, rms = loo_cross_power_rms(shifted[i], total, filt, shape)
-                dx, dy, height = _peak_offset(xp, shape, mask, first=first, refine=refine, threads=pool.threads_each)
+                dx, dy, height = _peak_offset(xp, shape, radius, first=first, refine=refine, threads=pool.threads_each)
                 return dx, dy, height, rms, None if first else peak_covariance(xp, shape, dx, dy)
 
-            found = _first_pass_in_order(spectra, shape, filt, mask, threads=pool.workers * pool.threads_each) if first else \
+            found = _first_pass_in_order(spectra, shape, filt, radius, threads=pool.workers * pool.threads_each) if first else \
                 pool.map(measure, range(n))
             measured = pos + np.array([(f[0], f[1]) for f in found])
             heights = np.array([f[2] for f in found])
@@ -220,7 +220,7 @@ def align_frames(
     )
 
 
-def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt: np.ndarray, mask: np.ndarray, *,
+def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt: np.ndarray, radius: float, *,
                          threads: int) -> list[tuple]:
     """The first iteration's measurements ``(dx, dy, height, map rms, None)`` per frame, in alignment
     pixels: each frame in turn against the sum of the others, where every frame measured before it
@@ -236,7 +236,7 @@ def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt
     found = []
     for i, spectrum in enumerate(spectra):
         xp, rms = loo_cross_power_rms(current[i], total, filt, shape)
-        dx, dy, height = find_peak(irfft2(xp, shape, threads=threads), mask)
+        dx, dy, height = find_peak_within(irfft2(xp, shape, threads=threads), radius)
         found.append((dx, dy, height, rms, None))
         if max(abs(dx), abs(dy)) >= 1.0:
             moved = shift_spectrum(spectrum, shape, -dx, -dy)
@@ -267,14 +267,14 @@ def _spectral_filter(estimate: SpectralSNR, shape: tuple[int, int], bfilt: np.nd
     return data_filt, "spectral_snr"
 
 
-def _peak_offset(xp: np.ndarray, shape: tuple[int, int], mask: np.ndarray, *, first: bool, refine: bool,
+def _peak_offset(xp: np.ndarray, shape: tuple[int, int], radius: float, *, first: bool, refine: bool,
                  threads: int) -> tuple[float, float, float]:
     """``(dx, dy, height)`` of the correlation peak of the cross-power ``xp`` ``(ny, nx//2+1)``, in
     alignment pixels relative to the current estimate.
 
     After the first iteration the 3 x 3 offsets around the estimate are evaluated exactly and
     fitted by a 3-point Gaussian when the centre is the largest; otherwise (and in the first
-    iteration) the whole map within ``mask`` is searched. ``refine``: Newton steps on the exact
+    iteration) the map within ``radius`` (alignment px) of zero is searched. ``refine``: Newton steps on the exact
     correlation (the spectral-SNR weighting); after the first iteration they start at the current
     estimate, and the 3 x 3 check runs only when they find no maximum within a pixel of it.
     """
@@ -289,7 +289,7 @@ def _peak_offset(xp: np.ndarray, shape: tuple[int, int], mask: np.ndarray, *, fi
         dy = gaussian_offset(float(cc3[0, 1]), f0, float(cc3[2, 1]))
         height = f0
     else:
-        dx, dy, height = find_peak(irfft2(xp, shape, threads=threads), mask)
+        dx, dy, height = find_peak_within(irfft2(xp, shape, threads=threads), radius)
     if refine:
         refined = refine_peak(xp, shape, dx, dy)
         if refined is not None:

@@ -51,6 +51,24 @@ def find_peak(cc: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, fl
     return float(dx), float(dy), f0
 
 
+def find_peak_within(cc: np.ndarray, max_radius_px: float) -> tuple[float, float, float]:
+    """``find_peak(cc, offset_mask(cc.shape, max_radius_px))``, reading only the ``(2 w + 1)^2``
+    offsets around zero (``w`` the radius in whole pixels) instead of masking the whole map."""
+    ny, nx = cc.shape
+    w = int(math.floor(max_radius_px))
+    if 2 * w + 1 >= min(ny, nx):
+        return find_peak(cc, offset_mask(cc.shape, max_radius_px))
+    offsets = np.arange(-w, w + 1)
+    window = cc[np.ix_(offsets % ny, offsets % nx)]
+    outside = offsets[:, None] ** 2 + offsets[None, :] ** 2 > max_radius_px**2
+    j = int(np.argmax(np.where(outside, -np.inf, window)))
+    iy, ix = int(offsets[j // offsets.size]) % ny, int(offsets[j % offsets.size]) % nx
+    ox, oy, f0 = _gaussian_fit_at(cc, iy, ix)
+    dx = (ix if ix <= nx // 2 else ix - nx) + ox
+    dy = (iy if iy <= ny // 2 else iy - ny) + oy
+    return float(dx), float(dy), f0
+
+
 def _gaussian_fit_at(cc: np.ndarray, iy: int, ix: int) -> tuple[float, float, float]:
     """``(ox, oy, value)``: the 3-point Gaussian sub-pixel offsets around the sample ``cc[iy, ix]``
     of a wrapped map ``(ny, nx)``, and its value."""

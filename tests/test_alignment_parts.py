@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 from framewatch.core.dose import accumulated_dose_e_per_a2
 from framewatch.core.drift_stats import accumulated_motion, tilt_motion
 from framewatch.core.frc import band_averaged_frc, frc_crossing_a, frc_curve
-from framewatch.core.peak import find_peak, gaussian_offset, offset_mask, peak_window_fits, peaks_near_zero
+from framewatch.core.peak import (
+    find_peak,
+    find_peak_within,
+    gaussian_offset,
+    offset_mask,
+    peak_window_fits,
+    peaks_near_zero,
+)
 from framewatch.core.trajectory import regularise_trajectory
 
 
@@ -172,3 +179,12 @@ def test_frc_crossing_is_not_ended_by_one_noisy_low_ring():
     frc = 1.0 - 2.0 * freq
     frc[4] = 0.1  # a ring with few pixels dips by chance
     assert frc_crossing_a(freq, frc, 0.143, pixel_size_a=1.0) == pytest.approx(1.0 / 0.4285, rel=0.02)
+
+
+@settings(max_examples=40, deadline=None)
+@given(radius=st.floats(1.0, 30.0), shape=st.sampled_from([(64, 64), (48, 80), (96, 50)]), seed=st.integers(0, 10**6))
+def test_peak_within_a_radius_equals_the_masked_search(radius, shape, seed):
+    # the window search reads (2w+1)^2 offsets; the masked search the whole map: same peak
+    rng = np.random.default_rng(seed)
+    cc = rng.standard_normal(shape)
+    assert find_peak_within(cc, radius) == find_peak(cc, offset_mask(shape, radius))
