@@ -33,6 +33,8 @@ from .trajectory import WEIGHT_RANGE, regularise_trajectory
 
 WEIGHTINGS = ("spectral_snr", "bfactor")
 _LOCAL_OFFSETS = np.array([-1.0, 0.0, 1.0])  # alignment pixels around the current estimate
+FIRST_PASS_MIN_SIGNIFICANCE = 6.0  # peak height over its map's rms that may move a frame in the first pass
+FIRST_PASS_ROUNDS = 3  # times the first pass may measure the frames in turn
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def align_frames(
                 dx, dy, height = _peak_offset(xp, shape, radius, first=first, refine=refine, threads=pool.threads_each)
                 return dx, dy, height, rms, None if first else peak_covariance(xp, shape, dx, dy)
 
-            found = _first_pass_in_order(spectra, shape, filt, radius, threads=pool.workers * pool.threads_each) if first else \
+            found = _first_pass_in_order(spectra, shape, filt, radius, pool) if first else \
                 pool.map(measure, range(n))
             measured = pos + np.array([(f[0], f[1]) for f in found])
             heights = np.array([f[2] for f in found])
@@ -220,29 +222,59 @@ def align_frames(
     )
 
 
-def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt: np.ndarray, radius: float, *,
-                         threads: int) -> list[tuple]:
+def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt: np.ndarray, radius: float,
+                         pool) -> list[tuple]:
     """The first iteration's measurements ``(dx, dy, height, map rms, None)`` per frame, in alignment
     pixels: each frame in turn against the sum of the others, where every frame measured before it
     that moved by a pixel or more already sits at its new position (Gauss–Seidel, not all against the
-    unaligned sum at once). When the frames fall into two groups of the same size (a jump half-way
-    through the exposure, larger than the correlation peak is wide), each frame's leave-one-out sum
-    holds more of the *other* group, so measured all at once every frame would take the other
-    group's position and the groups would swap, further apart than before; measured in turn, the
-    first frame joins the other group and every later frame finds one majority. Offsets under a pixel
-    move nothing (the next iterations refine them), so a movie that moves less measures as before."""
+    unaligned sum at once).
+
+    When the frames fall into two groups of the same size (a jump half-way through the exposure,
+    larger than the correlation peak is wide), each frame's leave-one-out sum holds more of the
+    *other* group, so measured all at once every frame would take the other group's position and the
+    groups would swap, further apart than before; on a fast drift each frame would take the middle of
+    the smear. Measured in turn, the first frame joins a group and every later frame finds one
+    majority. A frame moves only on a peak of at least ``FIRST_PASS_MIN_SIGNIFICANCE`` times its map's
+    rms (noise peaks reach about 5), so a noise peak never moves a frame into the others' reference;
+    when a frame's peak was not significant and later frames moved, the frames are measured again
+    in turn (at most ``FIRST_PASS_ROUNDS`` times), against a reference that now holds them together.
+    Offsets under a pixel move nothing (the next iterations refine them), so a movie whose frames all
+    lie within a pixel of their sum measures as before, a frame per thread of ``pool``
+    (:mod:`framewatch.core.frame_pool`) at once; after a frame that moved, the frames measured beside
+    it are measured again."""
+    n = len(spectra)
     current = list(spectra)
     total = sum_in_order(current)
-    found = []
-    for i, spectrum in enumerate(spectra):
+    moved_px = np.zeros((n, 2))
+
+    def measure(i: int) -> tuple:
         xp, rms = loo_cross_power_rms(current[i], total, filt, shape)
-        dx, dy, height = find_peak_within(irfft2(xp, shape, threads=threads), radius)
-        found.append((dx, dy, height, rms, None))
-        if max(abs(dx), abs(dy)) >= 1.0:
-            moved = shift_spectrum(spectrum, shape, -dx, -dy)
-            total += moved
-            total -= current[i]
-            current[i] = moved
+        return (*find_peak_within(irfft2(xp, shape, threads=pool.threads_each), radius), rms)
+
+    for _ in range(FIRST_PASS_ROUNDS):
+        found: list = [None] * n
+        weak = any_moved = False
+        i = 0
+        while i < n:  # a frame per thread at once; after one that moved, the next are measured again
+            batch = list(range(i, min(n, i + pool.workers)))
+            i = batch[-1] + 1
+            for j, (dx, dy, height, rms) in zip(batch, pool.map(measure, batch)):
+                found[j] = (moved_px[j, 0] + dx, moved_px[j, 1] + dy, height, rms, None)
+                if max(abs(dx), abs(dy)) < 1.0:
+                    continue
+                if not height >= FIRST_PASS_MIN_SIGNIFICANCE * rms:
+                    weak = True
+                    continue
+                moved_px[j] += (dx, dy)
+                moved = shift_spectrum(spectra[j], shape, -moved_px[j, 0], -moved_px[j, 1])
+                total += moved
+                total -= current[j]
+                current[j] = moved
+                any_moved = True
+                i = j + 1
+                break
+        if not (weak and any_moved):
+            break
     return found
 
 
