@@ -6,7 +6,10 @@ never correlated with itself. The cross-power is filtered by ``exp(-B s^2 / 4)``
 pixels squared, s in cycles per alignment pixel); its zero frequency and its central cross
 (``kx = 0`` column and ``ky = 0`` row) are zeroed, which removes the mean and the row/column fixed
 patterns (readout banding, column gain errors) that would otherwise make a false peak at zero shift.
-The first iteration searches the whole map within ``max_shift``; later ones evaluate the correlation
+The first iteration searches the whole map within ``max_shift``, the frames in turn (a frame that
+moved is moved in the reference before the next ones are measured: :func:`_first_pass_in_order`,
+which keeps a jump half-way through the exposure or a fast drift from splitting the frames into
+groups that swap places); later ones evaluate the correlation
 exactly at the 3 x 3 offsets around the current estimate by a direct DFT and fall back to the full
 search when the peak is not at the centre. Sub-pixel offsets come from a 3-point Gaussian fit
 (:mod:`framewatch.core.peak`). After each iteration the trajectory is regularised in time
@@ -180,15 +183,17 @@ def align_frames(
             if weighting == "spectral_snr" and iteration > 1:
                 estimate = estimate_spectral_snr(shifted, total, shape)
                 filt, used = _spectral_filter(estimate, shape, bfilt)
-            first, refine = iteration == 1, used == "spectral_snr"
+            refine = used == "spectral_snr"
 
-            def measure(i: int, filt=filt, first=first, refine=refine) -> tuple:
+            def measure(i: int, filt=filt, refine=refine) -> tuple:
                 xp, rms = loo_cross_power_rms(shifted[i], total, filt, shape)
-                dx, dy, height = _peak_offset(xp, shape, radius, first=first, refine=refine, threads=pool.threads_each)
-                return dx, dy, height, rms, None if first else peak_covariance(xp, shape, dx, dy)
+                dx, dy, height = _peak_offset(xp, shape, radius, refine=refine, threads=pool.threads_each)
+                return dx, dy, height, rms, peak_covariance(xp, shape, dx, dy)
 
-            found = _first_pass_in_order(spectra, shape, filt, radius, pool) if first else \
-                pool.map(measure, range(n))
+            if iteration == 1:  # the coarse search, frame by frame (the frames are shifted by nothing yet)
+                found = _first_pass_in_order(spectra, shifted, total, shape, filt, radius, pool)
+            else:
+                found = pool.map(measure, range(n))
             measured = pos + np.array([(f[0], f[1]) for f in found])
             heights = np.array([f[2] for f in found])
             map_rms = np.array([f[3] for f in found])
@@ -222,10 +227,11 @@ def align_frames(
     )
 
 
-def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt: np.ndarray, radius: float,
-                         pool) -> list[tuple]:
+def _first_pass_in_order(spectra: list[np.ndarray], current: list[np.ndarray], total: np.ndarray,
+                         shape: tuple[int, int], filt: np.ndarray, radius: float, pool) -> list[tuple]:
     """The first iteration's measurements ``(dx, dy, height, map rms, None)`` per frame, in alignment
-    pixels: each frame in turn against the sum of the others, where every frame measured before it
+    pixels, of ``spectra`` as they are (``current``: the same values, ``total`` their sum; both are
+    changed here, as frames move): each frame in turn against the sum of the others, where every frame measured before it
     that moved by a pixel or more already sits at its new position (Gauss–Seidel, not all against the
     unaligned sum at once).
 
@@ -243,8 +249,6 @@ def _first_pass_in_order(spectra: list[np.ndarray], shape: tuple[int, int], filt
     (:mod:`framewatch.core.frame_pool`) at once; after a frame that moved, the frames measured beside
     it are measured again."""
     n = len(spectra)
-    current = list(spectra)
-    total = sum_in_order(current)
     moved_px = np.zeros((n, 2))
 
     def measure(i: int) -> tuple:
@@ -299,23 +303,23 @@ def _spectral_filter(estimate: SpectralSNR, shape: tuple[int, int], bfilt: np.nd
     return data_filt, "spectral_snr"
 
 
-def _peak_offset(xp: np.ndarray, shape: tuple[int, int], radius: float, *, first: bool, refine: bool,
+def _peak_offset(xp: np.ndarray, shape: tuple[int, int], radius: float, *, refine: bool,
                  threads: int) -> tuple[float, float, float]:
     """``(dx, dy, height)`` of the correlation peak of the cross-power ``xp`` ``(ny, nx//2+1)``, in
-    alignment pixels relative to the current estimate.
+    alignment pixels relative to the current estimate (iterations after the first).
 
-    After the first iteration the 3 x 3 offsets around the estimate are evaluated exactly and
-    fitted by a 3-point Gaussian when the centre is the largest; otherwise (and in the first
-    iteration) the map within ``radius`` (alignment px) of zero is searched. ``refine``: Newton steps on the exact
-    correlation (the spectral-SNR weighting); after the first iteration they start at the current
-    estimate, and the 3 x 3 check runs only when they find no maximum within a pixel of it.
+    The 3 x 3 offsets around the estimate are evaluated exactly and fitted by a 3-point Gaussian
+    when the centre is the largest; otherwise the map within ``radius`` (alignment px) of zero is
+    searched. ``refine``: Newton steps on the exact correlation (the spectral-SNR weighting), first
+    from the current estimate, and the 3 x 3 check runs only when they find no maximum within a
+    pixel of it.
     """
-    if refine and not first:  # Newton from the current estimate; the 3 x 3 check only when it fails
+    if refine:  # Newton from the current estimate; the 3 x 3 check only when it fails
         refined = refine_peak(xp, shape, 0.0, 0.0)
         if refined is not None:
             return refined
-    cc3 = None if first else correlation_at(xp, shape, _LOCAL_OFFSETS, _LOCAL_OFFSETS)
-    if cc3 is not None and np.argmax(cc3) == 4:
+    cc3 = correlation_at(xp, shape, _LOCAL_OFFSETS, _LOCAL_OFFSETS)
+    if np.argmax(cc3) == 4:
         f0 = float(cc3[1, 1])
         dx = gaussian_offset(float(cc3[1, 0]), f0, float(cc3[1, 2]))
         dy = gaussian_offset(float(cc3[0, 1]), f0, float(cc3[2, 1]))
