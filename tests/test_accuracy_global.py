@@ -26,7 +26,7 @@ OPTIONS = dict(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3, patches=(0, 0))
 RNG = np.random.default_rng(3)
 
 
-def _check(trajectory, exponent, seed):
+def _check(trajectory, exponent, seed, *, against_bound=True):
     spec = dict(TILT, trajectory=trajectory, blob_mass_exponent=exponent, seed=seed)
     sim = simulated(**spec)
     result = correct_movie(sim.frames, gain=sim.gain, **OPTIONS)
@@ -36,14 +36,16 @@ def _check(trajectory, exponent, seed):
     assert np.all(ratio[:3] >= 0.98) and ratio[3] >= 0.97, f"{trajectory} e={exponent}: FRC / oracle {np.round(ratio, 4)}"
     # near the Cramér–Rao bound of the data (measured 0.76-1.48 x on these movies; below 1 where the
     # noise rule smoothed a smooth path)
-    error, bound = frame_error_px(result.shifts_px, sim.shifts_px), bound_px(sim.frames, sim.gain, sim.shifts_px, threads=2)
-    assert error <= 1.6 * bound, f"{trajectory} e={exponent}: frame error {error:.4f} px, bound {bound:.4f} px"
+    if against_bound:
+        error = frame_error_px(result.shifts_px, sim.shifts_px)
+        bound = bound_px(sim.frames, sim.gain, sim.shifts_px, threads=2)
+        assert error <= 1.6 * bound, f"{trajectory} e={exponent}: frame error {error:.4f} px, bound {bound:.4f} px"
     return rmse, ratio
 
 
 @pytest.mark.parametrize(("trajectory", "exponent"), [("jerky", 0.0), ("fast_early", 1.0)])
 def test_whole_frame_accuracy_default_run(trajectory, exponent):
-    _check(trajectory, exponent, seed=1)
+    _check(trajectory, exponent, seed=1, against_bound=trajectory == "jerky")  # one bound (2 s) in the default run
 
 
 @pytest.mark.slow

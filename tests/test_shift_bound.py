@@ -46,7 +46,7 @@ def test_bound_without_signal_is_infinite():
     assert shift_bound_px(est, SHAPE) == np.inf
 
 
-@pytest.mark.parametrize("amplitude", [2.0, 4.0])
+@pytest.mark.parametrize("amplitude", [2.0, pytest.param(4.0, marks=pytest.mark.slow)])
 def test_alignment_reaches_the_bound_on_its_model(amplitude):
     rng = np.random.default_rng(int(amplitude * 10))
     n = 6
