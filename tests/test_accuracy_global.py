@@ -163,7 +163,7 @@ def test_paths_that_defeated_the_all_at_once_first_iteration(label):
     of the same size) the *other* group, so the halves swapped and ended twice as far apart; on a
     fast drift (10 px per frame) the middle of the smear. RMSE before the first iteration measured the
     frames in turn: 5.0, 5.4 and 9.3 px (1024² here; at 2048², 4.4-19 px on 10-40 px jumps, a jump at
-    frame 10 of 20, two 12 px jumps, and 6.3-18.6 px on 10-25 px per frame). Measured now: 0.076,
+    frame 10 of 20, two 12 px jumps, and 6.3-18.6 px on 4-25 px per frame). Measured now: 0.076,
     0.098 and 0.038 px."""
     path = {"jump half-way": _jump_path(((5, 10.0),)), "two jumps": _jump_path(((4, 12.0), (6, 12.0))),
             "fast drift": 10.0 * np.arange(10)[:, None] * np.array([0.8, 0.6])}[label]
