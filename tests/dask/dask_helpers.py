@@ -60,10 +60,12 @@ class LocalDask:
         return p.read_text(errors="replace")[-3000:] if p.exists() else ""
 
     def cleanup(self) -> None:
+        """Stop every process: SIGTERM, then SIGKILL after 0.5 s (a worker closing gracefully waits for
+        its scheduler, which is stopping too: the old 3 s grace ran out at every test's teardown)."""
         for p in self._procs:
             if p.poll() is None:
                 p.terminate()
-        deadline = time.time() + 3
+        deadline = time.time() + 0.5
         for p in self._procs:
             try:
                 p.wait(max(0.1, deadline - time.time()))
