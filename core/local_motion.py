@@ -169,6 +169,7 @@ class LocalMotion:
         if p is not None:
             out.update({
                 "group_size_frames": p.group_size,
+                "patch_weighting": p.weighting,
                 "group_times_frames": p.group_times.tolist(),
                 "patch_centres_px": p.centres_px.round(2).tolist(),
                 "patch_shifts_px": p.shifts_px.round(4).tolist(),

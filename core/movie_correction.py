@@ -379,7 +379,7 @@ class MovieCorrection:
         local = None
         if streamed is not None:
             meas = streamed.measurements(alignment.shifts_px, layout=layout, bin_factor=self.bin_factor,
-                                         options=options)
+                                         options=options, spectral_snr=alignment.spectral_snr)
             if meas is not None:
                 local = local_motion_from_patches(meas, n_frames=len(cropped), grid=patches, image_shape=self.shape,
                                                   force=cfg.local_force)
@@ -394,7 +394,8 @@ class MovieCorrection:
                     shift_spectrum(cropped[i], shape, *(-alignment.shifts_px[i] / self.bin_factor)), shape,
                     threads=pool.threads_each), range(len(cropped))))
             meas = measure_patches(registered, bin_factor=float(self.bin_factor), pixel_size_a=self.pixel_size_a,
-                                   dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2, options=options)
+                                   dose_per_frame_e_per_a2=cfg.dose_per_frame_e_per_a2, options=options,
+                                   spectral_snr=alignment.spectral_snr)
             del registered
             local = local_motion_from_patches(meas, n_frames=len(cropped), grid=patches, image_shape=self.shape,
                                               force=cfg.local_force)

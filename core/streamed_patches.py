@@ -35,6 +35,7 @@ from .fourier import irfft2, shift_phase_vectors, shift_spectrum
 from .global_align import bfactor_filter
 from .local_align import PatchGrid, PatchLayout, PatchMeasurements, PatchOptions, measure_patch_spectra, patch_block_spectra
 from .peak import find_peak, offset_mask
+from .spectral_weight import SpectralSNR
 
 __all__ = ["MAX_REGISTRATION_ERROR_PX", "STREAMED_PATCHES_MAX_BYTES", "StreamedPatches"]
 
@@ -105,11 +106,12 @@ class StreamedPatches:
         self.seconds += time.perf_counter() - t
 
     def measurements(self, shifts_px: np.ndarray, *, layout: PatchLayout, bin_factor: float,
-                     options: PatchOptions) -> PatchMeasurements | None:
+                     options: PatchOptions, spectral_snr: SpectralSNR | None = None) -> PatchMeasurements | None:
         """The patch measurements of the movie whose final whole-frame shifts are ``shifts_px``
         ``(n_frames, 2)`` (output pixels, frame 0 at zero) and whose patches are laid out by
         ``layout``, as :func:`~framewatch.core.local_align.measure_patches` would give them on the
-        copy registered by those shifts; ``None`` (with :attr:`dropped` saying why) when the
+        copy registered by those shifts (weighted by the whole-frame ``spectral_snr`` the same way);
+        ``None`` (with :attr:`dropped` saying why) when the
         streamed spectra do not fit (module docstring). The spectra are released either way."""
         groups, self._groups, self._reference = self._groups, [], None
         final = np.asarray(shifts_px, dtype=np.float64) / bin_factor  # alignment pixels
@@ -131,7 +133,7 @@ class StreamedPatches:
                 spectra *= py[:, None] * px[None, :]
         self.used = True
         return measure_patch_spectra(lambda start, stop: np.stack([g[start:stop] for g in groups], axis=1),
-                                     layout, bin_factor=bin_factor, options=options)
+                                     layout, bin_factor=bin_factor, options=options, spectral_snr=spectral_snr)
 
     def _misfit(self, final: np.ndarray, layout: PatchLayout) -> str | None:
         if final.shape != (self.n_frames, 2):

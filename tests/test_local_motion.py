@@ -38,6 +38,7 @@ def test_a_real_field_is_applied_by_default_and_pays():
     summary = result_summary(default)["local_motion"]
     assert summary["decision"] == "applied" and summary["evidence"]["supported"]
     assert summary["model"]["model"].startswith("separable")
+    assert summary["patch_weighting"] == "spectral_snr"  # the patches weighted by the movie's own spectral SNR
 
 
 def test_without_local_motion_the_evidence_declines_and_the_result_is_whole_frame():
