@@ -90,6 +90,26 @@ def spatial_control_candidates(patches: tuple[int, int]) -> list[tuple[int, int]
     return [(min(k, top_y), min(k, top_x)) for k in range(2, max(top_y, top_x) + 1)]
 
 
+# The field's second-difference penalty (SeparableFitOptions.smoothness): a light one lets a
+# well-measured field bend, a stronger one keeps a noisy one from fitting the noise. Each control grid
+# with 3 or more points on an axis (a 2-point axis has no second difference) is tried with both, and
+# the cross-validation picks the pair. Measured (README, "Local motion"): at 10 % contrast with a
+# 2-3 px field 0.03 raised the top band by up to 0.015 of the oracle (5 % up to 0.026); at 15-25 %
+# with strong fields it cost up to 0.015 where 1e-3 was right.
+FIELD_SMOOTHNESS_CANDIDATES = (1e-3, 0.03)
+
+
+def field_fit_candidates(patches: tuple[int, int]) -> list[SeparableFitOptions]:
+    """The fits the cross-validation chooses among for a patch grid (nx, ny): every control grid of
+    :func:`spatial_control_candidates`, each with every :data:`FIELD_SMOOTHNESS_CANDIDATES` it can
+    feel (the lightest first, so it wins a tie)."""
+    out = []
+    for shape in spatial_control_candidates(patches):
+        values = FIELD_SMOOTHNESS_CANDIDATES if max(shape) >= 3 else FIELD_SMOOTHNESS_CANDIDATES[:1]
+        out += [SeparableFitOptions(spatial_shape=shape, smoothness=value) for value in values]
+    return out
+
+
 @dataclass(frozen=True)
 class KnownDisplacement:
     """A local motion given by the caller (e.g. the simulator's truth, for an oracle sum)."""
@@ -115,7 +135,8 @@ class LocalMotion:
     ``residual_max_px``: distance between accepted patch measurements and the fit;
     ``rejected_fraction``: patches rejected for lack of signal or as outliers;
     ``field_rms_px`` / ``field_uncertainty_px``: the fitted deformation and its standard error
-    (RMS over the field and the frames).
+    (RMS over the field and the frames); ``field_smoothness``: the fit's second-difference penalty
+    (chosen with the control grid by the cross-validation, :func:`field_fit_candidates`).
     """
 
     model: object | None
@@ -131,6 +152,7 @@ class LocalMotion:
     field_rms_px: float | None = None
     field_uncertainty_px: float | None = None
     grid: tuple[int, int] = (0, 0)
+    field_smoothness: float | None = None
 
     @property
     def label(self) -> str:
@@ -163,6 +185,7 @@ class LocalMotion:
             "evidence": None if self.evidence is None else self.evidence.summary(),
             "field_rms_px": self.field_rms_px,
             "field_uncertainty_px": self.field_uncertainty_px,
+            "field_smoothness": self.field_smoothness,
             "model": None if self.model is None else self.model.summary(),
             "fitted_model": None if self.fitted_model is None else self.fitted_model.summary(),
         }
@@ -215,10 +238,10 @@ def local_motion_from_patches(
     data = PatchShiftData(shifts_px=meas.shifts_px, centres_px=meas.centres_px, times=meas.group_times,
                           n_frames=n_frames, image_shape=image_shape, reference_frame=reference)
     weights = accepted.astype(np.float64)
-    # the model's spatial freedom is chosen by the same cross-validation: the largest held-out gain
+    # the model's spatial freedom and smoothness are chosen by the same cross-validation: the largest
+    # held-out gain
     evidence, fit_options = None, None
-    for shape in spatial_control_candidates(grid):
-        candidate = SeparableFitOptions(spatial_shape=shape)
+    for candidate in field_fit_candidates(grid):
         ev = cross_validate_local_motion(data, fit_options=candidate, patch_weights=weights, options=evidence_options)
         if evidence is None or ev.gain_fraction > evidence.gain_fraction:
             evidence, fit_options = ev, candidate
@@ -232,7 +255,7 @@ def local_motion_from_patches(
     mean_r = float(fit.residuals_px[used].mean())
     max_r = float(fit.residuals_px[used].max())
     figures = dict(evidence=evidence, fitted_model=fit.model, field_rms_px=round(fit.field_rms_px, 4),
-                   field_uncertainty_px=round(fit.field_uncertainty_px, 4))
+                   field_uncertainty_px=round(fit.field_uncertainty_px, 4), field_smoothness=fit_options.smoothness)
     if evidence.supported:
         return LocalMotion(fit.model, meas, mean_r, max_r, rejected_fraction, None, decision="applied",
                            reason=evidence.reason, grid=grid, **figures)

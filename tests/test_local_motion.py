@@ -93,3 +93,35 @@ def test_automatic_grid_from_frame_size_and_signal(align_shape, bin_factor, sign
     choice = choose_patch_grid(align_shape, bin_factor=bin_factor, whole_frame_significance=significance)
     assert choice.patches == patches, choice.reason
     assert choice.reason
+
+
+@pytest.mark.parametrize("noise_px,at_most", [(0.3, 0.92), (0.05, 1.02)])
+def test_the_cross_validation_chooses_the_fields_smoothness_by_its_noise(monkeypatch, noise_px, at_most):
+    """Patch measurements of a known smooth field (test_separable_motion's plane waves, 0.4 px rms,
+    5 x 5 patches x 10 frames) with per-measurement noise: choosing the second-difference penalty
+    with the control grid lowers the field's error where the patches are noisy and costs nothing where
+    they are not. Measured over 12 seeds (rms error, choice / light penalty only): 0.141 / 0.166 px
+    (0.85) at 0.3 px noise, 0.0338 / 0.0338 at 0.05 px."""
+    import test_separable_motion as sep
+
+    from framewatch.core import local_motion
+    from framewatch.core.local_align import PatchMeasurements
+
+    def field_error(candidates) -> float:
+        monkeypatch.setattr(local_motion, "FIELD_SMOOTHNESS_CANDIDATES", candidates)
+        errors = []
+        for seed in range(12):
+            rng = np.random.default_rng(seed)
+            truth = sep.true_model(rng, rms_px=0.4)
+            shifts = sep.measurements(rng, truth, noise_px=noise_px)
+            meas = PatchMeasurements(shifts, sep.CENTRES, sep.TIMES, np.full(len(sep.CENTRES), 20.0),
+                                     np.zeros(len(sep.CENTRES), bool), 1)
+            local = local_motion.local_motion_from_patches(meas, n_frames=sep.N_FRAMES, grid=(5, 5),
+                                                           image_shape=sep.FIELD, force=True)
+            errors.append(sep.error_rms(local.model, truth))
+        return float(np.sqrt(np.mean(np.square(errors))))
+
+    candidates = local_motion.FIELD_SMOOTHNESS_CANDIDATES
+    light_only = field_error(candidates[:1])
+    chosen = field_error(candidates)
+    assert chosen <= at_most * light_only, (chosen, light_only)
