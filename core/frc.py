@@ -25,23 +25,38 @@ def _half_weights(shape: tuple[int, int]) -> np.ndarray:
     return np.broadcast_to(w, (ny, nx // 2 + 1))
 
 
-@numba.njit(cache=True, fastmath=True)
+_RING_BLOCKS = 16  # row blocks of the ring sums, each on a thread of its own, summed in order (deterministic)
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
 def _ring_sums_kernel(a, b, ny, nx, n_rings, num, pa, pb):  # pragma: no cover - compiled
+    """Ring sums over row blocks (``_RING_BLOCKS``), each with its own accumulators, added in block
+    order afterwards: the result does not depend on the number of threads."""
     nkx = a.shape[1]
     scale = min(ny, nx)
-    for y in range(ny):
-        fy = (y if y < (ny + 1) // 2 else y - ny) / ny
-        for x in range(nkx):
-            fx = x / nx
-            ring = int(np.rint(np.sqrt(fy * fy + fx * fx) * scale))
-            if ring >= n_rings:
-                continue
-            w = 1.0 if (x == 0 or (nx % 2 == 0 and x == nkx - 1)) else 2.0
-            va = a[y, x]
-            vb = b[y, x]
-            num[ring] += w * (va.real * vb.real + va.imag * vb.imag)
-            pa[ring] += w * (va.real * va.real + va.imag * va.imag)
-            pb[ring] += w * (vb.real * vb.real + vb.imag * vb.imag)
+    n_blocks = min(_RING_BLOCKS, ny)
+    acc = np.zeros((n_blocks, 3, n_rings))
+    for blk in numba.prange(n_blocks):
+        y0 = blk * ny // n_blocks
+        y1 = (blk + 1) * ny // n_blocks
+        for y in range(y0, y1):
+            fy = (y if y < (ny + 1) // 2 else y - ny) / ny
+            for x in range(nkx):
+                fx = x / nx
+                ring = int(np.rint(np.sqrt(fy * fy + fx * fx) * scale))
+                if ring >= n_rings:
+                    continue
+                w = 1.0 if (x == 0 or (nx % 2 == 0 and x == nkx - 1)) else 2.0
+                va = a[y, x]
+                vb = b[y, x]
+                acc[blk, 0, ring] += w * (va.real * vb.real + va.imag * vb.imag)
+                acc[blk, 1, ring] += w * (va.real * va.real + va.imag * va.imag)
+                acc[blk, 2, ring] += w * (vb.real * vb.real + vb.imag * vb.imag)
+    for blk in range(n_blocks):
+        for r in range(n_rings):
+            num[r] += acc[blk, 0, r]
+            pa[r] += acc[blk, 1, r]
+            pb[r] += acc[blk, 2, r]
 
 
 def frc_curve(spec_a: np.ndarray, spec_b: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ from .correction_report import correction_notes, drift_statistics
 from .defects import PixelReplacer, bad_gain_mask, detect_dead_pixels, detect_hot_pixels
 from .dose import accumulated_dose_e_per_a2, half_inverse_critical_exposure
 from .errors import GainError, MovieFormatError, SettingsError
-from .fourier import crop_shape, fourier_crop, irfft2, resolve_threads, rfft2, shift_spectrum
+from .fourier import crop_shape, fourier_crop, irfft2, irfft2_consuming, resolve_threads, rfft2, shift_spectrum
 from .frame_arithmetic import apply_gain, gain_where_good, sum_frames
 from .frame_pool import frame_pool, use_kernel_threads
 from .frame_size import require_alignable_shape
@@ -199,7 +199,7 @@ class MovieCorrection:
         t = time.perf_counter()
         freq, frc = frc_curve(sums["even_spec"], sums["odd_spec"], self.shape)
         keys = [key for key in ("full", "even", "odd", "plain") if sums.get(key + "_spec") is not None]
-        images = {key: irfft2(sums.pop(key + "_spec"), self.shape, threads=self.threads) for key in keys}
+        images = {key: irfft2_consuming(sums.pop(key + "_spec"), self.shape, threads=self.threads) for key in keys}
         timings["inverse_fft_s"] = time.perf_counter() - t
         require_finite_images(images, path=self.path)
         timings["total_s"] = sum(v for k, v in timings.items() if k not in _NESTED_TIMINGS)

@@ -76,14 +76,14 @@ def test_a_non_finite_image_is_never_returned(monkeypatch):
     import framewatch.core.movie_correction as correct_module
 
     sim = simulated(ny=96, nx=96, n_frames=4, seed=5)
-    real_irfft2 = correct_module.irfft2
+    real_irfft2 = correct_module.irfft2_consuming
 
     def poisoned(spec, shape, *, threads):
         image = real_irfft2(spec, shape, threads=threads)
         image[0, 0] = np.nan
         return image
 
-    monkeypatch.setattr(correct_module, "irfft2", poisoned)  # stands in for an overflow we cannot otherwise provoke
+    monkeypatch.setattr(correct_module, "irfft2_consuming", poisoned)  # stands in for an overflow we cannot otherwise provoke
     with pytest.raises(MovieContentError, match="m.tif: the corrected .* image has 1 NaN or Inf values"):
         correct_movie(sim.frames, pixel_size_a=1.5, dose_per_frame_e_per_a2=0.4, movie_path="m.tif")
 

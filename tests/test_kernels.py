@@ -172,7 +172,25 @@ def test_fourier_crop_preserves_mean_and_low_frequencies():
     np.testing.assert_allclose(small[1, 2] / small[0, 0], spec[1, 2] / spec[0, 0], rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape", [(48, 64), (63, 50)])
+@pytest.mark.parametrize("shape", [(48, 64), (63, 50), (40, 33)])
+def test_consuming_inverse_transform_equals_irfft2(shape):
+    """The column-then-row inverse of a spectrum given up equals scipy's irfft2 to float32 rounding (even
+    and odd widths and heights); a spectrum it cannot transform in place (complex128, a view) takes irfft2."""
+    from framewatch.core.fourier import irfft2_consuming
+
+    spec = scipy.fft.rfft2(RNG.standard_normal(shape).astype(np.float32))
+    assert spec.dtype == np.complex64
+    expected = scipy.fft.irfft2(spec.copy(), s=shape).astype(np.float32)
+    got = irfft2_consuming(spec.copy(), shape, threads=2)
+    assert got.dtype == np.float32 and got.shape == shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * float(np.abs(expected).max()))
+    wide = spec.astype(np.complex128)
+    np.testing.assert_allclose(irfft2_consuming(wide, shape, threads=1), expected, rtol=0, atol=1e-5)
+    view = np.concatenate([spec, spec], axis=1)[:, : spec.shape[1]]
+    np.testing.assert_array_equal(irfft2_consuming(view, shape, threads=1), scipy.fft.irfft2(view, s=shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (63, 50), (4, 6)])
 def test_frc_ring_kernel_matches_numpy(shape):
     from framewatch.core.frc import _frc_reference, frc_curve
 
