@@ -37,10 +37,11 @@ def irfft2(spectrum: np.ndarray, shape: tuple[int, int], *, threads: int) -> np.
 def irfft2_consuming(spectrum: np.ndarray, shape: tuple[int, int], *, threads: int) -> np.ndarray:
     """:func:`irfft2` of a spectrum the caller gives up (its values are destroyed): the column
     transforms run in place, then the row transforms. The same values as :func:`irfft2` (the same
-    pocketfft passes in the same order; to float32 rounding) without its copy of the spectrum: at 4096² with
-    two threads 41-47 ms against 47-56 ms per image. Other dtypes, layouts or row counts: :func:`irfft2`."""
-    if (spectrum.dtype != np.complex64 or not spectrum.flags.c_contiguous or spectrum.ndim != 2
-            or spectrum.shape != (shape[0], shape[1] // 2 + 1)):
+    pocketfft passes in the same order; to float32 rounding) without its copy of the spectrum: at
+    4096² with two threads 41-47 ms against 47-56 ms per image. Other dtypes, layouts, row counts or
+    a read-only spectrum: :func:`irfft2`."""
+    if (spectrum.dtype != np.complex64 or not spectrum.flags.c_contiguous or not spectrum.flags.writeable
+            or spectrum.ndim != 2 or spectrum.shape != (shape[0], shape[1] // 2 + 1)):
         return irfft2(spectrum, shape, threads=threads)
     columns = scipy.fft.ifft(spectrum, axis=0, workers=threads, overwrite_x=True)
     return scipy.fft.irfft(columns, n=shape[1], axis=1, workers=threads, overwrite_x=True).astype(np.float32, copy=False)

@@ -175,7 +175,7 @@ def test_fourier_crop_preserves_mean_and_low_frequencies():
 @pytest.mark.parametrize("shape", [(48, 64), (63, 50), (40, 33)])
 def test_consuming_inverse_transform_equals_irfft2(shape):
     """The column-then-row inverse of a spectrum given up equals scipy's irfft2 to float32 rounding (even
-    and odd widths and heights); a spectrum it cannot transform in place (complex128, a view) takes irfft2."""
+    and odd widths and heights); a spectrum it cannot transform in place (complex128, a view, read-only) takes irfft2."""
     from framewatch.core.fourier import irfft2_consuming
 
     spec = scipy.fft.rfft2(RNG.standard_normal(shape).astype(np.float32))
@@ -188,6 +188,11 @@ def test_consuming_inverse_transform_equals_irfft2(shape):
     np.testing.assert_allclose(irfft2_consuming(wide, shape, threads=1), expected, rtol=0, atol=1e-5)
     view = np.concatenate([spec, spec], axis=1)[:, : spec.shape[1]]
     np.testing.assert_array_equal(irfft2_consuming(view, shape, threads=1), scipy.fft.irfft2(view, s=shape).astype(np.float32))
+    frozen = spec.copy()
+    frozen.flags.writeable = False  # e.g. a read-only map: transformed, not written
+    tolerance = 1e-6 * float(np.abs(expected).max())
+    np.testing.assert_allclose(irfft2_consuming(frozen, shape, threads=1), expected, rtol=0, atol=tolerance)
+    np.testing.assert_array_equal(frozen, spec)
 
 
 @pytest.mark.parametrize("shape", [(48, 64), (63, 50), (4, 6)])
