@@ -44,6 +44,19 @@ resume_margin_gb = 0
 """
 
 
+def holding_half_written(config_text: str) -> str:
+    """``config_text`` with ``settle_s = 30`` for a test that holds a movie half-written while it
+    waits for something (its stream to start, a scheduler or a worker to die). A file whose size has
+    not changed for ``settle_s`` and that is not whole yet is broken by the readiness rules (a new
+    version when the rest comes); at 2 s a slow run crossed it (the Dask streaming tests in CI, twelfth
+    session). Movies without an mdoc are found complete by their size (MRC) or a stable page count
+    (TIFF, ``tiff_stable_s``), which this does not change."""
+    held = config_text.replace("settle_s = 2.0", "settle_s = 30.0")
+    if held == config_text:
+        raise ValueError("the configuration has no 'settle_s = 2.0' to raise")
+    return held
+
+
 class DaemonProc:
     """One watch/out/state triple and the daemon processes run on it."""
 

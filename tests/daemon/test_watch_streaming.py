@@ -13,7 +13,7 @@ import time
 
 import mrcfile
 import numpy as np
-from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal
+from daemon_helpers import TEST_CONFIG, DaemonProc, holding_half_written, read_journal
 
 from framewatch.core.correct import correct_movie_file
 from framewatch.core.settings import CorrectionSettings
@@ -82,8 +82,11 @@ def test_movies_are_corrected_while_they_are_written(daemon, verify):
     assert {m.fmt for m in acq.written} == {"mrc", "tiff"}
 
 
-def _no_mdoc_daemon(tmp_path) -> DaemonProc:
-    d = DaemonProc(tmp_path, NO_MDOC_CONFIG)
+HOLD_CONFIG = holding_half_written(NO_MDOC_CONFIG)
+
+
+def _no_mdoc_daemon(tmp_path, config_text: str = NO_MDOC_CONFIG) -> DaemonProc:
+    d = DaemonProc(tmp_path, config_text)
     d.start()
     d.wait_ready()
     return d
@@ -182,7 +185,7 @@ def test_a_movie_replaced_by_rename_mid_stream_is_corrected_once(tmp_path):
     """An MRC half written, then another whole movie renamed over it (another inode): the stream
     drops what it read (before the new file is found complete, or after: then it reads the finished
     file afresh) and the new file is corrected once."""
-    d = _no_mdoc_daemon(tmp_path)
+    d = _no_mdoc_daemon(tmp_path, HOLD_CONFIG)
     try:
         path = d.acq / "replaced_001.mrc"
         write_mrc_frame_by_frame(path, _frames(8, seed=5), 0.15, pixel_size_a=1.5, n_written=4)
@@ -218,7 +221,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_section_once(tmp_path):
     """The daemon is SIGKILLed while a worker follows a movie being written (the worker dies with it);
     the rest of the movie is written while it is down; after the restart the movie is corrected from
     disk and appended exactly once."""
-    d = _no_mdoc_daemon(tmp_path)
+    d = _no_mdoc_daemon(tmp_path, HOLD_CONFIG)
     try:
         path = d.acq / "killed_001.tif"
         frames = _frames(8, seed=8)

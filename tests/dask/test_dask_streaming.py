@@ -8,7 +8,7 @@ import time
 
 import mrcfile
 import numpy as np
-from daemon_helpers import TEST_CONFIG, DaemonProc, read_journal, verify_series
+from daemon_helpers import TEST_CONFIG, DaemonProc, holding_half_written, read_journal, verify_series
 
 from framewatch.core.correct import correct_movie_file
 from framewatch.core.settings import CorrectionSettings
@@ -16,13 +16,7 @@ from framewatch.daemon.commands.simulated_acquisition import Acquisition, write_
 
 DOSE_PER_TILT = 3.0
 NO_MDOC_CONFIG = TEST_CONFIG.replace("pixel_size_a = 1.5", f"pixel_size_a = 1.5\ndose_per_tilt_e_per_a2 = {DOSE_PER_TILT}")
-# These tests hold a movie half-written while they kill a scheduler or a worker. A TIFF whose pages
-# point past its end and whose size has not changed for settle_s is broken by the readiness rules
-# (a new version when the rest comes); at the helpers' 2 s a slow run crossed it (CI, twelfth session:
-# the half file failed, the finished one became a second journal row). The finished movies are found
-# complete by their stable page count (tiff_stable_s = 1 s), which this does not change.
-HOLD_CONFIG = NO_MDOC_CONFIG.replace("settle_s = 2.0", "settle_s = 30.0")
-assert "settle_s = 30.0" in HOLD_CONFIG
+HOLD_CONFIG = holding_half_written(NO_MDOC_CONFIG)  # the tests below hold movies half-written
 
 
 def _events(d: DaemonProc, name: str) -> list[dict]:
