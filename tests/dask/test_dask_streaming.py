@@ -159,7 +159,7 @@ def test_a_stream_lost_with_the_scheduler_is_sent_again_with_its_end(tmp_path, c
             f.write(rest)
         deadline = time.monotonic() + 60  # found complete meanwhile: the stream is ended (journal: processing)
         while [r["state"] for r in read_journal(d.state)] != ["processing"]:
-            # on a timeout the daemon's lines say which path the movie took (an intermittent failure in CI)
+            # on a timeout the daemon's lines say which path the movie took
             assert time.monotonic() < deadline, (read_journal(d.state), [(e["event"], e.get("reason") or e.get("note"))
                                                                          for e in d.events()])
             time.sleep(0.2)
