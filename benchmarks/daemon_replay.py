@@ -2,7 +2,8 @@
 
     python -m benchmarks.daemon_replay [--format tiff|mrc|eer] [--arrival frames|rename] [--patches auto|0]
         [--no-streaming] [--tilts 8] [--size 4096] [--frames 10] [--frame-interval-s 0.2] [--pace-s 8]
-        [--eer-raw-frames 400] [--eer-group-frames 40] [--dask-workers N] [--keep DIR] [--json F]
+        [--eer-raw-frames 400] [--eer-group-frames 40] [--dask-workers N] [--restart-after K]
+        [--no-full-size-warmup] [--keep DIR] [--json F]
 
 Before the clock starts, every tilt is simulated (``Acquisition.frames_for``: 0.3 e/A^2 per frame,
 3 e/A^2 per tilt, 1.5 A pixels) and encoded once into a staging folder of the run's temporary
@@ -25,6 +26,12 @@ written (``NumSubFrames``: the file's frames; EER raw frames). The latency of a 
 the movie was closed to the ``timestamp`` of its ``tilt_corrected`` line. The floor is measured in a
 fresh process in the same run (benchmarks/child.py ``floor``: decode + one rfft2 per frame of tilt 0,
 EER decoded into the fractions the daemon makes). The run fails (exit 1) if a tilt is missing or failed.
+
+``--restart-after K`` stops the daemon (SIGTERM) once the first K tilts are logged and starts it again
+on the same output and state directories; the rest of the tilts arrive at their pace from its second
+READY. Tilt K + 1 is then the first tilt after a start whose journal knows the detector's size, which
+the start's warm-up corrects once as a synthetic movie (``[service] warmup_full_size``; switched off by
+``--no-full-size-warmup``).
 """
 from __future__ import annotations
 
@@ -256,12 +263,14 @@ def _wait_for(drift: Path, proc, what, timeout_s: float, workdir: Path) -> list[
 
 
 def run_daemon(acq, movies: list[StagedMovie], *, fmt: str, arrival: str, patches: str, streaming: bool,
-               pace_s: float, exposure_s: float, workdir: Path, extra: tuple[str, ...] = ()
-               ) -> tuple[list[dict], dict[str, float], list[dict]]:
-    """Start ``framewatch watch``, let every tilt arrive at its pace, wait for its lines, stop it.
+               pace_s: float, exposure_s: float, workdir: Path, extra: tuple[str, ...] = (),
+               restart_after: int = 0, full_size_warmup: bool = True) -> tuple[list[dict], dict[str, float], list[dict]]:
+    """Start ``framewatch watch``, let every tilt arrive at its pace, wait for its lines, stop it;
+    with ``restart_after`` K > 0 the daemon is stopped (SIGTERM) once the first K tilts are logged and
+    started again on the same output and state, and the rest arrive at their pace from its READY.
     Returns (drift-log events, movie path -> closed wall time, journal rows)."""
     config = workdir / "framewatch.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG + ("" if full_size_warmup else "\n[service]\nwarmup_full_size = false\n"))
     out, state = workdir / "out", workdir / "state"
     cmd = [sys.executable, "-m", "framewatch.daemon.commands.cli", "watch", str(acq.directory), "--out", str(out),
            "--state", str(state), "--config", str(config), "--patches", *(["auto"] if patches == "auto" else ["0", "0"])]
@@ -271,26 +280,31 @@ def run_daemon(acq, movies: list[StagedMovie], *, fmt: str, arrival: str, patche
     drift = out / "framewatch.jsonl"
     acq.frames_dir.mkdir(parents=True)
     closed: dict[str, float] = {}
+    parts = [movies[:restart_after], movies[restart_after:]] if 0 < restart_after < len(movies) else [movies]
     with open(workdir / "daemon.out", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            events = _wait_for(drift, proc, lambda ev: any(e["event"] == "daemon_ready" for e in ev), 300, workdir)
-            if not any(e["event"] == "daemon_ready" for e in events):
-                raise SystemExit(f"the daemon did not become ready; see {workdir / 'daemon.out'}")
-            acq.start_mdoc()
-            start = time.time()
-            for m in movies:
-                time.sleep(max(0.0, start + m.index * pace_s - time.time()))
-                closed[str(acq.frames_dir / m.name)] = arrive(acq, m, fmt=fmt, arrival=arrival, exposure_s=exposure_s)
+        for k, part in enumerate(parts):
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                def ready(ev, k=k):
+                    return sum(e["event"] == "daemon_ready" for e in ev) > k
 
-            def finished(ev):
-                ends = {e.get("movie") for e in ev if e["event"] in ("tilt_corrected", "movie_failed")}
-                return all(p in ends for p in closed)
+                if not ready(_wait_for(drift, proc, ready, 300, workdir)):
+                    raise SystemExit(f"the daemon did not become ready; see {workdir / 'daemon.out'}")
+                if k == 0:
+                    acq.start_mdoc()
+                start = time.time()
+                for i, m in enumerate(part):
+                    time.sleep(max(0.0, start + i * pace_s - time.time()))
+                    closed[str(acq.frames_dir / m.name)] = arrive(acq, m, fmt=fmt, arrival=arrival, exposure_s=exposure_s)
 
-            events = _wait_for(drift, proc, finished, 120 + 10 * len(movies), workdir)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=120)
+                def finished(ev):
+                    ends = {e.get("movie") for e in ev if e["event"] in ("tilt_corrected", "movie_failed")}
+                    return all(p in ends for p in closed)
+
+                _wait_for(drift, proc, finished, 120 + 10 * len(part), workdir)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=120)
     db = sqlite3.connect(state / "framewatch.sqlite")
     db.row_factory = sqlite3.Row
     rows = [dict(r) for r in db.execute("SELECT * FROM movies")]
@@ -349,6 +363,8 @@ class ReplayOptions:
     dose_per_tilt: bool = False
     quiet_cores: float = 0.0
     dask_workers: int = 0
+    restart_after: int = 0
+    full_size_warmup: bool = True
 
 
 def _dask_cluster(directory: Path, workers: int):
@@ -384,7 +400,8 @@ def replay(*, workdir: Path, **options) -> dict:
         extra = _watch_flags(o) + (("--dask-address", cluster.address) if cluster else ())
         events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
                                           streaming=o.streaming, pace_s=o.pace_s,
-                                          exposure_s=o.frames * o.frame_interval_s, workdir=workdir, extra=extra)
+                                          exposure_s=o.frames * o.frame_interval_s, workdir=workdir, extra=extra,
+                                          restart_after=o.restart_after, full_size_warmup=o.full_size_warmup)
     finally:
         if cluster is not None:
             cluster.cleanup()  # reaped before the foreign-work count: its processes are this run's
@@ -394,13 +411,14 @@ def replay(*, workdir: Path, **options) -> dict:
     if tilts and floor["n_frames"] != tilts[0]["n_frames"]:
         problems.append(f"the floor decoded {floor['n_frames']} frames, the daemon corrected {tilts[0]['n_frames']}")
     backlog = [e.get("queued", 0) for e in events if e["event"] == "backlog"]
+    warmed = [{"warmup_s": e.get("warmup_s"), "full_size": e.get("full_size")} for e in events if e["event"] == "kernels_warmed"]
     return {
         **o.__dict__, "file_frames": movies[0].file_frames, "staged_s": staged_s,
         "waited_quiet_s": waited_quiet_s, "foreign_cores": foreign_cores, "load_average_at_start": load_at_start,
         "floor_s": floor["seconds"], "floor": floor, "per_tilt": tilts, "problems": problems,
         "latency_s": lat, "latency_median_s": statistics.median(lat) if lat else None,
         "latency_max_s": max(lat) if lat else None, "correct_s": [t["correct_s"] for t in tilts],
-        "peak_backlog": max(backlog, default=0),
+        "peak_backlog": max(backlog, default=0), "warmups": warmed,
         "stream_started": sum(e["event"] == "stream_started" for e in events),
         "stream_dropped": [e.get("reason") for e in events if e["event"] == "stream_dropped"],
         "load_average": os.getloadavg(),
@@ -429,6 +447,10 @@ def report(res: dict) -> str:
         mid = sorted(res["per_tilt"], key=lambda t: t["latency_s"])[len(res["per_tilt"]) // 2]
         lines.append(f"engine stages of {mid['movie']} (s): "
                      + " ".join(f"{k} {v:.2f}" for k, v in mid["engine_s"].items()))
+    for i, w in enumerate(res.get("warmups", [])):
+        lines.append(f"start {i + 1}: warm-up {w['warmup_s']:.2f} s"
+                     + (f", with a full-size movie {w['full_size']}" if w["full_size"] else "")
+                     + (f" (before tilt {res['restart_after'] + 1})" if i == 1 else ""))
     lines.append(f"streams started {res['stream_started']}, dropped {len(res['stream_dropped'])}"
                  + "".join(f"\n  dropped: {r}" for r in res["stream_dropped"]))
     lines.append("load average at the start (after the staging and any quiet wait of "
@@ -463,11 +485,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="after the staging, wait until fewer than C cores are busy (5 s samples) before the floor")
     p.add_argument("--dask-workers", type=int, default=0, metavar="N",
                    help="run the daemon on the Dask backend: a scheduler and N one-thread workers on localhost")
+    p.add_argument("--restart-after", type=int, default=0, metavar="K",
+                   help="stop the daemon after K tilts and start it again on the same state (the first tilt after a start)")
+    p.add_argument("--no-full-size-warmup", action="store_true", help="[service] warmup_full_size = false")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("keep", "json", "no_streaming")}
+    options = {k: v for k, v in vars(args).items() if k not in ("keep", "json", "no_streaming", "no_full_size_warmup")}
     options["streaming"] = not args.no_streaming
+    options["full_size_warmup"] = not args.no_full_size_warmup
     if args.keep is not None:
         args.keep.mkdir(parents=True)
         res = replay(workdir=args.keep, **options)

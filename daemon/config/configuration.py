@@ -101,6 +101,7 @@ class Thresholds:
 @dataclass(frozen=True)
 class ServiceOptions:
     warmup: bool = True
+    warmup_full_size: bool = True  # with warmup: one synthetic movie of the last movie's size before READY
     shutdown_timeout_s: float = 60.0
     stuck_movie_s: float = 900.0
 

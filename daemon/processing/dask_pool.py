@@ -108,10 +108,11 @@ class DaskPool(WorkerPool):
             self._thread = threading.Thread(target=self._link, name="framewatch-dask-link", daemon=True)
             self._thread.start()
 
-    def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *, should_stop=None) -> list[dict] | None:
+    def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *, should_stop=None, full_size=None) -> list[dict] | None:
         """Wait for the first connection attempt (its plugin registration compiles the kernels on the
         workers there now) and return their warm-up reports; [] when the scheduler is not reachable
-        (movies wait for it); None when ``should_stop()`` became true meanwhile."""
+        (movies wait for it); None when ``should_stop()`` became true meanwhile. ``full_size`` is not
+        used: Dask workers come and go with the cluster, and the first movie of each warms its memory."""
         deadline = time.monotonic() + timeout_s
         while not self._attempted.wait(0.2):
             if should_stop is not None and should_stop():

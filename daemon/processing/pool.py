@@ -48,9 +48,11 @@ class WorkerPool(Protocol):
         """Start the workers (or the connection to them); returns without waiting for them."""
 
     def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *,
-                should_stop: Callable[[], bool] | None = None) -> list[dict] | None:
+                should_stop: Callable[[], bool] | None = None, full_size=None) -> list[dict] | None:
         """Compile the kernels where corrections run; one report dict per worker (``warmup_s``,
-        ``steps_s``, ...), [] when no worker is reachable yet, None when ``should_stop()`` became true."""
+        ``steps_s``, ...), [] when no worker is reachable yet, None when ``should_stop()`` became true.
+        ``full_size`` (processing/warmup.FullSizeWarmup): also correct one synthetic movie of that
+        size in every worker, where the pool's workers live as long as the daemon (local)."""
 
     def has_room(self) -> bool:
         """True when one more movie may be submitted now."""

@@ -21,6 +21,8 @@ from framewatch.daemon.processing.pool import WorkerPool
 from framewatch.daemon.processing.stream_signals import StreamSignals
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome, QueueItem
 
+WARMUP_ROUNDS = 3  # rounds of warm-up tasks until every worker process has sent a report
+
 
 class ReadyQueue:
     def __init__(self, maxsize: int, newest_first_backlog: int = 0):
@@ -116,19 +118,33 @@ class LocalProcessPool(WorkerPool):
             self._pids.add(q.get())
         return set(self._pids)
 
-    def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *, should_stop=None) -> list[dict] | None:
-        """Run the warm-up in every worker (in parallel); returns their reports, or None when
-        ``should_stop()`` became true meanwhile (a stop requested during start-up)."""
-        futs = [self._track(self._pool.submit(worker.warm_up, tmp_dir)) for _ in range(self.workers)]
+    def warm_up(self, tmp_dir: str, timeout_s: float = 600.0, *, should_stop=None, full_size=None) -> list[dict] | None:
+        """Run the warm-up in every worker (in parallel; ``full_size``: warmup.FullSizeWarmup or
+        None); returns one report per worker process, or None when ``should_stop()`` became true
+        meanwhile (a stop requested during start-up).
+
+        The executor hands a task to whichever process is free, so one process may take two
+        warm-ups while another, still starting, takes none: the processes that sent no report are
+        given another round (at most ``WARMUP_ROUNDS``), so every worker's memory is warm."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            done, _ = cf.wait(futs, timeout=0.2)
-            if len(done) == len(futs):
-                return [f.result() for f in futs]
-            if should_stop is not None and should_stop():
-                return None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the kernel warm-up took more than {timeout_s:g} s")
+        reports: dict[int, dict] = {}
+        for _ in range(WARMUP_ROUNDS):
+            missing = self.workers - len(reports)
+            futs = [self._track(self._pool.submit(worker.warm_up, tmp_dir, full_size=full_size)) for _ in range(missing)]
+            while True:
+                done, _ = cf.wait(futs, timeout=0.2)
+                if len(done) == len(futs):
+                    break
+                if should_stop is not None and should_stop():
+                    return None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the kernel warm-up took more than {timeout_s:g} s")
+            for f in futs:
+                r = f.result()
+                reports.setdefault(r.get("pid", id(r)), r)
+            if len(reports) >= self.workers:
+                break
+        return list(reports.values())
 
     def has_room(self) -> bool:
         return len(self.in_flight) < self.workers

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CacheStatus", "WarmupReport", "cache_status", "warm_up"]
+__all__ = ["CacheStatus", "FullSizeWarmup", "WarmupReport", "cache_status", "warm_full_size", "warm_up"]
 
 # pixel types movies are decoded to (TIFF uint8/uint16/4-bit unpacked to uint8, MRC modes 0, 1, 2,
 # 6; mode 12 float16 is not supported by the engine yet); each specialises the gain/convert/sum kernels
@@ -148,6 +148,62 @@ def warm_up(*, patches: tuple[int, int] = (2, 2), dtypes: tuple[str, ...] = MOVI
     step("unpack_4bit", _warm_4bit)
     step("eer_decode", _warm_eer)
     return WarmupReport(time.perf_counter() - t_all, steps, status, reuse.reason)
+
+
+@dataclass(frozen=True)
+class FullSizeWarmup:
+    """One synthetic movie of the size the daemon last corrected, run through the engine before
+    READY so that the first real movie after a start finds its memory in place (:func:`warm_full_size`).
+
+    ``n_frames`` frames of ``frame_shape`` ``(ny, nx)`` movie pixels; ``settings``: the daemon's
+    processing settings (the movie's own values -- pixel size, dose -- stand in); ``gain``: whether
+    movies are gain corrected (a gain of ones is used); ``streaming``: through
+    :class:`~framewatch.core.streaming_correction.StreamingCorrection` frame by frame (the path of a
+    movie written while it is watched), else :func:`~framewatch.core.correct.correct_movie`;
+    ``sums_dir``: the sums hand-over directory, where the worker's spare is made at the sums' size
+    (:mod:`framewatch.daemon.processing.sums_handover`), or ``None``."""
+
+    n_frames: int
+    frame_shape: tuple[int, int]
+    settings: object
+    gain: bool = False
+    streaming: bool = True
+    sums_dir: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"full_size {self.n_frames}x{self.frame_shape[0]}x{self.frame_shape[1]}"
+
+
+def warm_full_size(movie: FullSizeWarmup) -> float:
+    """Correct one synthetic movie of ``movie``'s size; returns the seconds it took.
+
+    Why: the first movie of its size in a fresh worker process takes every buffer from the
+    operating system, page by page (on the development VM a first 4096² x 10 movie paid 2 s of
+    system time, 30 000 page faults; the next ones none, since freed buffers are kept:
+    :mod:`framewatch.core.memory_reuse`). The frames are one pattern of 1-3 counts repeated (every
+    frame the same: a whole-frame peak high enough for the patches to be measured, no dead pixel,
+    no hot one); the result is discarded."""
+    from framewatch.core.correct import correct_movie
+
+    t = time.perf_counter()
+    ny, nx = movie.frame_shape
+    pattern = np.random.default_rng(0).integers(1, 4, size=(ny, nx), dtype=np.uint8)
+    gain = np.ones((ny, nx), np.float32) if movie.gain else None
+    if movie.streaming:
+        from framewatch.core.streaming_correction import StreamingCorrection
+
+        streaming = StreamingCorrection(movie.settings, (ny, nx), gain=gain)
+        for _ in range(movie.n_frames):
+            streaming.add_frame(pattern.copy())  # a frame of its own, as a decoder gives it
+        result = streaming.finish()
+    else:
+        result = correct_movie(np.repeat(pattern[None], movie.n_frames, axis=0), settings=movie.settings, gain=gain)
+    if movie.sums_dir is not None:
+        from framewatch.daemon.processing.sums_handover import make_spare
+
+        make_spare(movie.sums_dir, 3 * result.dose_weighted_sum.nbytes)
+    return time.perf_counter() - t
 
 
 def _warm_streaming(frames, settings, gain) -> None:

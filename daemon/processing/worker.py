@@ -38,12 +38,26 @@ def init_worker(parent_pid: int, pid_queue=None) -> None:
         pid_queue.put(os.getpid())
 
 
-def warm_up(tmp_dir: str | None = None, patches: tuple[int, int] = (2, 2)) -> dict:
+def warm_up(tmp_dir: str | None = None, patches: tuple[int, int] = (2, 2), full_size=None) -> dict:
     """Compile (or load from numba's cache) every kernel of the engine on tiny synthetic movies
-    (warmup.py); returns the report as a dict (``warmup_s``, ``steps_s``, the cache directory)."""
+    (warmup.py), then, given ``full_size`` (warmup.FullSizeWarmup), correct one synthetic movie of
+    the size the daemon last saw; returns the report as a dict (``warmup_s``, ``steps_s``, the cache
+    directory, ``pid``; ``full_size_error`` when that movie could not be corrected)."""
+    from framewatch.daemon.processing.warmup import warm_full_size
     from framewatch.daemon.processing.warmup import warm_up as run
 
-    return run(patches=patches).as_dict()
+    report = run(patches=patches).as_dict()
+    if full_size is not None:
+        t = time.perf_counter()
+        try:
+            warm_full_size(full_size)
+        except Exception as err:  # noqa: BLE001 - e.g. no memory for it now: the kernels are warm all the same
+            report["full_size_error"] = f"{type(err).__name__}: {err}"
+        seconds = time.perf_counter() - t
+        report["steps_s"][full_size.label] = round(seconds, 3)
+        report["warmup_s"] = round(report["warmup_s"] + seconds, 3)
+    report["pid"] = os.getpid()
+    return report
 
 
 def oriented_gain(path, orientation, shape, movie):

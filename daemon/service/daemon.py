@@ -229,7 +229,8 @@ class Daemon:
         self.recovery = StartupRecovery(**common, events=self.events, tables=tables, warnings=warnings, plots=plots,
                                         completion=self.completion, appender=appender)
         self.warmup = KernelWarmup(pool=self.pool, log=self.log, service=self.service, config=self.config,
-                                   state_dir=self.state_dir)
+                                   state_dir=self.state_dir, journal=self.journal, run=self.run_context,
+                                   sums_dir=None if sums_dir is None else str(sums_dir))
 
     def _setup_service(self) -> None:
         from framewatch.daemon.outputs.plots import PlotWorker

@@ -12,14 +12,20 @@ from framewatch.core.image_stats import image_stats
 
 
 class KernelWarmup:
-    def __init__(self, *, pool, log, service, config, state_dir: Path):
+    def __init__(self, *, pool, log, service, config, state_dir: Path, journal=None, run=None, sums_dir: str | None = None):
         """``pool`` (processing/pool.WorkerPool), ``log`` (the drift log), ``service`` (lifecycle.Service:
-        ``starting``), ``config`` (LiveConfig), ``state_dir``: the daemon's STATE directory."""
+        ``starting``), ``config`` (LiveConfig), ``state_dir``: the daemon's STATE directory;
+        ``journal`` (state/journal.py) and ``run`` (state/run_context.RunContext): the last movie's size
+        and the processing options for the full-size warm-up (none without them); ``sums_dir``: the
+        sums hand-over directory of a local pool."""
         self._pool = pool
         self._log = log
         self._service = service
         self._config = config
         self._state_dir = state_dir
+        self._journal = journal
+        self._run = run
+        self._sums_dir = sums_dir
         self.reports: list[dict] = []  # one per worker, from the last warm-up
 
     def prepare_cache(self) -> None:
@@ -38,8 +44,9 @@ class KernelWarmup:
             return 0.0
         self._service.starting("compiling kernels (warm-up)")
         t0 = time.perf_counter()
+        full_size = self.full_size()
         try:
-            reports = self._pool.warm_up(str(self._state_dir), should_stop=should_stop)
+            reports = self._pool.warm_up(str(self._state_dir), should_stop=should_stop, full_size=full_size)
         except Exception as err:  # noqa: BLE001 - warm-up failure is not fatal: movies compile on first use
             self._log.event("warmup_failed", level="warning", reason=f"{type(err).__name__}: {err}")
             if self._pool.broken():
@@ -52,11 +59,49 @@ class KernelWarmup:
         main_s = time.perf_counter() - t_main
         warm = time.perf_counter() - t0
         self.reports = reports
+        for r in reports:
+            if r.get("full_size_error"):
+                self._log.event("warmup_full_size_skipped", level="warning", reason=r["full_size_error"])
         if reports:  # none: a Dask scheduler not reachable yet (its workers warm up when they join)
             slowest = max(reports, key=lambda r: r["warmup_s"])
             self._log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
-                            numba_cache_dir=slowest.get("numba_cache_dir"), daemon_s=round(main_s, 3))
+                            numba_cache_dir=slowest.get("numba_cache_dir"), daemon_s=round(main_s, 3),
+                            full_size=None if full_size is None else [full_size.n_frames, *full_size.frame_shape])
         return warm
+
+    def full_size(self):
+        """The synthetic movie of the full-size warm-up (processing/warmup.FullSizeWarmup): the frame
+        count and shape of the movie the journal recorded last, corrected with the daemon's processing
+        options and that movie's own values (pixel size, dose); None when switched off
+        (``[service] warmup_full_size``), when no movie was corrected yet, or when the pool's workers
+        do not live as long as the daemon (Dask)."""
+        from framewatch.core.errors import FramewatchError
+        from framewatch.daemon.processing.warmup import FullSizeWarmup
+
+        if not self._config.now.service.warmup_full_size or self._journal is None or self._run is None:
+            return None
+        if not self._pool.same_machine:
+            return None
+        row = self._journal.last_done()
+        if row is None:
+            return None
+        info = row.get("info") or {}
+        shape = (info.get("worker") or {}).get("frame_shape")
+        res = info.get("resolved") or {}
+        if not shape or len(shape) != 2 or not row.get("n_frames"):
+            return None  # a journal of a version that did not record it
+        try:
+            settings = self._run.opts.settings(
+                n_frames=int(row["n_frames"]), pixel_size_a=res.get("pixel_size_a"),
+                dose_per_frame_e_per_a2=res.get("dose_per_frame_e_per_a2"), prior_dose_e_per_a2=0.0,
+                voltage_kv=res.get("voltage_kv"))
+        except FramewatchError as err:  # the options changed since: no full-size warm-up, the kernels still
+            self._log.event("warmup_full_size_skipped", level="warning", reason=str(err))
+            return None
+        return FullSizeWarmup(
+            n_frames=int(row["n_frames"]), frame_shape=(int(shape[0]), int(shape[1])), settings=settings,
+            gain=self._run.opts.gain is not None, streaming=bool(self._config.now.scheduler.streaming and self._pool.streams),
+            sums_dir=self._sums_dir)
 
 
 def _warm_main_process() -> None:

@@ -221,8 +221,10 @@ class TiltAppender:
         if out.streamed_frames is not None:  # corrected while written; correct_s is the time after it was complete
             timings["streamed_frames"] = out.streamed_frames
         info = dict(row["info"])
+        out_shape = out.sums_shape or np.shape(out.dose_weighted_sum)
         info["worker"] = {"pid": out.pid, "where": out.worker or f"local:{out.pid}", "n_replaced_pixels": out.n_replaced_pixels,
-                          "notes": list(out.notes), "shifts_px": out.shifts_px}
+                          "notes": list(out.notes), "shifts_px": out.shifts_px,
+                          "frame_shape": [int(v) * self._run.fourier_bin for v in out_shape]}  # the next start's warm-up
         if out.n_raw_frames:  # EER: raw frames grouped into fractions, the dose per frame is per fraction
             info["resolved"] = dict(info["resolved"], dose_per_frame_e_per_a2=out.dose_per_frame_e_per_a2,
                                     n_raw_frames=out.n_raw_frames)

@@ -241,6 +241,11 @@ class Journal:
     def get(self, movie_id: int) -> dict:
         return _row(self.db.execute("SELECT * FROM movies WHERE id = ?", (movie_id,)).fetchone())
 
+    def last_done(self) -> dict | None:
+        """The movie corrected last (any settings), or None."""
+        q = "SELECT * FROM movies WHERE state = 'done' ORDER BY done_at DESC, id DESC LIMIT 1"
+        return _row(self.db.execute(q).fetchone())
+
     def add(self, path: str, size: int, mtime_ns: int, settings_hash: str, *, now: float | None = None) -> dict:
         now = time.time() if now is None else now
         cur = self.db.execute(

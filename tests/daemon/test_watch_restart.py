@@ -59,6 +59,12 @@ def test_sigkill_at_several_points_then_resume(tmp_path, verify):
         rows = read_journal(d.state)
         assert sorted(r["state"] for r in rows) == ["done"] * acq.n_tilts
         assert sum(r["interruptions"] for r in rows) >= 3
+        # each done movie records its frame shape; a start after the first done movie corrects a
+        # synthetic movie of that size before READY (the first start had none to go by)
+        assert all(r["info"]["worker"]["frame_shape"] == [256, 256] for r in rows)
+        warmed = [e for e in events if e["event"] == "kernels_warmed"]
+        assert len(warmed) == len(POINTS) + 1 and warmed[0]["full_size"] is None
+        assert warmed[-1]["full_size"] == [8, 256, 256] and "full_size 8x256x256" in warmed[-1]["steps_s"]
         # every tilt logged exactly once as corrected (a replay of a lost log line is marked)
         tilts = [e for e in events if e["event"] == "tilt_corrected" and not e.get("replayed")]
         assert sorted(e["movie"] for e in tilts) == sorted(str(m.path) for m in acq.written)

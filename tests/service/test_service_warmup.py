@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from framewatch.daemon.processing.warmup import cache_status, warm_up
+from framewatch.core.settings import CorrectionSettings
+from framewatch.daemon.processing.warmup import FullSizeWarmup, cache_status, warm_full_size, warm_up
 
 
 class TestCacheStatus:
@@ -61,6 +62,55 @@ def test_warm_up_compiles_the_kernels():
                 found[(m.name.rsplit(".", 1)[-1], name)] = len(obj.signatures)
     missing = [k for k in top_level if found.get(k, 0) == 0]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("streaming, fourier_bin", [(True, 1), (False, 2)])
+def test_full_size_warm_up_makes_the_sums_spare(tmp_path, streaming, fourier_bin):
+    """The full-size warm-up corrects a movie of the given size (both paths) and leaves the worker a
+    spare hand-over file the size of that movie's three sums."""
+    settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3, fourier_bin=fourier_bin, patches="auto")
+    movie = FullSizeWarmup(n_frames=6, frame_shape=(256, 320), settings=settings, gain=True, streaming=streaming,
+                           sums_dir=str(tmp_path))
+    assert movie.label == "full_size 6x256x320"
+    assert warm_full_size(movie) > 0
+    spares = list(tmp_path.glob(".spare-*.f32"))
+    assert [p.stat().st_size for p in spares] == [3 * 4 * (256 // fourier_bin) * (320 // fourier_bin)]
+
+
+FAULTS_CODE = """
+import resource, sys
+import numpy as np
+from framewatch.core.memory_reuse import keep_freed_memory
+from framewatch.core.settings import CorrectionSettings
+from framewatch.core.simulate import SimulationSpec, simulate_movie
+from framewatch.core.streaming_correction import StreamingCorrection
+from framewatch.daemon.processing.warmup import FullSizeWarmup, warm_full_size, warm_up
+keep_freed_memory()
+warm_up(dtypes=("uint8",))
+sim = simulate_movie(SimulationSpec(ny=1024, nx=1024, n_frames=10, dose_per_frame_e_per_a2=0.3, dtype="uint8", seed=3))
+settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=0.3)
+if sys.argv[1] == "warm":
+    warm_full_size(FullSizeWarmup(n_frames=10, frame_shape=(1024, 1024), settings=settings, gain=True))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+s = StreamingCorrection(settings, (1024, 1024), gain=sim.gain)
+for f in sim.frames:
+    s.add_frame(np.array(f))
+s.finish()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_full_size_warm_up_puts_the_first_movies_memory_in_place():
+    """In a fresh process the first movie of its size takes its buffers from the operating system page
+    by page (page faults: the first tilt after a start was 3.5-5 s against 1.2-1.4 s, 4096² on the
+    development VM); after the full-size warm-up the same movie finds most of them in place."""
+    faults = {}
+    for mode in ("cold", "warm"):
+        out = subprocess.run([sys.executable, "-c", FAULTS_CODE, mode], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        faults[mode] = int(out.stdout.split()[-1])
+    print(faults)
+    assert faults["warm"] < faults["cold"] / 3, faults
 
 
 @pytest.mark.slow
