@@ -124,3 +124,68 @@ def test_warm_up_cold_vs_warm_cache(tmp_path):
     print(f"warm-up cold {times[0]:.2f} s, warm cache {times[1]:.2f} s")
     assert times[1] < times[0] / 4
     assert any((tmp_path / "numba").rglob("*.nbi"))
+
+
+class _Log:
+    """The drift log's ``event`` (the events are read back by the test)."""
+
+    def __init__(self):
+        self.events = []
+
+    def event(self, name, **fields):
+        self.events.append((name, fields))
+
+
+def _warmup_for(tmp_path, *, service_table: dict | None = None, opts=None, pool=None):
+    from framewatch.daemon.config.configuration import config_from_dict
+    from framewatch.daemon.config.processing_options import ProcessingOptions
+    from framewatch.daemon.processing.scheduler import LocalProcessPool
+    from framewatch.daemon.service.kernel_warmup import KernelWarmup
+    from framewatch.daemon.state.journal import Journal
+    from framewatch.daemon.state.run_context import LiveConfig, RunContext
+
+    journal = Journal(tmp_path / "state", tmp_path / "out")
+    opts = opts or ProcessingOptions()
+    run = RunContext(tmp_path / "acq", tmp_path / "out", tmp_path / "state", "h1", "", tmp_path / "out", opts)
+    config = LiveConfig(config_from_dict({"service": service_table or {}}))
+    log = _Log()
+    w = KernelWarmup(pool=pool or LocalProcessPool(1), log=log, service=None, config=config, state_dir=tmp_path / "state",
+                     journal=journal, run=run, sums_dir=str(tmp_path / "sums"))
+    return w, journal, log
+
+
+def _done_movie(journal, *, frame_shape=(512, 768), n_frames=8, dose=0.4):
+    s, _ = journal.series_for("h1", "TS_01", "/acq", "")
+    r = journal.add("/acq/TS_01_000.tif", 10, 111, "h1")
+    resolved = {"pixel_size_a": 1.2, "dose_per_frame_e_per_a2": dose, "voltage_kv": 300.0}
+    journal.update(r["id"], state="processing", series_id=s["id"], n_frames=n_frames, info_json={"resolved": resolved})
+    worker = {"pid": 1} if frame_shape is None else {"pid": 1, "frame_shape": list(frame_shape)}
+    journal.mark_done(r["id"], z=0, stats={}, flags=[], timings={}, info={"resolved": resolved, "worker": worker}, now=5.0)
+
+
+def test_full_size_warm_up_takes_the_last_done_movies_size(tmp_path):
+    """The journal's last done movie gives the synthetic movie's frames and shape; its own values
+    (pixel size, dose) stand in where the options give none; the local pool streams."""
+    from framewatch.daemon.config.processing_options import ProcessingOptions
+
+    w, journal, _ = _warmup_for(tmp_path, opts=ProcessingOptions(fourier_bin=2, gain=tmp_path / "gain.mrc"))
+    assert w.full_size() is None  # nothing corrected yet: nothing to go by
+    _done_movie(journal)
+    m = w.full_size()
+    assert (m.n_frames, m.frame_shape, m.streaming, m.gain, m.sums_dir) == (8, (512, 768), True, True, str(tmp_path / "sums"))
+    assert (m.settings.pixel_size_a, m.settings.dose_per_frame_e_per_a2, m.settings.fourier_bin) == (1.2, 0.4, 2)
+
+
+def test_full_size_warm_up_is_skipped_when_off_old_or_invalid(tmp_path):
+    """Switched off; a journal row of a version that did not record the shape; values that no longer
+    make valid settings (logged, the kernels are warmed all the same)."""
+    w, journal, log = _warmup_for(tmp_path / "off", service_table={"warmup_full_size": False})
+    _done_movie(journal)
+    assert w.full_size() is None
+    w, journal, log = _warmup_for(tmp_path / "old")
+    _done_movie(journal, frame_shape=None)
+    assert w.full_size() is None
+    w, journal, log = _warmup_for(tmp_path / "bad")
+    _done_movie(journal, dose=None)
+    assert w.full_size() is None
+    assert [name for name, _ in log.events] == ["warmup_full_size_skipped"] and "dose" in log.events[0][1]["reason"]
