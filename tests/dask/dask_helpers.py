@@ -37,9 +37,26 @@ class LocalDask:
         self._procs.append(p)
         return p
 
-    def start_scheduler(self) -> None:
+    def start_scheduler(self, timeout_s: float = 120.0) -> None:
+        """Start the scheduler and wait until it listens on ``port`` (its log says ``Scheduler at:``),
+        so that no worker started next can take that port for its own listener first. It happened
+        once on a slow run: a worker's random port was the scheduler's, and the scheduler, a moment
+        later, failed with "Address already in use" while the daemon waited for it."""
+        log = self.base / "scheduler.log"
+        started = self._count(log, "Scheduler at:")
         args = ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"]
         self.scheduler = self._spawn("scheduler", args)
+        deadline = time.time() + timeout_s
+        while self._count(log, "Scheduler at:") <= started:
+            if self.scheduler.poll() is not None:
+                raise RuntimeError(f"the Dask scheduler exited ({self.scheduler.returncode}):\n{self.log('scheduler')}")
+            if time.time() > deadline:
+                raise TimeoutError(f"the Dask scheduler did not listen within {timeout_s:g} s:\n{self.log('scheduler')}")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _count(path: Path, text: str) -> int:
+        return path.read_text(errors="replace").count(text) if path.exists() else 0
 
     def start_worker(self, name: str, *, env_extra: dict | None = None) -> subprocess.Popen:
         """One worker process (no nanny: a SIGKILL ends it for good), one thread, started with
