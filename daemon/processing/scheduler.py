@@ -141,7 +141,7 @@ class LocalProcessPool(WorkerPool):
                     raise TimeoutError(f"the kernel warm-up took more than {timeout_s:g} s")
             for f in futs:
                 r = f.result()
-                reports.setdefault(r.get("pid", id(r)), r)
+                reports.setdefault(r["pid"], r)
             if len(reports) >= self.workers:
                 break
         return list(reports.values())

@@ -8,6 +8,20 @@ from collections.abc import Mapping
 from framewatch.daemon.state.records import CorrectionJob, StreamChannel
 
 
+def resolved_settings(resolved: Mapping, *, opts, n_frames: int | None):
+    """The CorrectionSettings of a movie whose values are ``resolved`` (as :func:`movie_job` takes
+    them; a missing value counts as not given): explicit options win, then these values, then the
+    defaults. Raises :class:`~framewatch.core.errors.FramewatchError` when they are not valid."""
+    prior = resolved.get("prior_dose_e_per_a2")
+    return opts.settings(
+        n_frames=n_frames,
+        pixel_size_a=resolved.get("pixel_size_a"),
+        dose_per_frame_e_per_a2=resolved.get("dose_per_frame_e_per_a2"),
+        prior_dose_e_per_a2=prior if prior is not None else 0.0,
+        voltage_kv=resolved.get("voltage_kv"),
+    )
+
+
 def movie_job(movie_id: int, movie: str, resolved: Mapping, *, opts, gain_session, n_frames: int | None,
               stream: StreamChannel | None = None, sums_dir: str | None = None) -> CorrectionJob:
     """The :class:`CorrectionJob` of a movie whose values are ``resolved`` (``pixel_size_a``,
@@ -15,14 +29,7 @@ def movie_job(movie_id: int, movie: str, resolved: Mapping, *, opts, gain_sessio
     dose_precedence.Resolved as a dict); ``n_frames``: the count it was found complete with (None
     while it is written). Raises :class:`~framewatch.core.errors.FramewatchError` when its settings
     are not valid (the caller records the movie failed)."""
-    prior = resolved["prior_dose_e_per_a2"]
-    settings = gain_session.apply(opts.settings(
-        n_frames=n_frames,
-        pixel_size_a=resolved["pixel_size_a"],
-        dose_per_frame_e_per_a2=resolved["dose_per_frame_e_per_a2"],
-        prior_dose_e_per_a2=prior if prior is not None else 0.0,
-        voltage_kv=resolved["voltage_kv"],
-    ))
+    settings = gain_session.apply(resolved_settings(resolved, opts=opts, n_frames=n_frames))
     return CorrectionJob(
         movie_id=movie_id,
         movie=movie,

@@ -77,6 +77,7 @@ class KernelWarmup:
         do not live as long as the daemon (Dask)."""
         from framewatch.core.errors import FramewatchError
         from framewatch.daemon.processing.warmup import FullSizeWarmup
+        from framewatch.daemon.service.correction_jobs import resolved_settings
 
         if not self._config.now.service.warmup_full_size or self._journal is None or self._run is None:
             return None
@@ -91,10 +92,7 @@ class KernelWarmup:
         if not shape or len(shape) != 2 or not row.get("n_frames"):
             return None  # a journal of a version that did not record it
         try:
-            settings = self._run.opts.settings(
-                n_frames=int(row["n_frames"]), pixel_size_a=res.get("pixel_size_a"),
-                dose_per_frame_e_per_a2=res.get("dose_per_frame_e_per_a2"), prior_dose_e_per_a2=0.0,
-                voltage_kv=res.get("voltage_kv"))
+            settings = resolved_settings(res, opts=self._run.opts, n_frames=int(row["n_frames"]))
         except FramewatchError as err:  # the options changed since: no full-size warm-up, the kernels still
             self._log.event("warmup_full_size_skipped", level="warning", reason=str(err))
             return None
