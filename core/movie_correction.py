@@ -219,6 +219,7 @@ class MovieCorrection:
             frc_curve=np.column_stack([freq / px, frc]),
             local_motion=local,
             notes=correction_notes(self.input_notes, alignment, local, tolerance_px=self.cfg.tolerance_px),
+            frame_shape=(int(self.movie_shape[0]), int(self.movie_shape[1])),
         )
 
     def checked_gain(self, gain) -> np.ndarray | None:

@@ -71,7 +71,7 @@ class MovieResult:
     (0, 0). The sums are registered to the specimen position of frame ``n_frames // 2``. With
     ``settings.fourier_bin > 1`` images and shifts are in output (binned) pixels of
     :attr:`pixel_size_a`. ``replaced_pixels`` is ``(n, 2)`` int (x, y) of every pixel replaced before
-    alignment, in movie pixels.
+    alignment, in movie pixels; ``frame_shape`` the movie's ``(ny, nx)`` (of one frame, in movie pixels).
     ``accumulated_dose_e_per_a2`` is ``(n_frames,)``: dose at the end of each frame, prior included.
     """
 
@@ -88,6 +88,7 @@ class MovieResult:
     frc_curve: np.ndarray | None = None  # (n_shells, 2): resolution in 1/A, even/odd FRC
     local_motion: object | None = None  # LocalMotion when patches were used
     notes: tuple[str, ...] = ()
+    frame_shape: tuple[int, int] | None = None
 
     @property
     def n_frames(self) -> int:

@@ -77,6 +77,7 @@ class Acquisition:
     exposure_dose_in_mdoc: bool = True
     frame_mdoc_every: int = 0  # write a frame mdoc for every k-th movie (0 = never)
     keep_frames: bool = False
+    dead_column: int | None = None  # a detector column that reads 0 in every movie (the camera's defect)
     seed: int = 0
     clock_start: _dt.datetime = field(default_factory=lambda: _dt.datetime(2025, 3, 14, 9, 0, 0))
 
@@ -103,6 +104,7 @@ class Acquisition:
             dose_per_frame_e_per_a2=self.dose_per_frame,
             prior_dose_e_per_a2=index * self.dose_per_tilt_e_per_a2,
             gain_rms=0.0,
+            dead_column=self.dead_column,
             seed=self.seed * 1000 + index,
         )
         return simulate_movie(spec, threads=1).frames

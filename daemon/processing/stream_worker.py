@@ -23,8 +23,9 @@ What can go wrong, and what follows:
   reader had decoded are read again). Not a drop: no ``fallback``;
 - any other error once the movie is complete: the same outcome as a complete movie's.
 
-The final defect mask of each movie is kept for the next movie of the same camera (gain, defect
-file and frame size), so frames are rarely transformed twice (core/streaming_correction.py).
+The job brings the final defect mask of the last movie of its camera (``job.expected_mask``: the
+daemon keeps it, across restarts too, state/defect_masks.py), so frames are rarely transformed twice
+(core/streaming_correction.py).
 """
 from __future__ import annotations
 
@@ -35,8 +36,6 @@ from framewatch.daemon.processing.stream_signals import control_for
 from framewatch.daemon.processing.worker import correct_complete, failure, outcome, where
 from framewatch.daemon.state import faults
 from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
-
-_masks: dict[tuple, object] = {}  # camera key -> the final defect mask of its last movie
 
 
 class _EndOfMovie:
@@ -62,23 +61,19 @@ class _EndOfMovie:
         return self._control.cancelled()
 
 
-def _camera(job: CorrectionJob) -> tuple:
-    return (job.gain, job.defects, job.settings.gain_orientation, job.settings.fourier_bin)
-
-
 def stream(job: CorrectionJob) -> CorrectionOutcome:
     """Follow ``job.movie`` while it is written and correct it (module docstring)."""
     from framewatch.core.errors import MovieChangedError, StreamCancelled, StreamNotStarted, StreamSettingsChanged
     from framewatch.core.streamed_file import stream_correct_file
 
     control = control_for(job.stream, job.movie_id)
-    camera = _camera(job)
+    hint = job.expected_mask
     try:
         streamed = stream_correct_file(
             job.movie, settings=job.settings, control=_EndOfMovie(control),
             gain=job.gain,  # a file: oriented by the settings once the frame size is known
             defects_path=job.defects, movie_dose_e_per_a2=job.movie_dose_e_per_a2,
-            expected_mask=_masks.get(camera), stop_if_not_started=True,
+            expected_mask=None if hint is None else hint.as_array(), stop_if_not_started=True,
         )
     except StreamNotStarted:
         return correct_complete(control.end())
@@ -97,9 +92,8 @@ def stream(job: CorrectionJob) -> CorrectionOutcome:
         return failure(final, err)
     faults.checkpoint("worker_corrected")
     final = control.end()
-    _masks.clear()
-    _masks[camera] = streamed.final_mask
     # worker_s: the time after the movie was complete (what streaming leaves), not the exposure
     return outcome(final, streamed.result, n_raw_frames=final.expected_frames,
-                   started=time.perf_counter() - streamed.finish_s, streamed_frames=streamed.frames_before_end)
+                   started=time.perf_counter() - streamed.finish_s, streamed_frames=streamed.frames_before_end,
+                   mask_hint_pixels=None if hint is None else int(hint.flat.size))
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from framewatch.daemon.state import faults
-from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
+from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome, DefectMask
 
 _PR_SET_PDEATHSIG = 1
 _gain_cache: dict = {}
@@ -131,9 +131,10 @@ def failure(job: CorrectionJob, err: Exception) -> CorrectionOutcome:
 
 
 def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
-            streamed_frames: int | None = None) -> CorrectionOutcome:
+            streamed_frames: int | None = None, mask_hint_pixels: int | None = None) -> CorrectionOutcome:
     """The outcome of a finished correction (``result``: core's MovieResult); the sums go through a
-    hand-over file when the job has a ``sums_dir`` (sums_handover.py), else in the outcome."""
+    hand-over file when the job has a ``sums_dir`` (sums_handover.py), else in the outcome. It
+    carries the movie's final defect mask (the next streaming job of its camera starts with it)."""
     sums = (result.dose_weighted_sum, result.even_sum, result.odd_sum)
     sums_file = None
     timings = {k: float(v) for k, v in result.timings_s.items()}
@@ -165,4 +166,6 @@ def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
         pid=os.getpid(),
         worker=where(),  # where it ran (a Dask task replaces it with the worker's address)
         streamed_frames=streamed_frames,
+        defect_mask=DefectMask.from_coordinates_xy(result.replaced_pixels, result.frame_shape),
+        mask_hint_pixels=mask_hint_pixels,
     )

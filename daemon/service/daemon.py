@@ -60,6 +60,8 @@ from framewatch.daemon.service.series_completion import SeriesCompletion
 from framewatch.daemon.service.startup_recovery import StartupRecovery
 from framewatch.daemon.service.stream_dispatch import StreamStarter
 from framewatch.daemon.service.tilt_appender import PlotRefresh, TiltAppender
+from framewatch.daemon.state.defect_masks import FILE_NAME as DEFECT_MASK_FILE
+from framewatch.daemon.state.defect_masks import DefectMaskMemory
 from framewatch.daemon.state.instance_lock import InstanceLock
 from framewatch.daemon.state.journal import Journal
 from framewatch.daemon.state.output_lock import OutputLock
@@ -217,7 +219,9 @@ class Daemon:
         self.intake = MovieIntake(**common, events=self.events, watcher=self.watcher, index=self.index, queue=self.queue,
                                   metrics=self.service.metrics, streams=registry)
         appender = self.appender = TiltAppender(**common, events=self.events, tables=tables, plots=plots, intake=self.intake)
-        streams = StreamStarter(**common, pool=self.pool, queue=self.queue, intake=self.intake, registry=registry)
+        masks = DefectMaskMemory(self.state_dir / DEFECT_MASK_FILE, log=self.log)
+        streams = StreamStarter(**common, pool=self.pool, queue=self.queue, intake=self.intake, registry=registry,
+                                masks=masks)
         sums_dir = self._sums_dir = None
         if self.pool.same_machine:  # its workers see this machine's tmpfs
             sums_dir = self._sums_dir = handover_dir(self.state_dir)

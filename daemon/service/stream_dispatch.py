@@ -33,14 +33,17 @@ from framewatch.daemon.state.records import CorrectionJob, CorrectionOutcome
 class StreamStarter:
     """Starts, ends and cancels streaming jobs (module docstring); the Dispatcher calls it."""
 
-    def __init__(self, *, pool, queue, journal, log, intake, registry, run, config):
-        """``registry`` (processing/stream_registry.StreamRegistry); the others as for the Dispatcher."""
+    def __init__(self, *, pool, queue, journal, log, intake, registry, masks, run, config):
+        """``registry`` (processing/stream_registry.StreamRegistry), ``masks`` (state/defect_masks.
+        DefectMaskMemory: each job starts from the last final defect mask of its camera); the others as
+        for the Dispatcher."""
         self._pool = pool
         self._queue = queue
         self._journal = journal
         self._log = log
         self._intake = intake
         self.registry = registry
+        self._masks = masks
         self._run = run
         self._config = config
 
@@ -74,7 +77,8 @@ class StreamStarter:
         resolved["dose_per_frame_e_per_a2"] = resolved["dose_per_frame_e_per_a2"] or 1.0
         job = movie_job(mid, path, resolved, opts=self._run.opts, gain_session=gain_session, n_frames=n_guess,
                         stream=self.registry.signals.channel)
-        return dataclasses.replace(job, expected_frames=None)  # not known until the movie is complete
+        # the frame count is not known until the movie is complete
+        return dataclasses.replace(job, expected_frames=None, expected_mask=self._masks.expected(job.camera))
 
     def end(self, final: CorrectionJob) -> None:
         """The movie of an open stream is complete: the job finishes with ``final``."""
@@ -99,8 +103,11 @@ class StreamStarter:
 
     def returned(self, out: CorrectionOutcome) -> None:
         """Any other outcome: the job is no longer a stream (if it was one); a stream that dropped
-        what it had streamed after its movie was complete says so (it read the finished file afresh)."""
+        what it had streamed after its movie was complete says so (it read the finished file afresh).
+        A correction's final defect mask is the next streaming job's hint (streamed or not)."""
         self.registry.returned(out.job.movie_id)
+        if out.ok:
+            self._masks.remember(out.job.camera, out.defect_mask)
         if out.fallback is not None:
             self._log.event("stream_dropped", movie=out.job.movie, reason=out.fallback,
                             note="the movie was complete: it was corrected from the finished file")

@@ -222,9 +222,13 @@ class TiltAppender:
             timings["streamed_frames"] = out.streamed_frames
         info = dict(row["info"])
         out_shape = out.sums_shape or np.shape(out.dose_weighted_sum)
+        frame_shape = out.defect_mask.shape if out.defect_mask is not None else \
+            [int(v) * self._run.fourier_bin for v in out_shape]
         info["worker"] = {"pid": out.pid, "where": out.worker or f"local:{out.pid}", "n_replaced_pixels": out.n_replaced_pixels,
                           "notes": list(out.notes), "shifts_px": out.shifts_px,
-                          "frame_shape": [int(v) * self._run.fourier_bin for v in out_shape]}  # the next start's warm-up
+                          "frame_shape": [int(v) for v in frame_shape]}  # the next start's warm-up
+        if out.mask_hint_pixels is not None:  # a stream that started from the camera's last defect mask
+            info["worker"]["mask_hint_pixels"] = out.mask_hint_pixels
         if out.n_raw_frames:  # EER: raw frames grouped into fractions, the dose per frame is per fraction
             info["resolved"] = dict(info["resolved"], dose_per_frame_e_per_a2=out.dose_per_frame_e_per_a2,
                                     n_raw_frames=out.n_raw_frames)

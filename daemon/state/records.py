@@ -6,6 +6,8 @@
 - :class:`CorrectionJob`: what the service submits to a worker pool (processing/pool.py).
 - :class:`CorrectionOutcome`: what a pool hands back for a job: the three sums and the statistics,
   or the error (retryable or not), or the loss of the place it ran in (``interrupted``).
+- :class:`DefectMask`: the pixels a correction replaced, handed back with the outcome and given to
+  the next streaming job of the same camera (state/defect_masks.py keeps it across restarts).
 - :class:`TiltRecord`: one corrected tilt as the tilt table, the RELION tables, the angle files,
   the drift log and the plots read it; made from a journal row (:meth:`TiltRecord.from_row`), so
   journals of every earlier version are read as they are.
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from framewatch.daemon.state.name_escape import shown
 
@@ -80,6 +84,32 @@ class StreamChannel:
     where: str
 
 
+@dataclass(frozen=True, eq=False)
+class DefectMask:
+    """The final defect mask of a movie (every pixel its correction replaced: known defects, bad gain,
+    dead and hot pixels): ``shape`` ``(ny, nx)`` movie pixels of one frame, ``flat`` the sorted flat
+    indices (int64) of the pixels in it. Plain data: it crosses to worker processes and Dask workers."""
+
+    shape: tuple[int, int]
+    flat: np.ndarray
+
+    @classmethod
+    def from_coordinates_xy(cls, coordinates_xy, shape) -> "DefectMask":
+        """From ``(n, 2)`` (x, y) pixel coordinates (core's ``MovieResult.replaced_pixels``)."""
+        ny, nx = (int(v) for v in shape)
+        xy = np.asarray(coordinates_xy, dtype=np.int64).reshape(-1, 2)
+        return cls((ny, nx), np.unique(xy[:, 1] * nx + xy[:, 0]))
+
+    def as_array(self) -> np.ndarray:
+        """The mask as bool ``(ny, nx)``."""
+        mask = np.zeros(self.shape, dtype=bool)
+        mask.ravel()[self.flat] = True
+        return mask
+
+    def same_as(self, other: "DefectMask | None") -> bool:
+        return other is not None and self.shape == other.shape and np.array_equal(self.flat, other.flat)
+
+
 @dataclass(frozen=True)
 class CorrectionJob:
     """One movie to correct (plain data, picklable: it crosses to worker processes and Dask workers).
@@ -89,7 +119,9 @@ class CorrectionJob:
     complete with (a different count is a retryable error); ``movie_dose_e_per_a2``: the dose of
     the whole movie (EER: groups the raw frames by dose). ``stream``: set for a streaming job,
     which follows a movie still being written and finishes with the final job the daemon sends
-    through that channel (processing/stream_signals.py); its ``settings`` are provisional until then."""
+    through that channel (processing/stream_signals.py); its ``settings`` are provisional until then.
+    ``expected_mask``: a streaming job's hint, the final defect mask of the last movie of its camera
+    (:attr:`camera`): the stream corrects its first frames with it before its own mask is known."""
 
     movie_id: int
     movie: str
@@ -100,6 +132,14 @@ class CorrectionJob:
     movie_dose_e_per_a2: float | None = None
     stream: StreamChannel | None = None
     sums_dir: str | None = None  # a local worker hands its sums over through a file here (sums_handover.py)
+    expected_mask: DefectMask | None = None
+
+    @property
+    def camera(self) -> str:
+        """What a defect mask belongs to: the gain and defect files, the gain's orientation and the
+        binning (movies of one camera mode share their hot pixels)."""
+        s = self.settings
+        return repr((self.gain, self.defects, str(getattr(s, "gain_orientation", None)), getattr(s, "fourier_bin", None)))
 
 
 @dataclass(frozen=True)
@@ -116,7 +156,9 @@ class CorrectionOutcome:
     movie goes on by the normal path. ``streamed_frames``: frames a streaming job had taken before the
     movie was found complete (``None`` for a job on a complete movie). ``fallback``: why a streaming
     job dropped what it had streamed after the movie was complete (the file was replaced or rewritten
-    meanwhile, the final settings changed the first pass): it then read the finished file afresh."""
+    meanwhile, the final settings changed the first pass): it then read the finished file afresh.
+    ``defect_mask``: the pixels the correction replaced (:class:`DefectMask`); ``mask_hint_pixels``:
+    the size of the expected mask a streaming job started with (``None``: it had none)."""
 
     job: CorrectionJob
     dose_weighted_sum: Any = None
@@ -142,6 +184,8 @@ class CorrectionOutcome:
     fallback: str | None = None
     sums_file: str | None = None  # the sums are in this hand-over file instead (processing/sums_handover.py) ...
     sums_shape: tuple | None = None  # ... each (ny, nx)
+    defect_mask: DefectMask | None = None
+    mask_hint_pixels: int | None = None
 
     @classmethod
     def failed(cls, job: CorrectionJob, error: str, kind: str, *, retryable: bool, worker: str | None = None

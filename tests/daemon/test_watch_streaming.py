@@ -62,18 +62,33 @@ def _frames(n_frames: int, seed: int, shape=(256, 256)) -> np.ndarray:
 def test_movies_are_corrected_while_they_are_written(daemon, verify):
     """Every movie written while the daemon runs is followed by a worker from its first frames on
     (``stream_started``; ``streamed_frames`` ≥ 1 on its ``tilt_corrected`` line); the sections are
-    those of ``correct_movie_file`` of the finished files (verify_series), each once, in order."""
+    those of ``correct_movie_file`` of the finished files (verify_series), each once, in order.
+    The daemon is stopped and started again after the third: every stream but the very first starts
+    from the final defect mask of the movie before it, the one after the restart too (kept in the state
+    directory)."""
     acq = Acquisition(daemon.acq, n_tilts=5, shape=(256, 256), n_frames=8, dose_per_tilt_e_per_a2=DOSE_PER_TILT,
-                      pixel_size_a=1.5, frame_interval_s=0.12, tilt_interval_s=0.8, frame_mdoc_every=2)
+                      pixel_size_a=1.5, frame_interval_s=0.12, tilt_interval_s=0.8, frame_mdoc_every=2, dead_column=100)
     acq.start_mdoc()
     daemon.start()
     daemon.wait_ready()
     for i in range(acq.n_tilts):
+        if i == 3:
+            daemon.wait_event(lambda e: e["event"] == "tilt_corrected" and e["movie"] == str(acq.written[2].path))
+            assert daemon.stop() == 0
+            daemon.start()
+            daemon.wait_ready()
         acq.write_tilt(i)
         time.sleep(acq.tilt_interval_s)
     daemon.wait_event(lambda e: e["event"] == "series_completed", timeout=90)
     assert daemon.stop() == 0
     verify(daemon, acq, acq.written, dose_per_tilt=DOSE_PER_TILT)
+    rows = sorted(read_journal(daemon.state), key=lambda r: r["id"])
+    assert [r["path"] for r in rows] == [str(m.path) for m in acq.written]
+    workers = [r["info"]["worker"] for r in rows]
+    assert all(w["n_replaced_pixels"] >= 256 for w in workers), workers  # the dead column, at least
+    assert "mask_hint_pixels" not in workers[0]
+    assert [w["mask_hint_pixels"] for w in workers[1:]] == [w["n_replaced_pixels"] for w in workers[:-1]]
+    assert (daemon.state / "defect-mask.npz").exists()
     started = [os.path.basename(e["movie"]) for e in _events(daemon, "stream_started")]
     assert sorted(started) == sorted(m.path.name for m in acq.written), started
     assert _events(daemon, "stream_dropped") == []
