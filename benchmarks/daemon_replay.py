@@ -3,7 +3,7 @@
     python -m benchmarks.daemon_replay [--format tiff|mrc|eer] [--arrival frames|rename] [--patches auto|0]
         [--no-streaming] [--tilts 8] [--size 4096] [--frames 10] [--frame-interval-s 0.2] [--pace-s 8]
         [--eer-raw-frames 400] [--eer-group-frames 40] [--dask-workers N] [--restart-after K]
-        [--no-full-size-warmup] [--keep DIR] [--json F]
+        [--no-full-size-warmup] [--gain] [--keep DIR] [--json F]
 
 Before the clock starts, every tilt is simulated (``Acquisition.frames_for``: 0.3 e/A^2 per frame,
 3 e/A^2 per tilt, 1.5 A pixels) and encoded once into a staging folder of the run's temporary
@@ -32,6 +32,10 @@ on the same output and state directories; the rest of the tilts arrive at their 
 READY. Tilt K + 1 is then the first tilt after a start whose journal knows the detector's size, which
 the start's warm-up corrects once as a synthetic movie (``[service] warmup_full_size``; switched off by
 ``--no-full-size-warmup``).
+
+``--gain`` gives the daemon a gain reference (``--gain``: ones, float32 MRC of the frame size, as a
+counting-mode setup has one; the movies are unchanged): the very first start of a state directory
+then warms up at the gain's size.
 """
 from __future__ import annotations
 
@@ -365,6 +369,7 @@ class ReplayOptions:
     dask_workers: int = 0
     restart_after: int = 0
     full_size_warmup: bool = True
+    gain: bool = False
 
 
 def _dask_cluster(directory: Path, workers: int):
@@ -398,6 +403,11 @@ def replay(*, workdir: Path, **options) -> dict:
     cluster = _dask_cluster(workdir / "dask", o.dask_workers) if o.dask_workers else None
     try:
         extra = _watch_flags(o) + (("--dask-address", cluster.address) if cluster else ())
+        if o.gain:
+            from framewatch.core.movie_io.write import write_image_mrc
+
+            write_image_mrc(workdir / "gain.mrc", np.ones((o.size, o.size), np.float32), pixel_size_a=acq.pixel_size_a)
+            extra += ("--gain", str(workdir / "gain.mrc"))
         events, closed, rows = run_daemon(acq, movies, fmt=o.format, arrival=o.arrival, patches=o.patches,
                                           streaming=o.streaming, pace_s=o.pace_s,
                                           exposure_s=o.frames * o.frame_interval_s, workdir=workdir, extra=extra,
@@ -411,7 +421,8 @@ def replay(*, workdir: Path, **options) -> dict:
     if tilts and floor["n_frames"] != tilts[0]["n_frames"]:
         problems.append(f"the floor decoded {floor['n_frames']} frames, the daemon corrected {tilts[0]['n_frames']}")
     backlog = [e.get("queued", 0) for e in events if e["event"] == "backlog"]
-    warmed = [{"warmup_s": e.get("warmup_s"), "full_size": e.get("full_size")} for e in events if e["event"] == "kernels_warmed"]
+    warmed = [{"warmup_s": e.get("warmup_s"), "full_size": e.get("full_size"), "full_size_from": e.get("full_size_from")}
+              for e in events if e["event"] == "kernels_warmed"]
     return {
         **o.__dict__, "file_frames": movies[0].file_frames, "staged_s": staged_s,
         "waited_quiet_s": waited_quiet_s, "foreign_cores": foreign_cores, "load_average_at_start": load_at_start,
@@ -449,7 +460,8 @@ def report(res: dict) -> str:
                      + " ".join(f"{k} {v:.2f}" for k, v in mid["engine_s"].items()))
     for i, w in enumerate(res.get("warmups", [])):
         lines.append(f"start {i + 1}: warm-up {w['warmup_s']:.2f} s"
-                     + (f", with a full-size movie {w['full_size']}" if w["full_size"] else "")
+                     + (f", with a full-size movie {w['full_size']} (from the {w.get('full_size_from')})"
+                        if w["full_size"] else "")
                      + (f" (before tilt {res['restart_after'] + 1})" if i == 1 else ""))
     lines.append(f"streams started {res['stream_started']}, dropped {len(res['stream_dropped'])}"
                  + "".join(f"\n  dropped: {r}" for r in res["stream_dropped"]))
@@ -488,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--restart-after", type=int, default=0, metavar="K",
                    help="stop the daemon after K tilts and start it again on the same state (the first tilt after a start)")
     p.add_argument("--no-full-size-warmup", action="store_true", help="[service] warmup_full_size = false")
+    p.add_argument("--gain", action="store_true", help="give the daemon a gain reference of ones (module docstring)")
     p.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)

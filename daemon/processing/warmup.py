@@ -161,7 +161,8 @@ class FullSizeWarmup:
     :class:`~framewatch.core.streaming_correction.StreamingCorrection` frame by frame (the path of a
     movie written while it is watched), else :func:`~framewatch.core.correct.correct_movie`;
     ``sums_dir``: the sums hand-over directory, where the worker's spare is made at the sums' size
-    (:mod:`framewatch.daemon.processing.sums_handover`), or ``None``."""
+    (:mod:`framewatch.daemon.processing.sums_handover`), or ``None``; ``source``: what the size was
+    taken from (``"last movie"``, ``"gain reference"``)."""
 
     n_frames: int
     frame_shape: tuple[int, int]
@@ -169,6 +170,7 @@ class FullSizeWarmup:
     gain: bool = False
     streaming: bool = True
     sums_dir: str | None = None
+    source: str = "last movie"
 
     @property
     def label(self) -> str:

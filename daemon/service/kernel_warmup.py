@@ -10,6 +10,16 @@ import numpy as np
 
 from framewatch.core.image_stats import image_stats
 
+# The full-size warm-up of a state directory that has corrected no movie yet (KernelWarmup._from_gain):
+# frames of a tomography tilt (8-12 are usual), and values that only stand in where the options give none
+NEW_STATE_FRAMES = 10
+STAND_IN_PIXEL_SIZE_A = 1.0
+STAND_IN_DOSE_PER_FRAME_E_PER_A2 = 0.3
+# A gain larger than this on a side is a super-resolution one (K2 7676 x 7420, K3 11520 x 8184), whose
+# movies may be saved at half its size (the gain is then binned for them): no guess from it, since a
+# worker keeps the memory of the largest movie it corrected. Counting-mode sizes are 3710-5760 px.
+MAX_GAIN_WARMUP_SIDE_PX = 6144
+
 
 class KernelWarmup:
     def __init__(self, *, pool, log, service, config, state_dir: Path, journal=None, run=None, sums_dir: str | None = None):
@@ -66,40 +76,67 @@ class KernelWarmup:
             slowest = max(reports, key=lambda r: r["warmup_s"])
             self._log.event("kernels_warmed", warmup_s=round(warm, 3), steps_s=slowest["steps_s"], workers=len(reports),
                             numba_cache_dir=slowest.get("numba_cache_dir"), daemon_s=round(main_s, 3),
-                            full_size=None if full_size is None else [full_size.n_frames, *full_size.frame_shape])
+                            full_size=None if full_size is None else [full_size.n_frames, *full_size.frame_shape],
+                            full_size_from=None if full_size is None else full_size.source)
         return warm
 
     def full_size(self):
         """The synthetic movie of the full-size warm-up (processing/warmup.FullSizeWarmup): the frame
         count and shape of the movie the journal recorded last, corrected with the daemon's processing
-        options and that movie's own values (pixel size, dose); None when switched off
-        (``[service] warmup_full_size``), when no movie was corrected yet, or when the pool's workers
-        do not live as long as the daemon (Dask)."""
-        from framewatch.core.errors import FramewatchError
-        from framewatch.daemon.processing.warmup import FullSizeWarmup
-        from framewatch.daemon.service.correction_jobs import resolved_settings
-
+        options and that movie's own values (pixel size, dose); before any movie was corrected in this
+        state directory, the gain reference's shape (the camera's) and :data:`NEW_STATE_FRAMES` frames.
+        None when switched off (``[service] warmup_full_size``), when there is nothing to go by (no
+        movie corrected, no gain), or when the pool's workers do not live as long as the daemon (Dask)."""
         if not self._config.now.service.warmup_full_size or self._journal is None or self._run is None:
             return None
         if not self._pool.same_machine:
             return None
         row = self._journal.last_done()
         if row is None:
-            return None
+            return self._from_gain()
         info = row.get("info") or {}
         shape = (info.get("worker") or {}).get("frame_shape")
-        res = info.get("resolved") or {}
         if not shape or len(shape) != 2 or not row.get("n_frames"):
             return None  # a journal of a version that did not record it
+        return self._movie(int(row["n_frames"]), shape, info.get("resolved") or {}, source="last movie")
+
+    def _from_gain(self):
+        """The first start of a state directory: the gain reference gives the frame shape (a movie
+        of it, oriented, has the same size in bytes), stand-in values where the options give none
+        (the pixel size and the dose change no buffer's size)."""
+        from framewatch.core.errors import FramewatchError
+        from framewatch.core.gain import read_gain
+
+        gain = self._run.opts.gain
+        if gain is None:
+            return None
         try:
-            settings = resolved_settings(res, opts=self._run.opts, n_frames=int(row["n_frames"]))
+            shape = read_gain(gain).shape
+        except (FramewatchError, OSError) as err:  # the daemon reports a bad gain with the first movie
+            self._log.event("warmup_full_size_skipped", level="warning", reason=str(err))
+            return None
+        if max(shape) > MAX_GAIN_WARMUP_SIDE_PX:
+            self._log.event("warmup_full_size_skipped", level="info",
+                            reason=f"the gain reference is {shape[1]} x {shape[0]} (super-resolution): the movies' "
+                                   "size is known once the first is corrected")
+            return None
+        stand_in = {"pixel_size_a": STAND_IN_PIXEL_SIZE_A, "dose_per_frame_e_per_a2": STAND_IN_DOSE_PER_FRAME_E_PER_A2}
+        return self._movie(NEW_STATE_FRAMES, shape, stand_in, source="gain reference")
+
+    def _movie(self, n_frames: int, shape, resolved: dict, *, source: str):
+        from framewatch.core.errors import FramewatchError
+        from framewatch.daemon.processing.warmup import FullSizeWarmup
+        from framewatch.daemon.service.correction_jobs import resolved_settings
+
+        try:
+            settings = resolved_settings(resolved, opts=self._run.opts, n_frames=n_frames)
         except FramewatchError as err:  # the options changed since: no full-size warm-up, the kernels still
             self._log.event("warmup_full_size_skipped", level="warning", reason=str(err))
             return None
         return FullSizeWarmup(
-            n_frames=int(row["n_frames"]), frame_shape=(int(shape[0]), int(shape[1])), settings=settings,
+            n_frames=n_frames, frame_shape=(int(shape[0]), int(shape[1])), settings=settings,
             gain=self._run.opts.gain is not None, streaming=bool(self._config.now.scheduler.streaming and self._pool.streams),
-            sums_dir=self._sums_dir)
+            sums_dir=self._sums_dir, source=source)
 
 
 def _warm_main_process() -> None:

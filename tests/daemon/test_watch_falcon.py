@@ -167,6 +167,11 @@ def test_auto_gain_orientation_is_found_kept_and_applied(daemon, tmp_path):
     events = daemon.events()
     assert [e["event"] for e in events].count("gain_orientation_chosen") == 1
     _check_event_keys(events)
+    # the first start had no movie to go by: it warmed up at the gain's (stored, rotated) size; the
+    # second at the last movie's
+    warmed = [e for e in events if e["event"] == "kernels_warmed"]
+    assert [(e["full_size"], e["full_size_from"]) for e in warmed] == [
+        ([10, SHAPE[1], SHAPE[0]], "gain reference"), ([6, SHAPE[0], SHAPE[1]], "last movie")]
 
     rows = sorted((r for r in read_journal(daemon.state) if r["state"] == "done"), key=lambda r: r["z"])
     assert [Path(r["path"]).name for r in rows] == [name for _, name in movies]

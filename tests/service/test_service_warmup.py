@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from framewatch.core.settings import CorrectionSettings
@@ -168,12 +169,46 @@ def test_full_size_warm_up_takes_the_last_done_movies_size(tmp_path):
     (pixel size, dose) stand in where the options give none; the local pool streams."""
     from framewatch.daemon.config.processing_options import ProcessingOptions
 
-    w, journal, _ = _warmup_for(tmp_path, opts=ProcessingOptions(fourier_bin=2, gain=tmp_path / "gain.mrc"))
-    assert w.full_size() is None  # nothing corrected yet: nothing to go by
+    w, journal, log = _warmup_for(tmp_path, opts=ProcessingOptions(fourier_bin=2, gain=tmp_path / "gain.mrc"))
+    assert w.full_size() is None  # nothing corrected yet, and the gain is not there: nothing to go by
+    assert [name for name, _ in log.events] == ["warmup_full_size_skipped"] and "gain" in log.events[0][1]["reason"]
     _done_movie(journal)
     m = w.full_size()
     assert (m.n_frames, m.frame_shape, m.streaming, m.gain, m.sums_dir) == (8, (512, 768), True, True, str(tmp_path / "sums"))
     assert (m.settings.pixel_size_a, m.settings.dose_per_frame_e_per_a2, m.settings.fourier_bin) == (1.2, 0.4, 2)
+    assert m.source == "last movie"
+
+
+def test_full_size_warm_up_of_a_new_state_directory_takes_the_gains_shape(tmp_path):
+    """No movie corrected yet: the gain reference gives the frame shape, 10 frames; the options' own
+    values win over the stand-ins (pixel size 1 A, 0.3 e/A^2 per frame)."""
+    import mrcfile
+
+    from framewatch.daemon.config.processing_options import ProcessingOptions
+    from framewatch.daemon.service.kernel_warmup import NEW_STATE_FRAMES
+
+    gain = tmp_path / "gain.mrc"
+    with mrcfile.new(gain) as m:
+        m.set_data(np.full((96, 160), 1.1, np.float32))
+    w, journal, log = _warmup_for(tmp_path / "a", opts=ProcessingOptions(gain=gain))
+    m = w.full_size()
+    assert (m.n_frames, m.frame_shape, m.gain, m.source) == (NEW_STATE_FRAMES, (96, 160), True, "gain reference")
+    assert (m.settings.pixel_size_a, m.settings.dose_per_frame_e_per_a2) == (1.0, 0.3)
+    w, journal, log = _warmup_for(tmp_path / "b", opts=ProcessingOptions(gain=gain, pixel_size_a=0.83,
+                                                                         dose_per_tilt_e_per_a2=4.0))
+    m = w.full_size()
+    assert (m.settings.pixel_size_a, m.settings.dose_per_frame_e_per_a2) == (0.83, 0.4)
+    assert log.events == []
+    _done_movie(journal)  # once a movie is done, its size
+    assert (w.full_size().frame_shape, w.full_size().source) == ((512, 768), "last movie")
+    w, journal, log = _warmup_for(tmp_path / "c")
+    assert w.full_size() is None  # no gain, no movie: nothing to go by
+    big = tmp_path / "superres.mrc"  # a super-resolution gain: the movies may be saved at half its size
+    with mrcfile.new(big) as m:
+        m.set_data(np.ones((64, 7000), np.float32))
+    w, journal, log = _warmup_for(tmp_path / "d", opts=ProcessingOptions(gain=big))
+    assert w.full_size() is None
+    assert [name for name, _ in log.events] == ["warmup_full_size_skipped"] and "super-resolution" in log.events[0][1]["reason"]
 
 
 def test_full_size_warm_up_is_skipped_when_off_old_or_invalid(tmp_path):
