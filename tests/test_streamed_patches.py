@@ -129,10 +129,10 @@ def test_more_spectra_than_the_memory_bound_are_dropped(monkeypatch):
     assert stream.measurements(np.zeros((10, 2)), layout=_layout(10), bin_factor=1.0, options=OPTIONS) is None
 
 
-def _streamed_and_whole(size: int):
-    """A ``size``² x 10-frame movie with 2 px of local motion (1 e/A^2 per frame), streamed frame
-    by frame and corrected whole with the defaults: ``(stream, streamed result, whole result)``."""
-    sim = simulated(ny=size, nx=size, n_frames=10, dose_per_frame_e_per_a2=1.0, local_amplitude_px=2.0, seed=7)
+def _streamed_and_whole(size: int, amplitude_px: float = 2.0):
+    """A ``size``² x 10-frame movie with ``amplitude_px`` of local motion (1 e/A^2 per frame), streamed
+    frame by frame and corrected whole with the defaults: ``(stream, streamed result, whole result)``."""
+    sim = simulated(ny=size, nx=size, n_frames=10, dose_per_frame_e_per_a2=1.0, local_amplitude_px=amplitude_px, seed=7)
     settings = CorrectionSettings(pixel_size_a=1.5, dose_per_frame_e_per_a2=1.0, threads=1)
     stream = StreamingCorrection(settings, sim.frames[0].shape)
     for frame in sim.frames:
@@ -160,9 +160,10 @@ def test_a_streamed_movie_with_local_motion_ends_as_the_complete_one():
 
 
 def test_near_the_evidence_threshold_the_final_copy_decides():
-    # 768² with 2 x 2 patches: the evidence (z = 3.1 against 3) is within the margin, so the stream's
+    # 896² with 1.5 px: the evidence (z = 2.6 against 2.5) is within the margin, so the stream's
     # patches are dropped and the movie is measured as correct_movie measures it: the same numbers
-    stream, streamed, whole = _streamed_and_whole(768)
+    stream, streamed, whole = _streamed_and_whole(896, 1.5)
+    assert abs(whole.local_motion.evidence.z - 2.5) < 0.25
     assert not stream.patches_from_stream
     assert "near its threshold" in stream.streamed_patches_dropped
     assert streamed.statistics.local_motion == whole.statistics.local_motion
