@@ -166,7 +166,6 @@ def outcome(job: CorrectionJob, result, *, n_raw_frames: int, started: float,
         pid=os.getpid(),
         worker=where(),  # where it ran (a Dask task replaces it with the worker's address)
         streamed_frames=streamed_frames,
-        defect_mask=None if result.frame_shape is None else DefectMask.from_coordinates_xy(result.replaced_pixels,
-                                                                                           result.frame_shape),
+        defect_mask=DefectMask.from_coordinates_xy(result.replaced_pixels, result.frame_shape),
         mask_hint_pixels=mask_hint_pixels,
     )
